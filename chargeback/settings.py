@@ -1,0 +1,76 @@
+"""The one settings loader: plain settings from the environment, secrets from files.
+
+Secrets follow the OpenFaaS convention, one file per secret under
+/var/openfaas/secrets/<name>; SECRETS_DIR points elsewhere for local runs.
+A setting that is not given means "use the local default", never a crash.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SECRETS_DIR = "/var/openfaas/secrets"
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The secret `name` as stored (trailing newline removed), or None when absent."""
+    environ = os.environ if environ is None else environ
+    path = Path(environ.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR) / name
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    # faas-cli trims the trailing newline, kubectl does not: accept both.
+    value = raw[:-1] if raw.endswith("\n") else raw
+    return value or None
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+
+
+def _list(environ: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = environ.get(name)
+    raw = default if raw is None else raw
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a function may be configured with. Build it with `load()`."""
+
+    database_url: str | None = None
+    gateway_url: str = "http://127.0.0.1:8080"
+    function_namespace: str = "openfaas-system"
+    exclude_namespaces: tuple[str, ...] = ("openfaas-system",)
+    db_pool_max: int = 4
+    db_connect_timeout_s: int = 5
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (default: os.environ) and the secrets directory.
+
+    DATABASE_URL in the environment wins over the `database-url` secret, so a
+    local run can point at another database without touching secret files.
+    """
+    environ = os.environ if environ is None else environ
+    return Settings(
+        database_url=environ.get("DATABASE_URL") or read_secret("database-url", environ),
+        gateway_url=(environ.get("GATEWAY_URL") or Settings.gateway_url).rstrip("/"),
+        function_namespace=environ.get("FUNCTION_NAMESPACE") or Settings.function_namespace,
+        exclude_namespaces=_list(environ, "EXCLUDE_NAMESPACES", "openfaas-system"),
+        db_pool_max=_int(environ, "DB_POOL_MAX", Settings.db_pool_max),
+        db_connect_timeout_s=_int(environ, "DB_CONNECT_TIMEOUT", Settings.db_connect_timeout_s),
+    )

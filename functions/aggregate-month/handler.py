@@ -1,0 +1,6 @@
+"""aggregate-month: not built yet; it arrives with its own issue. Nothing here pretends to work."""
+from chargeback.http import error
+
+
+def handle(event, context):
+    return error(501, "not implemented yet: aggregate-month arrives with its own issue")

@@ -1,0 +1,111 @@
+"""Run a stack.yml function locally, laid out exactly as its image would be.
+
+faas-cli builds `build/<fn>/` from the template's files, the template's
+`function/` sample files, the handler folder laid over them, and each
+`configuration.copy` folder inside `function/`. We lay out the same tree
+(linking the function files, so edits are live) and run the template's own `index.py`.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from .stack import FunctionSpec, Stack
+
+
+def lay_out(stack: Stack, fn: FunctionSpec, build_root: Path) -> Path:
+    """Create build_root/<fn>/ like `faas-cli build --shrinkwrap`; return its path."""
+    target = build_root / fn.name
+    shutil.rmtree(target, ignore_errors=True)
+    template = stack.template_dir(fn)
+    target.mkdir(parents=True)
+    # The template's own files are copied, not linked: Python puts the *resolved*
+    # directory of index.py on sys.path, which must be this build directory.
+    for item in template.iterdir():
+        if item.is_file():
+            shutil.copy2(item, target / item.name)
+    function_dir = target / "function"
+    function_dir.mkdir()
+    for source in (template / "function", fn.handler):
+        for item in source.iterdir():
+            if item.name == "__pycache__":
+                continue
+            link = function_dir / item.name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(item.resolve())
+    for folder in stack.copy:
+        (function_dir / folder.name).symlink_to(folder)
+    return target
+
+
+def _die_with_parent() -> None:
+    # If the runtime is killed outright its functions go too: no orphan keeps
+    # a port, so starting again after a crash works.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class FunctionProcess:
+    """One function served by the template's index.py on 127.0.0.1:port."""
+
+    def __init__(self, fn: FunctionSpec, build_dir: Path, port: int, env: dict[str, str],
+                 log_path: Path | None = None):
+        self.fn = fn
+        self.build_dir = build_dir
+        self.port = port
+        self.env = {**os.environ, **fn.environment, **env,
+                    "UPSTREAM_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FunctionProcess":
+        out = open(self.log_path, "ab") if self.log_path else None
+        self.proc = subprocess.Popen(
+            [sys.executable, "index.py"], cwd=self.build_dir, env=self.env,
+            stdout=out, stderr=subprocess.STDOUT if out else None,
+            preexec_fn=_die_with_parent,
+        )
+        if out:
+            out.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_healthy(self, timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"function {self.fn.name} exited with {self.proc.returncode}"
+                                   + (f"; see {self.log_path}" if self.log_path else ""))
+            try:
+                if requests.get(f"{self.url}/_/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"function {self.fn.name} not healthy after {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

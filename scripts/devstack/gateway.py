@@ -1,0 +1,185 @@
+"""A small stand-in for the OpenFaaS gateway and the Pro queue-worker.
+
+- `/function/<fn>` and `/function/<fn>.<namespace>` proxy synchronously.
+- `/async-function/...` answers 202 with X-Call-Id and runs the call in the
+  background, retrying 408/429/500/502/503/504 and connection errors with
+  exponential backoff (shorter than the Pro worker's 10 s..120 s by default,
+  honouring Retry-After and the com.openfaas.retry.* annotations), then POSTs
+  the result to X-Callback-Url with X-Call-Id, X-Function-Status,
+  X-Function-Name and X-Duration-Seconds.
+- `/system/functions` lists the functions, `/healthz` answers 200.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+from flask import Flask, Response, jsonify, request
+
+from .stack import FunctionSpec
+
+log = logging.getLogger("devstack.gateway")
+
+RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Hop-by-hop headers are not forwarded (RFC 7230 6.1) and neither is the length,
+# which the client library recomputes.
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+        "proxy-authorization", "proxy-authenticate", "content-length", "host"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 10
+    min_wait_s: float = 0.5
+    max_wait_s: float = 10.0
+    codes: frozenset[int] = RETRY_CODES
+
+    def for_function(self, fn: FunctionSpec) -> "RetryPolicy":
+        a = fn.annotations
+
+        def seconds(key: str, default: float) -> float:
+            raw = a.get(key)
+            return float(raw.rstrip("s")) if raw else default
+
+        return RetryPolicy(
+            attempts=int(a.get("com.openfaas.retry.attempts", self.attempts)),
+            min_wait_s=seconds("com.openfaas.retry.min_wait", self.min_wait_s),
+            max_wait_s=seconds("com.openfaas.retry.max_wait", self.max_wait_s),
+            codes=frozenset(int(c) for c in a["com.openfaas.retry.codes"].split(","))
+            if a.get("com.openfaas.retry.codes") else self.codes,
+        )
+
+    def wait_s(self, attempt: int, retry_after: str | None) -> float:
+        wait = min(self.max_wait_s, self.min_wait_s * (2 ** (attempt - 1)))
+        if retry_after and retry_after.isdigit():
+            wait = max(wait, min(float(retry_after), self.max_wait_s))
+        return wait
+
+
+def _forwardable(headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _HOP}
+
+
+class Gateway:
+    """The gateway app; `upstreams` maps a function name to its base URL."""
+
+    def __init__(self, functions: dict[str, FunctionSpec], upstreams: dict[str, str],
+                 retry: RetryPolicy = RetryPolicy(), async_workers: int = 4,
+                 timeout_s: float = 60):
+        self.functions = functions
+        self.upstreams = upstreams
+        self.retry = retry
+        self.timeout_s = timeout_s
+        self.executor = ThreadPoolExecutor(async_workers, thread_name_prefix="async")
+        self._local = threading.local()
+        self.app = self._build_app()
+
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+        return s
+
+    def resolve(self, target: str) -> FunctionSpec | None:
+        name, _, namespace = target.partition(".")
+        fn = self.functions.get(name)
+        if fn is None or (namespace and namespace != fn.namespace):
+            return None
+        return fn
+
+    def call(self, fn: FunctionSpec, method: str, path: str, query: bytes, body: bytes,
+             headers: dict[str, str]) -> requests.Response:
+        url = f"{self.upstreams[fn.name]}/{path}" + (f"?{query.decode()}" if query else "")
+        return self.session().request(method, url, data=body, headers=headers,
+                                      timeout=self.timeout_s, allow_redirects=False)
+
+    def run_async(self, fn: FunctionSpec, call_id: str, path: str, query: bytes, body: bytes,
+                  headers: dict[str, str], callback_url: str | None) -> None:
+        policy = self.retry.for_function(fn)
+        started = time.monotonic()
+        status, out_body, out_headers = 500, b"", {}
+        for attempt in range(1, policy.attempts + 1):
+            retry_after = None
+            try:
+                response = self.call(fn, "POST", path, query, body, headers)
+                status, out_body = response.status_code, response.content
+                out_headers = _forwardable(response.headers)
+                retry_after = response.headers.get("Retry-After")
+                if status not in policy.codes:
+                    break
+            except requests.RequestException as exc:
+                status, out_body, out_headers = 502, str(exc).encode(), {}
+            if attempt < policy.attempts:
+                wait = policy.wait_s(attempt, retry_after)
+                log.info("async %s %s: status %s, retry %d/%d in %.2fs",
+                         fn.name, call_id, status, attempt, policy.attempts, wait)
+                time.sleep(wait)
+        log.info("async %s %s finished with %s", fn.name, call_id, status)
+        if callback_url:
+            callback_headers = {**out_headers, "X-Call-Id": call_id,
+                                "X-Function-Status": str(status),
+                                "X-Function-Name": fn.name,
+                                "X-Duration-Seconds": f"{time.monotonic() - started:.6f}"}
+            try:
+                requests.post(callback_url, data=out_body, headers=callback_headers,
+                              timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                log.warning("callback %s for %s failed: %s", callback_url, call_id, exc)
+
+    def _build_app(self) -> Flask:
+        app = Flask("devstack-gateway")
+
+        @app.get("/healthz")
+        def healthz():
+            return Response("OK", 200)
+
+        @app.get("/system/functions")
+        def system_functions():
+            return jsonify([{"name": fn.name, "namespace": fn.namespace,
+                             "annotations": fn.annotations, "envVars": fn.environment,
+                             "secrets": list(fn.secrets), "replicas": 1,
+                             "availableReplicas": 1 if name in self.upstreams else 0}
+                            for name, fn in self.functions.items()])
+
+        def not_found(target: str):
+            return Response(f"error finding function {target}: not found\n", 404)
+
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+        @app.route("/function/<target>", defaults={"path": ""}, methods=methods)
+        @app.route("/function/<target>/<path:path>", methods=methods)
+        def invoke(target: str, path: str):
+            fn = self.resolve(target)
+            if fn is None:
+                return not_found(target)
+            try:
+                response = self.call(fn, request.method, path, request.query_string,
+                                     request.get_data(), _forwardable(request.headers))
+            except requests.RequestException as exc:
+                return Response(f"cannot reach {fn.name}: {exc}\n", 502)
+            return Response(response.content, response.status_code,
+                            _forwardable(response.headers))
+
+        @app.route("/async-function/<target>", defaults={"path": ""}, methods=["POST"])
+        @app.route("/async-function/<target>/<path:path>", methods=["POST"])
+        def invoke_async(target: str, path: str):
+            fn = self.resolve(target)
+            if fn is None:
+                return not_found(target)
+            call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
+            headers = _forwardable(request.headers)
+            headers["X-Call-Id"] = call_id
+            callback_url = headers.pop("X-Callback-Url", None)
+            self.executor.submit(self.run_async, fn, call_id, path, request.query_string,
+                                 request.get_data(), headers, callback_url)
+            return Response("", 202, {"X-Call-Id": call_id})
+
+        return app
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,119 @@
+"""The local runtime: every stack.yml function behind one gateway, plus the cron runner.
+
+Used by scripts/up and by the tests (which give it a small stack of their own).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import requests
+from werkzeug.serving import make_server
+
+from .cron import CRON_HEADERS, CronRunner, utcnow
+from .functions import FunctionProcess, lay_out
+from .gateway import Gateway, RetryPolicy
+from .pg import free_port
+from .stack import Stack
+
+log = logging.getLogger("devstack")
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def cron_jobs(stack: Stack) -> dict[str, str]:
+    """name -> schedule for the functions cron-connector would pick."""
+    return {name: fn.schedule for name, fn in stack.functions.items() if fn.schedule}
+
+
+class Runtime:
+    def __init__(self, stack: Stack, *, build_root: Path, function_env: dict[str, str],
+                 gateway_port: int = 0, gateway_port_variable: str = "GATEWAY_PORT",
+                 retry: RetryPolicy = RetryPolicy(), cron: bool = True,
+                 clock: Callable[[], datetime] = utcnow, log_dir: Path | None = None):
+        self.stack = stack
+        self.build_root = Path(build_root)
+        self.function_env = dict(function_env)
+        self.gateway_port = gateway_port
+        self.gateway_port_variable = gateway_port_variable
+        self.retry = retry
+        self.cron_enabled = cron
+        self.clock = clock
+        self.log_dir = log_dir
+        self.processes: dict[str, FunctionProcess] = {}
+        self.cron: CronRunner | None = None
+        self._threads: list[threading.Thread] = []
+        self.server = None
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def start(self) -> "Runtime":
+        ports = {name: free_port() for name in self.stack.functions}
+        self.gateway = Gateway(self.stack.functions,
+                               {n: f"http://127.0.0.1:{p}" for n, p in ports.items()},
+                               retry=self.retry)
+        try:
+            # werkzeug's threaded server: one thread per connection, and a clean
+            # shutdown() (waitress cannot be stopped from another thread).
+            self.server = make_server("127.0.0.1", self.gateway_port, self.gateway.app,
+                                      threaded=True)
+        except (OSError, SystemExit):
+            raise PortInUse(f"port {self.gateway_port} is in use: set "
+                            f"{self.gateway_port_variable} to another port") from None
+        env = {**self.function_env, "GATEWAY_URL": self.gateway_url}
+        try:
+            for name, fn in self.stack.functions.items():
+                build_dir = lay_out(self.stack, fn, self.build_root)
+                log_path = self.log_dir / f"{name}.log" if self.log_dir else None
+                self.processes[name] = FunctionProcess(fn, build_dir, ports[name], env,
+                                                       log_path).start()
+            for process in self.processes.values():
+                process.wait_healthy()
+        except Exception:
+            self.stop()
+            raise
+        self._spawn(self.server.serve_forever)
+        if self.cron_enabled:
+            self.cron = CronRunner(cron_jobs(self.stack), self.fire_cron, clock=self.clock)
+            self._spawn(self.cron.run_forever)
+        return self
+
+    def _spawn(self, target) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def fire_cron(self, name: str) -> requests.Response:
+        """Call a function exactly as cron-connector does."""
+        fn = self.stack.functions[name]
+        response = requests.post(f"{self.gateway_url}/function/{name}.{fn.namespace}",
+                                 data=b"", headers=CRON_HEADERS, timeout=120)
+        log.info("cron fired %s: %s", name, response.status_code)
+        return response
+
+    def restart_dead(self) -> list[str]:
+        """Restart any function process that has exited; return their names."""
+        restarted = []
+        for name, process in self.processes.items():
+            if not process.alive():
+                log.warning("function %s exited (%s); restarting", name, process.proc.returncode)
+                process.start()
+                restarted.append(name)
+        return restarted
+
+    def stop(self) -> None:
+        if self.cron:
+            self.cron.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.gateway.shutdown()
+        for process in self.processes.values():
+            process.stop()

@@ -1,0 +1,158 @@
+"""scripts/up: run the whole bundle on this machine, no cluster and no Docker needed.
+
+Each real service replaces its stand-in when its setting is given:
+DATABASE_URL (else embedded PostgreSQL in var/pg), SMTP_URL (else an SMTP sink
+writing var/mail/*.eml), SECRETS_DIR (else var/secrets, created here).
+CHARGEBACK_VAR moves var/ elsewhere.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+
+from chargeback import migrate
+
+from .pg import EmbeddedPostgres, port_in_use
+from .runtime import PortInUse, Runtime
+from .smtp import SmtpSink
+from .stack import StackError, load
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where local state lives: embedded database, secrets, mail, logs, build dirs.
+VAR = Path(os.environ.get("CHARGEBACK_VAR") or ROOT / "var")
+
+
+class UpError(RuntimeError):
+    pass
+
+
+def env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise UpError(f"{name}={raw!r}: expected a TCP port number")
+    return int(raw)
+
+
+def _running_port(data_dir: Path) -> int | None:
+    """The port of an embedded server left running in data_dir (e.g. after a crash)."""
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        os.kill(int(lines[0]), 0)
+        return int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL when set; else the embedded server in var/pg (reused if already up)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"], None
+    data_dir = var / "pg"
+    port = _running_port(data_dir)
+    if port is None:
+        port = env_port("PG_PORT", 54329)
+        if port_in_use(port):
+            raise UpError(f"port {port} is in use: set PG_PORT to another port for the "
+                          "embedded PostgreSQL, or DATABASE_URL to use your own")
+    server = EmbeddedPostgres(data_dir, port)
+    if not server.running():
+        server.start()
+    return server.url, server
+
+
+def secrets_dir(var: Path, database_url: str, smtp_url: str) -> Path:
+    """SECRETS_DIR when set; else var/secrets with a webhook secret made once."""
+    if os.environ.get("SECRETS_DIR"):
+        return Path(os.environ["SECRETS_DIR"])
+    directory = var / "secrets"
+    directory.mkdir(parents=True, exist_ok=True)
+    hook = directory / "webhook-secret"
+    if not hook.exists():
+        hook.write_text(secrets.token_urlsafe(32))
+    (directory / "database-url").write_text(database_url)
+    (directory / "smtp-url").write_text(smtp_url)
+    return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/up", description=__doc__.splitlines()[0])
+    parser.add_argument("-f", "--stack", default=str(ROOT / "stack.yml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    var = VAR
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    pg = sink = runtime = None
+    try:
+        stack = load(args.stack)
+        gateway_port = env_port("GATEWAY_PORT", 8080)
+        if port_in_use(gateway_port):
+            raise PortInUse(f"port {gateway_port} is in use: set GATEWAY_PORT to another port")
+        database_url, pg = database(var)
+        with psycopg.connect(database_url, connect_timeout=10) as conn:
+            applied = migrate.apply(conn)
+        if os.environ.get("SMTP_URL"):
+            smtp_url, mail_where = os.environ["SMTP_URL"], os.environ["SMTP_URL"]
+        else:
+            smtp_port = env_port("SMTP_PORT", 2525)
+            if port_in_use(smtp_port):
+                raise UpError(f"port {smtp_port} is in use: set SMTP_PORT to another port")
+            sink = SmtpSink(var / "mail", smtp_port).start()
+            smtp_url, mail_where = sink.url, f"{var / 'mail'}/*.eml (SMTP sink {sink.url})"
+        secret_dir = secrets_dir(var, database_url, smtp_url)
+        (var / "log").mkdir(parents=True, exist_ok=True)
+        runtime = Runtime(stack, build_root=var / "build", log_dir=var / "log",
+                          gateway_port=gateway_port,
+                          function_env={"SECRETS_DIR": str(secret_dir),
+                                        "DATABASE_URL": database_url,
+                                        "SMTP_URL": smtp_url}).start()
+    except (StackError, PortInUse, UpError) as exc:
+        print(f"scripts/up: {exc}", file=sys.stderr)
+        _shutdown(runtime, sink, pg)
+        return 2
+    except (psycopg.OperationalError, migrate.MigrationError, RuntimeError) as exc:
+        print(f"scripts/up: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        _shutdown(runtime, sink, pg)
+        return 1
+    crons = ", ".join(f'{n} "{f.schedule}"' for n, f in stack.functions.items() if f.schedule)
+    print(f"""
+chargeback local runtime is up
+  gateway    {runtime.gateway_url}   (/function/<name>, /async-function/<name>, /system/functions)
+  functions  {', '.join(stack.functions)}
+  database   {database_url}{'  (embedded, data in ' + str(var / 'pg') + ')' if pg else ''}
+             migrations applied now: {', '.join(applied) or 'none (up to date)'}
+  mail       {mail_where}
+  secrets    {secret_dir}
+  logs       {var / 'log'}/<function>.log
+  cron       {crons or 'none'}
+Ctrl-C stops everything.""", flush=True)
+    while not stopping.wait(1.0):
+        runtime.restart_dead()
+    print("scripts/up: stopping", flush=True)
+    _shutdown(runtime, sink, pg)
+    return 0
+
+
+def _shutdown(runtime, sink, pg) -> None:
+    for part in (runtime, sink, pg):
+        if part is not None:
+            try:
+                part.stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"scripts/up: while stopping: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""chargeback's python3-http template server (flask + waitress behind of-watchdog).
+
+Call-compatible with the community python3-http template: the handler is
+`function/handler.py` with `handle(event, context)`; it returns a dict with
+`statusCode`, `body` and `headers`, or a plain string. Differences, on purpose:
+a dict *or list* body is sent as JSON (the community template sends a list as
+Python's repr), and an exception answers 500 with a one-line JSON reason instead
+of Flask's HTML page. `function/` is on sys.path so handlers can import the
+shared package as `chargeback`. `/_/health` is answered here too, for local
+runs without a watchdog (in the image the watchdog answers it first).
+"""
+import json
+import logging
+import os
+import sys
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "function"))
+
+from flask import Flask, Response, request  # noqa: E402
+from waitress import serve  # noqa: E402
+
+from function import handler  # noqa: E402
+
+app = Flask(__name__)
+log = logging.getLogger("function")
+
+
+class Event:
+    def __init__(self):
+        self.body = request.get_data()
+        self.headers = request.headers
+        self.method = request.method
+        self.query = request.args
+        self.path = request.path
+
+
+class Context:
+    def __init__(self):
+        self.hostname = os.getenv("HOSTNAME", "localhost")
+
+
+def _json(payload, status=200, headers=None):
+    out = Response(json.dumps(payload, default=str), status=status, headers=headers or {})
+    out.headers["Content-Type"] = "application/json"
+    return out
+
+
+def format_response(result):
+    if result is None:
+        return Response("", status=200)
+    if isinstance(result, dict):
+        status = int(result.get("statusCode", 200))
+        headers = result.get("headers") or {}
+        body = result.get("body", "")
+        if isinstance(body, (dict, list)):
+            has_type = any(k.lower() == "content-type" for k in dict(headers))
+            out = _json(body, status, headers)
+            if has_type:  # the handler's own Content-Type wins
+                out.headers.update(headers)
+            return out
+        if not isinstance(body, (bytes, str)):
+            body = str(body)
+        return Response(body, status=status, headers=headers)
+    if isinstance(result, (bytes, str)):
+        return Response(result, status=200)
+    return Response(str(result), status=200)
+
+
+@app.route("/_/health", methods=["GET"])
+def health():
+    return Response("OK", status=200)
+
+
+@app.route("/", defaults={"path": ""},
+           methods=["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def call_handler(path):
+    try:
+        return format_response(handler.handle(Event(), Context()))
+    except Exception as exc:  # a handler bug must not leak an HTML traceback
+        traceback.print_exc(file=sys.stderr)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return _json({"error": f"internal error: {type(exc).__name__}: {reason}"}, 500)
+
+
+if __name__ == "__main__":
+    serve(
+        app,
+        host=os.getenv("UPSTREAM_HOST", "127.0.0.1"),
+        port=int(os.getenv("UPSTREAM_PORT", "5000")),
+        threads=int(os.getenv("WAITRESS_THREADS", "4")),
+        ident=None,
+        _quiet=True,
+    )

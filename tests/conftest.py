@@ -1,0 +1,100 @@
+"""Shared fixtures: one embedded PostgreSQL per session, a fresh migrated database
+per test, secrets on disk, and functions served by the template's own server."""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chargeback import db, migrate
+from devstack import stack as stackfile
+from devstack.functions import FunctionProcess, lay_out
+from devstack.pg import EmbeddedPostgres, free_port
+from devstack.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+WEBHOOK_SECRET = "test-webhook-secret"
+_TEMPLATE_DB = "chargeback_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """An embedded PostgreSQL (fsync off) with a migrated template database."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(),
+                              durable=False).start()
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {_TEMPLATE_DB}")
+    with psycopg.connect(server.url.rsplit("/", 1)[0] + f"/{_TEMPLATE_DB}") as conn:
+        migrate.apply(conn)
+    yield server
+    db.close_all()
+    server.stop()
+
+
+@pytest.fixture
+def database_url(pg_server) -> str:
+    """A fresh, fully migrated database for this test alone."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE_DB}")
+    return pg_server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def secrets_dir(tmp_path, database_url) -> Path:
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    (directory / "webhook-secret").write_text(WEBHOOK_SECRET + "\n")
+    (directory / "database-url").write_text(database_url)
+    return directory
+
+
+@pytest.fixture
+def product_stack():
+    return stackfile.load(ROOT / "stack.yml")
+
+
+@pytest.fixture
+def serve_function(tmp_path, product_stack):
+    """Start a function of stack.yml (or of `stack`) on its own port; stopped after the test.
+
+    serve_function("receive-usage", env={...}) -> FunctionProcess with .url
+    """
+    started: list[FunctionProcess] = []
+
+    def start(name: str, env: dict[str, str] | None = None, stack=None) -> FunctionProcess:
+        stack = stack or product_stack
+        fn = stack.functions[name]
+        build_dir = lay_out(stack, fn, tmp_path / "build")
+        process = FunctionProcess(fn, build_dir, free_port(), dict(env or {}),
+                                  log_path=tmp_path / f"{name}.log").start()
+        started.append(process)
+        process.wait_healthy()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def local_runtime(tmp_path):
+    """Start a Runtime over a stack file; stopped after the test.
+
+    local_runtime(stack, function_env={...}, **runtime_options) -> Runtime
+    """
+    started: list[Runtime] = []
+
+    def start(stack, function_env: dict[str, str] | None = None, **options) -> Runtime:
+        runtime = Runtime(stack, build_root=tmp_path / "build", log_dir=tmp_path,
+                          function_env=dict(function_env or {}), **options).start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()

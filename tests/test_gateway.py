@@ -1,0 +1,165 @@
+"""The local gateway: sync and async invocation, retries, callbacks, cron."""
+import json
+import queue
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from devstack import stack as stackfile
+from devstack.cron import CronRunner
+from devstack.gateway import RetryPolicy
+from devstack.runtime import cron_jobs
+
+from .conftest import ROOT
+
+
+@pytest.fixture
+def tests_stack():
+    return stackfile.load(ROOT / "tests" / "stack.yml", root=ROOT)
+
+
+@pytest.fixture
+def runtime(local_runtime, tests_stack, tmp_path):
+    state = tmp_path / "flaky"
+    state.mkdir()
+    return local_runtime(tests_stack, function_env={"FLAKY_STATE_DIR": str(state)},
+                         cron=False)
+
+
+@pytest.fixture
+def callbacks():
+    """A real HTTP server that records every callback POSTed to it."""
+    received: queue.Queue = queue.Queue()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.put((dict(self.headers), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url = f"http://127.0.0.1:{server.server_port}/done"
+    server.received = received
+    yield server
+    server.shutdown()
+
+
+def test_healthz_and_function_list(runtime):
+    assert requests.get(f"{runtime.gateway_url}/healthz").status_code == 200
+    listed = requests.get(f"{runtime.gateway_url}/system/functions").json()
+    assert {(f["name"], f["namespace"]) for f in listed} == {
+        ("echo", "openfaas-system"), ("flaky", "openfaas-system")}
+
+
+@pytest.mark.parametrize("target", ["echo", "echo.openfaas-system"])
+def test_sync_invoke_by_either_name_form(runtime, target):
+    r = requests.post(f"{runtime.gateway_url}/function/{target}/sub?x=2", data=b'{"a": 1}',
+                      headers={"X-Test-Header": "through"})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["path"], body["query"], body["json"], body["header"]) == (
+        "/sub", {"x": "2"}, {"a": 1}, "through")
+
+
+@pytest.mark.parametrize("target", ["nope", "nope.openfaas-system", "echo.openfaas-fn"])
+def test_unknown_function_or_namespace_is_404(runtime, target):
+    assert requests.post(f"{runtime.gateway_url}/function/{target}").status_code == 404
+    assert requests.post(f"{runtime.gateway_url}/async-function/{target}").status_code == 404
+
+
+def test_function_status_and_headers_pass_through(runtime):
+    r = requests.get(f"{runtime.gateway_url}/function/echo?mode=status")
+    assert (r.status_code, r.headers["X-Custom"]) == (418, "yes")
+
+
+def test_async_invoke_answers_202_with_call_id_and_runs(runtime, callbacks):
+    r = requests.post(f"{runtime.gateway_url}/async-function/echo.openfaas-system",
+                      data=b'{"job": 7}', headers={"X-Callback-Url": callbacks.url})
+    assert r.status_code == 202
+    call_id = r.headers["X-Call-Id"]
+    assert call_id
+    headers, body = callbacks.received.get(timeout=10)
+    assert headers["X-Call-Id"] == call_id
+    assert headers["X-Function-Status"] == "200"
+    assert headers["X-Function-Name"] == "echo"
+    assert float(headers["X-Duration-Seconds"]) >= 0
+    assert json.loads(body)["json"] == {"job": 7}
+
+
+def test_async_keeps_the_callers_call_id(runtime, callbacks):
+    r = requests.post(f"{runtime.gateway_url}/async-function/echo",
+                      headers={"X-Call-Id": "mine-1", "X-Callback-Url": callbacks.url})
+    assert r.headers["X-Call-Id"] == "mine-1"
+    headers, _ = callbacks.received.get(timeout=10)
+    assert headers["X-Call-Id"] == "mine-1"
+
+
+def test_async_function_failing_twice_with_503_is_retried_and_succeeds(runtime, callbacks):
+    r = requests.post(f"{runtime.gateway_url}/async-function/flaky", data=b"payload",
+                      headers={"X-Callback-Url": callbacks.url})
+    assert r.status_code == 202
+    headers, body = callbacks.received.get(timeout=15)
+    assert headers["X-Function-Status"] == "200"
+    assert headers["X-Function-Name"] == "flaky"
+    assert headers["X-Handled-By"] == "flaky"
+    assert json.loads(body) == {"attempts": 3, "echo": "payload"}
+
+
+def test_async_gives_up_after_the_attempt_limit(local_runtime, tests_stack, tmp_path, callbacks):
+    state = tmp_path / "flaky-forever"
+    state.mkdir()
+    rt = local_runtime(tests_stack, cron=False,
+                       function_env={"FLAKY_STATE_DIR": str(state), "FLAKY_FAILURES": "99"},
+                       retry=RetryPolicy(attempts=3))
+    requests.post(f"{rt.gateway_url}/async-function/flaky", headers={
+        "X-Callback-Url": callbacks.url, "X-Call-Id": "doomed"})
+    headers, _ = callbacks.received.get(timeout=15)
+    assert headers["X-Function-Status"] == "503"
+    # stack.yml's com.openfaas.retry.* annotations win over the policy's waits,
+    # the policy's attempt count stays: exactly 3 calls were made.
+    assert (state / "doomed.count").read_text() == "3"
+
+
+def test_retry_policy_backs_off_exponentially_and_honours_retry_after():
+    policy = RetryPolicy(attempts=5, min_wait_s=1, max_wait_s=8)
+    assert [policy.wait_s(n, None) for n in range(1, 6)] == [1, 2, 4, 8, 8]
+    assert policy.wait_s(1, "5") == 5
+    assert policy.wait_s(1, "60") == 8
+
+
+def test_cron_runner_fires_every_minute_function_without_waiting(runtime, tests_stack):
+    now = [datetime(2026, 11, 1, 12, 0, 30, tzinfo=timezone.utc)]
+    responses = queue.Queue()
+    runner = CronRunner(cron_jobs(tests_stack),
+                        lambda name: responses.put(runtime.fire_cron(name)),
+                        clock=lambda: now[0])
+    assert runner.run_due() == []
+    now[0] += timedelta(seconds=29)
+    assert runner.run_due() == []
+    now[0] += timedelta(seconds=1)  # 12:01:00
+    assert runner.run_due() == ["echo"]
+    body = responses.get(timeout=10).json()
+    assert (body["method"], body["body"]) == ("POST", "")
+    assert (body["topic"], body["connector"]) == ("cron-function", "cron-connector")
+    now[0] += timedelta(minutes=5)  # missed slots are not caught up: one call
+    assert runner.run_due() == ["echo"]
+    assert runner.run_due() == []
+
+
+def test_cron_supports_every_and_macros():
+    from devstack.cron import Schedule
+    t = datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
+    assert Schedule("@every 5m").next_after(t) == t + timedelta(minutes=5)
+    assert Schedule("@hourly").next_after(t) == datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
+    assert Schedule("0 1 1 * *").next_after(t) == datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="not a cron expression"):
+        Schedule("every tuesday")

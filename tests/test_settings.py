@@ -1,0 +1,40 @@
+"""The settings loader and the secret reader."""
+import pytest
+
+from chargeback.settings import ConfigError, load, read_secret
+
+
+def test_secret_is_read_from_secrets_dir_without_trailing_newline(tmp_path):
+    (tmp_path / "webhook-secret").write_text("s3cret\n")
+    assert read_secret("webhook-secret", {"SECRETS_DIR": str(tmp_path)}) == "s3cret"
+
+
+def test_missing_or_empty_secret_is_none(tmp_path):
+    (tmp_path / "empty").write_text("")
+    env = {"SECRETS_DIR": str(tmp_path)}
+    assert read_secret("absent", env) is None
+    assert read_secret("empty", env) is None
+
+
+def test_database_url_env_wins_over_the_secret(tmp_path):
+    (tmp_path / "database-url").write_text("postgresql://from-secret/db")
+    assert load({"SECRETS_DIR": str(tmp_path)}).database_url == "postgresql://from-secret/db"
+    assert load({"SECRETS_DIR": str(tmp_path), "DATABASE_URL": "postgresql://env/db"}
+                ).database_url == "postgresql://env/db"
+
+
+def test_defaults_when_nothing_is_set(tmp_path):
+    s = load({"SECRETS_DIR": str(tmp_path)})
+    assert s.database_url is None
+    assert s.gateway_url == "http://127.0.0.1:8080"
+    assert s.exclude_namespaces == ("openfaas-system",)
+
+
+def test_lists_and_integers_are_parsed_and_bad_values_named():
+    s = load({"EXCLUDE_NAMESPACES": "openfaas-system, kube-system ,", "DB_POOL_MAX": "9",
+              "GATEWAY_URL": "http://gateway.openfaas:8080/"})
+    assert s.exclude_namespaces == ("openfaas-system", "kube-system")
+    assert s.db_pool_max == 9
+    assert s.gateway_url == "http://gateway.openfaas:8080"
+    with pytest.raises(ConfigError, match="DB_POOL_MAX='many': expected an integer"):
+        load({"DB_POOL_MAX": "many"})
