@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -98,3 +101,26 @@ def local_runtime(tmp_path):
     yield start
     for runtime in started:
         runtime.stop()
+
+
+@pytest.fixture
+def callbacks():
+    """A real HTTP server that records every callback POSTed to it."""
+    received: queue.Queue = queue.Queue()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.put((dict(self.headers), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url = f"http://127.0.0.1:{server.server_port}/done"
+    server.received = received
+    yield server
+    server.shutdown()

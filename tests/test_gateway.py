@@ -1,10 +1,7 @@
 """The local gateway: sync and async invocation, retries, callbacks, cron."""
 import json
 import queue
-import threading
-import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -28,29 +25,6 @@ def runtime(local_runtime, tests_stack, tmp_path):
     state.mkdir()
     return local_runtime(tests_stack, function_env={"FLAKY_STATE_DIR": str(state)},
                          cron=False)
-
-
-@pytest.fixture
-def callbacks():
-    """A real HTTP server that records every callback POSTed to it."""
-    received: queue.Queue = queue.Queue()
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.put((dict(self.headers), body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.url = f"http://127.0.0.1:{server.server_port}/done"
-    server.received = received
-    yield server
-    server.shutdown()
 
 
 def test_healthz_and_function_list(runtime):
