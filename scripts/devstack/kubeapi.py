@@ -249,6 +249,9 @@ class FixtureKubeApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY, Nagle
+            # and delayed ACKs add 40 ms to every request
+            disable_nagle_algorithm = True
 
             def setup(self):
                 super().setup()
