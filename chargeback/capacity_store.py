@@ -29,20 +29,22 @@ class TickOutcome:
     reason: str | None = None
 
 
-def latest_slot(conn: psycopg.Connection) -> datetime | None:
-    return conn.execute("SELECT max(slot) FROM openfaas_metering.capacity_ticks").fetchone()[0]
-
-
-def _already(slot: datetime, latest: datetime) -> TickOutcome:
-    reason = ("already metered" if latest == slot else
-              f"a later tick ({latest.isoformat()}) is already metered")
-    return TickOutcome(slot, recorded=False, previous_slot=latest, reason=reason)
+def _done(conn: psycopg.Connection, slot: datetime) -> tuple[datetime | None, TickOutcome | None]:
+    """The latest completed slot, and an outcome when `slot` may not be recorded now."""
+    latest, recorded = conn.execute(
+        "SELECT max(slot), bool_or(slot = %s) FROM openfaas_metering.capacity_ticks",
+        (slot,)).fetchone()
+    if latest is None or latest < slot:
+        return latest, None
+    reason = ("already metered" if recorded else
+              f"a later tick ({latest.isoformat()}) is already metered: an older slot "
+              "would bill time twice")
+    return latest, TickOutcome(slot, recorded=False, previous_slot=latest, reason=reason)
 
 
 def already_metered(conn: psycopg.Connection, slot: datetime) -> TickOutcome | None:
     """A cheap look before reading the cluster: an outcome when the slot is done."""
-    latest = latest_slot(conn)
-    return _already(slot, latest) if latest is not None and latest >= slot else None
+    return _done(conn, slot)[1]
 
 
 _UPSERT_TENANTS = """
@@ -71,9 +73,9 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
     reading (billing details from their annotations).
     """
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (TICK_LOCK,))
-    latest = latest_slot(conn)
-    if latest is not None and latest >= slot:
-        return _already(slot, latest)
+    latest, done = _done(conn, slot)
+    if done is not None:
+        return done
     elapsed = None if latest is None else int((slot - latest).total_seconds())
     billed = 0 if elapsed is None else min(elapsed, max_gap_seconds)
     samples = reading.samples if billed > 0 else ()

@@ -94,13 +94,14 @@ def test_the_clock_override_is_refused_unless_explicitly_allowed(start_meter, da
 
 def test_a_second_call_for_the_same_minute_records_nothing(meter, database_url):
     tick(meter, T0)
-    assert tick(meter, T0 + timedelta(minutes=1, seconds=5)).json()["recorded"] is True
-    again = tick(meter, T0 + timedelta(minutes=1, seconds=55)).json()
-    assert again == {"slot": "2026-10-01T00:01:00Z", "recorded": False,
+    assert tick(meter, T0 + timedelta(minutes=2, seconds=5)).json()["recorded"] is True
+    again = tick(meter, T0 + timedelta(minutes=2, seconds=55)).json()
+    assert again == {"slot": "2026-10-01T00:02:00Z", "recorded": False,
                      "reason": "already metered"}
-    late = tick(meter, T0 + timedelta(seconds=30)).json()
+    # a late call for a minute the last tick already covered would bill it twice
+    late = tick(meter, T0 + timedelta(minutes=1, seconds=30)).json()
     assert late["recorded"] is False and "a later tick" in late["reason"]
-    assert unit_seconds(database_url, "helix-ai", "node_hours") == 2 * 60
+    assert unit_seconds(database_url, "helix-ai", "node_hours") == 2 * 120
     assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_ticks") == [(2,)]
 
 
