@@ -69,14 +69,17 @@ def measure_cluster(settings: Settings, *, decode_models: bool = False) -> capac
                             cluster.services, rules(settings))
 
 
-def run_tick(settings: Settings, now: datetime) -> dict:
-    """Meter the slot `now` falls in; the summary a caller (and the log) sees."""
+def run_tick(settings: Settings, now: datetime, *, decode_models: bool = False) -> dict:
+    """Meter the slot `now` falls in; the summary a caller (and the log) sees.
+
+    decode_models: the client's model deserialisation (scripts/bench/meter's baseline).
+    """
     slot = tick_slot(now)
     with db.transaction(settings) as conn:
         done = capacity_store.already_metered(conn, slot)
     if done is not None:
         return summary(done, None, settings)
-    reading = measure_cluster(settings)  # raises before anything is written
+    reading = measure_cluster(settings, decode_models=decode_models)  # raises before any write
     with db.transaction(settings) as conn:
         outcome = capacity_store.record_tick(conn, slot, reading, settings.max_gap_seconds)
     return summary(outcome, reading if outcome.recorded else None, settings)
