@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, Inexact, localcontext
+from functools import lru_cache
 
 GIB_BYTES = Decimal(2) ** 30
 
@@ -25,6 +26,7 @@ class QuantityError(ValueError):
     """The text is not a Kubernetes quantity; the message quotes it."""
 
 
+@lru_cache(maxsize=4096)  # a cluster repeats a few spellings thousands of times
 def parse_quantity(text: str) -> Decimal:
     """The exact value of a quantity, in base units (cores, bytes, devices)."""
     if not isinstance(text, str):
@@ -45,6 +47,7 @@ def parse_quantity(text: str) -> Decimal:
         return number.scaleb(power)
 
 
+@lru_cache(maxsize=4096)
 def bytes_to_gib(value_bytes: Decimal) -> Decimal:
     """Bytes as GiB, exactly (any byte count is a finite decimal number of GiB)."""
     with localcontext() as ctx:
