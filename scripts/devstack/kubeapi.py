@@ -88,8 +88,10 @@ class FixtureCluster:
             listed = []
             for obj in objects.get(resource, ()):
                 meta = obj.get("metadata") or {}
+                # items of a list carry no kind/apiVersion on a real API server
+                item = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
                 listed.append(_Item(meta.get("namespace"), meta.get("labels") or {},
-                                    json.dumps(obj, separators=(",", ":")).encode()))
+                                    json.dumps(item, separators=(",", ":")).encode()))
             self.items[resource] = listed
         self._cache: dict[tuple, list[bytes]] = {}
         self._lock = threading.Lock()
