@@ -87,7 +87,8 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         (slot, latest, elapsed, billed, len(reading.tenants), reading.dedicated_nodes,
          reading.not_ready_nodes, len(samples),
          Jsonb(list(reading.warnings[:MAX_STORED_WARNINGS]))))
-    tenants = reading.tenants
+    # in namespace order, so that concurrent upserts of several tenants lock rows in one order
+    tenants = sorted(reading.tenants, key=lambda t: t.namespace)
     conn.execute(_UPSERT_TENANTS, {
         "seen_at": slot,
         "namespace": [t.namespace for t in tenants],
