@@ -31,8 +31,9 @@ class TickOutcome:
 
 def _done(conn: psycopg.Connection, slot: datetime) -> tuple[datetime | None, TickOutcome | None]:
     """The latest completed slot, and an outcome when `slot` may not be recorded now."""
-    latest, recorded = conn.execute(
-        "SELECT max(slot), bool_or(slot = %s) FROM openfaas_metering.capacity_ticks",
+    latest, recorded = conn.execute(  # both answered from the primary key's index
+        """SELECT (SELECT max(slot) FROM openfaas_metering.capacity_ticks),
+                  EXISTS (SELECT 1 FROM openfaas_metering.capacity_ticks WHERE slot = %s)""",
         (slot,)).fetchone()
     if latest is None or latest < slot:
         return latest, None
