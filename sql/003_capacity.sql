@@ -40,6 +40,8 @@ CREATE TABLE openfaas_metering.capacity_samples (
     units      numeric     NOT NULL CHECK (units > 0),
     PRIMARY KEY (namespace, slot, meter, sku, spot)
 );
+-- month close reads one period for every tenant
+CREATE INDEX capacity_samples_slot ON openfaas_metering.capacity_samples (slot);
 
 -- Hours per tenant, UTC month, meter, SKU and spot flag. A tick belongs to
 -- the month in which its interval starts: the tick at 00:00 on the 1st bills
