@@ -86,8 +86,7 @@ def summary(database_url: str) -> list[str]:
     """Per tenant: node-, GPU-, CPU-, memory-, storage- and LB-hours for October, from Postgres."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(_MONTHLY, (MONTH_START,)).fetchall()
-        tenants = [ns for (ns,) in conn.execute(
-            "SELECT namespace FROM openfaas_metering.tenants ORDER BY namespace")]
+    tenants = sorted({row[0] for row in rows})  # tenants that held anything in October
     per: dict[str, dict] = defaultdict(lambda: defaultdict(Decimal))
     gpus: dict[str, list[str]] = defaultdict(list)
     for namespace, meter, sku, spot, hours in rows:
