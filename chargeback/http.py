@@ -2,8 +2,9 @@
 
 A handler wraps its work in `guarded()` so that the same failure always gets
 the same answer: a bad request its 4xx with the reason, a missing setting 500,
-a database that is down 503 with Retry-After (so the sender retries), the
-gateway unreachable 502.
+a database or Kubernetes API that is down 503 with Retry-After (so the sender
+retries), the gateway unreachable 502, a Kubernetes refusal (403) 500 naming
+the missing permission.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from .db import DatabaseUnavailable
 from .gateway import GatewayError
+from .kube import KubeRefused, KubeUnavailable
 from .settings import ConfigError
 
 log = logging.getLogger("chargeback")
@@ -55,6 +57,13 @@ def guarded(handle: Callable[[Any, Any], dict]) -> Callable[[Any, Any], dict]:
                          {"Retry-After": str(RETRY_AFTER_S)})
         except GatewayError as exc:
             return error(502, str(exc))
+        except KubeUnavailable as exc:
+            log.warning("kubernetes API unavailable: %s", exc)
+            return error(503, f"kubernetes API unavailable, nothing recorded; retry later: {exc}",
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        except KubeRefused as exc:
+            log.error("kubernetes API refused: %s", exc)
+            return error(500, str(exc))
 
     return wrapper
 

@@ -41,6 +41,24 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r}: expected an integer") from None
 
 
+def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value}: expected a positive integer")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
 def _list(environ: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = environ.get(name)
     raw = default if raw is None else raw
@@ -57,6 +75,16 @@ class Settings:
     exclude_namespaces: tuple[str, ...] = ("openfaas-system",)
     db_pool_max: int = 4
     db_connect_timeout_s: int = 5
+    # meter-capacity
+    kubeconfig: str | None = None
+    tenant_annotation_prefix: str = "chargeback/"
+    tenant_node_labels: tuple[str, ...] = ("chargeback/tenant",)
+    max_gap_seconds: int = 300
+    kube_timeout_s: int = 10
+    kube_page_size: int = 500
+    # Lets a caller choose the tick's time ({"now": ...} in the body): for the
+    # demo and tests only. Never set it in stack.yml: a caller could bill any time.
+    allow_clock_override: bool = False
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -73,4 +101,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         exclude_namespaces=_list(environ, "EXCLUDE_NAMESPACES", "openfaas-system"),
         db_pool_max=_int(environ, "DB_POOL_MAX", Settings.db_pool_max),
         db_connect_timeout_s=_int(environ, "DB_CONNECT_TIMEOUT", Settings.db_connect_timeout_s),
+        # meter-capacity
+        kubeconfig=environ.get("KUBECONFIG") or None,
+        tenant_annotation_prefix=environ.get("TENANT_ANNOTATION_PREFIX",
+                                             Settings.tenant_annotation_prefix).strip(),
+        tenant_node_labels=_list(environ, "TENANT_NODE_LABELS", "chargeback/tenant"),
+        max_gap_seconds=_positive(environ, "MAX_GAP_SECONDS", Settings.max_gap_seconds),
+        kube_timeout_s=_positive(environ, "KUBE_TIMEOUT_SECONDS", Settings.kube_timeout_s),
+        kube_page_size=_positive(environ, "KUBE_PAGE_SIZE", Settings.kube_page_size),
+        allow_clock_override=_bool(environ, "ALLOW_CLOCK_OVERRIDE", False),
     )

@@ -38,3 +38,19 @@ def test_lists_and_integers_are_parsed_and_bad_values_named():
     assert s.gateway_url == "http://gateway.openfaas:8080"
     with pytest.raises(ConfigError, match="DB_POOL_MAX='many': expected an integer"):
         load({"DB_POOL_MAX": "many"})
+
+
+def test_meter_capacity_settings_and_their_defaults():
+    s = load({})
+    assert (s.tenant_annotation_prefix, s.tenant_node_labels, s.max_gap_seconds) == (
+        "chargeback/", ("chargeback/tenant",), 300)
+    assert s.allow_clock_override is False and s.kubeconfig is None
+    s = load({"TENANT_NODE_LABELS": "chargeback/tenant, vcluster.loft.sh/managed-by",
+              "MAX_GAP_SECONDS": "3600", "ALLOW_CLOCK_OVERRIDE": "true",
+              "KUBECONFIG": "/tmp/kc"})
+    assert s.tenant_node_labels == ("chargeback/tenant", "vcluster.loft.sh/managed-by")
+    assert (s.max_gap_seconds, s.allow_clock_override, s.kubeconfig) == (3600, True, "/tmp/kc")
+    with pytest.raises(ConfigError, match="ALLOW_CLOCK_OVERRIDE='maybe': expected true or false"):
+        load({"ALLOW_CLOCK_OVERRIDE": "maybe"})
+    with pytest.raises(ConfigError, match="MAX_GAP_SECONDS=0: expected a positive integer"):
+        load({"MAX_GAP_SECONDS": "0"})

@@ -1,6 +1,18 @@
-"""meter-capacity: not built yet; it arrives with its own issue. Nothing here pretends to work."""
-from chargeback.http import error
+"""meter-capacity: cron-connector calls it every minute (POST, empty body).
+
+It records, per tenant, what the tenant held in the cluster since the previous
+completed tick (dedicated nodes, CPU, memory, GPUs by SKU, storage, load
+balancers) and answers a summary of the tick. The work is in
+chargeback.capacity_tick; the status codes are chargeback.http's.
+"""
+from chargeback import capacity_tick
+from chargeback.http import guarded, require_method, respond
+from chargeback.settings import load
 
 
+@guarded
 def handle(event, context):
-    return error(501, "not implemented yet: meter-capacity arrives with its own issue")
+    require_method(event, "POST")
+    settings = load()
+    now = capacity_tick.requested_now(event.body, settings, capacity_tick.utcnow())
+    return respond(200, capacity_tick.run_tick(settings, now))

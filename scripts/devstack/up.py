@@ -2,7 +2,8 @@
 
 Each real service replaces its stand-in when its setting is given:
 DATABASE_URL (else embedded PostgreSQL in var/pg), SMTP_URL (else an SMTP sink
-writing var/mail/*.eml), SECRETS_DIR (else var/secrets, created here).
+writing var/mail/*.eml), SECRETS_DIR (else var/secrets, created here),
+KUBECONFIG (else the fixture Kubernetes API, with var/kubeconfig pointing at it).
 CHARGEBACK_VAR moves var/ elsewhere.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import psycopg
 
 from chargeback import migrate
 
+from .kubeapi import FixtureKubeApi
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .smtp import SmtpSink
@@ -83,6 +85,19 @@ def secrets_dir(var: Path, database_url: str, smtp_url: str) -> Path:
     return directory
 
 
+def kubernetes(var: Path) -> tuple[str, FixtureKubeApi | None]:
+    """KUBECONFIG when set; else the fixture API (KUBE_API_PORT, default a free port)
+    serving scripts/devstack/fixtures/cluster/, and var/kubeconfig for it."""
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"], None
+    port = env_port("KUBE_API_PORT", 0) if os.environ.get("KUBE_API_PORT") else 0
+    try:
+        api = FixtureKubeApi(port=port).start()
+    except OSError:
+        raise UpError(f"port {port} is in use: set KUBE_API_PORT to another port") from None
+    return str(api.write_kubeconfig(var / "kubeconfig")), api
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/up", description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--stack", default=str(ROOT / "stack.yml"))
@@ -94,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    pg = sink = runtime = None
+    pg = sink = runtime = kube = None
     try:
         stack = load(args.stack)
         gateway_port = env_port("GATEWAY_PORT", 8080)
@@ -112,19 +127,21 @@ def main(argv: list[str] | None = None) -> int:
             sink = SmtpSink(var / "mail", smtp_port).start()
             smtp_url, mail_where = sink.url, f"{var / 'mail'}/*.eml (SMTP sink {sink.url})"
         secret_dir = secrets_dir(var, database_url, smtp_url)
+        kubeconfig, kube = kubernetes(var)
         (var / "log").mkdir(parents=True, exist_ok=True)
         runtime = Runtime(stack, build_root=var / "build", log_dir=var / "log",
                           gateway_port=gateway_port,
                           function_env={"SECRETS_DIR": str(secret_dir),
                                         "DATABASE_URL": database_url,
-                                        "SMTP_URL": smtp_url}).start()
+                                        "SMTP_URL": smtp_url,
+                                        "KUBECONFIG": kubeconfig}).start()
     except (StackError, PortInUse, UpError) as exc:
         print(f"scripts/up: {exc}", file=sys.stderr)
-        _shutdown(runtime, sink, pg)
+        _shutdown(runtime, sink, pg, kube)
         return 2
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError) as exc:
         print(f"scripts/up: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        _shutdown(runtime, sink, pg)
+        _shutdown(runtime, sink, pg, kube)
         return 1
     crons = ", ".join(f'{n} "{f.schedule}"' for n, f in stack.functions.items() if f.schedule)
     print(f"""
@@ -134,6 +151,7 @@ chargeback local runtime is up
   database   {database_url}{'  (embedded, data in ' + str(var / 'pg') + ')' if pg else ''}
              migrations applied now: {', '.join(applied) or 'none (up to date)'}
   mail       {mail_where}
+  kubernetes {kube.url + ' (fixture cluster, ' + kubeconfig + ')' if kube else kubeconfig}
   secrets    {secret_dir}
   logs       {var / 'log'}/<function>.log
   cron       {crons or 'none'}
@@ -141,11 +159,11 @@ Ctrl-C stops everything.""", flush=True)
     while not stopping.wait(1.0):
         runtime.restart_dead()
     print("scripts/up: stopping", flush=True)
-    _shutdown(runtime, sink, pg)
+    _shutdown(runtime, sink, pg, kube)
     return 0
 
 
-def _shutdown(runtime, sink, pg) -> None:
+def _shutdown(runtime, sink, pg, kube) -> None:
     for part in (runtime, sink, pg):
         if part is not None:
             try:

@@ -1,0 +1,260 @@
+"""What each tenant holds in the cluster: Kubernetes objects -> meter quantities. Pure.
+
+Input is the API's own JSON (namespaces, nodes, PersistentVolumeClaims,
+Services as plain dicts); output is one `Sample` per tenant, meter, SKU and
+spot flag, in units held at the moment of the tick (nodes, cores, GiB, GPUs,
+load balancers). The tick multiplies them by the seconds it bills.
+
+Errors go in the customer's favour: a node that is not Ready is not billed, a
+quantity that cannot be parsed is skipped with a warning, never guessed.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .quantity import QuantityError, bytes_to_gib, parse_quantity
+
+# Meter names say the unit a price is quoted in; samples hold units held, and
+# unit-hours are sum(units * seconds) / 3600.
+NODE_HOURS = "node_hours"                  # SKU: instance type
+CPU_CORE_HOURS = "cpu_core_hours"          # SKU: "" (full capacity of dedicated nodes)
+MEMORY_GIB_HOURS = "memory_gib_hours"      # SKU: ""
+GPU_HOURS = "gpu_hours"                    # SKU: GPU product, MIG profile as its own SKU
+STORAGE_GIB_HOURS = "storage_gib_hours"    # SKU: storage class
+LOADBALANCER_HOURS = "loadbalancer_hours"  # SKU: ""
+METERS = (NODE_HOURS, CPU_CORE_HOURS, MEMORY_GIB_HOURS, GPU_HOURS, STORAGE_GIB_HOURS,
+          LOADBALANCER_HOURS)
+
+INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+GPU_PRODUCT_LABELS = ("nvidia.com/gpu.product",            # NVIDIA GPU operator
+                      "cloud.google.com/gke-accelerator",  # GKE
+                      "k8s.amazonaws.com/accelerator")     # EKS
+GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+_MIG_RESOURCE = re.compile(r"^nvidia\.com/mig-(?P<profile>.+)$")
+# label -> the value that means spot / preemptible capacity (compared case-insensitively)
+SPOT_LABELS = {
+    "karpenter.sh/capacity-type": "spot",
+    "eks.amazonaws.com/capacityType": "spot",
+    "cloud.google.com/gke-spot": "true",
+    "cloud.google.com/gke-preemptible": "true",
+    "kubernetes.azure.com/scalesetpriority": "spot",
+}
+OPENFAAS_ANNOTATION = "openfaas"
+DEFAULT_STORAGE_CLASS = "default"  # a PVC without storageClassName uses the cluster default
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How tenants and their nodes are recognised (from Settings)."""
+
+    annotation_prefix: str = "chargeback/"
+    node_label_keys: tuple[str, ...] = ("chargeback/tenant",)
+    exclude_namespaces: tuple[str, ...] = ("openfaas-system",)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    namespace: str
+    display_name: str | None = None
+    email: str | None = None
+    plan: str | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    namespace: str
+    meter: str
+    sku: str
+    spot: bool
+    units: Decimal
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One look at the cluster: tenants, what they hold, and what was not billed and why."""
+
+    tenants: tuple[Tenant, ...]
+    samples: tuple[Sample, ...]
+    dedicated_nodes: int
+    not_ready_nodes: int
+    warnings: tuple[str, ...]
+
+
+def _meta(obj: Mapping, key: str) -> Mapping:
+    return (obj.get("metadata") or {}).get(key) or {}
+
+
+def _name(obj: Mapping) -> str:
+    return (obj.get("metadata") or {}).get("name") or "?"
+
+
+def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
+                            warnings: list[str]) -> list[Tenant]:
+    """OpenFaaS function namespaces (annotation openfaas: "1"), minus the excluded ones."""
+    tenants = []
+    excluded = set(rules.exclude_namespaces)
+    prefix = rules.annotation_prefix
+    for ns in namespaces:
+        name = _name(ns)
+        annotations = _meta(ns, "annotations")
+        if annotations.get(OPENFAAS_ANNOTATION) != "1" or name in excluded:
+            continue
+
+        def note(key: str) -> str | None:
+            value = annotations.get(prefix + key)
+            return value.strip() or None if isinstance(value, str) else None
+
+        currency = note("currency")
+        if currency is not None and not _CURRENCY.match(currency):
+            warnings.append(f"namespace {name}: annotation {prefix}currency={currency!r} is not "
+                            "a 3-letter ISO 4217 code: ignored")
+            currency = None
+        tenants.append(Tenant(name, display_name=note("name"), email=note("email"),
+                              plan=note("plan"), currency=currency and currency.upper()))
+    return tenants
+
+
+def instance_type(labels: Mapping[str, str]) -> str:
+    for key in INSTANCE_TYPE_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return "unknown"
+
+
+def is_spot(labels: Mapping[str, str]) -> bool:
+    return any(str(labels.get(key, "")).lower() == value for key, value in SPOT_LABELS.items())
+
+
+def gpu_product(labels: Mapping[str, str]) -> str | None:
+    for key in GPU_PRODUCT_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return None
+
+
+def gpu_skus(labels: Mapping[str, str], capacity: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(resource, SKU) for every GPU resource in `capacity`; MIG profiles are their own SKUs.
+
+    Without a product label the resource name is the SKU: unknown, not guessed.
+    """
+    product = gpu_product(labels)
+    found = []
+    for resource in capacity:
+        if resource in GPU_RESOURCES:
+            found.append((resource, product or resource))
+        else:
+            mig = _MIG_RESOURCE.match(resource)
+            if mig:
+                profile = f"mig-{mig.group('profile')}"
+                found.append((resource, f"{product}/{profile}" if product else profile))
+    return found
+
+
+def is_ready(node: Mapping) -> bool:
+    """Ready=True in status.conditions; no condition at all counts as not ready."""
+    for condition in (node.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return False
+
+
+def node_tenant(labels: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    """The tenant a node is dedicated to: the first configured label key present."""
+    for key in keys:
+        value = labels.get(key)
+        if value:
+            return value
+    return None
+
+
+class _Tally:
+    def __init__(self):
+        self.units: dict[tuple[str, str, str, bool], Decimal] = defaultdict(Decimal)
+
+    def add(self, namespace: str, meter: str, sku: str, spot: bool, units: Decimal) -> None:
+        self.units[(namespace, meter, sku, spot)] += units
+
+    def samples(self) -> tuple[Sample, ...]:
+        return tuple(Sample(ns, meter, sku, spot, units)
+                     for (ns, meter, sku, spot), units in sorted(self.units.items())
+                     if units > 0)
+
+
+def _quantity(raw, what: str, warnings: list[str], *, whole: bool = False) -> Decimal | None:
+    try:
+        value = parse_quantity(raw)
+    except QuantityError as exc:
+        warnings.append(f"{what}: {exc}: not billed")
+        return None
+    if value < 0 or (whole and value != value.to_integral_value()):
+        warnings.append(f"{what}: {raw!r} is not a {'whole ' if whole else ''}non-negative "
+                        "quantity: not billed")
+        return None
+    return value
+
+
+def _measure_node(node: Mapping, tenant: str, tally: _Tally, warnings: list[str]) -> None:
+    name = _name(node)
+    labels = _meta(node, "labels")
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    spot = is_spot(labels)
+    tally.add(tenant, NODE_HOURS, instance_type(labels), spot, Decimal(1))
+    cores = _quantity(capacity.get("cpu"), f"node {name}: cpu capacity", warnings)
+    if cores is not None:
+        tally.add(tenant, CPU_CORE_HOURS, "", spot, cores)
+    memory = _quantity(capacity.get("memory"), f"node {name}: memory capacity", warnings)
+    if memory is not None:
+        tally.add(tenant, MEMORY_GIB_HOURS, "", spot, bytes_to_gib(memory))
+    for resource, sku in gpu_skus(labels, capacity):
+        count = _quantity(capacity[resource], f"node {name}: {resource} capacity", warnings,
+                          whole=True)
+        if count:
+            tally.add(tenant, GPU_HOURS, sku, spot, count)
+
+
+def measure(namespaces: Iterable[Mapping], nodes: Iterable[Mapping], pvcs: Iterable[Mapping],
+            services: Iterable[Mapping], rules: Rules) -> Reading:
+    """Everything each tenant holds right now, as samples of units held."""
+    warnings: list[str] = []
+    tenants = tenants_from_namespaces(namespaces, rules, warnings)
+    known = {t.namespace for t in tenants}
+    tally = _Tally()
+    dedicated = not_ready = 0
+    for node in nodes:
+        tenant = node_tenant(_meta(node, "labels"), rules.node_label_keys)
+        if tenant is None:
+            continue  # shared node: its use is billed per invocation, not here
+        if tenant not in known:
+            warnings.append(f"node {_name(node)}: labelled for {tenant!r}, which is not a "
+                            "tenant namespace (openfaas: \"1\", not excluded): not billed")
+            continue
+        dedicated += 1
+        if not is_ready(node):
+            not_ready += 1
+            continue
+        _measure_node(node, tenant, tally, warnings)
+    for pvc in pvcs:
+        namespace = (pvc.get("metadata") or {}).get("namespace")
+        status = pvc.get("status") or {}
+        if namespace not in known or status.get("phase") != "Bound":
+            continue
+        what = f"pvc {namespace}/{_name(pvc)}: storage capacity"
+        size = _quantity((status.get("capacity") or {}).get("storage"), what, warnings)
+        if size is not None:
+            spec = pvc.get("spec") or {}
+            storage_class = spec.get("storageClassName") or DEFAULT_STORAGE_CLASS
+            tally.add(namespace, STORAGE_GIB_HOURS, storage_class, False, bytes_to_gib(size))
+    for service in services:
+        namespace = (service.get("metadata") or {}).get("namespace")
+        if namespace not in known or (service.get("spec") or {}).get("type") != "LoadBalancer":
+            continue
+        # Billed once the cloud has provisioned it (an address is assigned).
+        if ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
+            tally.add(namespace, LOADBALANCER_HOURS, "", False, Decimal(1))
+    return Reading(tuple(tenants), tally.samples(), dedicated, not_ready, tuple(warnings))

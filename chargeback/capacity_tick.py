@@ -1,0 +1,118 @@
+"""One meter-capacity tick: read the cluster, measure, record once per schedule minute.
+
+cron-connector calls once a minute, with an empty body, and never retries, so
+the tick converges: it bills the time since the previous completed tick
+(capped at MAX_GAP_SECONDS; longer gaps are kept for audit), is idempotent for
+its slot, and records nothing when the Kubernetes API fails (503, and the next
+tick makes it good).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from . import capacity, capacity_store, db, kube
+from .http import RequestError
+from .settings import Settings
+
+MAX_WARNINGS_SHOWN = 20
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def tick_slot(now: datetime) -> datetime:
+    """The schedule minute `now` falls in, UTC."""
+    if now.tzinfo is None:
+        raise ValueError("tick times are timezone-aware")
+    return now.astimezone(timezone.utc).replace(second=0, microsecond=0)
+
+
+def requested_now(body: bytes, settings: Settings, real_now: datetime) -> datetime:
+    """The tick's time: now, or `{"now": "<RFC 3339>"}` when ALLOW_CLOCK_OVERRIDE is on.
+
+    The override exists for the demo and tests (a month of ticks in seconds);
+    it is off by default and absent from stack.yml, because whoever can call
+    the function could otherwise bill any time they like.
+    """
+    if not body or not body.strip():
+        return real_now
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise RequestError(400, "body: expected empty (as cron-connector sends) or JSON") from None
+    if not isinstance(payload, dict) or "now" not in payload:
+        return real_now
+    if not settings.allow_clock_override:
+        raise RequestError(403, "now: the clock override is disabled "
+                                "(ALLOW_CLOCK_OVERRIDE is not true); send an empty body")
+    try:
+        chosen = datetime.fromisoformat(str(payload["now"]).replace("Z", "+00:00"))
+    except ValueError:
+        chosen = None
+    if chosen is None or chosen.tzinfo is None:
+        raise RequestError(400, "now: expected an RFC 3339 time with a zone, "
+                                "e.g. 2026-10-01T00:00:00Z")
+    return chosen
+
+
+def rules(settings: Settings) -> capacity.Rules:
+    return capacity.Rules(annotation_prefix=settings.tenant_annotation_prefix,
+                          node_label_keys=settings.tenant_node_labels,
+                          exclude_namespaces=settings.exclude_namespaces)
+
+
+def measure_cluster(settings: Settings, *, decode_models: bool = False) -> capacity.Reading:
+    cluster = kube.read_cluster(settings, decode_models=decode_models)
+    return capacity.measure(cluster.namespaces, cluster.nodes, cluster.persistentvolumeclaims,
+                            cluster.services, rules(settings))
+
+
+def run_tick(settings: Settings, now: datetime, *, decode_models: bool = False) -> dict:
+    """Meter the slot `now` falls in; the summary a caller (and the log) sees.
+
+    decode_models: the client's model deserialisation (scripts/bench/meter's baseline).
+    """
+    slot = tick_slot(now)
+    with db.transaction(settings) as conn:
+        done = capacity_store.already_metered(conn, slot)
+    if done is not None:
+        return summary(done, None, settings)
+    reading = measure_cluster(settings, decode_models=decode_models)  # raises before any write
+    with db.transaction(settings) as conn:
+        outcome = capacity_store.record_tick(conn, slot, reading, settings.max_gap_seconds)
+    return summary(outcome, reading if outcome.recorded else None, settings)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def summary(outcome: capacity_store.TickOutcome, reading: capacity.Reading | None,
+            settings: Settings) -> dict:
+    body: dict = {"slot": _iso(outcome.slot), "recorded": outcome.recorded}
+    if not outcome.recorded:
+        body["reason"] = outcome.reason
+        return body
+    gaps = []
+    if outcome.elapsed_seconds is not None and outcome.elapsed_seconds > outcome.billed_seconds:
+        gaps.append({"from": _iso(outcome.previous_slot), "to": _iso(outcome.slot),
+                     "elapsed_seconds": outcome.elapsed_seconds,
+                     "billed_seconds": outcome.billed_seconds,
+                     "unbilled_seconds": outcome.elapsed_seconds - outcome.billed_seconds})
+    body.update({
+        "previous_slot": _iso(outcome.previous_slot),
+        "billed_seconds": outcome.billed_seconds,
+        "note": None if outcome.previous_slot else "first tick: a baseline, nothing billed",
+        "tenants": len(reading.tenants),
+        "nodes": {"dedicated": reading.dedicated_nodes, "not_ready": reading.not_ready_nodes},
+        "samples": outcome.samples,
+        "gaps": gaps,
+        "max_gap_seconds": settings.max_gap_seconds,
+        "warnings": list(reading.warnings[:MAX_WARNINGS_SHOWN]),
+        "warnings_total": len(reading.warnings),
+    })
+    if body["note"] is None:
+        del body["note"]
+    return body
