@@ -15,6 +15,7 @@ import pytest
 from chargeback import db, migrate
 from devstack import stack as stackfile
 from devstack.functions import FunctionProcess, lay_out
+from devstack.kubeapi import FixtureKubeApi
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
 
@@ -54,6 +55,15 @@ def secrets_dir(tmp_path, database_url) -> Path:
     (directory / "webhook-secret").write_text(WEBHOOK_SECRET + "\n")
     (directory / "database-url").write_text(database_url)
     return directory
+
+
+@pytest.fixture
+def kube_api(tmp_path):
+    """The fixture Kubernetes API server, with a kubeconfig for the real client at .kubeconfig."""
+    api = FixtureKubeApi().start()
+    api.kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    yield api
+    api.stop()
 
 
 @pytest.fixture

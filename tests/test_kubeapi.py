@@ -6,21 +6,14 @@ from kubernetes.client.exceptions import ApiException
 
 from chargeback import capacity_tick
 from chargeback.settings import load
-from devstack.kubeapi import FixtureKubeApi, SelectorError, parse_selector
+from devstack.kubeapi import SelectorError, parse_selector
 
 
 @pytest.fixture
-def api(tmp_path):
-    server = FixtureKubeApi().start()
-    server.kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def core(api):
+def core(kube_api):
     configuration = client.Configuration()
-    config.load_kube_config(config_file=str(api.kubeconfig), client_configuration=configuration)
+    config.load_kube_config(config_file=str(kube_api.kubeconfig),
+                            client_configuration=configuration)
     return client.CoreV1Api(client.ApiClient(configuration))
 
 
@@ -55,16 +48,16 @@ def test_the_real_client_lists_and_pages_through_the_fixture(core):
     assert [s.spec.type for s in lbs.items] == ["LoadBalancer", "ClusterIP"]
 
 
-def test_a_continue_token_from_an_older_cluster_answers_410(api, core):
+def test_a_continue_token_from_an_older_cluster_answers_410(kube_api, core):
     first = core.list_node(limit=2)
-    api.set_cluster({"nodes": []})
+    kube_api.set_cluster({"nodes": []})
     with pytest.raises(ApiException) as raised:
         core.list_node(limit=2, _continue=first.metadata._continue)
     assert raised.value.status == 410
 
 
-def test_raw_json_decoding_measures_what_the_models_measure(api):
-    settings = load({"KUBECONFIG": str(api.kubeconfig), "KUBE_PAGE_SIZE": "4"})
+def test_raw_json_decoding_measures_what_the_models_measure(kube_api):
+    settings = load({"KUBECONFIG": str(kube_api.kubeconfig), "KUBE_PAGE_SIZE": "4"})
     raw = capacity_tick.measure_cluster(settings)
     models = capacity_tick.measure_cluster(settings, decode_models=True)
     assert raw == models

@@ -19,14 +19,6 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 
 
 @pytest.fixture
-def kube_api(tmp_path):
-    api = FixtureKubeApi().start()
-    api.kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-    yield api
-    api.stop()
-
-
-@pytest.fixture
 def start_meter(serve_function, database_url, kube_api):
     def start(**env):
         return serve_function("meter-capacity", env={
