@@ -18,16 +18,23 @@ class ConfigError(ValueError):
     """A setting is present but unusable; the message names the variable."""
 
 
-def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The secret `name` as stored (trailing newline removed), or None when absent."""
+def read_secret(name: str, environ: Mapping[str, str] | None = None, *,
+                raw: bool = False) -> str | None:
+    """The secret `name` (one trailing newline removed), or None when absent.
+
+    raw=True returns the file's text exactly as stored, trailing newline and
+    all (the webhook signature check tries the key both ways).
+    """
     environ = os.environ if environ is None else environ
     path = Path(environ.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR) / name
     try:
-        raw = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    if raw:
+        return text or None
     # faas-cli trims the trailing newline, kubectl does not: accept both.
-    value = raw[:-1] if raw.endswith("\n") else raw
+    value = text[:-1] if text.endswith("\n") else text
     return value or None
 
 
@@ -57,6 +64,9 @@ class Settings:
     exclude_namespaces: tuple[str, ...] = ("openfaas-system",)
     db_pool_max: int = 4
     db_connect_timeout_s: int = 5
+    # receive-usage
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_future_skew_s: int = 300
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -73,4 +83,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         exclude_namespaces=_list(environ, "EXCLUDE_NAMESPACES", "openfaas-system"),
         db_pool_max=_int(environ, "DB_POOL_MAX", Settings.db_pool_max),
         db_connect_timeout_s=_int(environ, "DB_CONNECT_TIMEOUT", Settings.db_connect_timeout_s),
+        # receive-usage
+        max_body_bytes=_int(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
+        max_future_skew_s=_int(environ, "MAX_FUTURE_SKEW_SECONDS", Settings.max_future_skew_s),
     )
