@@ -21,6 +21,7 @@ NS_PER_US = 1_000
 # Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
 # and multiplying by it never rounds (dividing by 2^30 in Postgres would).
 GB_SECONDS_PER_BYTE_NS = Decimal("0.000000000000000000931322574615478515625")
+_GB_SECONDS_PER_BYTE_NS_E39 = 931322574615478515625  # the same, times 10^39
 MAX_NAME_CHARS = 63  # a Kubernetes DNS-1123 label: namespaces and OpenFaaS function names
 MAX_DURATION_NS = 10**18  # ~31.7 years: anything longer is a sender bug, not usage
 MAX_MEMORY_BYTES = 2**63 - 1
@@ -169,7 +170,17 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
 
 def gb_seconds(duration_ns: int, memory_bytes: int) -> Decimal:
     """Exact GB-seconds (GiB x s) of one invocation: duration_ns x memory_bytes / 1e9 / 2^30."""
-    return Decimal(duration_ns * memory_bytes) * GB_SECONDS_PER_BYTE_NS
+    return total_gb_seconds([(duration_ns, memory_bytes)])
+
+
+def total_gb_seconds(usages) -> Decimal:
+    """Exact GB-seconds of (duration_ns, memory_bytes) pairs.
+
+    Summed as integers and built from a string: Decimal arithmetic would round
+    to the context's 28 digits, and an exact value needs up to 39 decimals.
+    """
+    byte_ns = sum(duration_ns * memory_bytes for duration_ns, memory_bytes in usages)
+    return Decimal(f"{byte_ns * _GB_SECONDS_PER_BYTE_NS_E39}E-39")
 
 
 def month_of(started_ns: int) -> date:

@@ -149,6 +149,10 @@ def test_gb_seconds_are_exact():
     assert usage.gb_seconds(10**9, 2**30) == 1
     assert usage.gb_seconds(3798742, 20971520) == Decimal("0.0000741941796875")
     assert usage.gb_seconds(1, 1) * 10**9 * 2**30 == 1
+    one_byte_ns = Decimal("0.000000000000000000931322574615478515625")
+    assert usage.gb_seconds(3, 1) == 3 * one_byte_ns  # 39 decimals, not rounded to 28
+    assert usage.total_gb_seconds([(3, 1), (10**9, 2**30), (1, 1)]) == Decimal(
+        "1.000000000000000003725290298461914062500")
 
 
 def test_month_of_follows_the_microsecond_postgres_stores():

@@ -21,7 +21,7 @@ from decimal import Decimal
 import requests
 
 from chargeback import webhook
-from chargeback.usage import gb_seconds
+from chargeback.usage import total_gb_seconds
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -177,12 +177,16 @@ class Expected:
     """What the database must hold once every delivery of a plan has been received."""
 
     invocations: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    gb_seconds: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    byte_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rejected: int = 0
     excluded: int = 0
     replays: int = 0
     events_sent: int = 0
+
+    def gb_seconds(self, namespace: str) -> Decimal:
+        """Exact GB-seconds of the tenant's unique events."""
+        return total_gb_seconds([(self.byte_ns[namespace], 1)])
 
 
 def plan_deliveries(rng: random.Random, events: list[dict], *, invalid: list[dict] = (),
@@ -198,7 +202,7 @@ def plan_deliveries(rng: random.Random, events: list[dict], *, invalid: list[dic
     expected = Expected()
     for e in events:
         expected.invocations[e["namespace"]] += 1
-        expected.gb_seconds[e["namespace"]] += gb_seconds(e["duration"], e["memory_bytes"])
+        expected.byte_ns[e["namespace"]] += e["duration"] * e["memory_bytes"]
     valid = {id(e) for e in events}
     stream = list(events)
     ns_sys, fn_sys, mem_sys = SYSTEM_FUNCTION
