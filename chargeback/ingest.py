@@ -17,7 +17,7 @@ from psycopg.errors import TransactionRollback
 
 from . import db
 from .settings import Settings
-from .usage import GB_SECONDS_PER_BYTE_NS, Batch, month_of
+from .usage import GB_SECONDS_PER_BYTE_NS, Batch, months_of
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.
@@ -153,8 +153,7 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
 
     accepted_by_ns: dict[str, int] = {}
     if batch.events:
-        months = sorted({month_of(e.started_ns) for e in batch.events})
-        conn.execute(_ENSURE_PARTITIONS, (months,))
+        conn.execute(_ENSURE_PARTITIONS, (months_of([e.started_ns for e in batch.events]),))
         conn.execute(_STAGING)
         with conn.cursor().copy(_COPY_STAGING) as copy:
             # Names are validated Kubernetes names ([a-z0-9-]) and the rest are

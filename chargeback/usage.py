@@ -13,11 +13,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 EVENT_TYPE = "function_usage"
 NS_PER_S = 1_000_000_000
 NS_PER_US = 1_000
+NS_PER_DAY = 86_400 * NS_PER_S
 # Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
 # and multiplying by it never rounds (dividing by 2^30 in Postgres would).
 GB_SECONDS_PER_BYTE_NS = Decimal("0.000000000000000000931322574615478515625")
@@ -28,7 +30,7 @@ MAX_MEMORY_BYTES = 2**63 - 1
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
     re.ASCII,  # \d must not match other scripts' digits
 )
@@ -100,22 +102,32 @@ def parse_started(text: Any) -> int:
     if not match:
         raise ValueError(f"started {_short(text)} is not RFC 3339 "
                          "(e.g. 2023-11-14T15:01:20.349527036Z, at most 9 fractional digits)")
-    y, mo, d, h, mi, s, frac, _z, sign, oh, om = match.groups()
-    hour, minute, second = int(h), int(mi), int(s)
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f"started {_short(text)} has an invalid time of day"
-                         + (" (leap seconds are not supported)" if second == 60 else ""))
-    try:
-        days = date(int(y), int(mo), int(d)).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        raise ValueError(f"started {_short(text)} is not a calendar date") from None
+    minute, second, frac, _z, sign, oh, om = match.groups()
+    minute_s = _epoch_minute_s(minute)
+    if minute_s is None or int(second) > 59:
+        raise ValueError(f"started {_short(text)} is not a valid date and time of day"
+                         + (" (leap seconds are not supported)" if second == "60" else ""))
     offset_s = 0
     if sign:
         if int(oh) > 23 or int(om) > 59:
             raise ValueError(f"started {_short(text)} has an invalid UTC offset")
         offset_s = (int(oh) * 3600 + int(om) * 60) * (-1 if sign == "-" else 1)
-    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s
+    seconds = minute_s + int(second) - offset_s
     return seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+@lru_cache(maxsize=8192)
+def _epoch_minute_s(minute: str) -> int | None:
+    """Seconds from the epoch to a YYYY-MM-DDTHH:MM (local to its offset), None if
+    there is no such date or time. Cached: a batch spans few distinct minutes."""
+    try:
+        day = date(int(minute[:4]), int(minute[5:7]), int(minute[8:10]))
+    except ValueError:
+        return None
+    hour, minute_of_hour = int(minute[11:13]), int(minute[14:16])
+    if hour > 23 or minute_of_hour > 59:
+        return None
+    return (day.toordinal() - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute_of_hour * 60
 
 
 def validate(items: list, *, now_ns: int, max_future_skew_s: int,
@@ -130,31 +142,33 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
         try:
             if type(item) is not dict:
                 raise ValueError(f"event must be a JSON object, got {_kind(item)}")
-            missing = [f for f in _FIELDS if f not in item]
-            if missing:
+            try:
+                kind, namespace, function_name = (item["event"], item["namespace"],
+                                                  item["function_name"])
+                started, duration_ns, memory_bytes = (item["started"], item["duration"],
+                                                      item["memory_bytes"])
+            except KeyError:
+                missing = [f for f in _FIELDS if f not in item]
                 raise ValueError(f"missing field{'s' if len(missing) > 1 else ''} "
-                                 + ", ".join(missing))
-            if item["event"] != EVENT_TYPE:
-                raise ValueError(f"event is {_short(item['event'])}, expected {EVENT_TYPE!r}")
-            namespace, function_name = item["namespace"], item["function_name"]
+                                 + ", ".join(missing)) from None
+            if kind != EVENT_TYPE:
+                raise ValueError(f"event is {_short(kind)}, expected {EVENT_TYPE!r}")
             if type(namespace) is not str or namespace not in valid_names:
                 _check_name("namespace", namespace)
                 valid_names.add(namespace)
             if type(function_name) is not str or function_name not in valid_names:
                 _check_name("function_name", function_name)
                 valid_names.add(function_name)
-            started_ns = parse_started(item["started"])
+            started_ns = parse_started(started)
             if started_ns < 0:
-                raise ValueError(f"started {_short(item['started'])} is before 1970")
+                raise ValueError(f"started {_short(started)} is before 1970")
             if started_ns > latest_ns:
-                raise ValueError(f"started {_short(item['started'])} is more than "
+                raise ValueError(f"started {_short(started)} is more than "
                                  f"{max_future_skew_s}s in the future")
-            duration_ns = item["duration"]
             if type(duration_ns) is not int or not 0 <= duration_ns <= MAX_DURATION_NS:
                 raise ValueError("duration must be a non-negative integer number of "
                                  f"nanoseconds (at most {MAX_DURATION_NS}), got "
                                  f"{_short(duration_ns)}")
-            memory_bytes = item["memory_bytes"]
             if type(memory_bytes) is not int or not 0 < memory_bytes <= MAX_MEMORY_BYTES:
                 raise ValueError("memory_bytes must be a positive integer number of bytes, "
                                  f"got {_short(memory_bytes)}")
@@ -185,9 +199,15 @@ def total_gb_seconds(usages) -> Decimal:
 
 def month_of(started_ns: int) -> date:
     """First day of the UTC month of `started` as Postgres stores it (rounded to µs)."""
-    started_us = (started_ns + NS_PER_US // 2) // NS_PER_US
-    day = date.fromordinal(_EPOCH_ORDINAL + started_us // 86_400_000_000)
-    return day.replace(day=1)
+    return months_of([started_ns])[0]
+
+
+def months_of(started_ns: list[int] | Any) -> list[date]:
+    """The distinct UTC months (first days) that events starting at `started_ns` fall in,
+    by the microsecond Postgres stores (half up), in order."""
+    # floor((ns + 500) / 1000 / 86400e6) == floor((ns + 500) / 86400e9) for ns >= 0
+    days = {(ns + NS_PER_US // 2) // NS_PER_DAY for ns in started_ns}
+    return sorted({date.fromordinal(_EPOCH_ORDINAL + day).replace(day=1) for day in days})
 
 
 def _check_name(field_name: str, value: Any) -> None:

@@ -27,7 +27,9 @@ CREATE TABLE openfaas_metering.function_usage (
 ) PARTITION BY RANGE (started);
 
 -- Create the monthly partitions (UTC months) that `months` fall in, if missing.
--- Safe with many replicas: creators queue on an advisory lock and re-check.
+-- Safe with many replicas: creators queue on an advisory lock, then look again
+-- with a fresh snapshot (pg_class, not to_regclass, whose cache may predate the
+-- other creator's commit).
 CREATE FUNCTION openfaas_metering.ensure_function_usage_partitions(months date[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -39,13 +41,19 @@ BEGIN
         part := 'function_usage_' || to_char(month, 'YYYY_MM');
         CONTINUE WHEN to_regclass(format('openfaas_metering.%I', part)) IS NOT NULL;
         PERFORM pg_advisory_xact_lock(hashtextextended('openfaas_metering.function_usage partitions', 0));
-        CONTINUE WHEN to_regclass(format('openfaas_metering.%I', part)) IS NOT NULL;
-        EXECUTE format(
-            'CREATE TABLE openfaas_metering.%I PARTITION OF openfaas_metering.function_usage'
-            ' FOR VALUES FROM (%L) TO (%L)',
-            part,
-            month::timestamp AT TIME ZONE 'UTC',
-            (month + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                               WHERE n.nspname = 'openfaas_metering' AND c.relname = part);
+        BEGIN
+            EXECUTE format(
+                'CREATE TABLE openfaas_metering.%I PARTITION OF openfaas_metering.function_usage'
+                ' FOR VALUES FROM (%L) TO (%L)',
+                part,
+                month::timestamp AT TIME ZONE 'UTC',
+                (month + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+        EXCEPTION WHEN duplicate_table THEN
+            NULL;  -- created meanwhile by another replica: what we wanted
+        END;
     END LOOP;
 END
 $$;
