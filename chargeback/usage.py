@@ -35,6 +35,20 @@ _RFC3339 = re.compile(
     re.ASCII,  # \d must not match other scripts' digits
 )
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# The sample monthly query of the OpenFaaS docs ("Billing metrics"), verbatim:
+# openfaas_metering.function_usage must keep answering it unmodified.
+OPENFAAS_DOCS_MONTHLY_QUERY = """
+select
+    u.namespace,
+    u.function_name,
+    count(u) as total_invocations,
+    sum(u.duration) as total_duration,
+    sum(extract(epoch from u.duration) * u.memory_bytes / power(1024,3)) as total_gb_seconds
+from openfaas_metering.function_usage u
+where u.started > now() - interval '30 days'
+group by namespace,function_name;
+"""
 _FIELDS = ("event", "namespace", "function_name", "started", "duration", "memory_bytes")
 
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import requests
 
-from chargeback.usage import parse_started, total_gb_seconds
+from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY, parse_started, total_gb_seconds
 from chargeback.webhook import sign
 from devstack.usage_sim import WebhookSender, rfc3339, usage_event
 
@@ -328,19 +328,6 @@ def test_events_of_any_month_are_stored_in_their_own_partition(send, database_ur
 
 # Totals -------------------------------------------------------------------------
 
-DOCS_QUERY = """
-select
-    u.namespace,
-    u.function_name,
-    count(u) as total_invocations,
-    sum(u.duration) as total_duration,
-    sum(extract(epoch from u.duration) * u.memory_bytes / power(1024,3)) as total_gb_seconds
-from openfaas_metering.function_usage u
-where u.started > now() - interval '30 days'
-group by namespace,function_name;
-"""
-
-
 def test_the_docs_monthly_query_agrees_with_the_rollup(send, database_url):
     rng = random.Random(7)
     now_ns = time.time_ns()
@@ -351,7 +338,7 @@ def test_the_docs_monthly_query_agrees_with_the_rollup(send, database_url):
               for _ in range(2000)]
     for i in range(0, len(events), 500):
         assert send(events[i:i + 500]).json()["accepted"] == 500
-    docs = {(ns, fn): (n, gbs) for ns, fn, n, _, gbs in query(database_url, DOCS_QUERY)}
+    docs = {(ns, fn): (n, gbs) for ns, fn, n, _, gbs in query(database_url, OPENFAAS_DOCS_MONTHLY_QUERY)}
     rollup = {(ns, fn): (n, gbs) for ns, fn, n, gbs in query(database_url, """
         SELECT namespace, function_name, sum(invocations), sum(gb_seconds)
           FROM openfaas_metering.function_usage_hourly GROUP BY 1, 2""")}
