@@ -21,17 +21,17 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import psycopg
-import requests
 
 from chargeback import migrate, webhook
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
 from devstack.stack import load
-from devstack.usage_sim import Delivery, simulate_month
+from devstack.usage_sim import Delivery, WebhookSender, simulate_month
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-webhook-secret"
@@ -61,6 +61,7 @@ class Result:
     events: int
     wall_s: float
     latencies_s: list[float]
+    cpu_s: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
@@ -79,30 +80,56 @@ def deliveries(rng: random.Random, month: date, batches: int, size: int) -> list
             for i in range(batches)]
 
 
-def send_all(url: str, batch: list[Delivery], threads: int, name: str) -> Result:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(pg: EmbeddedPostgres) -> list[int]:
+    """The postmaster and all its children (backends, WAL writer, checkpointer...)."""
+    postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def send_all(url: str, batch: list[Delivery], threads: int, name: str,
+             processes: dict[str, Callable[[], list[int]]]) -> Result:
     signed = [(d, webhook.sign(d.body, SECRET)) for d in batch]
     local = threading.local()
 
     def post(i: int) -> float:
         delivery, signature = signed[i]
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+        if not hasattr(local, "sender"):
+            local.sender = WebhookSender(url, SECRET)
         started = time.perf_counter()
-        r = session.post(url, data=delivery.body, timeout=120, headers={
-            "X-Openfaas-Event": "function_usage", "X-Openfaas-Delivery": delivery.delivery_id,
-            "X-Openfaas-Signature-256": signature, "Content-Type": "application/json"})
+        r = local.sender.post(delivery.body, delivery_id=delivery.delivery_id,
+                              signature=signature)
         elapsed = time.perf_counter() - started
         if r.status_code != 200 or r.json()["accepted"] != len(delivery.events):
             raise RuntimeError(f"{name}: delivery {delivery.delivery_id}: {r.status_code} "
                                f"{r.text[:200]}")
         return elapsed
 
-    # each thread sends its own share in turn, as several event-worker replicas would
+    before = {k: cpu_seconds(pids()) for k, pids in processes.items()}
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         latencies = list(pool.map(post, range(len(signed))))
     wall = time.perf_counter() - started
-    return Result(name, sum(len(d.events) for d in batch), wall, latencies)
+    cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    return Result(name, sum(len(d.events) for d in batch), wall, latencies, cpu)
 
 
 def baseline(database_url: str, batch: list[Delivery], threads: int) -> Result:
@@ -170,13 +197,18 @@ def main(argv: list[str] | None = None) -> int:
             warm, runs = deliveries(rng, date(2026, 7, 1), 10, args.batch_size), {}
             direct_batch = deliveries(rng, date(2026, 8, 1), args.batches, args.batch_size)
             gateway_batch = deliveries(rng, date(2026, 9, 1), args.batches, args.batch_size)
-            send_all(direct, warm, args.threads, "warm-up")
+            processes = {
+                "function": lambda: [runtime.processes["receive-usage"].proc.pid],
+                "postgres": lambda: postgres_pids(pg),
+                "client+gateway": lambda: [os.getpid()],  # the gateway is a thread here
+            }
+            send_all(direct, warm, args.threads, "warm-up", processes)
             print("sending straight to the function ...", flush=True)
             runs["direct"] = send_all(direct, direct_batch, args.threads,
-                                      "receive-usage, straight to the function")
+                                      "receive-usage, straight to the function", processes)
             print("sending through the local gateway ...", flush=True)
             runs["gateway"] = send_all(via_gateway, gateway_batch, args.threads,
-                                       "receive-usage, through the local gateway")
+                                       "receive-usage, through the local gateway", processes)
             print("baseline ...", flush=True)
             runs["baseline"] = baseline(pg.url, direct_batch, args.threads)
         finally:
@@ -193,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     for result in runs.values():
         print(f"{result.name:<48} {result.events_per_s:>10,.0f} "
               f"{result.percentile_ms(0.50):>8.1f} {result.percentile_ms(0.99):>8.1f}")
+    print("\nCPU time per 1,000 events (ms), all processes share the machine's cores:")
+    for key in ("direct", "gateway"):
+        result = runs[key]
+        print(f"  {result.name:<46} " + ", ".join(
+            f"{name} {1000 * seconds / (result.events / 1000):.1f}"
+            for name, seconds in result.cpu_s.items()))
     base = runs["baseline"].events_per_s
     print(f"\nratio, straight to the function / baseline: {runs['direct'].events_per_s / base:.1f}x"
           f"\nratio, through the gateway / baseline:      {runs['gateway'].events_per_s / base:.1f}x")
