@@ -180,11 +180,17 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     if batch.rejected:
         with conn.cursor().copy(_COPY_REJECTED) as copy:
             for r in batch.rejected:
-                # Postgres text cannot hold NUL; event_json keeps it escaped.
-                namespace = r.namespace.replace("\x00", "\ufffd") if r.namespace else None
-                copy.write_row((delivery_id, body_sha256, r.index, namespace, r.reason,
-                                json.dumps(r.event)))
+                copy.write_row((delivery_id, body_sha256, r.index, _storable(r.namespace),
+                                _storable(r.reason), json.dumps(r.event)))
     return summary
+
+
+def _storable(text: str | None) -> str | None:
+    """Text as sent, made storable: Postgres text holds neither NUL nor lone surrogates
+    (which JSON's \\u escapes can carry); event_json keeps the original, escaped."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\ufffd").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,

@@ -295,6 +295,19 @@ def test_unicode_and_maximum_length_names(send, database_url):
                                                            (longest + "x",)]
 
 
+def test_names_postgres_cannot_store_as_text_are_still_quarantined(send, database_url):
+    body = (b'[{"event":"function_usage","namespace":"\\ud800","function_name":"a\\u0000",'
+            b'"started":"2026-10-14T15:01:20Z","duration":1,"memory_bytes":1}]')
+    r = send(body)
+    assert r.status_code == 200, r.text
+    assert [x["index"] for x in r.json()["rejected"]] == [0]
+    assert query(database_url, "SELECT namespace, event_json FROM "
+                               "openfaas_metering.usage_rejected_events") == [
+        ("\\ud800", '{"event": "function_usage", "namespace": "\\ud800", '
+                     '"function_name": "a\\u0000", "started": "2026-10-14T15:01:20Z", '
+                     '"duration": 1, "memory_bytes": 1}')]
+
+
 @pytest.mark.parametrize("started, expected_ns", [
     ("2026-10-14T15:01:20.349527036Z", 349527036),
     ("2026-10-14T15:01:20.349527Z", 349527000),
