@@ -156,7 +156,7 @@ def baseline(database_url: str, batch: list[Delivery], threads: int) -> Result:
     wall = time.perf_counter() - started
     for conn in connections:
         conn.close()
-    return Result("baseline: one INSERT per event (docs' Go example), no HTTP",
+    return Result("baseline: INSERT per event (docs' Go), no HTTP",
                   sum(len(d.events) for d in batch), wall, latencies)
 
 
