@@ -2,9 +2,9 @@
 
 Per delivery: an advisory lock on the delivery (so two replicas given the same
 delivery at once store it once), a replay check, COPY of the batch into a
-temporary staging table, one set-based INSERT ... ON CONFLICT DO NOTHING into
-function_usage, and the hourly rollup updated from exactly the rows that
-insert returned. Either all of it commits or none of it does.
+temporary staging table, one set-based INSERT into function_usage that skips
+duplicates, and the hourly rollup updated from exactly the rows that insert
+returned. Either all of it commits or none of it does.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg.errors import TransactionRollback
+from psycopg import sql
+from psycopg.errors import TransactionRollback, UniqueViolation
 
 from . import db
 from .settings import Settings
@@ -52,8 +53,9 @@ _COPY_STAGING = ("COPY usage_staging (namespace, function_name, started_ns, dura
 # Rows are inserted in identity order so that replicas inserting overlapping
 # batches take their locks in the same order. `started` and `duration` are
 # rounded to the microsecond Postgres holds (half up; values are >= 0).
-# The hour of an event is the UTC hour of its exact start.
-_INSERT = """
+# The hour of an event is the UTC hour of its exact start. {skip_duplicates}
+# is empty on the first attempt (see _insert) or ON CONFLICT DO NOTHING.
+_INSERT = sql.SQL("""
 WITH inserted AS (
     INSERT INTO openfaas_metering.function_usage
         (namespace, function_name, started, started_ns, duration, duration_ns,
@@ -66,7 +68,7 @@ WITH inserted AS (
            duration_ns, memory_bytes, %(delivery_id)s
       FROM usage_staging
      ORDER BY namespace, function_name, started_ns, duration_ns, memory_bytes
-    ON CONFLICT DO NOTHING
+    {skip_duplicates}
     RETURNING namespace, function_name, started_ns, duration_ns, memory_bytes
 ), rolled_up AS (
     INSERT INTO openfaas_metering.function_usage_hourly AS h
@@ -87,7 +89,8 @@ WITH inserted AS (
            updated_at  = now()
     RETURNING 1
 )
-SELECT namespace, count(*) FROM inserted GROUP BY namespace"""
+SELECT namespace, count(*) FROM inserted GROUP BY namespace""")
+_SKIP_DUPLICATES = sql.SQL("ON CONFLICT DO NOTHING")
 
 _RECORD_DELIVERY = """
 INSERT INTO openfaas_metering.usage_deliveries
@@ -160,9 +163,7 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
             # integers, so no value needs COPY's text escaping.
             copy.write("".join(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\n"
                                for e in batch.events))
-        accepted_by_ns = dict(conn.execute(
-            _INSERT, {"delivery_id": delivery_id,
-                      "gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS}).fetchall())
+        accepted_by_ns = _insert(conn, delivery_id)
 
     sent_by_ns = Counter(e.namespace for e in batch.events)
     accepted = sum(accepted_by_ns.values())
@@ -191,6 +192,25 @@ def _storable(text: str | None) -> str | None:
     if text is None:
         return None
     return text.replace("\x00", "\ufffd").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
+    """Insert the staged events that are new, update the rollup; return accepted per namespace.
+
+    Most batches hold no duplicate, and a plain INSERT costs PostgreSQL about
+    40% less than ON CONFLICT DO NOTHING (speculative insertion). So a plain
+    INSERT is tried first, inside a savepoint; the first duplicate (already
+    stored, stored meanwhile by another replica, or twice in this batch)
+    undoes that attempt and the batch is inserted skipping duplicates.
+    """
+    params = {"delivery_id": delivery_id, "gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS}
+    try:
+        with conn.transaction():
+            return dict(conn.execute(_INSERT.format(skip_duplicates=sql.SQL("")),
+                                     params).fetchall())
+    except UniqueViolation:
+        return dict(conn.execute(_INSERT.format(skip_duplicates=_SKIP_DUPLICATES),
+                                 params).fetchall())
 
 
 def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
