@@ -246,6 +246,29 @@ def test_concurrent_identical_deliveries_to_two_replicas_are_stored_once(serve_f
     assert counts(database_url)["usage_deliveries"] == 1
 
 
+def test_overlapping_deliveries_at_the_same_moment_store_each_event_once(serve_function, env,
+                                                                         database_url):
+    replicas = [serve_function("receive-usage", env=env) for _ in range(2)]
+    events = [ev(duration=d) for d in range(1, 401)]
+    # six different deliveries, each overlapping the others by half
+    batches = [events[i * 50:i * 50 + 150] for i in range(6)]
+    barrier = threading.Barrier(len(batches))
+
+    def deliver(i):
+        sender = WebhookSender(replicas[i % 2].url, WEBHOOK_SECRET)
+        barrier.wait()
+        return sender.post(batches[i], delivery_id=f"overlap-{i}")
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        answers = [r.json() for r in pool.map(deliver, range(len(batches)))]
+    unique = len({e["duration"] for batch in batches for e in batch})
+    assert sum(a["accepted"] for a in answers) == unique
+    assert sum(a["duplicates"] for a in answers) == sum(map(len, batches)) - unique
+    assert len(stored(database_url)) == unique
+    assert query(database_url, "SELECT sum(invocations) FROM "
+                               "openfaas_metering.function_usage_hourly") == [(unique,)]
+
+
 # Validation ---------------------------------------------------------------------
 
 def test_batch_with_invalid_events_stores_the_good_ones(send, database_url):
