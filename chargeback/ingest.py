@@ -186,14 +186,6 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     return summary
 
 
-def _storable(text: str | None) -> str | None:
-    """Text as sent, made storable: Postgres text holds neither NUL nor lone surrogates
-    (which JSON's \\u escapes can carry); event_json keeps the original, escaped."""
-    if text is None:
-        return None
-    return text.replace("\x00", "\ufffd").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
     """Insert the staged events that are new, update the rollup; return accepted per namespace.
 
@@ -201,7 +193,8 @@ def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
     40% less than ON CONFLICT DO NOTHING (speculative insertion). So a plain
     INSERT is tried first, inside a savepoint; the first duplicate (already
     stored, stored meanwhile by another replica, or twice in this batch)
-    undoes that attempt and the batch is inserted skipping duplicates.
+    undoes that attempt (PostgreSQL logs its duplicate-key error) and the
+    batch is inserted skipping duplicates.
     """
     params = {"delivery_id": delivery_id, "gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS}
     try:
@@ -211,6 +204,14 @@ def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
     except UniqueViolation:
         return dict(conn.execute(_INSERT.format(skip_duplicates=_SKIP_DUPLICATES),
                                  params).fetchall())
+
+
+def _storable(text: str | None) -> str | None:
+    """Text as sent, made storable: Postgres text holds neither NUL nor lone surrogates
+    (which JSON's \\u escapes can carry); event_json keeps the original, escaped."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\ufffd").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
