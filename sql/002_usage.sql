@@ -40,7 +40,8 @@ BEGIN
         month := date_trunc('month', month)::date;
         part := 'function_usage_' || to_char(month, 'YYYY_MM');
         CONTINUE WHEN to_regclass(format('openfaas_metering.%I', part)) IS NOT NULL;
-        PERFORM pg_advisory_xact_lock(hashtextextended('openfaas_metering.function_usage partitions', 0));
+        PERFORM pg_advisory_xact_lock(
+            hashtextextended('openfaas_metering.function_usage partitions', 0));
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                                WHERE n.nspname = 'openfaas_metering' AND c.relname = part);

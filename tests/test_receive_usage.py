@@ -374,7 +374,8 @@ def test_the_docs_monthly_query_agrees_with_the_rollup(send, database_url):
               for _ in range(2000)]
     for i in range(0, len(events), 500):
         assert send(events[i:i + 500]).json()["accepted"] == 500
-    docs = {(ns, fn): (n, gbs) for ns, fn, n, _, gbs in query(database_url, OPENFAAS_DOCS_MONTHLY_QUERY)}
+    docs = {(ns, fn): (n, gbs)
+            for ns, fn, n, _, gbs in query(database_url, OPENFAAS_DOCS_MONTHLY_QUERY)}
     rollup = {(ns, fn): (n, gbs) for ns, fn, n, gbs in query(database_url, """
         SELECT namespace, function_name, sum(invocations), sum(gb_seconds)
           FROM openfaas_metering.function_usage_hourly GROUP BY 1, 2""")}

@@ -161,7 +161,8 @@ def baseline(database_url: str, batch: list[Delivery], threads: int) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench/ingest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scripts/bench/ingest",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=150, help="1,000-event deliveries per run")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=4, help="client threads (senders)")
@@ -232,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{name} {1000 * seconds / (result.events / 1000):.1f}"
             for name, seconds in result.cpu_s.items()))
     base = runs["baseline"].events_per_s
-    print(f"\nratio, straight to the function / baseline: {runs['direct'].events_per_s / base:.1f}x"
-          f"\nratio, through the gateway / baseline:      {runs['gateway'].events_per_s / base:.1f}x")
+    print()
+    for key, label in (("direct", "straight to the function"), ("gateway", "through the gateway")):
+        print(f"ratio, {label + ' / baseline:':<36} {runs[key].events_per_s / base:.1f}x")
     return 0
 
 
