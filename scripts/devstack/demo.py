@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, PortInUse, UpError, demo_usage.DemoFailed) as exc:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
-    except (psycopg.OperationalError, migrate.MigrationError, RuntimeError) as exc:
+    except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:
         print(f"scripts/demo: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
