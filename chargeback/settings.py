@@ -18,16 +18,23 @@ class ConfigError(ValueError):
     """A setting is present but unusable; the message names the variable."""
 
 
-def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The secret `name` as stored (trailing newline removed), or None when absent."""
+def read_secret(name: str, environ: Mapping[str, str] | None = None, *,
+                raw: bool = False) -> str | None:
+    """The secret `name` (one trailing newline removed), or None when absent.
+
+    raw=True returns the file's text exactly as stored, trailing newline and
+    all (the webhook signature check tries the key both ways).
+    """
     environ = os.environ if environ is None else environ
     path = Path(environ.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR) / name
     try:
-        raw = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    if raw:
+        return text or None
     # faas-cli trims the trailing newline, kubectl does not: accept both.
-    value = raw[:-1] if raw.endswith("\n") else raw
+    value = text[:-1] if text.endswith("\n") else text
     return value or None
 
 
@@ -85,6 +92,9 @@ class Settings:
     # Lets a caller choose the tick's time ({"now": ...} in the body): for the
     # demo and tests only. Never set it in stack.yml: a caller could bill any time.
     allow_clock_override: bool = False
+    # receive-usage
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_future_skew_s: int = 300
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,4 +120,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         kube_timeout_s=_positive(environ, "KUBE_TIMEOUT_SECONDS", Settings.kube_timeout_s),
         kube_page_size=_positive(environ, "KUBE_PAGE_SIZE", Settings.kube_page_size),
         allow_clock_override=_bool(environ, "ALLOW_CLOCK_OVERRIDE", False),
+        # receive-usage
+        max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
+        max_future_skew_s=_int(environ, "MAX_FUTURE_SKEW_SECONDS", Settings.max_future_skew_s),
     )

@@ -54,3 +54,19 @@ def test_meter_capacity_settings_and_their_defaults():
         load({"ALLOW_CLOCK_OVERRIDE": "maybe"})
     with pytest.raises(ConfigError, match="MAX_GAP_SECONDS=0: expected a positive integer"):
         load({"MAX_GAP_SECONDS": "0"})
+
+
+def test_raw_secret_keeps_the_trailing_newline(tmp_path):
+    (tmp_path / "webhook-secret").write_text("s3cret\n")
+    env = {"SECRETS_DIR": str(tmp_path)}
+    assert read_secret("webhook-secret", env, raw=True) == "s3cret\n"
+    assert read_secret("absent", env, raw=True) is None
+
+
+def test_receive_usage_limits_default_and_parse(tmp_path):
+    s = load({"SECRETS_DIR": str(tmp_path)})
+    assert (s.max_body_bytes, s.max_future_skew_s) == (16 * 1024 * 1024, 300)
+    s = load({"MAX_BODY_BYTES": "1000", "MAX_FUTURE_SKEW_SECONDS": "60"})
+    assert (s.max_body_bytes, s.max_future_skew_s) == (1000, 60)
+    with pytest.raises(ConfigError, match="MAX_BODY_BYTES='16M': expected an integer"):
+        load({"MAX_BODY_BYTES": "16M"})

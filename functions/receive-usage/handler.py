@@ -1,6 +1,18 @@
-"""receive-usage: not built yet; it arrives with its own issue. Nothing here pretends to work."""
-from chargeback.http import error
+"""receive-usage: the OpenFaaS metering webhook (function_usage events).
+
+Signature first (401, nothing touched), then the batch is validated and stored
+once per delivery. 200 with {"delivery", "accepted", "duplicates", "excluded",
+"rejected": [{"index", "reason"}]}; a replayed delivery gets its original
+summary. 503 + Retry-After when the database is unavailable: nothing was
+written, and the sender's retry is then counted exactly once.
+"""
+from chargeback import receiver
+from chargeback.http import guarded, require_method, respond
+from chargeback.settings import load
 
 
+@guarded
 def handle(event, context):
-    return error(501, "not implemented yet: receive-usage arrives with its own issue")
+    require_method(event, "POST")
+    outcome = receiver.receive(load(), event.headers, event.body)
+    return respond(outcome.status, outcome.body, outcome.headers)

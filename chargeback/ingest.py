@@ -1,0 +1,221 @@
+"""The Postgres side of receive-usage: store a validated batch once, in one transaction.
+
+Per delivery: an advisory lock on the delivery (so two replicas given the same
+delivery at once store it once), a replay check, COPY of the batch into a
+temporary staging table, one set-based INSERT into function_usage that skips
+duplicates, and the hourly rollup updated from exactly the rows that insert
+returned. Either all of it commits or none of it does.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+from psycopg.errors import TransactionRollback, UniqueViolation
+
+from . import db
+from .settings import Settings
+from .usage import GB_SECONDS_PER_BYTE_NS, Batch, months_of
+
+# A deadlock or serialization failure between replicas is retried here, at
+# once; anything else that is transient becomes a 503 and the sender retries.
+_ATTEMPTS = 3
+
+_LOCK_DELIVERY = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+_FIND_DELIVERY = """
+SELECT accepted, duplicates, excluded FROM openfaas_metering.usage_deliveries
+ WHERE delivery_id = %s AND body_sha256 = %s"""
+
+_FIND_REJECTED = """
+SELECT event_index, reason FROM openfaas_metering.usage_rejected_events
+ WHERE delivery_id = %s AND body_sha256 = %s ORDER BY event_index"""
+
+_ENSURE_PARTITIONS = "SELECT openfaas_metering.ensure_function_usage_partitions(%s::date[])"
+
+# ON COMMIT DELETE ROWS: created once per connection, empty at every transaction
+# start; IF NOT EXISTS keeps it correct behind a transaction-pooling proxy too.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS usage_staging (
+    namespace     text   NOT NULL,
+    function_name text   NOT NULL,
+    started_ns    bigint NOT NULL,
+    duration_ns   bigint NOT NULL,
+    memory_bytes  bigint NOT NULL
+) ON COMMIT DELETE ROWS"""
+
+_COPY_STAGING = ("COPY usage_staging (namespace, function_name, started_ns, duration_ns,"
+                 " memory_bytes) FROM STDIN")
+
+# Rows are inserted in identity order so that replicas inserting overlapping
+# batches take their locks in the same order. `started` and `duration` are
+# rounded to the microsecond Postgres holds (half up; values are >= 0).
+# The hour of an event is the UTC hour of its exact start. {skip_duplicates}
+# is empty on the first attempt (see _insert) or ON CONFLICT DO NOTHING.
+_INSERT = sql.SQL("""
+WITH inserted AS (
+    INSERT INTO openfaas_metering.function_usage
+        (namespace, function_name, started, started_ns, duration, duration_ns,
+         memory_bytes, delivery_id)
+    SELECT namespace, function_name,
+           timestamptz '1970-01-01 00:00:00+00'
+               + ((started_ns + 500) / 1000) * interval '1 microsecond',
+           started_ns,
+           ((duration_ns + 500) / 1000) * interval '1 microsecond',
+           duration_ns, memory_bytes, %(delivery_id)s
+      FROM usage_staging
+     ORDER BY namespace, function_name, started_ns, duration_ns, memory_bytes
+    {skip_duplicates}
+    RETURNING namespace, function_name, started_ns, duration_ns, memory_bytes
+), rolled_up AS (
+    INSERT INTO openfaas_metering.function_usage_hourly AS h
+        (namespace, function_name, hour_start, invocations, duration_ns, gb_seconds)
+    SELECT namespace, function_name,
+           timestamptz '1970-01-01 00:00:00+00'
+               + (started_ns / 3600000000000) * interval '1 hour',
+           count(*),
+           sum(duration_ns),
+           sum(duration_ns::numeric * memory_bytes) * %(gb_seconds_per_byte_ns)s::numeric
+      FROM inserted
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    ON CONFLICT (namespace, function_name, hour_start) DO UPDATE
+       SET invocations = h.invocations + excluded.invocations,
+           duration_ns = h.duration_ns + excluded.duration_ns,
+           gb_seconds  = h.gb_seconds + excluded.gb_seconds,
+           updated_at  = now()
+    RETURNING 1
+)
+SELECT namespace, count(*) FROM inserted GROUP BY namespace""")
+_SKIP_DUPLICATES = sql.SQL("ON CONFLICT DO NOTHING")
+
+_RECORD_DELIVERY = """
+INSERT INTO openfaas_metering.usage_deliveries
+    (delivery_id, body_sha256, events, accepted, duplicates, excluded, rejected)
+VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+
+_RECORD_NAMESPACE = """
+INSERT INTO openfaas_metering.usage_delivery_namespaces
+    (namespace, delivery_id, body_sha256, accepted, duplicates, excluded)
+VALUES (%s, %s, %s, %s, %s, %s)"""
+
+_COPY_REJECTED = ("COPY openfaas_metering.usage_rejected_events (delivery_id, body_sha256,"
+                  " event_index, namespace, reason, event_json) FROM STDIN")
+
+_QUARANTINE = """
+INSERT INTO openfaas_metering.usage_quarantined_deliveries
+    (delivery_id, body_sha256, event_type, reason, body)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (delivery_id, body_sha256) DO NOTHING"""
+
+
+@dataclass
+class Summary:
+    """What a delivery did; a replay gets the original summary back (replayed=True)."""
+
+    delivery: str
+    accepted: int = 0
+    duplicates: int = 0
+    excluded: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    replayed: bool = False
+
+    def as_json(self) -> dict:
+        return {"delivery": self.delivery, "accepted": self.accepted,
+                "duplicates": self.duplicates, "excluded": self.excluded,
+                "rejected": [{"index": i, "reason": r} for i, r in self.rejected]}
+
+
+def store(settings: Settings, delivery_id: str, body_sha256: str, batch: Batch) -> Summary:
+    """Store `batch` for this delivery exactly once; return what it did.
+
+    Raises db.DatabaseUnavailable when the database is not there or the
+    transaction failed for a transient reason: then nothing was written.
+    """
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with db.transaction(settings) as conn:
+                return _store(conn, delivery_id, body_sha256, batch)
+        except db.DatabaseUnavailable as exc:
+            if not isinstance(exc.__cause__, TransactionRollback) or attempt == _ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
+           batch: Batch) -> Summary:
+    conn.execute(_LOCK_DELIVERY, (f"usage-delivery:{delivery_id}:{body_sha256}",))
+    found = conn.execute(_FIND_DELIVERY, (delivery_id, body_sha256)).fetchone()
+    if found:
+        rejected = conn.execute(_FIND_REJECTED, (delivery_id, body_sha256)).fetchall()
+        return Summary(delivery_id, *found, rejected=[tuple(r) for r in rejected],
+                       replayed=True)
+
+    accepted_by_ns: dict[str, int] = {}
+    if batch.events:
+        conn.execute(_ENSURE_PARTITIONS, (months_of([e.started_ns for e in batch.events]),))
+        conn.execute(_STAGING)
+        with conn.cursor().copy(_COPY_STAGING) as copy:
+            # Names are validated Kubernetes names ([a-z0-9-]) and the rest are
+            # integers, so no value needs COPY's text escaping.
+            copy.write("".join(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\n"
+                               for e in batch.events))
+        accepted_by_ns = _insert(conn, delivery_id)
+
+    sent_by_ns = Counter(e.namespace for e in batch.events)
+    accepted = sum(accepted_by_ns.values())
+    summary = Summary(delivery_id, accepted, len(batch.events) - accepted,
+                      batch.excluded_total, [(r.index, r.reason) for r in batch.rejected])
+    events = len(batch.events) + batch.excluded_total + len(batch.rejected)
+    conn.execute(_RECORD_DELIVERY, (delivery_id, body_sha256, events, summary.accepted,
+                                    summary.duplicates, summary.excluded,
+                                    len(summary.rejected)))
+    with conn.cursor() as cur:
+        cur.executemany(_RECORD_NAMESPACE, [
+            (ns, delivery_id, body_sha256, accepted_by_ns.get(ns, 0),
+             sent_by_ns.get(ns, 0) - accepted_by_ns.get(ns, 0), batch.excluded.get(ns, 0))
+            for ns in sorted(set(sent_by_ns) | set(batch.excluded))])
+    if batch.rejected:
+        with conn.cursor().copy(_COPY_REJECTED) as copy:
+            for r in batch.rejected:
+                copy.write_row((delivery_id, body_sha256, r.index, _storable(r.namespace),
+                                _storable(r.reason), json.dumps(r.event)))
+    return summary
+
+
+def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
+    """Insert the staged events that are new, update the rollup; return accepted per namespace.
+
+    Most batches hold no duplicate, and a plain INSERT costs PostgreSQL about
+    40% less than ON CONFLICT DO NOTHING (speculative insertion). So a plain
+    INSERT is tried first, inside a savepoint; the first duplicate (already
+    stored, stored meanwhile by another replica, or twice in this batch)
+    undoes that attempt (PostgreSQL logs its duplicate-key error) and the
+    batch is inserted skipping duplicates.
+    """
+    params = {"delivery_id": delivery_id, "gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS}
+    try:
+        with conn.transaction():
+            return dict(conn.execute(_INSERT.format(skip_duplicates=sql.SQL("")),
+                                     params).fetchall())
+    except UniqueViolation:
+        return dict(conn.execute(_INSERT.format(skip_duplicates=_SKIP_DUPLICATES),
+                                 params).fetchall())
+
+
+def _storable(text: str | None) -> str | None:
+    """Text as sent, made storable: Postgres text holds neither NUL nor lone surrogates
+    (which JSON's \\u escapes can carry); event_json keeps the original, escaped."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\ufffd").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
+                        event_type: str | None, body: bytes, reason: str) -> None:
+    """Keep a signed delivery whose body is unusable, raw, for audit (once per body)."""
+    with db.transaction(settings) as conn:
+        conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason, body))

@@ -1,0 +1,78 @@
+"""receive-usage end to end: one call from the handler, one outcome back.
+
+Order matters: the size limit and the signature come before anything is read
+from or written to the database, so an unsigned or forged delivery costs us
+nothing and leaves no trace. Only then is the body parsed, validated and
+stored. Answers are 2xx only after the commit; anything transient surfaces as
+DatabaseUnavailable, which the handler answers 503 + Retry-After.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import ingest, usage, webhook
+from .http import RequestError
+from .settings import ConfigError, Settings, read_secret
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def webhook_keys() -> list[bytes]:
+    """The HMAC keys from the webhook-secret (as stored, and trimmed); ConfigError if none."""
+    secret = read_secret("webhook-secret", raw=True)
+    keys = webhook.signing_keys(secret or "")
+    if not keys or not secret.strip():
+        raise ConfigError("no webhook secret: create the webhook-secret secret "
+                          "(the key the gateway's eventSubscription signs with)")
+    return keys
+
+
+def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
+            now_ns: int | None = None) -> Outcome:
+    """Verify, parse, validate and store one webhook delivery.
+
+    Raises RequestError (401, 400, 413) for what the sender must not retry
+    as-is, ConfigError without a secret, DatabaseUnavailable when it should.
+    """
+    if len(body) > settings.max_body_bytes:
+        raise RequestError(413, f"body is {len(body)} bytes; the limit is "
+                                f"{settings.max_body_bytes} (MAX_BODY_BYTES)")
+    try:
+        webhook.verify_signature(body, webhook.header(headers, webhook.SIGNATURE_HEADER),
+                                 webhook_keys())
+    except webhook.SignatureError as exc:
+        raise RequestError(401, str(exc)) from None
+
+    event_type = webhook.header(headers, webhook.EVENT_HEADER)
+    if event_type is not None and event_type.strip() != usage.EVENT_TYPE:
+        # Acknowledge, or the event-worker retries it forever.
+        return Outcome(200, {"ignored": event_type.strip(),
+                             "reason": f"receive-usage stores {usage.EVENT_TYPE} events only"})
+
+    body_sha256 = hashlib.sha256(body).hexdigest()
+    try:
+        delivery_id = webhook.delivery_id(webhook.header(headers, webhook.DELIVERY_HEADER),
+                                          body_sha256)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+    try:
+        items = usage.parse_body(body)
+    except usage.BodyError as exc:
+        ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
+                                   str(exc))
+        raise RequestError(400, f"{exc}; the delivery is kept in quarantine") from None
+
+    batch = usage.validate(items, now_ns=time.time_ns() if now_ns is None else now_ns,
+                           max_future_skew_s=settings.max_future_skew_s,
+                           exclude_namespaces=settings.exclude_namespaces)
+    summary = ingest.store(settings, delivery_id, body_sha256, batch)
+    return Outcome(200, summary.as_json(),
+                   {"X-Delivery-Replayed": "true"} if summary.replayed else {})

@@ -1,0 +1,245 @@
+"""function_usage events: parse a webhook body, validate each event, GB-seconds. Pure.
+
+A body is a JSON array of events `{event, namespace, function_name, started,
+duration, memory_bytes}`; unknown extra fields are tolerated. `started` is RFC
+3339 with up to nine fractional digits or an offset and is kept exactly, as
+integer nanoseconds since the Unix epoch. One bad event never spoils the
+batch: it is rejected with its index and a reason, the rest go on.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+EVENT_TYPE = "function_usage"
+NS_PER_S = 1_000_000_000
+NS_PER_US = 1_000
+NS_PER_DAY = 86_400 * NS_PER_S
+# Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
+# and multiplying by it never rounds (dividing by 2^30 in Postgres would).
+GB_SECONDS_PER_BYTE_NS = Decimal("0.000000000000000000931322574615478515625")
+_GB_SECONDS_PER_BYTE_NS_E39 = 931322574615478515625  # the same, times 10^39
+MAX_NAME_CHARS = 63  # a Kubernetes DNS-1123 label: namespaces and OpenFaaS function names
+MAX_DURATION_NS = 10**18  # ~31.7 years: anything longer is a sender bug, not usage
+MAX_MEMORY_BYTES = 2**63 - 1
+
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # \d must not match other scripts' digits
+)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# The sample monthly query of the OpenFaaS docs ("Billing metrics"), verbatim:
+# openfaas_metering.function_usage must keep answering it unmodified.
+OPENFAAS_DOCS_MONTHLY_QUERY = """
+select
+    u.namespace,
+    u.function_name,
+    count(u) as total_invocations,
+    sum(u.duration) as total_duration,
+    sum(extract(epoch from u.duration) * u.memory_bytes / power(1024,3)) as total_gb_seconds
+from openfaas_metering.function_usage u
+where u.started > now() - interval '30 days'
+group by namespace,function_name;
+"""
+_FIELDS = ("event", "namespace", "function_name", "started", "duration", "memory_bytes")
+
+
+class BodyError(ValueError):
+    """The body as a whole is unusable (not JSON, not an array); nothing is counted."""
+
+
+class UsageEvent(NamedTuple):
+    """One valid invocation; the whole tuple is its identity."""
+
+    namespace: str
+    function_name: str
+    started_ns: int  # nanoseconds since 1970-01-01T00:00:00Z
+    duration_ns: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    reason: str
+    event: Any  # as sent
+
+    @property
+    def namespace(self) -> str | None:
+        ns = self.event.get("namespace") if isinstance(self.event, dict) else None
+        return ns if isinstance(ns, str) else None
+
+
+@dataclass
+class Batch:
+    """A validated body: billable events, excluded counts, rejections (by index)."""
+
+    events: list[UsageEvent] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)  # namespace -> events
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def excluded_total(self) -> int:
+        return sum(self.excluded.values())
+
+
+def parse_body(body: bytes) -> list:
+    """The body's JSON array, or BodyError with a reason a sender can act on."""
+    try:
+        items = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(f"body is not JSON: {exc.msg} at line {exc.lineno} "
+                        f"column {exc.colno}") from None
+    if not isinstance(items, list):
+        raise BodyError(f"body must be a JSON array of events, got a JSON {_kind(items)}")
+    return items
+
+
+def parse_started(text: Any) -> int:
+    """RFC 3339 (up to 9 fractional digits, Z or +hh:mm) -> exact ns since the epoch.
+
+    Raises ValueError with the reason.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"started must be an RFC 3339 string, got {_kind(text)}")
+    match = _RFC3339.fullmatch(text)
+    if not match:
+        raise ValueError(f"started {_short(text)} is not RFC 3339 "
+                         "(e.g. 2023-11-14T15:01:20.349527036Z, at most 9 fractional digits)")
+    minute, second, frac, _z, sign, oh, om = match.groups()
+    minute_s = _epoch_minute_s(minute)
+    if minute_s is None or int(second) > 59:
+        raise ValueError(f"started {_short(text)} is not a valid date and time of day"
+                         + (" (leap seconds are not supported)" if second == "60" else ""))
+    offset_s = 0
+    if sign:
+        if int(oh) > 23 or int(om) > 59:
+            raise ValueError(f"started {_short(text)} has an invalid UTC offset")
+        offset_s = (int(oh) * 3600 + int(om) * 60) * (-1 if sign == "-" else 1)
+    seconds = minute_s + int(second) - offset_s
+    return seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+@lru_cache(maxsize=8192)
+def _epoch_minute_s(minute: str) -> int | None:
+    """Seconds from the epoch to a YYYY-MM-DDTHH:MM (local to its offset), None if
+    there is no such date or time. Cached: a batch spans few distinct minutes."""
+    try:
+        day = date(int(minute[:4]), int(minute[5:7]), int(minute[8:10]))
+    except ValueError:
+        return None
+    hour, minute_of_hour = int(minute[11:13]), int(minute[14:16])
+    if hour > 23 or minute_of_hour > 59:
+        return None
+    return (day.toordinal() - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute_of_hour * 60
+
+
+def validate(items: list, *, now_ns: int, max_future_skew_s: int,
+             exclude_namespaces: tuple[str, ...] | frozenset[str]) -> Batch:
+    """Sort each item into billable, excluded (by namespace) or rejected (index, reason)."""
+    batch = Batch()
+    excluded = frozenset(exclude_namespaces)
+    latest_ns = now_ns + max_future_skew_s * NS_PER_S
+    valid_names: set[str] = set()  # names repeat a lot within a batch: check each once
+    append = batch.events.append
+    for index, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                raise ValueError(f"event must be a JSON object, got {_kind(item)}")
+            try:
+                kind, namespace, function_name = (item["event"], item["namespace"],
+                                                  item["function_name"])
+                started, duration_ns, memory_bytes = (item["started"], item["duration"],
+                                                      item["memory_bytes"])
+            except KeyError:
+                missing = [f for f in _FIELDS if f not in item]
+                raise ValueError(f"missing field{'s' if len(missing) > 1 else ''} "
+                                 + ", ".join(missing)) from None
+            if kind != EVENT_TYPE:
+                raise ValueError(f"event is {_short(kind)}, expected {EVENT_TYPE!r}")
+            if type(namespace) is not str or namespace not in valid_names:
+                _check_name("namespace", namespace)
+                valid_names.add(namespace)
+            if type(function_name) is not str or function_name not in valid_names:
+                _check_name("function_name", function_name)
+                valid_names.add(function_name)
+            started_ns = parse_started(started)
+            if started_ns < 0:
+                raise ValueError(f"started {_short(started)} is before 1970")
+            if started_ns > latest_ns:
+                raise ValueError(f"started {_short(started)} is more than "
+                                 f"{max_future_skew_s}s in the future")
+            if type(duration_ns) is not int or not 0 <= duration_ns <= MAX_DURATION_NS:
+                raise ValueError("duration must be a non-negative integer number of "
+                                 f"nanoseconds (at most {MAX_DURATION_NS}), got "
+                                 f"{_short(duration_ns)}")
+            if type(memory_bytes) is not int or not 0 < memory_bytes <= MAX_MEMORY_BYTES:
+                raise ValueError("memory_bytes must be a positive integer number of bytes, "
+                                 f"got {_short(memory_bytes)}")
+        except ValueError as exc:
+            batch.rejected.append(Rejection(index, str(exc), item))
+            continue
+        if namespace in excluded:
+            batch.excluded[namespace] = batch.excluded.get(namespace, 0) + 1
+            continue
+        append(UsageEvent(namespace, function_name, started_ns, duration_ns, memory_bytes))
+    return batch
+
+
+def gb_seconds(duration_ns: int, memory_bytes: int) -> Decimal:
+    """Exact GB-seconds (GiB x s) of one invocation: duration_ns x memory_bytes / 1e9 / 2^30."""
+    return total_gb_seconds([(duration_ns, memory_bytes)])
+
+
+def total_gb_seconds(usages) -> Decimal:
+    """Exact GB-seconds of (duration_ns, memory_bytes) pairs.
+
+    Summed as integers and built from a string: Decimal arithmetic would round
+    to the context's 28 digits, and an exact value needs up to 39 decimals.
+    """
+    byte_ns = sum(duration_ns * memory_bytes for duration_ns, memory_bytes in usages)
+    return Decimal(f"{byte_ns * _GB_SECONDS_PER_BYTE_NS_E39}E-39")
+
+
+def month_of(started_ns: int) -> date:
+    """First day of the UTC month of `started` as Postgres stores it (rounded to µs)."""
+    return months_of([started_ns])[0]
+
+
+def months_of(started_ns: list[int] | Any) -> list[date]:
+    """The distinct UTC months (first days) that events starting at `started_ns` fall in,
+    by the microsecond Postgres stores (half up), in order."""
+    # floor((ns + 500) / 1000 / 86400e6) == floor((ns + 500) / 86400e9) for ns >= 0
+    days = {(ns + NS_PER_US // 2) // NS_PER_DAY for ns in started_ns}
+    return sorted({date.fromordinal(_EPOCH_ORDINAL + day).replace(day=1) for day in days})
+
+
+def _check_name(field_name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{field_name} must be a non-empty string, got {_short(value)}")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{field_name} is {len(value)} characters; a Kubernetes name has "
+                         f"at most {MAX_NAME_CHARS}")
+    if not _DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{field_name} {_short(value)} is not a Kubernetes name "
+                         "(lowercase a-z, 0-9 and '-', starting and ending alphanumeric)")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,148 @@
+"""scripts/demo: a simulated month of chargeback, end to end through the local gateway.
+
+The demo is a list of sections (SECTIONS), each a function taking the
+DemoEnv and printing what it did; later parts of the product append theirs.
+It starts the local runtime with a fresh demo database, or uses a runtime
+already answering on GATEWAY_PORT (started by scripts/up).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import requests
+
+from chargeback import migrate
+
+from . import demo_usage
+from .pg import EmbeddedPostgres, port_in_use
+from .runtime import PortInUse, Runtime
+from .stack import StackError, load
+from .up import ROOT, VAR, UpError, database, env_port
+
+DEMO_DATABASE = "chargeback_demo"
+
+
+@dataclass
+class DemoEnv:
+    gateway_url: str
+    database_url: str
+    secrets_dir: Path
+    fresh_database: bool  # False when an existing runtime's database is used
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+    def secret(self, name: str) -> str:
+        return (self.secrets_dir / name).read_text()
+
+    def stop(self) -> None:
+        for stop in reversed(self.stoppers):
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"scripts/demo: while stopping: {exc}", file=sys.stderr)
+
+
+# Sections run in order; each prints its own part of the story.
+SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
+    ("usage: a month of signed metering webhooks", demo_usage.run),
+]
+
+
+def _our_gateway(url: str) -> bool:
+    try:
+        r = requests.get(f"{url}/system/functions", timeout=2)
+        return r.status_code == 200 and any(f.get("name") == "receive-usage" for f in r.json())
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def _reuse(gateway_url: str) -> DemoEnv:
+    secrets_dir = Path(os.environ.get("SECRETS_DIR") or VAR / "secrets")
+    database_url = os.environ.get("DATABASE_URL") or (secrets_dir / "database-url").read_text()
+    print(f"using the runtime already up at {gateway_url} (its database {database_url})")
+    return DemoEnv(gateway_url, database_url, secrets_dir, fresh_database=False)
+
+
+def _start(gateway_port: int) -> DemoEnv:
+    demo_var = VAR / "demo"
+    was_running = EmbeddedPostgres(VAR / "pg", 0).running() if (VAR / "pg").exists() else False
+    server_url, pg = database(VAR)
+    env = DemoEnv("", server_url, demo_var / "secrets", fresh_database=pg is not None)
+    if pg is not None and not was_running:
+        env.stoppers.append(pg.stop)
+    try:
+        if pg is not None:  # our own embedded server: a fresh database every run
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+            env.database_url = server_url.rsplit("/", 1)[0] + f"/{DEMO_DATABASE}"
+        else:
+            print(f"DATABASE_URL is set: the demo writes to {server_url}")
+        with psycopg.connect(env.database_url, connect_timeout=10) as conn:
+            migrate.apply(conn)
+        env.secrets_dir.mkdir(parents=True, exist_ok=True)
+        hook = env.secrets_dir / "webhook-secret"
+        if not hook.exists():
+            hook.write_text(secrets.token_urlsafe(32))
+        (env.secrets_dir / "database-url").write_text(env.database_url)
+        (demo_var / "log").mkdir(parents=True, exist_ok=True)
+        # Cron is off: the demo calls scheduled functions itself, at simulated times.
+        runtime = Runtime(load(ROOT / "stack.yml"), build_root=demo_var / "build",
+                          log_dir=demo_var / "log", gateway_port=gateway_port, cron=False,
+                          function_env={"SECRETS_DIR": str(env.secrets_dir),
+                                        "DATABASE_URL": env.database_url}).start()
+        env.stoppers.append(runtime.stop)
+        env.gateway_url = runtime.gateway_url
+    except BaseException:
+        env.stop()
+        raise
+    print(f"local runtime up at {env.gateway_url}: {', '.join(runtime.processes)}; "
+          f"database {env.database_url}; logs in {demo_var / 'log'}")
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway's access log
+    started = time.monotonic()
+    env = None
+    try:
+        gateway_port = env_port("GATEWAY_PORT", 8080)
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        if _our_gateway(gateway_url):
+            env = _reuse(gateway_url)
+        elif port_in_use(gateway_port):
+            raise PortInUse(f"port {gateway_port} is in use by something that is not the "
+                            "chargeback gateway: set GATEWAY_PORT to another port")
+        else:
+            env = _start(gateway_port)
+        for title, section in SECTIONS:
+            print(f"\n== {title} ==", flush=True)
+            section_started = time.monotonic()
+            section(env)
+            print(f"({title.split(':')[0]}: {time.monotonic() - section_started:.1f} s)")
+    except (StackError, PortInUse, UpError, demo_usage.DemoFailed) as exc:
+        print(f"scripts/demo: {exc}", file=sys.stderr)
+        return 1
+    except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:
+        print(f"scripts/demo: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scripts/demo: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if env is not None:
+            env.stop()
+    print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""scripts/demo end to end: the real script, its own runtime, embedded PostgreSQL."""
+import subprocess
+
+from devstack.pg import EmbeddedPostgres, free_port, port_in_use
+
+from .conftest import ROOT
+from .test_stack import _env
+
+
+def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(tmp_path):
+    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()))
+    try:
+        done = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        EmbeddedPostgres(tmp_path / "var" / "pg", 0).stop()
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "210,000 invocations of 15 functions in 5 tenants" in out
+    assert "(100%)  accepted   210,000" in out
+    # the demo compares what it reads back with what it sent, and fails otherwise
+    assert "check: every tenant's invocations and exact GB-seconds equal the 210,000" in out
+    for tenant in ("acme-shop", "globex-data", "initech-ci", "umbrella-ml", "hooli-api"):
+        assert f"\n{tenant} " in out
+    assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
