@@ -14,19 +14,19 @@ def test_a_month_of_capacity_through_the_gateway_summarises_each_tenant(
             "KUBECONFIG": str(kube.write_kubeconfig(tmp_path / "kubeconfig"))})
         lines = []
         demo_capacity.run(runtime.gateway_url, database_url, out=lines.append)
-        assert "745 ticks recorded, 0 already metered" in lines[2]
-        table = {line.split()[0]: line.split() for line in lines[3:] if line[:1].isalpha()}
+        assert "721 ticks recorded, 0 already metered" in lines[1]
+        table = {line.split()[0]: line.split() for line in lines[2:] if line[:1].isalpha()}
         #                 node-h  spot  core-h   mem GiB-h  storage  LB-h  GPU-h
-        assert table["helix-ai"][1:9] == ["1,488", "0", "142,848", "1,523,712", "7,618,560", "0",
-                                          "11,904", "NVIDIA-H100-80GB-HBM3"]
-        assert table["render-farm"][1:3] == ["1,488", "1,488"]
-        assert table["render-farm"][6] == "744"
-        assert table["webshop"][1:7] == ["0", "0", "0", "0", "7,440", "0"]
+        assert table["helix-ai"][1:9] == ["1,440", "0", "138,240", "1,474,560", "7,372,800", "0",
+                                          "11,520", "NVIDIA-H100-80GB-HBM3"]
+        assert table["render-farm"][1:3] == ["1,440", "1,440"]
+        assert table["render-farm"][6] == "720"
+        assert table["webshop"][1:7] == ["0", "0", "0", "0", "7,200", "0"]
         # running it again over the same database bills nothing twice
         again = []
         demo_capacity.run(runtime.gateway_url, database_url, out=again.append)
-        assert "0 ticks recorded, 745 already metered" in again[2]
-        assert again[3:] == lines[3:]
+        assert "0 ticks recorded, 721 already metered" in again[1]
+        assert again[2:] == lines[2:]
     finally:
         kube.stop()
 

@@ -1,9 +1,9 @@
-"""The capacity section of the demo: October 2026 metered through meter-capacity, then a summary.
+"""The capacity section of the demo: September 2026 metered through meter-capacity, then a summary.
 
 It calls the function through the gateway exactly as cron-connector would,
 except that each call names its time (`{"now": ...}`) so that a month passes
-in seconds: one tick an hour from 2026-10-01T00:00Z (the baseline) to
-2026-11-01T00:00Z, 745 calls. Two settings make that possible and must be
+in seconds: one tick an hour from 2026-09-01T00:00Z (the baseline) to
+2026-10-01T00:00Z, 721 calls. Two settings make that possible and must be
 given to meter-capacity when the runtime starts (FUNCTION_ENV):
 ALLOW_CLOCK_OVERRIDE=true (off by default, never in stack.yml) and
 MAX_GAP_SECONDS=3600 (an hour between ticks; the default cap is 5 minutes).
@@ -13,7 +13,7 @@ fixture API serves scripts/devstack/fixtures/cluster/ (helix-ai on dedicated
 webshop on shared nodes only, vision-lab on GKE spot L4 and MIG).
 
 The runtime's own cron must not tick meter-capacity on the real clock while
-this runs (start it with cron=False): a real-time tick is later than October,
+this runs (start it with cron=False): a real-time tick is later than September,
 and ticks older than the latest one are refused.
 
     python -m devstack.demo_capacity    # standalone: its own runtime, database and cluster
@@ -29,8 +29,8 @@ from decimal import Decimal
 import psycopg
 import requests
 
-MONTH_START = datetime(2026, 10, 1, tzinfo=timezone.utc)
-MONTH_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+MONTH_START = datetime(2026, 9, 1, tzinfo=timezone.utc)
+MONTH_END = datetime(2026, 10, 1, tzinfo=timezone.utc)
 TICK = timedelta(hours=1)
 FUNCTION_ENV = {"ALLOW_CLOCK_OVERRIDE": "true", "MAX_GAP_SECONDS": "3600"}
 FUNCTION = "meter-capacity.openfaas-system"
@@ -41,7 +41,7 @@ class DemoError(RuntimeError):
 
 
 def meter_month(gateway_url: str, session: requests.Session | None = None) -> dict[str, int]:
-    """Tick meter-capacity hourly through October 2026; counts of recorded/already-metered."""
+    """Tick meter-capacity hourly through September 2026; counts of recorded/already-metered."""
     session = session or requests.Session()
     counts = {"recorded": 0, "already": 0}
     at = MONTH_START
@@ -64,7 +64,7 @@ def meter_month(gateway_url: str, session: requests.Session | None = None) -> di
             counts["already"] += 1  # a second run over the same database changes nothing
         else:
             raise DemoError(f"meter-capacity refused {at:%Y-%m-%d %H:%M}Z: {body['reason']} "
-                            "(the database has ticks after October 2026, e.g. from a cron "
+                            "(the database has ticks after September 2026, e.g. from a cron "
                             "on the real clock: use a fresh database and cron=False)")
         at += TICK
     return counts
@@ -83,10 +83,10 @@ def _hours(value: Decimal) -> str:
 
 
 def summary(database_url: str) -> list[str]:
-    """Per tenant: node-, GPU-, CPU-, memory-, storage- and LB-hours for October, from Postgres."""
+    """Per tenant: node-, GPU-, CPU-, memory-, storage- and LB-hours for September, from Postgres."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(_MONTHLY, (MONTH_START,)).fetchall()
-    tenants = sorted({row[0] for row in rows})  # tenants that held anything in October
+    tenants = sorted({row[0] for row in rows})  # tenants that held anything in September
     per: dict[str, dict] = defaultdict(lambda: defaultdict(Decimal))
     gpus: dict[str, list[str]] = defaultdict(list)
     for namespace, meter, sku, spot, hours in rows:
@@ -108,9 +108,8 @@ def summary(database_url: str) -> list[str]:
 
 
 def run(gateway_url: str, database_url: str, out: Callable[[str], None] = print) -> None:
-    """Meter October 2026 through the gateway, then print what each tenant held."""
+    """Meter September 2026 through the gateway, then print what each tenant held."""
     started = time.monotonic()
-    out("== Capacity: what each tenant held in the cluster, October 2026 ==")
     out(f"meter-capacity ticked hourly through the gateway, {MONTH_START:%Y-%m-%d %H:%M}Z to "
         f"{MONTH_END:%Y-%m-%d %H:%M}Z (the first tick is the baseline)")
     counts = meter_month(gateway_url)
