@@ -22,4 +22,8 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "check: every tenant's invocations and exact GB-seconds equal the 210,000" in out
     for tenant in ("acme-shop", "globex-data", "initech-ci", "umbrella-ml", "hooli-api"):
         assert f"\n{tenant} " in out
+    assert "721 ticks recorded, 0 already metered" in out
+    capacity = out.split("== capacity:", 1)[1]
+    assert "\nhelix-ai       1,440     0  138,240" in capacity
+    assert "11,520 NVIDIA-H100-80GB-HBM3" in capacity
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
