@@ -12,9 +12,11 @@
 -- it is a function of `started_ns`, so it changes nothing about identity.
 -- Partitioned by month (UTC) so a month is cheap to find and old months can be
 -- detached and archived; ensure_function_usage_partitions() adds months on demand.
+-- Names are COLLATE "C": they are ASCII Kubernetes names, whose byte order is
+-- their order, and the key compares bytes instead of applying a locale's rules.
 CREATE TABLE openfaas_metering.function_usage (
-    namespace     text        NOT NULL,
-    function_name text        NOT NULL,
+    namespace     text COLLATE "C" NOT NULL,
+    function_name text COLLATE "C" NOT NULL,
     started       timestamptz NOT NULL,
     started_ns    bigint      NOT NULL,  -- nanoseconds since 1970-01-01T00:00:00Z
     duration      interval    NOT NULL,
@@ -63,8 +65,8 @@ $$;
 -- ingest from the newly inserted rows only, so month close never scans raw
 -- events. gb_seconds = sum(duration_ns * memory_bytes) / 1e9 / 2^30, exact.
 CREATE TABLE openfaas_metering.function_usage_hourly (
-    namespace     text        NOT NULL,
-    function_name text        NOT NULL,
+    namespace     text COLLATE "C" NOT NULL,
+    function_name text COLLATE "C" NOT NULL,
     hour_start    timestamptz NOT NULL,
     invocations   bigint      NOT NULL,
     duration_ns   numeric     NOT NULL,
