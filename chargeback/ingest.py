@@ -38,8 +38,8 @@ _ENSURE_PARTITIONS = "SELECT openfaas_metering.ensure_function_usage_partitions(
 
 # The batch arrives as five arrays, one per identity column (see _columns):
 # cheaper for PostgreSQL than COPY into a staging table, which it also has to
-# empty at commit. Rows are inserted in identity order so that replicas
-# inserting overlapping batches take their locks in the same order. `started`
+# empty at commit. Rows are inserted in the primary key's order so that
+# replicas inserting overlapping batches take their locks in the same order. `started`
 # and `duration` are rounded to the microsecond Postgres holds (half up;
 # values are >= 0). The hour of an event is the UTC hour of its exact start.
 # {skip_duplicates} is empty on the first attempt (see _insert) or ON CONFLICT
@@ -58,7 +58,7 @@ WITH inserted AS (
       FROM unnest(%(namespaces)s::text[], %(function_names)s::text[], %(started_ns)s::bigint[],
                   %(durations_ns)s::bigint[], %(memory_bytes)s::bigint[])
            AS batch (namespace, function_name, started_ns, duration_ns, memory_bytes)
-     ORDER BY namespace COLLATE "C", function_name COLLATE "C", started_ns, duration_ns,
+     ORDER BY started_ns, namespace COLLATE "C", function_name COLLATE "C", duration_ns,
               memory_bytes
     {skip_duplicates}
     RETURNING namespace, function_name, started_ns, duration_ns, memory_bytes
