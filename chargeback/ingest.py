@@ -82,17 +82,21 @@ WITH inserted AS (
     RETURNING 1
 )
 SELECT namespace, count(*) FROM inserted GROUP BY namespace""")
-_SKIP_DUPLICATES = sql.SQL("ON CONFLICT DO NOTHING")
+_INSERT_ALL = _INSERT.format(skip_duplicates=sql.SQL(""))
+_INSERT_NEW = _INSERT.format(skip_duplicates=sql.SQL("ON CONFLICT DO NOTHING"))
 
 _RECORD_DELIVERY = """
 INSERT INTO openfaas_metering.usage_deliveries
     (delivery_id, body_sha256, events, accepted, duplicates, excluded, rejected)
 VALUES (%s, %s, %s, %s, %s, %s, %s)"""
 
-_RECORD_NAMESPACE = """
+# One row per namespace of the delivery, all in one statement.
+_RECORD_NAMESPACES = """
 INSERT INTO openfaas_metering.usage_delivery_namespaces
     (namespace, delivery_id, body_sha256, accepted, duplicates, excluded)
-VALUES (%s, %s, %s, %s, %s, %s)"""
+SELECT namespace, %s, %s, accepted, duplicates, excluded
+  FROM unnest(%s::text[], %s::integer[], %s::integer[], %s::integer[])
+       AS per_namespace (namespace, accepted, duplicates, excluded)"""
 
 _COPY_REJECTED = ("COPY openfaas_metering.usage_rejected_events (delivery_id, body_sha256,"
                   " event_index, namespace, reason, event_json) FROM STDIN")
@@ -159,11 +163,12 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     conn.execute(_RECORD_DELIVERY, (delivery_id, body_sha256, events, summary.accepted,
                                     summary.duplicates, summary.excluded,
                                     len(summary.rejected)))
-    with conn.cursor() as cur:
-        cur.executemany(_RECORD_NAMESPACE, [
-            (ns, delivery_id, body_sha256, accepted_by_ns.get(ns, 0),
-             sent_by_ns.get(ns, 0) - accepted_by_ns.get(ns, 0), batch.excluded.get(ns, 0))
-            for ns in sorted(set(sent_by_ns) | set(batch.excluded))])
+    namespaces = sorted(set(sent_by_ns) | set(batch.excluded))
+    conn.execute(_RECORD_NAMESPACES, (
+        delivery_id, body_sha256, namespaces,
+        [accepted_by_ns.get(ns, 0) for ns in namespaces],
+        [sent_by_ns.get(ns, 0) - accepted_by_ns.get(ns, 0) for ns in namespaces],
+        [batch.excluded.get(ns, 0) for ns in namespaces]))
     if batch.rejected:
         with conn.cursor().copy(_COPY_REJECTED) as copy:
             for r in batch.rejected:
@@ -187,11 +192,9 @@ def _insert(conn: psycopg.Connection, delivery_id: str,
               **_columns(events)}
     try:
         with conn.transaction():
-            return dict(conn.execute(_INSERT.format(skip_duplicates=sql.SQL("")),
-                                     params).fetchall())
+            return dict(conn.execute(_INSERT_ALL, params).fetchall())
     except UniqueViolation:
-        return dict(conn.execute(_INSERT.format(skip_duplicates=_SKIP_DUPLICATES),
-                                 params).fetchall())
+        return dict(conn.execute(_INSERT_NEW, params).fetchall())
 
 
 def _columns(events: list[UsageEvent]) -> dict[str, str]:
