@@ -34,6 +34,7 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
     re.ASCII,  # \d must not match other scripts' digits
 )
+_HOUR = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}", re.ASCII)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 # The sample monthly query of the OpenFaaS docs ("Billing metrics"), verbatim:
@@ -110,6 +111,15 @@ def parse_started(text: Any) -> int:
 
     Raises ValueError with the reason.
     """
+    # Fast path for the shape the gateway sends, 2023-11-14T15:01:20.349527036Z:
+    # the same arithmetic as below; anything else takes the general path.
+    if type(text) is str and len(text) == 30 and text[29] == "Z" and text[19] == ".":
+        minute, second_ns = text[14:16], text[17:19] + text[20:29]  # "MM", "SS" + 9 digits
+        if (text[13] == ":" and text[16] == ":" and minute < "60" and second_ns < "60"
+                and minute.isdigit() and second_ns.isdigit() and (minute + second_ns).isascii()):
+            hour_s = _hour_prefix_s(text[:13])
+            if hour_s is not None:
+                return (hour_s + int(minute) * 60) * NS_PER_S + int(second_ns)
     if not isinstance(text, str):
         raise ValueError(f"started must be an RFC 3339 string, got {_kind(text)}")
     match = _RFC3339.fullmatch(text)
@@ -128,6 +138,13 @@ def parse_started(text: Any) -> int:
         offset_s = (int(oh) * 3600 + int(om) * 60) * (-1 if sign == "-" else 1)
     seconds = minute_s + int(second) - offset_s
     return seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+@lru_cache(maxsize=4096)
+def _hour_prefix_s(prefix: str) -> int | None:
+    """Seconds from the epoch to a YYYY-MM-DDTHH not yet checked for its shape, None if
+    it is not one. Cached: a batch spans few distinct hours."""
+    return _epoch_minute_s(prefix + ":00") if _HOUR.fullmatch(prefix) else None
 
 
 @lru_cache(maxsize=8192)
@@ -151,7 +168,7 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
     excluded = frozenset(exclude_namespaces)
     latest_ns = now_ns + max_future_skew_s * NS_PER_S
     valid_names: set[str] = set()  # names repeat a lot within a batch: check each once
-    append = batch.events.append
+    append, new_event = batch.events.append, tuple.__new__
     for index, item in enumerate(items):
         try:
             if type(item) is not dict:
@@ -192,7 +209,10 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
         if namespace in excluded:
             batch.excluded[namespace] = batch.excluded.get(namespace, 0) + 1
             continue
-        append(UsageEvent(namespace, function_name, started_ns, duration_ns, memory_bytes))
+        # tuple.__new__ builds the same UsageEvent without NamedTuple's Python-level
+        # __new__: about 0.2 us less per event
+        append(new_event(UsageEvent, (namespace, function_name, started_ns, duration_ns,
+                                      memory_bytes)))
     return batch
 
 
