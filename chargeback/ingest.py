@@ -1,10 +1,10 @@
 """The Postgres side of receive-usage: store a validated batch once, in one transaction.
 
 Per delivery: an advisory lock on the delivery (so two replicas given the same
-delivery at once store it once), a replay check, one set-based INSERT of the
-batch (sent as arrays) into function_usage that skips duplicates, and the
-hourly rollup updated from exactly the rows that insert returned. Either all
-of it commits or none of it does.
+delivery at once store it once), a replay check, COPY of the batch into a
+temporary staging table, one set-based INSERT into function_usage that skips
+duplicates, and the hourly rollup updated from exactly the rows that insert
+returned. Either all of it commits or none of it does.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from psycopg.errors import TransactionRollback, UniqueViolation
 
 from . import db
 from .settings import Settings
-from .usage import GB_SECONDS_PER_BYTE_NS, Batch, UsageEvent, months_of
+from .usage import GB_SECONDS_PER_BYTE_NS, Batch, months_of
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.
@@ -36,12 +36,24 @@ SELECT event_index, reason FROM openfaas_metering.usage_rejected_events
 
 _ENSURE_PARTITIONS = "SELECT openfaas_metering.ensure_function_usage_partitions(%s::date[])"
 
-# The batch arrives as five arrays, one per identity column (see _columns):
-# cheaper for PostgreSQL than COPY into a staging table, which it also has to
-# empty at commit. Rows are inserted in the primary key's order so that
-# replicas inserting overlapping batches take their locks in the same order. `started`
-# and `duration` are rounded to the microsecond Postgres holds (half up;
-# values are >= 0). The hour of an event is the UTC hour of its exact start.
+# ON COMMIT DELETE ROWS: created once per connection, empty at every transaction
+# start; IF NOT EXISTS keeps it correct behind a transaction-pooling proxy too.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS usage_staging (
+    namespace     text   NOT NULL,
+    function_name text   NOT NULL,
+    started_ns    bigint NOT NULL,
+    duration_ns   bigint NOT NULL,
+    memory_bytes  bigint NOT NULL
+) ON COMMIT DELETE ROWS"""
+
+_COPY_STAGING = ("COPY usage_staging (namespace, function_name, started_ns, duration_ns,"
+                 " memory_bytes) FROM STDIN")
+
+# Rows are inserted in the primary key's order so that replicas inserting
+# overlapping batches take their locks in the same order. `started` and
+# `duration` are rounded to the microsecond Postgres holds (half up; values
+# are >= 0). The hour of an event is the UTC hour of its exact start.
 # {skip_duplicates} is empty on the first attempt (see _insert) or ON CONFLICT
 # DO NOTHING.
 _INSERT = sql.SQL("""
@@ -55,9 +67,7 @@ WITH inserted AS (
            started_ns,
            ((duration_ns + 500) / 1000) * interval '1 microsecond',
            duration_ns, memory_bytes, %(delivery_id)s
-      FROM unnest(%(namespaces)s::text[], %(function_names)s::text[], %(started_ns)s::bigint[],
-                  %(durations_ns)s::bigint[], %(memory_bytes)s::bigint[])
-           AS batch (namespace, function_name, started_ns, duration_ns, memory_bytes)
+      FROM usage_staging
      ORDER BY started_ns, namespace COLLATE "C", function_name COLLATE "C", duration_ns,
               memory_bytes
     {skip_duplicates}
@@ -153,7 +163,13 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     accepted_by_ns: dict[str, int] = {}
     if batch.events:
         conn.execute(_ENSURE_PARTITIONS, (months_of([e.started_ns for e in batch.events]),))
-        accepted_by_ns = _insert(conn, delivery_id, batch.events)
+        conn.execute(_STAGING)
+        with conn.cursor().copy(_COPY_STAGING) as copy:
+            # Names are validated Kubernetes names ([a-z0-9-]) and the rest are
+            # integers, so no value needs COPY's text escaping.
+            copy.write("".join(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\n"
+                               for e in batch.events))
+        accepted_by_ns = _insert(conn, delivery_id)
 
     sent_by_ns = Counter(e.namespace for e in batch.events)
     accepted = sum(accepted_by_ns.values())
@@ -177,9 +193,8 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     return summary
 
 
-def _insert(conn: psycopg.Connection, delivery_id: str,
-            events: list[UsageEvent]) -> dict[str, int]:
-    """Insert the events that are new, update the rollup; return accepted per namespace.
+def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
+    """Insert the staged events that are new, update the rollup; return accepted per namespace.
 
     Most batches hold no duplicate, and a plain INSERT costs PostgreSQL about
     40% less than ON CONFLICT DO NOTHING (speculative insertion). So a plain
@@ -188,29 +203,12 @@ def _insert(conn: psycopg.Connection, delivery_id: str,
     undoes that attempt (PostgreSQL logs its duplicate-key error) and the
     batch is inserted skipping duplicates.
     """
-    params = {"delivery_id": delivery_id, "gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS,
-              **_columns(events)}
+    params = {"delivery_id": delivery_id, "gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS}
     try:
         with conn.transaction():
             return dict(conn.execute(_INSERT_ALL, params).fetchall())
     except UniqueViolation:
         return dict(conn.execute(_INSERT_NEW, params).fetchall())
-
-
-def _columns(events: list[UsageEvent]) -> dict[str, str]:
-    """The events as one PostgreSQL array literal per column, for _INSERT's unnest.
-
-    Text literals, built in one join each: psycopg's per-element binary
-    dumping of lists costs the function more than PostgreSQL saves. Names are
-    validated Kubernetes names ([a-z0-9-]), so quoting each one (a name like
-    "null" must not read as NULL) is all the escaping they need.
-    """
-    namespaces, function_names, started_ns, durations_ns, memory_bytes = zip(*events)
-    return {"namespaces": '{"' + '","'.join(namespaces) + '"}',
-            "function_names": '{"' + '","'.join(function_names) + '"}',
-            "started_ns": "{" + ",".join(map(str, started_ns)) + "}",
-            "durations_ns": "{" + ",".join(map(str, durations_ns)) + "}",
-            "memory_bytes": "{" + ",".join(map(str, memory_bytes)) + "}"}
 
 
 def _storable(text: str | None) -> str | None:
