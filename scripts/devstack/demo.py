@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -20,12 +19,13 @@ import psycopg
 import requests
 
 from chargeback import migrate
+from chargeback.db import one_line
 
 from . import demo_capacity, demo_usage
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
-from .up import ROOT, VAR, UpError, database, env_port, kubernetes
+from .up import ROOT, VAR, UpError, database, env_port, kubernetes, write_secrets
 
 DEMO_DATABASE = "chargeback_demo"
 
@@ -98,11 +98,7 @@ def _start(gateway_port: int) -> DemoEnv:
             print(f"DATABASE_URL is set: the demo writes to {server_url}")
         with psycopg.connect(env.database_url, connect_timeout=10) as conn:
             migrate.apply(conn)
-        env.secrets_dir.mkdir(parents=True, exist_ok=True)
-        hook = env.secrets_dir / "webhook-secret"
-        if not hook.exists():
-            hook.write_text(secrets.token_urlsafe(32))
-        (env.secrets_dir / "database-url").write_text(env.database_url)
+        write_secrets(env.secrets_dir, env.database_url)
         (demo_var / "log").mkdir(parents=True, exist_ok=True)
         kubeconfig, kube = kubernetes(demo_var)
         if kube is not None:
@@ -150,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:
-        print(f"scripts/demo: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"scripts/demo: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("scripts/demo: interrupted", file=sys.stderr)

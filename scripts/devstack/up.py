@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from chargeback import migrate
+from chargeback.db import one_line
 
 from .kubeapi import FixtureKubeApi
 from .pg import EmbeddedPostgres, port_in_use
@@ -71,18 +72,23 @@ def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
     return server.url, server
 
 
-def secrets_dir(var: Path, database_url: str, smtp_url: str) -> Path:
-    """SECRETS_DIR when set; else var/secrets with a webhook secret made once."""
-    if os.environ.get("SECRETS_DIR"):
-        return Path(os.environ["SECRETS_DIR"])
-    directory = var / "secrets"
+def write_secrets(directory: Path, database_url: str, smtp_url: str | None = None) -> Path:
+    """The local secrets: a webhook secret made once, and the service URLs."""
     directory.mkdir(parents=True, exist_ok=True)
     hook = directory / "webhook-secret"
     if not hook.exists():
         hook.write_text(secrets.token_urlsafe(32))
     (directory / "database-url").write_text(database_url)
-    (directory / "smtp-url").write_text(smtp_url)
+    if smtp_url:
+        (directory / "smtp-url").write_text(smtp_url)
     return directory
+
+
+def secrets_dir(var: Path, database_url: str, smtp_url: str) -> Path:
+    """SECRETS_DIR when set; else var/secrets, written by write_secrets()."""
+    if os.environ.get("SECRETS_DIR"):
+        return Path(os.environ["SECRETS_DIR"])
+    return write_secrets(var / "secrets", database_url, smtp_url)
 
 
 def kubernetes(var: Path) -> tuple[str, FixtureKubeApi | None]:
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         _shutdown(runtime, sink, pg, kube)
         return 2
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError) as exc:
-        print(f"scripts/up: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"scripts/up: {one_line(exc)}", file=sys.stderr)
         _shutdown(runtime, sink, pg, kube)
         return 1
     crons = ", ".join(f'{n} "{f.schedule}"' for n, f in stack.functions.items() if f.schedule)
