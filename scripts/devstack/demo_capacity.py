@@ -16,7 +16,7 @@ The runtime's own cron must not tick meter-capacity on the real clock while
 this runs (start it with cron=False): a real-time tick is later than September,
 and ticks older than the latest one are refused.
 
-    python -m devstack.demo_capacity    # standalone: its own runtime, database and cluster
+scripts/demo runs it as one of its sections (devstack.demo.SECTIONS).
 """
 from __future__ import annotations
 
@@ -119,44 +119,3 @@ def run(gateway_url: str, database_url: str, out: Callable[[str], None] = print)
         out(line)
     out("NotReady nodes and nodes labelled for unknown tenants are not billed; "
         "spot hours are marked for discounting.")
-
-
-def main() -> int:
-    """Standalone: embedded PostgreSQL, the fixture cluster and the bundle in a temp dir."""
-    import logging
-    import tempfile
-    from pathlib import Path
-
-    from chargeback import migrate
-
-    from .kubeapi import FixtureKubeApi
-    from .pg import EmbeddedPostgres, free_port
-    from .runtime import Runtime
-    from .stack import load
-
-    root = Path(__file__).resolve().parents[2]
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway's request log
-    with tempfile.TemporaryDirectory() as tmp:
-        var = Path(tmp)
-        pg = EmbeddedPostgres(var / "pg", free_port(), durable=False).start()
-        kube = FixtureKubeApi().start()
-        runtime = None
-        try:
-            with psycopg.connect(pg.url) as conn:
-                migrate.apply(conn)
-            runtime = Runtime(load(root / "stack.yml"), build_root=var / "build",
-                              log_dir=var, cron=False,
-                              function_env={"DATABASE_URL": pg.url, **FUNCTION_ENV,
-                                            "KUBECONFIG": str(kube.write_kubeconfig(
-                                                var / "kubeconfig"))}).start()
-            run(runtime.gateway_url, pg.url)
-        finally:
-            if runtime:
-                runtime.stop()
-            kube.stop()
-            pg.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
