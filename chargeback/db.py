@@ -4,25 +4,47 @@ Callers use `transaction()`; everything inside it commits together or not at
 all. Anything that means "the database is not there right now" surfaces as
 `DatabaseUnavailable`, which handlers answer with 503 + Retry-After so the
 sender (event-worker, queue-worker) retries.
+
+Everything is bounded: connecting and waiting for a pool connection by
+DB_CONNECT_TIMEOUT, every statement, lock wait and idle transaction
+server-side (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT,
+DB_IDLE_IN_TRANSACTION_TIMEOUT, set on each connection as it is opened),
+migrations by DB_MIGRATION_TIMEOUT per statement and DB_LOCK_TIMEOUT for the
+migration lock. After an outage the pool reconnects every
+RECONNECT_INTERVAL_S, so it serves again within a second of the server's
+return.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
-from . import migrate
+from . import migrate, partitions
 from .settings import ConfigError, Settings
 
-_pools: dict[str, ConnectionPool] = {}
-_pools_lock = threading.Lock()
+log = logging.getLogger("chargeback")
+
+# While the server is away, try again this often (psycopg_pool's own backoff
+# doubles from 1 s, so after a 10 s outage it would wait ~8 s more).
+RECONNECT_INTERVAL_S = 0.25
+
+# Keyed by everything a pool is built from (URL, session bounds, size): a
+# changed secret or setting gets a new pool, and the old one is closed.
+_PoolKey = tuple
+_pools: dict[_PoolKey, ConnectionPool] = {}
+_pools_lock = threading.Lock()  # guards the two dicts only, never held while connecting
+_creating: dict[_PoolKey, threading.Lock] = {}
 
 
 class DatabaseUnavailable(Exception):
-    """A transient database failure: retry later. The message is one line."""
+    """A transient database failure: retry later. The message is one line, for the log
+    (it may name the host, port and user: never put it in a response)."""
 
 
 def one_line(exc: BaseException) -> str:
@@ -38,31 +60,86 @@ def _require_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def session_options(settings: Settings, statement_timeout_s: float | None = None) -> str:
+    """libpq `options` that bound every statement, lock wait and idle transaction."""
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    statement_s = settings.db_statement_timeout_s if statement_timeout_s is None \
+        else statement_timeout_s
+    return (f"-c statement_timeout={ms(statement_s)}"
+            f" -c lock_timeout={ms(settings.db_lock_timeout_s)}"
+            f" -c idle_in_transaction_session_timeout="
+            f"{ms(settings.db_idle_in_transaction_timeout_s)}")
+
+
+class _PromptAttempt(AttemptWithBackoff):
+    """Reconnect attempts at a fixed short interval instead of a doubling backoff."""
+
+    INITIAL_DELAY = RECONNECT_INTERVAL_S
+    DELAY_BACKOFF = 1.0
+
+
+class _Pool(ConnectionPool):
+    def _add_connection(self, attempt=None, growing=False):
+        # psycopg_pool (pinned) starts each reconnect chain with a fresh
+        # AttemptWithBackoff when given none; give it ours.
+        super()._add_connection(attempt or _PromptAttempt(timeout=self.reconnect_timeout),
+                                growing)
+
+
 def pool(settings: Settings) -> ConnectionPool:
-    """The process-wide pool for settings.database_url, created and migrated once."""
+    """The process-wide pool for settings.database_url, created and migrated once.
+
+    When the URL changes (the database-url secret was rotated) or a setting
+    the pool is built from, the previous pool is closed. Creating a pool
+    (connect, migrate, create the coming months' partitions) holds a lock for
+    that pool only, and a caller
+    waits for another thread's creation at most DB_CONNECT_TIMEOUT.
+    """
     url = _require_url(settings)
+    options = session_options(settings)
+    key = (url, options, settings.db_pool_max, settings.db_connect_timeout_s)
     with _pools_lock:
-        existing = _pools.get(url)
+        existing = _pools.get(key)
+        if existing is not None:
+            return existing
+        creating = _creating.setdefault(key, threading.Lock())
+    if not creating.acquire(timeout=settings.db_connect_timeout_s):
+        raise DatabaseUnavailable("the database is still being migrated by another thread")
+    try:
+        with _pools_lock:
+            existing = _pools.get(key)
         if existing is not None:
             return existing
         try:
-            with psycopg.connect(url, connect_timeout=settings.db_connect_timeout_s) as conn:
+            with psycopg.connect(url, connect_timeout=settings.db_connect_timeout_s,
+                                 options=session_options(
+                                     settings, settings.db_migration_timeout_s)) as conn:
                 migrate.apply(conn)
+                partitions.ensure_ahead(conn)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(one_line(exc)) from exc
-        created = ConnectionPool(
+        created = _Pool(
             url,
             min_size=1,
             max_size=max(1, settings.db_pool_max),
             timeout=settings.db_connect_timeout_s,
-            kwargs={"connect_timeout": settings.db_connect_timeout_s},
+            kwargs={"connect_timeout": settings.db_connect_timeout_s,
+                    "options": options},
             check=ConnectionPool.check_connection,
             name="chargeback",
             open=False,
         )
         created.open(wait=False)
-        _pools[url] = created
-        return created
+        with _pools_lock:
+            _pools[key] = created
+            replaced = [_pools.pop(other) for other in list(_pools) if other != key]
+    finally:
+        creating.release()
+    for old in replaced:  # a rotated secret: release the old database's connections
+        old.close()
+    return created
 
 
 @contextmanager
@@ -78,6 +155,7 @@ def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
 def close_all() -> None:
     """Close every pool (tests, shutdown)."""
     with _pools_lock:
-        for created in _pools.values():
-            created.close()
+        closing = list(_pools.values())
         _pools.clear()
+    for created in closing:
+        created.close()

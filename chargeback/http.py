@@ -52,8 +52,9 @@ def guarded(handle: Callable[[Any, Any], dict]) -> Callable[[Any, Any], dict]:
         except ConfigError as exc:
             return error(500, f"misconfigured: {exc}")
         except DatabaseUnavailable as exc:
+            # The driver's message names the host, port and user: log it only.
             log.warning("database unavailable: %s", exc)
-            return error(503, f"database unavailable, retry later: {exc}",
+            return error(503, "database unavailable, retry later",
                          {"Retry-After": str(RETRY_AFTER_S)})
         except GatewayError as exc:
             return error(502, str(exc))

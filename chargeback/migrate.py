@@ -2,7 +2,10 @@
 
 `apply()` is safe when many replicas start at once: it holds a Postgres
 advisory lock while it looks at and applies what is missing, each file in its
-own transaction, and records the file's checksum. Re-running is a no-op. An
+own transaction, and records the file's checksum. Waiting for that lock is
+bounded by the connection's lock_timeout (`db` sets DB_LOCK_TIMEOUT): a
+replica that cannot get it in time gives up with LockNotAvailable (503) and
+tries again on its next request. Re-running is a no-op. An
 applied file whose text has since changed is an error: add a new file instead.
 """
 from __future__ import annotations

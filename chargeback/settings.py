@@ -55,6 +55,20 @@ def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds; decimals allowed (0.5)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+    if not 0 < value < 86400 * 7:
+        raise ConfigError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name, "").strip().lower()
     if not raw:
@@ -81,7 +95,18 @@ class Settings:
     function_namespace: str = "openfaas-system"
     exclude_namespaces: tuple[str, ...] = ("openfaas-system",)
     db_pool_max: int = 4
+    # Connecting, and waiting for a free pool connection.
     db_connect_timeout_s: int = 5
+    # Every statement, every lock wait (row, table, advisory) and every
+    # transaction left idle are bounded server-side; past the bound PostgreSQL
+    # cancels and the function answers 503. Defaults stay below the functions'
+    # 30 s exec_timeout. A function that runs long statements (month close)
+    # raises DB_STATEMENT_TIMEOUT in its own stack.yml environment.
+    db_statement_timeout_s: float = 15.0
+    db_lock_timeout_s: float = 5.0
+    db_idle_in_transaction_timeout_s: float = 60.0
+    # Migrations (at a replica's first database use) may build indexes.
+    db_migration_timeout_s: float = 300.0
     # meter-capacity
     kubeconfig: str | None = None
     tenant_annotation_prefix: str = "chargeback/"
@@ -110,7 +135,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         function_namespace=environ.get("FUNCTION_NAMESPACE") or Settings.function_namespace,
         exclude_namespaces=_list(environ, "EXCLUDE_NAMESPACES", "openfaas-system"),
         db_pool_max=_int(environ, "DB_POOL_MAX", Settings.db_pool_max),
-        db_connect_timeout_s=_int(environ, "DB_CONNECT_TIMEOUT", Settings.db_connect_timeout_s),
+        db_connect_timeout_s=_positive(environ, "DB_CONNECT_TIMEOUT",
+                                       Settings.db_connect_timeout_s),
+        db_statement_timeout_s=_seconds(environ, "DB_STATEMENT_TIMEOUT",
+                                        Settings.db_statement_timeout_s),
+        db_lock_timeout_s=_seconds(environ, "DB_LOCK_TIMEOUT", Settings.db_lock_timeout_s),
+        db_idle_in_transaction_timeout_s=_seconds(
+            environ, "DB_IDLE_IN_TRANSACTION_TIMEOUT",
+            Settings.db_idle_in_transaction_timeout_s),
+        db_migration_timeout_s=_seconds(environ, "DB_MIGRATION_TIMEOUT",
+                                        Settings.db_migration_timeout_s),
         # meter-capacity
         kubeconfig=environ.get("KUBECONFIG") or None,
         tenant_annotation_prefix=environ.get("TENANT_ANNOTATION_PREFIX",

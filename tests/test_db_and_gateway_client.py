@@ -1,11 +1,12 @@
 """The shared adapters: the database helper and the gateway client."""
 import json
 import queue
+import threading
 
 import psycopg
 import pytest
 
-from chargeback import db
+from chargeback import db, migrate
 from chargeback.gateway import GatewayClient, GatewayError
 from chargeback.settings import ConfigError, load
 from devstack import stack as stackfile
@@ -71,3 +72,76 @@ def test_client_reports_refusals_and_unreachable_gateways(client):
     dead = GatewayClient(load({"GATEWAY_URL": f"http://127.0.0.1:{free_port()}"}))
     with pytest.raises(GatewayError, match="unreachable"):
         dead.invoke("echo")
+
+
+# Bounds, rotation and recovery ------------------------------------------------
+
+def _other_database(pg_server, name):
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg_server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _connections_to(pg_server, url):
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                            (url.rsplit("/", 1)[1],)).fetchone()[0]
+
+
+def test_every_statement_and_lock_wait_is_bounded(database_url):
+    statements = load({"DATABASE_URL": database_url, "DB_STATEMENT_TIMEOUT": "0.3"})
+    with pytest.raises(db.DatabaseUnavailable, match="statement timeout"):
+        with db.transaction(statements) as conn:
+            conn.execute("SELECT pg_sleep(30)")
+    locks = load({"DATABASE_URL": database_url, "DB_LOCK_TIMEOUT": "0.3"})
+    with psycopg.connect(database_url) as holder:
+        holder.execute("LOCK TABLE openfaas_metering.tenants IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(db.DatabaseUnavailable, match="lock timeout"):
+            with db.transaction(locks) as conn:
+                conn.execute("SELECT count(*) FROM openfaas_metering.tenants")
+
+
+def test_a_held_migration_lock_is_waited_for_within_the_lock_timeout_only(
+        pg_server, database_url):
+    # Another replica holds the migration lock and never lets go.
+    holder = psycopg.connect(database_url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (migrate.LOCK_KEY,))
+    stuck = load({"DATABASE_URL": database_url, "DB_LOCK_TIMEOUT": "3"})
+    other = load({"DATABASE_URL": _other_database(pg_server, "rotate_other")})
+    outcome: queue.Queue = queue.Queue()
+
+    def use(settings, label):
+        try:
+            with db.transaction(settings) as conn:
+                conn.execute("SELECT 1")
+            outcome.put((label, "ok"))
+        except db.DatabaseUnavailable as exc:
+            outcome.put((label, str(exc)))
+
+    try:
+        waiting = threading.Thread(target=use, args=(stuck, "stuck"), daemon=True)
+        waiting.start()
+        # While that replica waits for the lock, other databases are not blocked.
+        use(other, "other")
+        assert outcome.get(timeout=30) == ("other", "ok")
+        assert waiting.is_alive()
+        label, reason = outcome.get(timeout=30)
+        assert label == "stuck" and "lock timeout" in reason
+    finally:
+        holder.close()
+        db.close_all()
+
+
+def test_a_rotated_database_secret_closes_the_old_pool(pg_server, database_url):
+    old = load({"DATABASE_URL": database_url})
+    new = load({"DATABASE_URL": _other_database(pg_server, "rotate_new")})
+    try:
+        with db.transaction(old) as conn:
+            conn.execute("SELECT 1")
+        assert _connections_to(pg_server, database_url) >= 1
+        with db.transaction(new) as conn:
+            conn.execute("SELECT 1")
+        assert _connections_to(pg_server, database_url) == 0
+    finally:
+        db.close_all()

@@ -70,3 +70,15 @@ def test_receive_usage_limits_default_and_parse(tmp_path):
     assert (s.max_body_bytes, s.max_future_skew_s) == (1000, 60)
     with pytest.raises(ConfigError, match="MAX_BODY_BYTES='16M': expected an integer"):
         load({"MAX_BODY_BYTES": "16M"})
+
+
+def test_database_bounds_default_and_accept_decimal_seconds():
+    s = load({})
+    assert (s.db_statement_timeout_s, s.db_lock_timeout_s,
+            s.db_idle_in_transaction_timeout_s) == (15.0, 5.0, 60.0)
+    s = load({"DB_STATEMENT_TIMEOUT": "300", "DB_LOCK_TIMEOUT": "0.5"})
+    assert (s.db_statement_timeout_s, s.db_lock_timeout_s) == (300.0, 0.5)
+    with pytest.raises(ConfigError, match="DB_LOCK_TIMEOUT='soon': expected a number"):
+        load({"DB_LOCK_TIMEOUT": "soon"})
+    with pytest.raises(ConfigError, match="DB_STATEMENT_TIMEOUT='0': expected a positive"):
+        load({"DB_STATEMENT_TIMEOUT": "0"})
