@@ -51,9 +51,11 @@ _COPY_STAGING = ("COPY usage_staging (namespace, function_name, started_ns, dura
                  " memory_bytes) FROM STDIN")
 
 # Rows are inserted in the primary key's order so that replicas inserting
-# overlapping batches take their locks in the same order. `started` and
-# `duration` are rounded to the microsecond Postgres holds (half up; values
-# are >= 0). The hour of an event is the UTC hour of its exact start.
+# overlapping batches take their locks in the same order. `started` is
+# truncated to the microsecond Postgres holds, so the row, its partition and
+# its rollup hour (the UTC hour of the exact start) always agree; `duration`
+# is rounded half up (values are >= 0), which keeps the docs' query within
+# half a microsecond per event of the exact GB-seconds.
 # {skip_duplicates} is empty on the first attempt (see _insert) or ON CONFLICT
 # DO NOTHING.
 _INSERT = sql.SQL("""
@@ -63,7 +65,7 @@ WITH inserted AS (
          memory_bytes, delivery_id)
     SELECT namespace, function_name,
            timestamptz '1970-01-01 00:00:00+00'
-               + ((started_ns + 500) / 1000) * interval '1 microsecond',
+               + (started_ns / 1000) * interval '1 microsecond',
            started_ns,
            ((duration_ns + 500) / 1000) * interval '1 microsecond',
            duration_ns, memory_bytes, %(delivery_id)s
@@ -116,6 +118,18 @@ INSERT INTO openfaas_metering.usage_quarantined_deliveries
     (delivery_id, body_sha256, event_type, reason, body)
 VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (delivery_id, body_sha256) DO NOTHING"""
+
+
+_COUNT_OTHER = """
+INSERT INTO openfaas_metering.webhook_other_events AS o
+    (event_type, day, deliveries, events, last_delivery_id)
+VALUES (%s, (now() AT TIME ZONE 'UTC')::date, 1, %s, %s)
+ON CONFLICT (event_type, day) DO UPDATE
+   SET deliveries = o.deliveries + 1,
+       events = o.events + excluded.events,
+       last_received_at = now(),
+       last_delivery_id = excluded.last_delivery_id"""
+MAX_EVENT_TYPE_CHARS = 100
 
 
 @dataclass
@@ -224,3 +238,11 @@ def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
     """Keep a signed delivery whose body is unusable, raw, for audit (once per body)."""
     with db.transaction(settings) as conn:
         conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason, body))
+
+
+def count_other_delivery(settings: Settings, event_type: str, delivery_id: str,
+                         events: int) -> None:
+    """Count a signed delivery of an event type we do not store (per type and UTC day)."""
+    with db.transaction(settings) as conn:
+        conn.execute(_COUNT_OTHER, (_storable(event_type[:MAX_EVENT_TYPE_CHARS]), events,
+                                    _storable(delivery_id)))

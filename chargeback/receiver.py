@@ -51,28 +51,37 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
     except webhook.SignatureError as exc:
         raise RequestError(401, str(exc)) from None
 
-    event_type = webhook.header(headers, webhook.EVENT_HEADER)
-    if event_type is not None and event_type.strip() != usage.EVENT_TYPE:
-        # Acknowledge, or the event-worker retries it forever.
-        return Outcome(200, {"ignored": event_type.strip(),
-                             "reason": f"receive-usage stores {usage.EVENT_TYPE} events only"})
-
     body_sha256 = hashlib.sha256(body).hexdigest()
     try:
         delivery_id = webhook.delivery_id(webhook.header(headers, webhook.DELIVERY_HEADER),
                                           body_sha256)
     except ValueError as exc:
         raise RequestError(400, str(exc)) from None
+    event_type = webhook.header(headers, webhook.EVENT_HEADER)
+    if event_type is not None and event_type.strip() != usage.EVENT_TYPE:
+        # Acknowledge, or the event-worker retries it forever; count it so an
+        # operator sees what arrives (openfaas_metering.webhook_other_events).
+        ingest.count_other_delivery(settings, event_type.strip(), delivery_id,
+                                    _array_length(body))
+        return Outcome(200, {"ignored": event_type.strip(),
+                             "reason": f"receive-usage stores {usage.EVENT_TYPE} events only"})
     try:
-        items = usage.parse_body(body)
+        batch = usage.validate(usage.parse_body(body),
+                               now_ns=time.time_ns() if now_ns is None else now_ns,
+                               max_future_skew_s=settings.max_future_skew_s,
+                               exclude_namespaces=settings.exclude_namespaces)
     except usage.BodyError as exc:
         ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
                                    str(exc))
         raise RequestError(400, f"{exc}; the delivery is kept in quarantine") from None
-
-    batch = usage.validate(items, now_ns=time.time_ns() if now_ns is None else now_ns,
-                           max_future_skew_s=settings.max_future_skew_s,
-                           exclude_namespaces=settings.exclude_namespaces)
     summary = ingest.store(settings, delivery_id, body_sha256, batch)
     return Outcome(200, summary.as_json(),
                    {"X-Delivery-Replayed": "true"} if summary.replayed else {})
+
+
+def _array_length(body: bytes) -> int:
+    """How many items a JSON array body holds; 0 when it is not one."""
+    try:
+        return len(usage.parse_body(body))
+    except usage.BodyError:
+        return 0

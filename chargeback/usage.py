@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 
 EVENT_TYPE = "function_usage"
 NS_PER_S = 1_000_000_000
-NS_PER_US = 1_000
 NS_PER_DAY = 86_400 * NS_PER_S
 # Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
 # and multiplying by it never rounds (dividing by 2^30 in Postgres would).
@@ -27,6 +26,9 @@ _GB_SECONDS_PER_BYTE_NS_E39 = 931322574615478515625  # the same, times 10^39
 MAX_NAME_CHARS = 63  # a Kubernetes DNS-1123 label: namespaces and OpenFaaS function names
 MAX_DURATION_NS = 10**18  # ~31.7 years: anything longer is a sender bug, not usage
 MAX_MEMORY_BYTES = 2**63 - 1
+# A rejected event is kept as JSON; one nested deeper than this is not an
+# event at all, and the whole delivery goes to quarantine instead.
+MAX_JSON_DEPTH = 32
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _RFC3339 = re.compile(
@@ -101,6 +103,11 @@ def parse_body(body: bytes) -> list:
     except json.JSONDecodeError as exc:
         raise BodyError(f"body is not JSON: {exc.msg} at line {exc.lineno} "
                         f"column {exc.colno}") from None
+    except RecursionError:
+        raise BodyError(f"body is nested too deeply (events are JSON objects nested at "
+                        f"most {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise BodyError(f"body is not usable JSON: {_first_line(exc)}") from None
     if not isinstance(items, list):
         raise BodyError(f"body must be a JSON array of events, got a JSON {_kind(items)}")
     return items
@@ -204,6 +211,9 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
                 raise ValueError("memory_bytes must be a positive integer number of bytes, "
                                  f"got {_short(memory_bytes)}")
         except ValueError as exc:
+            if _deeper_than(item, MAX_JSON_DEPTH):
+                raise BodyError(f"event {index} is nested more than {MAX_JSON_DEPTH} levels "
+                                "deep") from None
             batch.rejected.append(Rejection(index, str(exc), item))
             continue
         if namespace in excluded:
@@ -232,15 +242,15 @@ def total_gb_seconds(usages) -> Decimal:
 
 
 def month_of(started_ns: int) -> date:
-    """First day of the UTC month of `started` as Postgres stores it (rounded to µs)."""
+    """First day of the UTC month of `started` (truncating to the µs Postgres stores
+    never changes the month)."""
     return months_of([started_ns])[0]
 
 
 def months_of(started_ns: list[int] | Any) -> list[date]:
     """The distinct UTC months (first days) that events starting at `started_ns` fall in,
-    by the microsecond Postgres stores (half up), in order."""
-    # floor((ns + 500) / 1000 / 86400e6) == floor((ns + 500) / 86400e9) for ns >= 0
-    days = {(ns + NS_PER_US // 2) // NS_PER_DAY for ns in started_ns}
+    in order."""
+    days = {ns // NS_PER_DAY for ns in started_ns}
     return sorted({date.fromordinal(_EPOCH_ORDINAL + day).replace(day=1) for day in days})
 
 
@@ -255,11 +265,36 @@ def _check_name(field_name: str, value: Any) -> None:
                          "(lowercase a-z, 0-9 and '-', starting and ending alphanumeric)")
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels below `value` (iterative)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, (dict, list)))
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _kind(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, (dict, list)) and _deeper_than(value, MAX_JSON_DEPTH):
+        return f"a JSON {_kind(value)} nested more than {MAX_JSON_DEPTH} levels deep"
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -349,14 +349,14 @@ def test_fractions_and_offsets_keep_the_exact_nanosecond(send, database_url, sta
 
 
 def test_events_of_any_month_are_stored_in_their_own_partition(send, database_url):
-    # the first rounds up to 2019-02-01T00:00:00.000000Z, the microsecond Postgres keeps
+    # the first is truncated to 2019-01-31T23:59:59.999999Z, the microsecond Postgres keeps
     months = ["2019-01-31T23:59:59.999999999Z", "2024-02-29T12:00:00+02:00",
               "2026-02-01T00:00:00Z"]
     assert send([ev(started=s) for s in months]).json()["accepted"] == 3
     assert send([ev(started="2024-02-10T00:00:00Z")]).json()["accepted"] == 1
     assert query(database_url, """
         SELECT tableoid::regclass::text FROM openfaas_metering.function_usage
-         ORDER BY started""") == [("openfaas_metering.function_usage_2019_02",),
+         ORDER BY started""") == [("openfaas_metering.function_usage_2019_01",),
                                   ("openfaas_metering.function_usage_2024_02",),
                                   ("openfaas_metering.function_usage_2024_02",),
                                   ("openfaas_metering.function_usage_2026_02",)]

@@ -155,9 +155,10 @@ def test_gb_seconds_are_exact():
         "1.000000000000000003725290298461914062500")
 
 
-def test_month_of_follows_the_microsecond_postgres_stores():
+def test_month_of_is_the_month_of_the_exact_start_which_truncation_keeps():
     assert usage.month_of(parse_started("2026-10-31T23:59:59.999999499Z")) == date(2026, 10, 1)
-    assert usage.month_of(parse_started("2026-10-31T23:59:59.999999500Z")) == date(2026, 11, 1)
+    assert usage.month_of(parse_started("2026-10-31T23:59:59.999999999Z")) == date(2026, 10, 1)
+    assert usage.month_of(parse_started("2026-11-01T00:00:00Z")) == date(2026, 11, 1)
 
 
 # The webhook envelope -------------------------------------------------------
