@@ -29,6 +29,9 @@ from . import migrate, partitions
 from .settings import ConfigError, Settings
 
 log = logging.getLogger("chargeback")
+# While the server is away the pool logs each reconnect attempt (4 a second);
+# handlers log one line per refused request instead.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # While the server is away, try again this often (psycopg_pool's own backoff
 # doubles from 1 s, so after a 10 s outage it would wait ~8 s more).

@@ -1,4 +1,7 @@
 """The python3-http template server, run as the image would run it."""
+import json
+import socket
+
 import pytest
 import requests
 
@@ -61,3 +64,63 @@ def test_product_functions_answer_501_until_built(serve_function, secrets_dir):
         r = requests.post(fn.url)
         assert r.status_code == 501
         assert "not implemented yet" in r.json()["error"]
+
+
+# The body limit is enforced before the body is buffered ------------------------------
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture
+def small_echo(serve_function):
+    tests_stack = stackfile.load(ROOT / "tests" / "stack.yml", root=ROOT)
+    return serve_function("echo", stack=tests_stack, env={"MAX_BODY_BYTES": str(LIMIT)})
+
+
+def _answer(sock) -> tuple[int, dict]:
+    """Status and JSON body of the HTTP response waiting on `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    return next(int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                if line.startswith("content-length:"))
+
+
+def test_a_declared_oversized_body_is_refused_before_a_byte_of_it_is_sent(small_echo):
+    with socket.create_connection(("127.0.0.1", small_echo.port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        status, body = _answer(sock)
+    assert status == 413
+    assert body == {"error": f"request body is larger than {LIMIT} bytes (MAX_BODY_BYTES); "
+                             "nothing was read past the limit"}
+
+
+def test_a_chunked_body_is_refused_while_it_streams_in(small_echo):
+    chunk = b"x" * 8192
+    sent = 0
+    with socket.create_connection(("127.0.0.1", small_echo.port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            while sent < 100 * LIMIT:  # never finished: the server must answer first
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except OSError:
+            pass  # the server answered and closed: what we want
+        status, body = _answer(sock)
+    assert status == 413 and "MAX_BODY_BYTES" in body["error"]
+    assert sent < 100 * LIMIT
+
+
+def test_a_body_of_exactly_the_limit_is_served(small_echo):
+    body = b"[" + b" " * (LIMIT - 2) + b"]"
+    r = requests.post(small_echo.url, data=body)
+    assert r.status_code == 200 and r.json()["json"] == []

@@ -8,6 +8,12 @@ Python's repr), and an exception answers 500 with a one-line JSON reason instead
 of Flask's HTML page. `function/` is on sys.path so handlers can import the
 shared package as `chargeback`. `/_/health` is answered here too, for local
 runs without a watchdog (in the image the watchdog answers it first).
+
+A request body over MAX_BODY_BYTES (the function's environment; 1 MiB when
+unset) is refused by waitress itself, before it is buffered: from its
+Content-Length at once, and while a chunked body streams in as soon as the
+bytes received pass the limit. The answer is 413 with a one-line JSON reason,
+like every other refusal. (waitress's own default would buffer up to 1 GiB.)
 """
 import json
 import logging
@@ -19,12 +25,51 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "function"))
 
 from flask import Flask, Response, request  # noqa: E402
-from waitress import serve  # noqa: E402
+from waitress import create_server  # noqa: E402
+from waitress.channel import HTTPChannel  # noqa: E402
+from waitress.task import ErrorTask  # noqa: E402
 
 from function import handler  # noqa: E402
 
 app = Flask(__name__)
 log = logging.getLogger("function")
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # functions that take bodies set their own
+
+
+def max_body_bytes():
+    raw = os.getenv("MAX_BODY_BYTES", "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_MAX_BODY_BYTES
+    except ValueError:
+        sys.exit(f"MAX_BODY_BYTES={raw!r}: expected a positive integer")
+    if value <= 0:
+        sys.exit(f"MAX_BODY_BYTES={raw!r}: expected a positive integer")
+    return value
+
+
+MAX_BODY_BYTES = max_body_bytes()
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own refusals (413 over the limit, 400 malformed HTTP) as one-line JSON."""
+
+    def execute(self):
+        error = self.request.error
+        if error.code == 413:
+            reason = (f"request body is larger than {MAX_BODY_BYTES} bytes "
+                      "(MAX_BODY_BYTES); nothing was read past the limit")
+        else:
+            reason = f"{error.reason}: {error.body}".strip()
+        body = json.dumps({"error": reason}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class Channel(HTTPChannel):
+    error_task_class = JsonErrorTask
 
 
 class Event:
@@ -86,11 +131,16 @@ def call_handler(path):
 
 
 if __name__ == "__main__":
-    serve(
+    logging.basicConfig(level=os.getenv("LOG_LEVEL", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = create_server(
         app,
         host=os.getenv("UPSTREAM_HOST", "127.0.0.1"),
         port=int(os.getenv("UPSTREAM_PORT", "5000")),
         threads=int(os.getenv("WAITRESS_THREADS", "4")),
         ident=None,
-        _quiet=True,
+        # waitress refuses at ">= the limit"; a body of exactly MAX_BODY_BYTES fits
+        max_request_body_size=MAX_BODY_BYTES + 1,
     )
+    server.channel_class = Channel
+    server.run()
