@@ -36,7 +36,7 @@ def pg_server(tmp_path_factory):
         migrate.apply(conn)
     yield server
     db.close_all()
-    server.stop()
+    server.discard()
 
 
 @pytest.fixture

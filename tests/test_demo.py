@@ -13,7 +13,7 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
         done = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True,
                               text=True, timeout=300)
     finally:
-        EmbeddedPostgres(tmp_path / "var" / "pg", 0).stop()
+        EmbeddedPostgres(tmp_path / "var" / "pg", 0).discard()
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "210,000 invocations of 15 functions in 5 tenants" in out

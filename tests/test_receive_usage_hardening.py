@@ -192,4 +192,4 @@ def test_the_pool_serves_again_within_a_second_of_postgres_returning(serve_funct
         assert r.status_code == 200, r.text
         assert (r.json()["accepted"], r.json()["duplicates"]) == (10, 0)
     finally:
-        server.stop()
+        server.discard()

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if runtime:
                 runtime.stop()
-            pg.stop()
+            pg.discard()
 
     cpu = next((line.split(":", 1)[1].strip() for line in
                 open("/proc/cpuinfo") if line.startswith("model name")), platform.machine())

