@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
-from psycopg.errors import TransactionRollback, UniqueViolation
+from psycopg.errors import DeadlockDetected, SerializationFailure, UniqueViolation
 
 from . import db
 from .settings import Settings
@@ -22,7 +22,10 @@ from .usage import GB_SECONDS_PER_BYTE_NS, Batch, months_of
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.
+# (psycopg's DeadlockDetected and SerializationFailure are not subclasses of
+# its TransactionRollback, which is SQLSTATE 40000 only.)
 _ATTEMPTS = 3
+_RETRIED_HERE = (DeadlockDetected, SerializationFailure)
 
 _LOCK_DELIVERY = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
@@ -162,7 +165,7 @@ def store(settings: Settings, delivery_id: str, body_sha256: str, batch: Batch) 
             with db.transaction(settings) as conn:
                 return _store(conn, delivery_id, body_sha256, batch)
         except db.DatabaseUnavailable as exc:
-            if not isinstance(exc.__cause__, TransactionRollback) or attempt == _ATTEMPTS:
+            if not isinstance(exc.__cause__, _RETRIED_HERE) or attempt == _ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
