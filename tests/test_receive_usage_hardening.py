@@ -10,7 +10,8 @@ from datetime import date
 import psycopg
 import pytest
 
-from chargeback import partitions
+from chargeback import db, partitions
+from chargeback.settings import load
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.usage_sim import WebhookSender, rfc3339
 
@@ -113,6 +114,13 @@ def test_ensure_ahead_creates_the_coming_months_in_short_transactions(database_u
         with conn.transaction():
             with pytest.raises(ValueError, match="outside any transaction"):
                 partitions.ensure_ahead(conn)
+    # the way a scheduled function calls it: a pooled connection from db.transaction
+    try:
+        with db.transaction(load({"DATABASE_URL": database_url})) as conn:
+            assert partitions.ensure_ahead(conn, 0, today=date(2029, 1, 5)) == (
+                [date(2029, 1, 1)], [])
+    finally:
+        db.close_all()
 
 
 # 11: row and rollup in the same hour and month --------------------------------------
