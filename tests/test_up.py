@@ -40,7 +40,7 @@ def up_env(tmp_path):
     # Whatever happened, leave no embedded server behind.
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
                     "import sys; from devstack.pg import EmbeddedPostgres as E;"
-                    "E(sys.argv[1], 0).stop()", str(tmp_path / "var" / "pg")],
+                    "E(sys.argv[1], 0).discard()", str(tmp_path / "var" / "pg")],
                    env=env, capture_output=True)
 
 

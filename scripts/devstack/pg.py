@@ -140,9 +140,11 @@ class EmbeddedPostgres:
         self.durable = durable
         self.bin = _bin_dir()
         self.as_user = _run_as()
+        asked = self.data_dir
         if self.as_user:
             self.bin = _reachable_bin(self.bin, self.as_user)
             self.data_dir = _reachable_data_dir(self.data_dir, self.as_user)
+        self.relocated = self.data_dir != asked
 
     @property
     def url(self) -> str:
@@ -205,6 +207,9 @@ class EmbeddedPostgres:
                 pass
 
     def discard(self) -> None:
-        """Stop the server and delete its data (temporary servers: tests, benchmarks)."""
+        """Stop a temporary server (tests, benchmarks). Data it keeps where it was asked
+        to is left to whoever made that directory; data relocated under SERVER_HOME is
+        deleted."""
         self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.relocated:
+            shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -59,14 +59,14 @@ def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
     """DATABASE_URL when set; else the embedded server in var/pg (reused if already up)."""
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"], None
-    data_dir = var / "pg"
-    port = _running_port(data_dir)
+    server = EmbeddedPostgres(var / "pg", 0)  # as root its data may live elsewhere
+    port = _running_port(server.data_dir)
     if port is None:
         port = env_port("PG_PORT", 54329)
         if port_in_use(port):
             raise UpError(f"port {port} is in use: set PG_PORT to another port for the "
                           "embedded PostgreSQL, or DATABASE_URL to use your own")
-    server = EmbeddedPostgres(data_dir, port)
+    server.port = port
     if not server.running():
         server.start()
     return server.url, server
