@@ -11,12 +11,14 @@ import itertools
 import json
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+import requests
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +26,7 @@ from chargeback import db, receiver
 from chargeback.settings import load
 from chargeback.usage import parse_started
 from chargeback.webhook import sign
+from devstack.pg import EmbeddedPostgres, free_port
 from devstack.usage_sim import WebhookSender
 
 from .conftest import WEBHOOK_SECRET
@@ -472,3 +475,75 @@ def test_a_reproducible_fuzz_of_10000_hostile_requests_never_gets_a_5xx(
 def parse(event: dict) -> tuple:
     return (event["namespace"], event["function_name"], parse_started(event["started"]),
             event["duration"], event["memory_bytes"])
+
+
+# Faults mid-stream -------------------------------------------------------------------
+
+def test_postgres_stopped_and_the_function_killed_mid_stream_lose_and_double_nothing(
+        local_runtime, product_stack, secrets_dir, tmp_path):
+    """Four senders retry every 5xx and every broken connection, as the event-worker
+    does, while PostgreSQL is stopped for 3 s and later the function is killed and
+    restarted: every delivery ends stored exactly once."""
+    server = EmbeddedPostgres(tmp_path / "stream-pg", free_port(), durable=False).start()
+    try:
+        stack = dataclasses.replace(
+            product_stack, functions={"receive-usage": product_stack.functions["receive-usage"]})
+        runtime = local_runtime(stack, cron=False, function_env={
+            "SECRETS_DIR": str(secrets_dir), "DATABASE_URL": server.url,
+            "DB_CONNECT_TIMEOUT": "1"})
+        url = f"{runtime.gateway_url}/function/receive-usage.openfaas-system"
+        unique = [ev(duration=d, function_name=f"fn-{d % 7}") for d in range(1, 6001)]
+        # 60 deliveries of 150 events; each event sent in one or two of them
+        deliveries = [(f"stream-{i}", unique[i * 100:i * 100 + 150]) for i in range(60)]
+        done = threading.Semaphore(0)
+        requests_sent, failures = Counter(), Counter()
+        lock = threading.Lock()
+
+        def deliver(item):
+            delivery_id, events = item
+            sender = WebhookSender(url, WEBHOOK_SECRET, timeout_s=30)
+            while True:
+                try:
+                    r = sender.post(events, delivery_id=delivery_id)
+                    status = r.status_code
+                except requests.RequestException:
+                    status = "connection error"
+                with lock:
+                    requests_sent[delivery_id] += 1
+                    if status != 200:
+                        failures[status] += 1
+                if status == 200:
+                    done.release()
+                    return r.json()
+                assert status in (502, 503, "connection error"), (status, r.text)
+                time.sleep(0.2)
+
+        with ThreadPoolExecutor(4) as pool:
+            pending = pool.map(deliver, deliveries)
+            for _ in range(15):
+                done.acquire()
+            server.stop()  # PostgreSQL goes away mid-stream ...
+            time.sleep(3)
+            server.start()  # ... and comes back
+            for _ in range(15):
+                done.acquire()
+            runtime.processes["receive-usage"].proc.kill()  # the function dies mid-request
+            time.sleep(0.5)
+            assert runtime.restart_dead() == ["receive-usage"]
+            runtime.processes["receive-usage"].wait_healthy()
+            answers = list(pending)
+        sent = sum(len(events) for _, events in deliveries)
+        assert sum(a["accepted"] for a in answers) == len(unique)
+        assert sum(a["duplicates"] for a in answers) == sent - len(unique)
+        with psycopg.connect(server.url) as conn:
+            rows = conn.execute("SELECT count(*), count(DISTINCT (namespace, function_name,"
+                                " started_ns, duration_ns, memory_bytes)) FROM"
+                                " openfaas_metering.function_usage").fetchone()
+            invocations = conn.execute("SELECT sum(invocations) FROM "
+                                       "openfaas_metering.function_usage_hourly").fetchone()[0]
+        assert rows == (len(unique), len(unique)) and invocations == len(unique)
+        print(f"\nmid-stream faults: {len(deliveries)} deliveries, "
+              f"{sum(requests_sent.values())} requests ({dict(failures)} retried), "
+              f"{sent:,} events sent, {len(unique):,} unique stored, 0 duplicated, 0 lost")
+    finally:
+        server.discard()
