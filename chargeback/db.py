@@ -63,17 +63,37 @@ def _require_url(settings: Settings) -> str:
     return settings.database_url
 
 
-def session_options(settings: Settings, statement_timeout_s: float | None = None) -> str:
-    """libpq `options` that bound every statement, lock wait and idle transaction."""
-    def ms(seconds: float) -> int:
-        return max(1, round(seconds * 1000))
+_BOUND = """
+SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),
+       set_config('idle_in_transaction_session_timeout', %s, false)"""
+
+
+def session_bounds(settings: Settings, statement_timeout_s: float | None = None
+                   ) -> tuple[str, str, str]:
+    """statement_timeout, lock_timeout, idle_in_transaction_session_timeout, as set on
+    every connection."""
+    def ms(seconds: float) -> str:
+        return f"{max(1, round(seconds * 1000))}ms"
 
     statement_s = settings.db_statement_timeout_s if statement_timeout_s is None \
         else statement_timeout_s
-    return (f"-c statement_timeout={ms(statement_s)}"
-            f" -c lock_timeout={ms(settings.db_lock_timeout_s)}"
-            f" -c idle_in_transaction_session_timeout="
-            f"{ms(settings.db_idle_in_transaction_timeout_s)}")
+    return (ms(statement_s), ms(settings.db_lock_timeout_s),
+            ms(settings.db_idle_in_transaction_timeout_s))
+
+
+def _bind(conn: psycopg.Connection, bounds: tuple[str, str, str]) -> None:
+    """Set the bounds with SET (not libpq startup options, which some poolers refuse)."""
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    conn.execute(_BOUND, bounds)
+    conn.autocommit = autocommit
+
+
+# What "try again later" looks like from the driver: connection and server
+# failures, statement and lock timeouts (OperationalError), the pool, and a
+# transaction ended for idling (an InternalError by SQLSTATE class, 25P03).
+_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout,
+                psycopg.errors.IdleInTransactionSessionTimeout)
 
 
 class _PromptAttempt(AttemptWithBackoff):
@@ -101,8 +121,8 @@ def pool(settings: Settings) -> ConnectionPool:
     waits for another thread's creation at most DB_CONNECT_TIMEOUT.
     """
     url = _require_url(settings)
-    options = session_options(settings)
-    key = (url, options, settings.db_pool_max, settings.db_connect_timeout_s)
+    bounds = session_bounds(settings)
+    key = (url, bounds, settings.db_pool_max, settings.db_connect_timeout_s)
     with _pools_lock:
         existing = _pools.get(key)
         if existing is not None:
@@ -116,9 +136,8 @@ def pool(settings: Settings) -> ConnectionPool:
         if existing is not None:
             return existing
         try:
-            with psycopg.connect(url, connect_timeout=settings.db_connect_timeout_s,
-                                 options=session_options(
-                                     settings, settings.db_migration_timeout_s)) as conn:
+            with psycopg.connect(url, connect_timeout=settings.db_connect_timeout_s) as conn:
+                _bind(conn, session_bounds(settings, settings.db_migration_timeout_s))
                 migrate.apply(conn)
                 partitions.ensure_ahead(conn)
         except psycopg.OperationalError as exc:
@@ -128,8 +147,8 @@ def pool(settings: Settings) -> ConnectionPool:
             min_size=1,
             max_size=max(1, settings.db_pool_max),
             timeout=settings.db_connect_timeout_s,
-            kwargs={"connect_timeout": settings.db_connect_timeout_s,
-                    "options": options},
+            kwargs={"connect_timeout": settings.db_connect_timeout_s},
+            configure=lambda conn: _bind(conn, bounds),
             check=ConnectionPool.check_connection,
             name="chargeback",
             open=False,
@@ -151,7 +170,7 @@ def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
     try:
         with pool(settings).connection() as conn:
             yield conn
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except _UNAVAILABLE as exc:
         raise DatabaseUnavailable(one_line(exc)) from exc
 
 

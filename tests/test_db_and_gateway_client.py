@@ -2,6 +2,7 @@
 import json
 import queue
 import threading
+import time
 
 import psycopg
 import pytest
@@ -100,6 +101,13 @@ def test_every_statement_and_lock_wait_is_bounded(database_url):
         with pytest.raises(db.DatabaseUnavailable, match="lock timeout"):
             with db.transaction(locks) as conn:
                 conn.execute("SELECT count(*) FROM openfaas_metering.tenants")
+    idle = load({"DATABASE_URL": database_url, "DB_IDLE_IN_TRANSACTION_TIMEOUT": "0.3"})
+    with pytest.raises(db.DatabaseUnavailable):
+        with db.transaction(idle) as conn:
+            conn.execute("SELECT 1")
+            time.sleep(1)  # a transaction left idle is ended by the server
+            conn.execute("SELECT 1")
+    db.close_all()
 
 
 def test_a_held_migration_lock_is_waited_for_within_the_lock_timeout_only(
