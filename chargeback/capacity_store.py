@@ -95,27 +95,38 @@ ON CONFLICT (namespace) DO UPDATE
     OR excluded.first_seen_at < t.first_seen_at
 """
 
-_READING = """unnest(%(namespace)s::text[], %(meter)s::text[], %(sku)s::text[],
-                     %(spot)s::boolean[], %(units)s::numeric[])
-              AS r(namespace, meter, sku, spot, units)"""
+# The reading is copied into a staging table (ON COMMIT DELETE ROWS: created
+# once per connection, empty at every transaction start), then compared with
+# the open intervals in two set-based statements.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS capacity_reading (
+    namespace text    NOT NULL,
+    meter     text    NOT NULL,
+    sku       text    NOT NULL,
+    spot      boolean NOT NULL,
+    units     numeric NOT NULL,
+    PRIMARY KEY (namespace, meter, sku, spot)
+) ON COMMIT DELETE ROWS"""
+
+_COPY_STAGING = "COPY capacity_reading (namespace, meter, sku, spot, units) FROM STDIN"
 
 # Intervals the reading does not show unchanged end at the previous tick.
-_CLOSE = f"""
+_CLOSE = """
 UPDATE openfaas_metering.capacity_holdings h
    SET last_slot = %(previous_slot)s, closed_total_seconds = %(previous_total)s
  WHERE h.last_slot IS NULL
-   AND NOT EXISTS (SELECT 1 FROM {_READING}
+   AND NOT EXISTS (SELECT 1 FROM capacity_reading r
                     WHERE (r.namespace, r.meter, r.sku, r.spot, r.units)
                           = (h.namespace, h.meter, h.sku, h.spot, h.units))
 """
 
 # New or changed holdings open an interval at this tick (its billed part
 # starts after the previous tick's running total).
-_OPEN = f"""
+_OPEN = """
 INSERT INTO openfaas_metering.capacity_holdings
        (namespace, meter, sku, spot, units, opened_slot, opened_total_seconds)
 SELECT r.namespace, r.meter, r.sku, r.spot, r.units, %(slot)s, %(previous_total)s
-  FROM {_READING}
+  FROM capacity_reading r
  WHERE NOT EXISTS (SELECT 1 FROM openfaas_metering.capacity_holdings h
                     WHERE h.last_slot IS NULL
                       AND (h.namespace, h.meter, h.sku, h.spot, h.units)
@@ -140,14 +151,7 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
     elapsed = None if latest is None else int((slot - latest).total_seconds())
     billed = 0 if elapsed is None else min(elapsed, max_gap_seconds)
     samples = len(reading.samples) if billed > 0 else 0
-    holdings = {
-        "slot": slot, "previous_slot": latest, "previous_total": latest_total,
-        "namespace": [s.namespace for s in reading.samples],
-        "meter": [s.meter for s in reading.samples],
-        "sku": [s.sku for s in reading.samples],
-        "spot": [s.spot for s in reading.samples],
-        "units": [s.units for s in reading.samples],
-    }
+    holdings = {"slot": slot, "previous_slot": latest, "previous_total": latest_total}
     conn.execute(
         """INSERT INTO openfaas_metering.capacity_ticks
                (slot, previous_slot, elapsed_seconds, billed_seconds, billed_total_seconds,
@@ -167,6 +171,10 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "currency": [t.currency for t in tenants],
         "locale": [t.locale for t in tenants],
     })
+    conn.execute(_STAGING)
+    with conn.cursor().copy(_COPY_STAGING) as copy:
+        for s in reading.samples:
+            copy.write_row((s.namespace, s.meter, s.sku, s.spot, s.units))
     closed = conn.execute(_CLOSE, holdings).rowcount if latest is not None else 0
     opened = conn.execute(_OPEN, holdings).rowcount
     return TickOutcome(slot, recorded=True, previous_slot=latest, elapsed_seconds=elapsed,
