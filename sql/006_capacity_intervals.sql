@@ -107,7 +107,7 @@ $$;
 CREATE OR REPLACE FUNCTION openfaas_metering.capacity_usage(from_ts timestamptz, to_ts timestamptz)
 RETURNS TABLE (namespace text, meter text, sku text, spot boolean, unit_seconds numeric)
 LANGUAGE sql STABLE AS $$
-    WITH edge AS (
+    WITH edge AS MATERIALIZED (  -- evaluated once, not per row
         SELECT openfaas_metering.capacity_billed_before(from_ts) AS lo,
                openfaas_metering.capacity_billed_before(greatest(from_ts, to_ts)) AS hi
     ), part AS (
