@@ -15,13 +15,15 @@ older one, records nothing.
 """
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .capacity import Reading
+from .capacity import Reading, Sample
 
 TICK_LOCK = 0x6D65746572  # "meter": serialises ticks across replicas (not a hot path)
 SLOT_LOCK_CLASS = 0x6D747273  # "mtrs": with the slot's minute number, one lock per minute
@@ -54,28 +56,41 @@ def lock_slot(conn: psycopg.Connection, slot: datetime) -> bool:
                         (SLOT_LOCK_CLASS, minute)).fetchone()[0]
 
 
-def _done(conn: psycopg.Connection, slot: datetime
-          ) -> tuple[datetime | None, int, TickOutcome | None]:
-    """The latest completed slot and its running total, and an outcome when `slot` is done."""
-    latest, total, recorded = conn.execute(  # answered from the primary key's index
-        """SELECT l.slot, l.billed_total_seconds,
+@dataclass(frozen=True)
+class _Latest:
+    slot: datetime | None = None
+    billed_total_seconds: int = 0
+    reading_sha256: bytes | None = None
+
+
+def _done(conn: psycopg.Connection, slot: datetime) -> tuple[_Latest, TickOutcome | None]:
+    """The latest completed tick, and an outcome when `slot` may not be recorded now."""
+    latest, total, digest, recorded = conn.execute(  # answered from the primary key's index
+        """SELECT l.slot, l.billed_total_seconds, l.reading_sha256,
                   EXISTS (SELECT 1 FROM openfaas_metering.capacity_ticks WHERE slot = %s)
              FROM (SELECT NULL) AS nothing
-             LEFT JOIN LATERAL (SELECT slot, billed_total_seconds
+             LEFT JOIN LATERAL (SELECT slot, billed_total_seconds, reading_sha256
                                   FROM openfaas_metering.capacity_ticks
                                  ORDER BY slot DESC LIMIT 1) l ON true""",
         (slot,)).fetchone()
+    found = _Latest(latest, total or 0, digest)
     if latest is None or latest < slot:
-        return latest, total or 0, None
+        return found, None
     reason = ("already metered" if recorded else
               f"a later tick ({latest.isoformat()}) is already metered: an older slot "
               "would bill time twice")
-    return latest, total, TickOutcome(slot, recorded=False, previous_slot=latest, reason=reason)
+    return found, TickOutcome(slot, recorded=False, previous_slot=latest, reason=reason)
 
 
 def already_metered(conn: psycopg.Connection, slot: datetime) -> TickOutcome | None:
     """A cheap look before reading the cluster: an outcome when the slot is done."""
-    return _done(conn, slot)[2]
+    return _done(conn, slot)[1]
+
+
+def reading_digest(samples: Iterable[Sample]) -> bytes:
+    """SHA-256 of the holdings, independent of their order."""
+    lines = sorted(f"{s.namespace}\t{s.meter}\t{s.sku}\t{s.spot}\t{s.units}" for s in samples)
+    return hashlib.sha256("\n".join(lines).encode()).digest()
 
 
 _UPSERT_TENANTS = """
@@ -145,9 +160,11 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
     the database clock in capacity_tick.run_tick).
     """
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (TICK_LOCK,))
-    latest, latest_total, done = _done(conn, slot)
+    previous, done = _done(conn, slot)
     if done is not None:
         return done
+    latest, latest_total = previous.slot, previous.billed_total_seconds
+    digest = reading_digest(reading.samples)
     elapsed = None if latest is None else int((slot - latest).total_seconds())
     billed = 0 if elapsed is None else min(elapsed, max_gap_seconds)
     samples = len(reading.samples) if billed > 0 else 0
@@ -155,11 +172,11 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
     conn.execute(
         """INSERT INTO openfaas_metering.capacity_ticks
                (slot, previous_slot, elapsed_seconds, billed_seconds, billed_total_seconds,
-                tenants, dedicated_nodes, not_ready_nodes, samples, warnings)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                tenants, dedicated_nodes, not_ready_nodes, samples, warnings, reading_sha256)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (slot, latest, elapsed, billed, latest_total + billed, len(reading.tenants),
          reading.dedicated_nodes, reading.not_ready_nodes, samples,
-         Jsonb(list(reading.warnings[:MAX_STORED_WARNINGS]))))
+         Jsonb(list(reading.warnings[:MAX_STORED_WARNINGS])), digest))
     # in namespace order, so that concurrent upserts of several tenants lock rows in one order
     tenants = sorted(reading.tenants, key=lambda t: t.namespace)
     conn.execute(_UPSERT_TENANTS, {
@@ -171,12 +188,16 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "currency": [t.currency for t in tenants],
         "locale": [t.locale for t in tenants],
     })
-    conn.execute(_STAGING)
-    with conn.cursor().copy(_COPY_STAGING) as copy:
-        for s in reading.samples:
-            copy.write_row((s.namespace, s.meter, s.sku, s.spot, s.units))
-    closed = conn.execute(_CLOSE, holdings).rowcount if latest is not None else 0
-    opened = conn.execute(_OPEN, holdings).rowcount
+    if digest == previous.reading_sha256:
+        # The open intervals are always exactly the latest tick's reading: nothing changed.
+        opened = closed = 0
+    else:
+        conn.execute(_STAGING)
+        with conn.cursor().copy(_COPY_STAGING) as copy:
+            for s in reading.samples:
+                copy.write_row((s.namespace, s.meter, s.sku, s.spot, s.units))
+        closed = conn.execute(_CLOSE, holdings).rowcount if latest is not None else 0
+        opened = conn.execute(_OPEN, holdings).rowcount
     return TickOutcome(slot, recorded=True, previous_slot=latest, elapsed_seconds=elapsed,
                        billed_seconds=billed, samples=samples, holdings_opened=opened,
                        holdings_closed=closed)

@@ -21,7 +21,9 @@ UPDATE openfaas_metering.capacity_ticks t
  WHERE t.slot = r.slot;
 ALTER TABLE openfaas_metering.capacity_ticks
     ALTER COLUMN billed_total_seconds SET NOT NULL,
-    ADD CHECK (billed_total_seconds >= billed_seconds);
+    ADD CHECK (billed_total_seconds >= billed_seconds),
+    -- digest of the tick's reading: the next tick skips comparing an identical one
+    ADD COLUMN reading_sha256 bytea;
 COMMENT ON COLUMN openfaas_metering.capacity_ticks.samples IS
     'holdings (tenant, meter, SKU, spot) billed by this tick';
 

@@ -62,6 +62,9 @@ def test_the_first_tick_is_a_baseline_then_each_tick_bills_the_minute_since(mete
     assert (second["recorded"], second["billed_seconds"], second["tenants"]) == (True, 60, 4)
     assert second["nodes"] == {"dedicated": 7, "not_ready": 1}
     assert second["gaps"] == [] and "former-customer" in second["warnings"][0]
+    # the baseline opened an interval per holding; an unchanged cluster writes only the tick
+    assert first.json()["holdings"] == {"opened": 23, "closed": 0}
+    assert second["holdings"] == {"opened": 0, "closed": 0}
     assert unit_seconds(database_url, "helix-ai", "gpu_hours", H100) == 16 * 60
     # tenants were created from the namespace annotations, first seen at the first tick
     assert rows(database_url, "SELECT namespace, display_name, email, plan, currency, first_seen_at"
