@@ -114,3 +114,31 @@ def test_capacity_usage_equals_the_per_tick_model_exactly(database_url, steps, w
             "SELECT (namespace, meter, sku, spot)::text, units"
             "  FROM openfaas_metering.capacity_holdings WHERE last_slot IS NULL").fetchall())
         assert len(still_held) == len(ticks[-1][2])
+
+
+def test_the_audit_query_names_what_a_tenant_held_at_an_instant_and_from_which_tick(
+        database_url):
+    gpu, disk = KEYS[0], KEYS[2]
+    history = [(T0, {gpu: Decimal(8), disk: Decimal(100)}),
+               (T0 + timedelta(minutes=1), {gpu: Decimal(8), disk: Decimal(100)}),
+               (T0 + timedelta(minutes=2), {gpu: Decimal(4), disk: Decimal(100)}),
+               (T0 + timedelta(minutes=20), {gpu: Decimal(4)})]  # 15 minutes not billed
+    with psycopg.connect(database_url) as conn:
+        for slot, held in history:
+            with conn.transaction():
+                record_tick(conn, slot, as_reading(held), MAX_GAP_SECONDS)
+
+        def held_at(at):
+            return [(meter, units, since, tick, billed) for _, meter, _, _, units, since, tick,
+                    billed in conn.execute("SELECT * FROM openfaas_metering.capacity_held_at"
+                                           "('acme', %s)", (at,))]
+
+        assert held_at(T0 + timedelta(seconds=30)) == [
+            ("gpu_hours", 8, T0, T0 + timedelta(minutes=1), True),
+            ("storage_gib_hours", 100, T0, T0 + timedelta(minutes=1), True)]
+        assert held_at(T0 + timedelta(minutes=1, seconds=1)) == [
+            ("gpu_hours", 4, T0 + timedelta(minutes=2), T0 + timedelta(minutes=2), True),
+            ("storage_gib_hours", 100, T0, T0 + timedelta(minutes=2), True)]
+        assert held_at(T0 + timedelta(minutes=10)) == [  # in the gap: seen, not billed
+            ("gpu_hours", 4, T0 + timedelta(minutes=2), T0 + timedelta(minutes=20), False)]
+        assert held_at(T0 + timedelta(minutes=21)) == []  # after the latest tick: not known yet
