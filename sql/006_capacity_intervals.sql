@@ -13,6 +13,27 @@
 -- the per-tick samples it replaces billed, in one subtraction. An unchanged
 -- cluster adds one tick row per tick and nothing else.
 
+-- Before 006 the pod's clock chose the slot, so a replica whose clock jumped
+-- (or the clock override) could record a slot ahead of real time, and every
+-- later tick was refused until then. Such ticks bill time that had not
+-- happened: they are voided (kept here for audit, with their samples), so
+-- the next tick bills from the last real one, capped as usual.
+CREATE TABLE openfaas_metering.capacity_voided_ticks (
+    tick       jsonb       NOT NULL,               -- the capacity_ticks row
+    samples    jsonb       NOT NULL,               -- its capacity_samples rows
+    reason     text        NOT NULL,
+    voided_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO openfaas_metering.capacity_voided_ticks (tick, samples, reason)
+SELECT to_jsonb(t),
+       coalesce((SELECT jsonb_agg(to_jsonb(s)) FROM openfaas_metering.capacity_samples s
+                  WHERE s.slot = t.slot), '[]'),
+       'slot ahead of the database clock when migration 006 ran'
+  FROM openfaas_metering.capacity_ticks t
+ WHERE t.slot > now();
+DELETE FROM openfaas_metering.capacity_samples WHERE slot > now();
+DELETE FROM openfaas_metering.capacity_ticks WHERE slot > now();
+
 ALTER TABLE openfaas_metering.capacity_ticks ADD COLUMN billed_total_seconds bigint;
 UPDATE openfaas_metering.capacity_ticks t
    SET billed_total_seconds = r.total

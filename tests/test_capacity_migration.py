@@ -60,6 +60,12 @@ def usage(conn, from_ts, to_ts) -> dict:
         "SELECT * FROM openfaas_metering.capacity_usage(%s, %s)", (from_ts, to_ts))}
 
 
+def september(conn) -> list:
+    return conn.execute("SELECT namespace, meter, sku, spot, hours"
+                        "  FROM openfaas_metering.capacity_monthly WHERE period_start = %s"
+                        " ORDER BY 1, 2, 3, 4", (SEPTEMBER,)).fetchall()
+
+
 def test_converted_storage_answers_capacity_usage_exactly_as_the_samples_did(pg_server,
                                                                               tmp_path):
     old_sql = tmp_path / "sql"
@@ -83,20 +89,26 @@ def test_converted_storage_answers_capacity_usage_exactly_as_the_samples_did(pg_
             for slot, samples in demo_readings():
                 record_the_old_way(conn, slot, previous, samples)
                 previous = slot
+        # a replica whose clock had jumped a day ahead recorded a tick the old code then
+        # refused to go past until that time
+        (now,) = conn.execute("SELECT date_trunc('minute', now())").fetchone()
+        with conn.transaction():
+            record_the_old_way(conn, now + timedelta(days=1), previous,
+                               [Sample("helix-ai", "node_hours", "x", False, 5)])
         (samples_rows,) = conn.execute(
             "SELECT count(*) FROM openfaas_metering.capacity_samples").fetchone()
         before = [usage(conn, *window) for window in windows]
-        monthly_before = conn.execute("SELECT namespace, meter, sku, spot, hours FROM"
-                                      " openfaas_metering.capacity_monthly ORDER BY 1, 2, 3, 4"
-                                      ).fetchall()
+        monthly_before = september(conn)
 
         assert migrate.apply(conn)[0] == "006_capacity_intervals.sql"
         after = [usage(conn, *window) for window in windows]
-        monthly_after = conn.execute("SELECT namespace, meter, sku, spot, hours FROM"
-                                     " openfaas_metering.capacity_monthly ORDER BY 1, 2, 3, 4"
-                                     ).fetchall()
+        monthly_after = september(conn)
         (interval_rows,) = conn.execute(
             "SELECT count(*) FROM openfaas_metering.capacity_holdings").fetchone()
+        voided = conn.execute("SELECT tick->>'slot', jsonb_array_length(samples)"
+                              "  FROM openfaas_metering.capacity_voided_ticks").fetchall()
+        (latest,) = conn.execute("SELECT max(slot) FROM openfaas_metering.capacity_ticks"
+                                 ).fetchone()
     # hours 399-402 were never billed (the gap), every other hour was
     assert [h for h in range(HOURS) if not before[h]] == [399, 400, 401, 402]
     assert before[-2]["newco", "node_hours", "m6i.large", False] > 0
@@ -105,4 +117,7 @@ def test_converted_storage_answers_capacity_usage_exactly_as_the_samples_did(pg_
     assert monthly_after == monthly_before
     # ~23 holdings x 716 ticks became one interval per holding and per change (newco's
     # node count changes twice every three hours: most of the 308)
-    assert (samples_rows, interval_rows) == (16_765, 308)
+    assert (samples_rows, interval_rows) == (16_765 + 1, 308)
+    # the future tick was voided (kept for audit), so the next real tick can be recorded
+    assert latest == SEPTEMBER + timedelta(hours=HOURS) and len(voided) == 1
+    assert voided[0][1] == 1
