@@ -130,16 +130,18 @@ $$;
 CREATE OR REPLACE FUNCTION openfaas_metering.capacity_usage(from_ts timestamptz, to_ts timestamptz)
 RETURNS TABLE (namespace text, meter text, sku text, spot boolean, unit_seconds numeric)
 LANGUAGE sql STABLE AS $$
-    WITH edge AS MATERIALIZED (  -- evaluated once, not per row
+    WITH b AS MATERIALIZED (  -- evaluated once, not per row
         SELECT openfaas_metering.capacity_billed_before(from_ts) AS lo,
                openfaas_metering.capacity_billed_before(greatest(from_ts, to_ts)) AS hi
+    ), edge AS MATERIALIZED (  -- the same bounds as whole seconds, for the indexes
+        SELECT lo, hi, floor(lo)::bigint AS lo_floor, ceil(hi)::bigint AS hi_ceil FROM b
     ), part AS (
         SELECT h.namespace, h.meter, h.sku, h.spot,
                h.units * (least(coalesce(h.closed_total_seconds, e.hi), e.hi)
                           - greatest(h.opened_total_seconds, e.lo)) AS unit_seconds
           FROM openfaas_metering.capacity_holdings h, edge e
-         WHERE h.opened_total_seconds < e.hi
-           AND (h.closed_total_seconds IS NULL OR h.closed_total_seconds > e.lo)
+         WHERE h.opened_total_seconds < e.hi_ceil
+           AND (h.closed_total_seconds IS NULL OR h.closed_total_seconds > e.lo_floor)
     )
     SELECT namespace, meter, sku, spot, sum(unit_seconds)
       FROM part
