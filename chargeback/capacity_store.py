@@ -149,6 +149,42 @@ SELECT r.namespace, r.meter, r.sku, r.spot, r.units, %(slot)s, %(previous_total)
 """
 
 
+# Undo the latest tick: it goes to capacity_voided_ticks with the intervals it
+# opened, which are deleted; the intervals it closed (they end at its previous
+# tick) are open again, so the open intervals are its previous tick's reading.
+_VOID_LATEST = [
+    """INSERT INTO openfaas_metering.capacity_voided_ticks (tick, rows, reason)
+       SELECT to_jsonb(t),
+              coalesce((SELECT jsonb_agg(to_jsonb(h))
+                          FROM openfaas_metering.capacity_holdings h
+                         WHERE h.opened_slot = t.slot), '[]'),
+              %(reason)s
+         FROM openfaas_metering.capacity_ticks t WHERE t.slot = %(slot)s""",
+    "DELETE FROM openfaas_metering.capacity_holdings WHERE opened_slot = %(slot)s",
+    """UPDATE openfaas_metering.capacity_holdings
+          SET last_slot = NULL, closed_total_seconds = NULL
+        WHERE last_slot = %(previous_slot)s""",
+    "DELETE FROM openfaas_metering.capacity_ticks WHERE slot = %(slot)s",
+]
+
+
+def void_ticks_after(conn: psycopg.Connection, moment: datetime, reason: str) -> int:
+    """Void every tick after `moment` (the database clock's minute), latest first.
+
+    Such a tick bills time that has not happened yet (it can only come from a
+    clock that stepped back, or from before slots came from the database
+    clock) and would refuse every later tick until its time.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (TICK_LOCK,))
+    future = conn.execute("""SELECT slot, previous_slot FROM openfaas_metering.capacity_ticks
+                              WHERE slot > %s ORDER BY slot DESC""", (moment,)).fetchall()
+    for slot, previous_slot in future:
+        for statement in _VOID_LATEST:
+            conn.execute(statement, {"slot": slot, "previous_slot": previous_slot,
+                                     "reason": reason})
+    return len(future)
+
+
 def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
                 max_gap_seconds: int) -> TickOutcome:
     """Record the tick for `slot` inside the caller's transaction; nothing if it is done.

@@ -74,6 +74,7 @@ def measure_cluster(settings: Settings, *, decode_models: bool = False) -> capac
 
 
 IN_PROGRESS = "in progress: another call is metering this minute"
+VOIDED = "slot ahead of the database clock: billed time that had not happened"
 
 
 def run_tick(settings: Settings, requested: datetime | None = None, *,
@@ -93,6 +94,9 @@ def run_tick(settings: Settings, requested: datetime | None = None, *,
             return summary(capacity_store.TickOutcome(slot, False, reason=IN_PROGRESS), None,
                            settings)
         done = capacity_store.already_metered(conn, slot)
+        if done is not None and done.previous_slot > database_slot:
+            capacity_store.void_ticks_after(conn, database_slot, VOIDED)
+            done = capacity_store.already_metered(conn, slot)
         if done is not None:
             return summary(done, None, settings)
         reading = measure_cluster(settings, decode_models=decode_models)  # raises: no write

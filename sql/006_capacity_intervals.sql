@@ -16,15 +16,16 @@
 -- Before 006 the pod's clock chose the slot, so a replica whose clock jumped
 -- (or the clock override) could record a slot ahead of real time, and every
 -- later tick was refused until then. Such ticks bill time that had not
--- happened: they are voided (kept here for audit, with their samples), so
--- the next tick bills from the last real one, capped as usual.
+-- happened: they are voided (kept here for audit, with their rows), so the
+-- next tick bills from the last real one, capped as usual. meter-capacity
+-- voids the same way any tick it finds ahead of the database clock.
 CREATE TABLE openfaas_metering.capacity_voided_ticks (
-    tick       jsonb       NOT NULL,               -- the capacity_ticks row
-    samples    jsonb       NOT NULL,               -- its capacity_samples rows
+    tick       jsonb       NOT NULL,   -- the capacity_ticks row
+    rows       jsonb       NOT NULL,   -- its capacity_samples, or the intervals it opened
     reason     text        NOT NULL,
     voided_at  timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO openfaas_metering.capacity_voided_ticks (tick, samples, reason)
+INSERT INTO openfaas_metering.capacity_voided_ticks (tick, rows, reason)
 SELECT to_jsonb(t),
        coalesce((SELECT jsonb_agg(to_jsonb(s)) FROM openfaas_metering.capacity_samples s
                   WHERE s.slot = t.slot), '[]'),

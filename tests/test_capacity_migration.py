@@ -105,7 +105,7 @@ def test_converted_storage_answers_capacity_usage_exactly_as_the_samples_did(pg_
         monthly_after = september(conn)
         (interval_rows,) = conn.execute(
             "SELECT count(*) FROM openfaas_metering.capacity_holdings").fetchone()
-        voided = conn.execute("SELECT tick->>'slot', jsonb_array_length(samples)"
+        voided = conn.execute("SELECT tick->>'slot', jsonb_array_length(rows)"
                               "  FROM openfaas_metering.capacity_voided_ticks").fetchall()
         (latest,) = conn.execute("SELECT max(slot) FROM openfaas_metering.capacity_ticks"
                                  ).fetchone()

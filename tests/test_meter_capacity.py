@@ -11,6 +11,8 @@ import psycopg
 import pytest
 import requests
 
+from chargeback.capacity import Reading, Sample, Tenant
+from chargeback.capacity_store import record_tick
 from devstack.kubeapi import FixtureKubeApi
 from devstack.kubegen import fixture_cluster, gpu_sharing_nodes, namespace, node
 
@@ -336,3 +338,24 @@ def test_rbac_grants_exactly_the_calls_the_code_makes(meter, kube_api):
     assert all(rule["apiGroups"] == [""] for rule in role["rules"])
     assert granted == called == {("list", "nodes"), ("list", "namespaces"),
                                  ("list", "persistentvolumeclaims"), ("list", "services")}
+
+
+def test_a_tick_found_ahead_of_the_database_clock_is_voided_and_metering_goes_on(
+        meter, database_url):
+    """A slot recorded ahead of the database clock (before slots came from it, or a database
+    clock that stepped back) would refuse every tick until its time: it is voided instead."""
+    tick(meter, T0)
+    tick(meter, T0 + timedelta(minutes=1))
+    future = database_now(database_url).replace(second=0, microsecond=0) + timedelta(days=1)
+    with psycopg.connect(database_url) as conn:
+        record_tick(conn, future, Reading((Tenant("helix-ai"),), (
+            Sample("helix-ai", "node_hours", "jumped", False, Decimal(5)),), 1, 0, ()), 300)
+    r = tick(meter, T0 + timedelta(minutes=2)).json()
+    assert (r["recorded"], r["billed_seconds"], r["holdings"]) == (True, 60,
+                                                                    {"opened": 0, "closed": 0})
+    assert unit_seconds(database_url, "helix-ai", "gpu_hours", H100) == 16 * 120
+    assert unit_seconds(database_url, "helix-ai", "node_hours", "jumped") == 0
+    assert rows(database_url, "SELECT tick->>'slot', jsonb_array_length(rows), reason"
+                              "  FROM openfaas_metering.capacity_voided_ticks") == [
+        (future.isoformat(), 1,
+         "slot ahead of the database clock: billed time that had not happened")]
