@@ -7,8 +7,9 @@ times more than the API call on a large cluster (see scripts/bench/meter).
 
 Failures are two exceptions, which `chargeback.http.guarded` answers:
 `KubeUnavailable` (unreachable, timeout, 5xx, 429, a continue token that
-expires again after one fresh restart of the list: 503, try again) and `KubeRefused` (401/403 and other refusals: 500 naming the
-missing permission). The `kubernetes` package is imported only when a list is
+expires again after one fresh restart of the list: 503, try again) and
+`KubeRefused` (401/403 and other refusals: 500 naming the missing
+permission). The `kubernetes` package is imported only when a list is
 made, so the other functions' images need not ship it.
 """
 from __future__ import annotations
