@@ -35,6 +35,14 @@ GPU_PRODUCT_LABELS = ("nvidia.com/gpu.product",            # NVIDIA GPU operator
                       "k8s.amazonaws.com/accelerator")     # EKS
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 _MIG_RESOURCE = re.compile(r"^nvidia\.com/mig-(?P<profile>.+)$")
+# GPU sharing (NVIDIA GPU operator, time-slicing or MPS): the device plugin
+# advertises each physical GPU `replicas` times, as <resource> or, with
+# renameByDefault, as <resource>.shared; GPU feature discovery labels the node
+# nvidia.com/<resource-name>.replicas, nvidia.com/gpu.count (physical GPUs),
+# nvidia.com/gpu.sharing-strategy (none, time-slicing, mps) and, without
+# renameByDefault, suffixes the product label with -SHARED.
+SHARED_RESOURCE_SUFFIX = ".shared"
+SHARED_PRODUCT_SUFFIX = "-SHARED"
 # label -> the value that means spot / preemptible capacity (compared case-insensitively)
 SPOT_LABELS = {
     "karpenter.sh/capacity-type": "spot",
@@ -46,6 +54,7 @@ SPOT_LABELS = {
 OPENFAAS_ANNOTATION = "openfaas"
 DEFAULT_STORAGE_CLASS = "default"  # a PVC without storageClassName uses the cluster default
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")  # BCP 47, e.g. de-CH
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Tenant:
     email: str | None = None
     plan: str | None = None
     currency: str | None = None
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,18 +116,36 @@ def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
         if annotations.get(OPENFAAS_ANNOTATION) != "1" or name in excluded:
             continue
 
-        def note(key: str) -> str | None:
+        def note(key: str, pattern: re.Pattern | None = None, expected: str = "") -> str | None:
             value = annotations.get(prefix + key)
-            return value.strip() or None if isinstance(value, str) else None
+            value = value.strip() or None if isinstance(value, str) else None
+            if value is not None and not storable(value):
+                warnings.append(f"namespace {name}: annotation {prefix}{key} contains a NUL or "
+                                "an unpaired surrogate, which cannot be stored: ignored")
+                return None
+            if value is not None and pattern is not None and not pattern.match(value):
+                warnings.append(f"namespace {name}: annotation {prefix}{key}={value!r} is not "
+                                f"{expected}: ignored")
+                return None
+            return value
 
-        currency = note("currency")
-        if currency is not None and not _CURRENCY.match(currency):
-            warnings.append(f"namespace {name}: annotation {prefix}currency={currency!r} is not "
-                            "a 3-letter ISO 4217 code: ignored")
-            currency = None
+        currency = note("currency", _CURRENCY, "a 3-letter ISO 4217 code")
+        locale = note("locale", _LOCALE, "a language tag such as en or de-CH")
         tenants.append(Tenant(name, display_name=note("name"), email=note("email"),
-                              plan=note("plan"), currency=currency and currency.upper()))
+                              plan=note("plan"), currency=currency and currency.upper(),
+                              locale=locale and locale.replace("_", "-")))
     return tenants
+
+
+def storable(text: str) -> bool:
+    """PostgreSQL text holds neither NUL nor unpaired surrogates (which JSON can carry)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def instance_type(labels: Mapping[str, str]) -> str:
@@ -138,21 +166,53 @@ def gpu_product(labels: Mapping[str, str]) -> str | None:
     return None
 
 
-def gpu_skus(labels: Mapping[str, str], capacity: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(resource, SKU) for every GPU resource in `capacity`; MIG profiles are their own SKUs.
+def gpus(labels: Mapping[str, str], capacity: Mapping[str, str], node_name: str,
+         warnings: list[str]) -> list[tuple[str, Decimal]]:
+    """(SKU, physical devices) for every GPU resource in `capacity`.
 
-    Without a product label the resource name is the SKU: unknown, not guessed.
+    MIG profiles are their own SKUs (`<product>/mig-<profile>`). A shared GPU
+    (time-slicing or MPS) is billed once: the devices advertised as
+    `<resource>` and `<resource>.shared` are divided by the node's
+    `nvidia.com/<resource-name>.replicas`, under the product name without the
+    operator's -SHARED suffix. Without a product label the resource name is
+    the SKU: unknown, not guessed.
     """
     product = gpu_product(labels)
+    if product and product.endswith(SHARED_PRODUCT_SUFFIX):
+        product = product[:-len(SHARED_PRODUCT_SUFFIX)]
+    advertised: dict[str, Decimal | None] = {}  # None: a count did not parse
+    for resource, raw in capacity.items():
+        base = resource.removesuffix(SHARED_RESOURCE_SUFFIX)
+        if base not in GPU_RESOURCES and not _MIG_RESOURCE.match(base):
+            continue
+        count = _quantity(raw, f"node {node_name}: {resource} capacity", warnings, whole=True)
+        before = advertised.get(base, Decimal(0))
+        advertised[base] = None if count is None or before is None else before + count
     found = []
-    for resource in capacity:
-        if resource in GPU_RESOURCES:
-            found.append((resource, product or resource))
+    for base, count in sorted(advertised.items()):
+        if not count:
+            continue
+        replicas_label = f"{base}.replicas" if base.startswith("nvidia.com/") else None
+        replicas = Decimal(1)
+        if replicas_label and replicas_label in labels:
+            replicas = _quantity(labels[replicas_label], f"node {node_name}: label "
+                                 f"{replicas_label}", warnings, whole=True)
+            if not replicas:
+                if replicas is not None:
+                    warnings.append(f"node {node_name}: label {replicas_label}=0: not billed")
+                continue
+        physical, rest = divmod(int(count), int(replicas))
+        if rest:
+            warnings.append(f"node {node_name}: {count} {base} advertised is not a whole number "
+                            f"of GPUs shared {replicas} ways ({replicas_label}): not billed")
+            continue
+        mig = _MIG_RESOURCE.match(base)
+        if mig:
+            profile = f"mig-{mig.group('profile')}"
+            sku = f"{product}/{profile}" if product else profile
         else:
-            mig = _MIG_RESOURCE.match(resource)
-            if mig:
-                profile = f"mig-{mig.group('profile')}"
-                found.append((resource, f"{product}/{profile}" if product else profile))
+            sku = product or base
+        found.append((sku, Decimal(physical)))
     return found
 
 
@@ -186,9 +246,13 @@ class _Tally:
                      if units > 0)
 
 
-def _quantity(raw, what: str, warnings: list[str], *, whole: bool = False) -> Decimal | None:
+def _quantity(raw, what: str, warnings: list[str], *, whole: bool = False,
+              gib: bool = False) -> Decimal | None:
+    """The quantity, in GiB when gib=True (from bytes), or None with a warning: never guessed."""
     try:
         value = parse_quantity(raw)
+        if gib and value >= 0:
+            value = bytes_to_gib(value)
     except QuantityError as exc:
         warnings.append(f"{what}: {exc}: not billed")
         return None
@@ -208,14 +272,12 @@ def _measure_node(node: Mapping, tenant: str, tally: _Tally, warnings: list[str]
     cores = _quantity(capacity.get("cpu"), f"node {name}: cpu capacity", warnings)
     if cores is not None:
         tally.add(tenant, CPU_CORE_HOURS, "", spot, cores)
-    memory = _quantity(capacity.get("memory"), f"node {name}: memory capacity", warnings)
-    if memory is not None:
-        tally.add(tenant, MEMORY_GIB_HOURS, "", spot, bytes_to_gib(memory))
-    for resource, sku in gpu_skus(labels, capacity):
-        count = _quantity(capacity[resource], f"node {name}: {resource} capacity", warnings,
-                          whole=True)
-        if count:
-            tally.add(tenant, GPU_HOURS, sku, spot, count)
+    memory_gib = _quantity(capacity.get("memory"), f"node {name}: memory capacity", warnings,
+                           gib=True)
+    if memory_gib is not None:
+        tally.add(tenant, MEMORY_GIB_HOURS, "", spot, memory_gib)
+    for sku, count in gpus(labels, capacity, name, warnings):
+        tally.add(tenant, GPU_HOURS, sku, spot, count)
 
 
 def measure(namespaces: Iterable[Mapping], nodes: Iterable[Mapping], pvcs: Iterable[Mapping],
@@ -245,11 +307,12 @@ def measure(namespaces: Iterable[Mapping], nodes: Iterable[Mapping], pvcs: Itera
         if namespace not in known or status.get("phase") != "Bound":
             continue
         what = f"pvc {namespace}/{_name(pvc)}: storage capacity"
-        size = _quantity((status.get("capacity") or {}).get("storage"), what, warnings)
-        if size is not None:
+        size_gib = _quantity((status.get("capacity") or {}).get("storage"), what, warnings,
+                             gib=True)
+        if size_gib is not None:
             spec = pvc.get("spec") or {}
             storage_class = spec.get("storageClassName") or DEFAULT_STORAGE_CLASS
-            tally.add(namespace, STORAGE_GIB_HOURS, storage_class, False, bytes_to_gib(size))
+            tally.add(namespace, STORAGE_GIB_HOURS, storage_class, False, size_gib)
     for service in services:
         namespace = (service.get("metadata") or {}).get("namespace")
         if namespace not in known or (service.get("spec") or {}).get("type") != "LoadBalancer":

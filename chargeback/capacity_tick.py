@@ -5,6 +5,12 @@ the tick converges: it bills the time since the previous completed tick
 (capped at MAX_GAP_SECONDS; longer gaps are kept for audit), is idempotent for
 its slot, and records nothing when the Kubernetes API fails (503, and the next
 tick makes it good).
+
+The slot is the minute of the database's clock, never the pod's: replicas
+with drifting clocks agree, and no slot ahead of the database clock is ever
+recorded (one would refuse every later tick until its time). The caller takes
+the slot's lock before it reads the cluster, so concurrent callers of one
+minute list the cluster once.
 """
 from __future__ import annotations
 
@@ -18,10 +24,6 @@ from .settings import Settings
 MAX_WARNINGS_SHOWN = 20
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def tick_slot(now: datetime) -> datetime:
     """The schedule minute `now` falls in, UTC."""
     if now.tzinfo is None:
@@ -29,21 +31,23 @@ def tick_slot(now: datetime) -> datetime:
     return now.astimezone(timezone.utc).replace(second=0, microsecond=0)
 
 
-def requested_now(body: bytes, settings: Settings, real_now: datetime) -> datetime:
-    """The tick's time: now, or `{"now": "<RFC 3339>"}` when ALLOW_CLOCK_OVERRIDE is on.
+def requested_now(body: bytes, settings: Settings) -> datetime | None:
+    """The time the caller names (`{"now": "<RFC 3339>"}`, ALLOW_CLOCK_OVERRIDE only), or None
+    for the database clock.
 
     The override exists for the demo and tests (a month of ticks in seconds);
     it is off by default and absent from stack.yml, because whoever can call
-    the function could otherwise bill any time they like.
+    the function could otherwise bill any time they like. Even then it may
+    only name a past minute (run_tick refuses one ahead of the database clock).
     """
     if not body or not body.strip():
-        return real_now
+        return None
     try:
         payload = json.loads(body)
     except ValueError:
         raise RequestError(400, "body: expected empty (as cron-connector sends) or JSON") from None
     if not isinstance(payload, dict) or "now" not in payload:
-        return real_now
+        return None
     if not settings.allow_clock_override:
         raise RequestError(403, "now: the clock override is disabled "
                                 "(ALLOW_CLOCK_OVERRIDE is not true); send an empty body")
@@ -69,18 +73,33 @@ def measure_cluster(settings: Settings, *, decode_models: bool = False) -> capac
                             cluster.services, rules(settings))
 
 
-def run_tick(settings: Settings, now: datetime, *, decode_models: bool = False) -> dict:
-    """Meter the slot `now` falls in; the summary a caller (and the log) sees.
+IN_PROGRESS = "in progress: another call is metering this minute"
+VOIDED = "slot ahead of the database clock: billed time that had not happened"
+
+
+def run_tick(settings: Settings, requested: datetime | None = None, *,
+             decode_models: bool = False) -> dict:
+    """Meter the current minute of the database clock (or the past minute `requested` names);
+    the summary a caller (and the log) sees.
 
     decode_models: the client's model deserialisation (scripts/bench/meter's baseline).
     """
-    slot = tick_slot(now)
     with db.transaction(settings) as conn:
+        database_slot = tick_slot(capacity_store.database_now(conn))
+        slot = database_slot if requested is None else tick_slot(requested)
+        if slot > database_slot:
+            raise RequestError(400, f"now: {_iso(slot)} is ahead of the database clock "
+                                    f"({_iso(database_slot)}); a tick bills time that has passed")
+        if not capacity_store.lock_slot(conn, slot):
+            return summary(capacity_store.TickOutcome(slot, False, reason=IN_PROGRESS), None,
+                           settings)
         done = capacity_store.already_metered(conn, slot)
-    if done is not None:
-        return summary(done, None, settings)
-    reading = measure_cluster(settings, decode_models=decode_models)  # raises before any write
-    with db.transaction(settings) as conn:
+        if done is not None and done.previous_slot > database_slot:
+            capacity_store.void_ticks_after(conn, database_slot, VOIDED)
+            done = capacity_store.already_metered(conn, slot)
+        if done is not None:
+            return summary(done, None, settings)
+        reading = measure_cluster(settings, decode_models=decode_models)  # raises: no write
         outcome = capacity_store.record_tick(conn, slot, reading, settings.max_gap_seconds)
     return summary(outcome, reading if outcome.recorded else None, settings)
 
@@ -108,6 +127,7 @@ def summary(outcome: capacity_store.TickOutcome, reading: capacity.Reading | Non
         "tenants": len(reading.tenants),
         "nodes": {"dedicated": reading.dedicated_nodes, "not_ready": reading.not_ready_nodes},
         "samples": outcome.samples,
+        "holdings": {"opened": outcome.holdings_opened, "closed": outcome.holdings_closed},
         "gaps": gaps,
         "max_gap_seconds": settings.max_gap_seconds,
         "warnings": list(reading.warnings[:MAX_WARNINGS_SHOWN]),

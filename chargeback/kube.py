@@ -6,9 +6,10 @@ Every list is paginated (`limit` / `continue`) and decoded from the raw JSON
 times more than the API call on a large cluster (see scripts/bench/meter).
 
 Failures are two exceptions, which `chargeback.http.guarded` answers:
-`KubeUnavailable` (unreachable, timeout, 5xx, 429, expired continue token:
-503, try again) and `KubeRefused` (401/403 and other refusals: 500 naming the
-missing permission). The `kubernetes` package is imported only when a list is
+`KubeUnavailable` (unreachable, timeout, 5xx, 429, a continue token that
+expires again after one fresh restart of the list: 503, try again) and
+`KubeRefused` (401/403 and other refusals: 500 naming the missing
+permission). The `kubernetes` package is imported only when a list is
 made, so the other functions' images need not ship it.
 """
 from __future__ import annotations
@@ -96,26 +97,15 @@ def list_all(call: Callable, what: str, settings: Settings, *, decode_models: bo
     from urllib3.exceptions import HTTPError
 
     timeout = (min(5, settings.kube_timeout_s), settings.kube_timeout_s)
-    items: list[dict] = []
-    token = None
     try:
-        while True:
-            if decode_models:
-                page = call(limit=settings.kube_page_size, _continue=token,
-                            _request_timeout=timeout, **params)
-                items.extend(call.__self__.api_client.sanitize_for_serialization(page.items))
-                token = page.metadata._continue
-            else:
-                response = call(limit=settings.kube_page_size, _continue=token,
-                                _preload_content=False, _request_timeout=timeout, **params)
-                try:
-                    page = json.loads(response.data)
-                finally:
-                    response.release_conn()
-                items.extend(page.get("items") or ())
-                token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        try:
+            return _pages(call, settings, timeout, decode_models, params)
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+            # The continue token expired (the list changed, or compaction passed it):
+            # a consistent list needs a fresh start, once; a second 410 is a 503.
+            return _pages(call, settings, timeout, decode_models, params)
     except ApiException as exc:
         raise _refusal(exc, what) from exc
     except (HTTPError, OSError) as exc:
@@ -123,6 +113,29 @@ def list_all(call: Callable, what: str, settings: Settings, *, decode_models: bo
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     except ValueError as exc:  # not JSON: a proxy's error page, a truncated body
         raise KubeUnavailable(f"listing {what}: the answer is not JSON ({exc})") from exc
+
+
+def _pages(call: Callable, settings: Settings, timeout, decode_models: bool,
+           params: dict) -> list[dict]:
+    items: list[dict] = []
+    token = None
+    while True:
+        if decode_models:
+            page = call(limit=settings.kube_page_size, _continue=token,
+                        _request_timeout=timeout, **params)
+            items.extend(call.__self__.api_client.sanitize_for_serialization(page.items))
+            token = page.metadata._continue
+        else:
+            response = call(limit=settings.kube_page_size, _continue=token,
+                            _preload_content=False, _request_timeout=timeout, **params)
+            try:
+                page = json.loads(response.data)
+            finally:
+                response.release_conn()
+            items.extend(page.get("items") or ())
+            token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
 
 
 def read_cluster(settings: Settings, *, decode_models: bool = False) -> Cluster:

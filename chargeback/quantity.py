@@ -8,7 +8,7 @@ rounded: a value that cannot be represented exactly is an error, never a guess.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, Inexact, localcontext
+from decimal import Decimal, DecimalException, Inexact, localcontext
 from functools import lru_cache
 
 GIB_BYTES = Decimal(2) ** 30
@@ -26,16 +26,36 @@ class QuantityError(ValueError):
     """The text is not a Kubernetes quantity; the message quotes it."""
 
 
+def parse_quantity(text) -> Decimal:
+    """The exact value of a quantity, in base units (cores, bytes, devices).
+
+    Anything else (a list, a float, a value too long to hold exactly) is a
+    QuantityError naming it, never another exception.
+    """
+    if isinstance(text, str):
+        return _parse_text(text)
+    if isinstance(text, int) and not isinstance(text, bool):  # JSON may carry a bare number
+        return Decimal(text)
+    raise QuantityError(f"{_shown(text)} is not a quantity")
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 @lru_cache(maxsize=4096)  # a cluster repeats a few spellings thousands of times
-def parse_quantity(text: str) -> Decimal:
-    """The exact value of a quantity, in base units (cores, bytes, devices)."""
-    if not isinstance(text, str):
-        if isinstance(text, int) and not isinstance(text, bool):  # JSON may carry a bare number
-            return Decimal(text)
-        raise QuantityError(f"{text!r} is not a quantity")
+def _parse_text(text: str) -> Decimal:
+    try:
+        return _exact(text)
+    except DecimalException:  # Inexact: more digits than _PRECISION
+        raise QuantityError(f"{_shown(text)} cannot be held exactly") from None
+
+
+def _exact(text: str) -> Decimal:
     match = _QUANTITY.match(text.strip())
     if not match:
-        raise QuantityError(f"{text!r} is not a Kubernetes quantity")
+        raise QuantityError(f"{_shown(text)} is not a Kubernetes quantity")
     number = Decimal(match.group("number"))
     suffix, exponent = match.group("suffix"), match.group("exponent")
     with localcontext() as ctx:
@@ -49,8 +69,12 @@ def parse_quantity(text: str) -> Decimal:
 
 @lru_cache(maxsize=4096)
 def bytes_to_gib(value_bytes: Decimal) -> Decimal:
-    """Bytes as GiB, exactly (any byte count is a finite decimal number of GiB)."""
+    """Bytes as GiB, exactly (any byte count is a finite decimal number of GiB);
+    QuantityError when that takes more digits than _PRECISION."""
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         ctx.traps[Inexact] = True
-        return value_bytes / GIB_BYTES
+        try:
+            return value_bytes / GIB_BYTES
+        except DecimalException:
+            raise QuantityError(f"{value_bytes} bytes cannot be held exactly in GiB") from None

@@ -5,8 +5,9 @@ import pytest
 
 from chargeback.capacity import (CPU_CORE_HOURS, GPU_HOURS, LOADBALANCER_HOURS,
                                  MEMORY_GIB_HOURS, NODE_HOURS, STORAGE_GIB_HOURS, Rules,
-                                 Sample, gpu_skus, instance_type, is_spot, measure)
-from devstack.kubegen import fixture_cluster, namespace, node, pvc, service
+                                 Sample, gpus, instance_type, is_spot, measure)
+from devstack.kubegen import (fixture_cluster, gpu_sharing_nodes, namespace, node, pvc,
+                              service)
 
 TENANT = "chargeback/tenant"
 
@@ -36,7 +37,26 @@ def test_gpu_sku_comes_from_the_provider_label(labels, sku):
 
 
 def test_amd_gpus_are_metered_too():
-    assert gpu_skus({}, {"amd.com/gpu": "8", "cpu": "1"}) == [("amd.com/gpu", "amd.com/gpu")]
+    assert gpus({}, {"amd.com/gpu": "8", "cpu": "1"}, "n", []) == [("amd.com/gpu", 8)]
+
+
+def test_shared_gpus_are_billed_once_per_physical_gpu_under_the_product_sku():
+    """Time-slicing and MPS, with and without renameByDefault, and a time-sliced MIG profile."""
+    reading = _measure(gpu_sharing_nodes("acme"))
+    assert {s.sku: s.units for s in reading.samples if s.meter == GPU_HOURS} == {
+        "Tesla-T4": 4, "NVIDIA-A100-SXM4-40GB": 2, "NVIDIA-L4": 2, "NVIDIA-H100-80GB-HBM3": 1,
+        "NVIDIA-A100-SXM4-80GB/mig-1g.10gb": 7}
+    assert reading.warnings == ()
+
+
+def test_a_shared_gpu_count_that_does_not_divide_by_its_replicas_is_not_billed():
+    warnings = []
+    labels = {"nvidia.com/gpu.product": "Tesla-T4-SHARED", "nvidia.com/gpu.replicas": "4"}
+    assert gpus(labels, {"nvidia.com/gpu": "6"}, "odd", warnings) == []
+    assert "6 nvidia.com/gpu advertised is not a whole number of GPUs shared 4 ways" in warnings[0]
+    assert gpus({**labels, "nvidia.com/gpu.replicas": "four"}, {"nvidia.com/gpu": "8"}, "bad",
+                warnings) == []
+    assert "label nvidia.com/gpu.replicas: 'four' is not a Kubernetes quantity" in warnings[1]
 
 
 def test_mig_profiles_are_their_own_skus():
@@ -45,10 +65,9 @@ def test_mig_profiles_are_their_own_skus():
                              capacity={"cpu": "8", "memory": "8Gi", "nvidia.com/gpu": "0",
                                        "nvidia.com/mig-1g.10gb": "4",
                                        "nvidia.com/mig-3g.40gb": "1"})])
-    gpus = {s.sku: s.units for s in reading.samples if s.meter == GPU_HOURS}
-    assert gpus == {"NVIDIA-A100-SXM4-80GB/mig-1g.10gb": 4, "NVIDIA-A100-SXM4-80GB/mig-3g.40gb": 1}
-    assert gpu_skus({}, {"nvidia.com/mig-2g.20gb": "3"}) == [("nvidia.com/mig-2g.20gb",
-                                                              "mig-2g.20gb")]
+    held = {s.sku: s.units for s in reading.samples if s.meter == GPU_HOURS}
+    assert held == {"NVIDIA-A100-SXM4-80GB/mig-1g.10gb": 4, "NVIDIA-A100-SXM4-80GB/mig-3g.40gb": 1}
+    assert gpus({}, {"nvidia.com/mig-2g.20gb": "3"}, "n", []) == [("mig-2g.20gb", 3)]
 
 
 @pytest.mark.parametrize("label, value", [
@@ -132,14 +151,38 @@ def test_tenants_are_openfaas_namespaces_with_billing_details_from_annotations()
     namespaces = [namespace("acme", annotations={"billing.example/name": "ACME",
                                                  "billing.example/email": "ap@acme.example",
                                                  "billing.example/plan": "pro",
-                                                 "billing.example/currency": "eur"}),
-                  namespace("bad-currency", annotations={"billing.example/currency": "euros"}),
+                                                 "billing.example/currency": "eur",
+                                                 "billing.example/locale": "de_CH"}),
+                  namespace("bad-currency", annotations={"billing.example/currency": "euros",
+                                                         "billing.example/locale": "Swiss"}),
                   namespace("openfaas-system"), namespace("kube-system", openfaas=False)]
     reading = _measure(namespaces=namespaces, rules=Rules(annotation_prefix="billing.example/"))
     acme, bad = reading.tenants
-    assert (acme.namespace, acme.display_name, acme.email, acme.plan, acme.currency) == (
-        "acme", "ACME", "ap@acme.example", "pro", "EUR")
+    assert (acme.namespace, acme.display_name, acme.email, acme.plan, acme.currency,
+            acme.locale) == ("acme", "ACME", "ap@acme.example", "pro", "EUR", "de-CH")
     assert bad.currency is None and "is not a 3-letter ISO 4217 code" in reading.warnings[0]
+    assert bad.locale is None and "is not a language tag" in reading.warnings[1]
+
+
+def test_an_annotation_postgres_cannot_store_is_a_warning_not_a_failed_tick():
+    reading = _measure(namespaces=[namespace("acme", annotations={
+        "chargeback/name": "ACME\x00 Inc", "chargeback/email": "ap@acme.example",
+        "chargeback/plan": "pro\ud800"})])
+    (acme,) = reading.tenants
+    assert (acme.display_name, acme.email, acme.plan) == (None, "ap@acme.example", None)
+    assert "chargeback/name contains a NUL" in reading.warnings[0]
+    assert "chargeback/plan contains a NUL or an unpaired surrogate" in reading.warnings[1]
+
+
+def test_quantities_that_are_unhashable_or_not_exact_are_warnings_and_the_rest_is_billed():
+    reading = _measure([node("odd", labels={TENANT: "acme", "nvidia.com/gpu.product": "L4"},
+                             capacity={"cpu": ["8"], "memory": "1" * 90 + "Ki",
+                                       "nvidia.com/gpu": {"n": 1}})],
+                       pvcs=[pvc("big", "acme", "1" * 79 + "9")])
+    assert _units(reading, NODE_HOURS) == 1
+    assert _units(reading, CPU_CORE_HOURS) == 0 and _units(reading, GPU_HOURS) == 0
+    assert _units(reading, MEMORY_GIB_HOURS) == 0 and _units(reading, STORAGE_GIB_HOURS) == 0
+    assert len(reading.warnings) == 4 and all("not billed" in w for w in reading.warnings)
 
 
 def test_storage_is_bound_pvc_capacity_by_storage_class():

@@ -11,8 +11,12 @@ import psycopg
 import pytest
 import requests
 
+from chargeback.capacity import Reading, Sample, Tenant
+from chargeback.capacity_store import record_tick
 from devstack.kubeapi import FixtureKubeApi
-from devstack.kubegen import fixture_cluster, namespace, node
+from devstack.kubegen import fixture_cluster, gpu_sharing_nodes, namespace, node
+
+from .conftest import ROOT
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -44,8 +48,8 @@ def rows(database_url, sql, *args):
 def unit_seconds(database_url, namespace, meter, sku=None):
     """units held by a tenant times the seconds billed, over every tick (exact NUMERIC)."""
     (total,) = rows(database_url,
-                    "SELECT coalesce(sum(units * seconds), 0)"
-                    "  FROM openfaas_metering.capacity_samples"
+                    "SELECT coalesce(sum(unit_seconds), 0) FROM openfaas_metering.capacity_usage("
+                    "  '2000-01-01Z', '2100-01-01Z')"
                     " WHERE namespace = %s AND meter = %s AND (%s::text IS NULL OR sku = %s)",
                     namespace, meter, sku, sku)[0]
     return total
@@ -60,6 +64,9 @@ def test_the_first_tick_is_a_baseline_then_each_tick_bills_the_minute_since(mete
     assert (second["recorded"], second["billed_seconds"], second["tenants"]) == (True, 60, 4)
     assert second["nodes"] == {"dedicated": 7, "not_ready": 1}
     assert second["gaps"] == [] and "former-customer" in second["warnings"][0]
+    # the baseline opened an interval per holding; an unchanged cluster writes only the tick
+    assert first.json()["holdings"] == {"opened": 23, "closed": 0}
+    assert second["holdings"] == {"opened": 0, "closed": 0}
     assert unit_seconds(database_url, "helix-ai", "gpu_hours", H100) == 16 * 60
     # tenants were created from the namespace annotations, first seen at the first tick
     assert rows(database_url, "SELECT namespace, display_name, email, plan, currency, first_seen_at"
@@ -152,7 +159,8 @@ def test_api_down_answers_503_and_records_nothing_then_the_next_tick_converges(
     assert r.status_code == 503 and r.headers["Retry-After"]
     assert "kubernetes API unavailable, nothing recorded" in r.json()["error"]
     assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_ticks") == [(1,)]
-    assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_samples") == [(0,)]
+    assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_holdings"
+                ) == [(23,)]  # the baseline's, unchanged since
     back = FixtureKubeApi(port=port).start()
     try:
         assert tick(meter, T0 + timedelta(minutes=2)).json()["billed_seconds"] == 120
@@ -232,3 +240,122 @@ def test_a_month_of_ticks_adds_up_to_the_exact_hours(start_meter, database_url):
         Decimal("0.125") * month_h
     assert monthly[("webshop", "storage_gib_hours", "standard-rwo", False)] == 10 * month_h
     assert not any(ns == "webshop" and m == "node_hours" for ns, m, _, _ in monthly)
+
+
+def database_now(database_url) -> datetime:
+    return rows(database_url, "SELECT now()")[0][0]
+
+
+def test_a_slot_ahead_of_the_database_clock_is_refused_and_never_blocks_later_ticks(
+        meter, database_url):
+    future = database_now(database_url) + timedelta(hours=2)
+    r = tick(meter, future)
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("now: ") and "ahead of the database clock" in \
+        r.json()["error"]
+    assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_ticks") == [(0,)]
+    # cron-connector's empty body meters the database's current minute
+    for _ in range(2):
+        r = requests.post(meter.url, data=b"", timeout=30)
+        assert r.status_code == 200, r.text
+    (slot,) = rows(database_url, "SELECT max(slot) FROM openfaas_metering.capacity_ticks")[0]
+    assert slot == database_now(database_url).replace(second=0, microsecond=0) or \
+        slot == (database_now(database_url) - timedelta(minutes=1)).replace(second=0,
+                                                                            microsecond=0)
+    assert r.json()["slot"] == slot.isoformat().replace("+00:00", "Z")
+
+
+def test_concurrent_callers_of_one_minute_read_the_cluster_once(meter, kube_api, database_url):
+    tick(meter, T0)
+    kube_api.delay_s = 0.3
+    kube_api.requests.clear()
+    at = T0 + timedelta(minutes=1)
+    with ThreadPoolExecutor(4) as pool:
+        answers = [a.json() for a in pool.map(lambda s: tick(meter, at + timedelta(seconds=s)),
+                                              (1, 2, 3, 4))]
+    assert sum(a["recorded"] for a in answers) == 1
+    assert {a["reason"] for a in answers if not a["recorded"]} <= {
+        "in progress: another call is metering this minute", "already metered"}
+    assert [path for path, _ in kube_api.requests].count("/api/v1/namespaces") == 1
+
+
+def test_an_expired_continue_token_restarts_that_list_once(start_meter, kube_api, database_url):
+    fn = start_meter(KUBE_PAGE_SIZE="2")
+    tick(fn, T0)
+    kube_api.expire_continue = 1
+    r = tick(fn, T0 + timedelta(minutes=1))
+    assert r.status_code == 200, r.text
+    assert r.json()["nodes"]["dedicated"] == 7 and r.json()["tenants"] == 4
+    assert unit_seconds(database_url, "render-farm", "storage_gib_hours", "gp3") == 1524 * 60
+    kube_api.expire_continue = 2  # expired again after the fresh start: try the next tick
+    r = tick(fn, T0 + timedelta(minutes=2))
+    assert r.status_code == 503 and "410" in r.json()["error"]
+    assert tick(fn, T0 + timedelta(minutes=3)).json()["billed_seconds"] == 120
+
+
+def test_a_nul_in_an_annotation_is_a_warning_and_the_tick_is_recorded(meter, kube_api,
+                                                                        database_url):
+    cluster = fixture_cluster()
+    cluster["namespaces"].append(namespace("newco", annotations={
+        "chargeback/name": "New\x00Co", "chargeback/email": "ap@newco.example",
+        "chargeback/locale": "fr-CA"}))
+    kube_api.set_cluster(cluster)
+    tick(meter, T0)
+    r = tick(meter, T0 + timedelta(minutes=1))
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+    assert any("chargeback/name contains a NUL" in w for w in r.json()["warnings"])
+    assert unit_seconds(database_url, "helix-ai", "gpu_hours", H100) == 16 * 60
+    assert rows(database_url, "SELECT display_name, email, locale FROM openfaas_metering.tenants"
+                              " WHERE namespace = 'newco'") == [(None, "ap@newco.example",
+                                                                 "fr-CA")]
+
+
+def test_shared_gpus_through_the_function_are_billed_once(meter, kube_api, database_url):
+    cluster = fixture_cluster()
+    cluster["namespaces"].append(namespace("gpu-share"))
+    cluster["nodes"] += gpu_sharing_nodes("gpu-share")
+    kube_api.set_cluster(cluster)
+    tick(meter, T0)
+    tick(meter, T0 + timedelta(minutes=1))
+    assert dict(rows(database_url, "SELECT sku, unit_seconds FROM openfaas_metering."
+                                   "capacity_usage(%s, %s) WHERE meter = 'gpu_hours'"
+                                   " AND namespace = 'gpu-share'", T0, T0 + timedelta(hours=1))
+                ) == {"Tesla-T4": 4 * 60, "NVIDIA-A100-SXM4-40GB": 2 * 60, "NVIDIA-L4": 2 * 60,
+                      "NVIDIA-H100-80GB-HBM3": 60, "NVIDIA-A100-SXM4-80GB/mig-1g.10gb": 7 * 60}
+
+
+def test_rbac_grants_exactly_the_calls_the_code_makes(meter, kube_api):
+    """Every request a tick makes is a cluster-wide list (GET on a collection); the ClusterRole
+    grants `list` on exactly those resources: no watch, no get, no pods."""
+    import yaml
+    tick(meter, T0)
+    tick(meter, T0 + timedelta(minutes=1))
+    called = {("list", path.rsplit("/", 1)[1]) for path, _ in kube_api.requests}
+    documents = list(yaml.safe_load_all((ROOT / "functions/meter-capacity/rbac.yaml").read_text()))
+    (role,) = [d for d in documents if d["kind"] == "ClusterRole"]
+    granted = {(verb, resource) for rule in role["rules"] for verb in rule["verbs"]
+               for resource in rule["resources"]}
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])
+    assert granted == called == {("list", "nodes"), ("list", "namespaces"),
+                                 ("list", "persistentvolumeclaims"), ("list", "services")}
+
+
+def test_a_tick_found_ahead_of_the_database_clock_is_voided_and_metering_goes_on(
+        meter, database_url):
+    """A slot recorded ahead of the database clock (before slots came from it, or a database
+    clock that stepped back) would refuse every tick until its time: it is voided instead."""
+    tick(meter, T0)
+    tick(meter, T0 + timedelta(minutes=1))
+    future = database_now(database_url).replace(second=0, microsecond=0) + timedelta(days=1)
+    with psycopg.connect(database_url) as conn:
+        record_tick(conn, future, Reading((Tenant("helix-ai"),), (
+            Sample("helix-ai", "node_hours", "jumped", False, Decimal(5)),), 1, 0, ()), 300)
+    r = tick(meter, T0 + timedelta(minutes=2)).json()
+    assert (r["recorded"], r["billed_seconds"], r["holdings"]) == (True, 60,
+                                                                    {"opened": 0, "closed": 0})
+    assert unit_seconds(database_url, "helix-ai", "gpu_hours", H100) == 16 * 120
+    assert unit_seconds(database_url, "helix-ai", "node_hours", "jumped") == 0
+    assert rows(database_url, "SELECT tick->>'slot', jsonb_array_length(rows), reason"
+                              "  FROM openfaas_metering.capacity_voided_ticks") == [
+        (future.isoformat(), 1,
+         "slot ahead of the database clock: billed time that had not happened")]

@@ -44,3 +44,14 @@ def test_bytes_become_gib_exactly():
     assert bytes_to_gib(parse_quantity("131072Ki")) == Decimal("0.125")
     assert bytes_to_gib(parse_quantity("1G")) == Decimal("0.931322574615478515625")
     assert bytes_to_gib(Decimal(1)) * 2**30 == 1
+
+
+@pytest.mark.parametrize("value", [["8"], {"n": 8}, ("1",), "9" * 90 + "Ki", "1" * 85 + "e5"])
+def test_unhashable_or_inexact_values_are_quantity_errors_not_crashes(value):
+    with pytest.raises(QuantityError):
+        parse_quantity(value)
+
+
+def test_gib_that_cannot_be_held_exactly_is_a_quantity_error():
+    with pytest.raises(QuantityError, match="cannot be held exactly"):
+        bytes_to_gib(Decimal("1" * 79 + "9"))

@@ -14,5 +14,5 @@ from chargeback.settings import load
 def handle(event, context):
     require_method(event, "POST")
     settings = load()
-    now = capacity_tick.requested_now(event.body, settings, capacity_tick.utcnow())
-    return respond(200, capacity_tick.run_tick(settings, now))
+    requested = capacity_tick.requested_now(event.body, settings)
+    return respond(200, capacity_tick.run_tick(settings, requested))

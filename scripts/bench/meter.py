@@ -1,11 +1,23 @@
-"""scripts/bench/meter: time one meter-capacity tick on a large generated cluster.
+"""scripts/bench/meter: meter-capacity's tick time on a large cluster, and its storage over time.
 
-The fixture API runs in its own process (so it does not share our GIL), the
-database is an embedded PostgreSQL in var/bench/ (fsync off, a fresh database
-each run). Before timing, one tick sets the baseline (the first tick bills
-nothing) and warms the client and the pool; each timed tick is then a full
-tick for a new minute: list everything page by page, measure, write the
-tick, the tenants and the samples in one transaction.
+1. One tick on a generated cluster (5,000 nodes by default). The fixture API
+   runs in its own process (so it does not share our GIL), the database is an
+   embedded PostgreSQL in var/bench/ (fsync off, a fresh database each run).
+   Before timing, one tick sets the baseline (the first tick bills nothing)
+   and warms the client and the pool; each timed tick is then a full tick for
+   a new minute, exactly as run_tick does it: the slot's lock, list
+   everything page by page, measure, record the tick, the tenants and the
+   holdings in one transaction. The cluster does not change between ticks
+   (steady state), so the rows written are the tick row alone. Baseline: the
+   client's model deserialisation; storage baseline: the per-tick samples
+   the previous design wrote (one row per holding per tick).
+2. A simulated month (--tenants x --holdings, --change-per-hour of them
+   changing units each hour), readings made in-process and recorded through
+   capacity_store.record_tick: one day at one tick per minute (rows, write
+   time per tick; the month's rows extrapolated as 30 days of the same), then
+   a month at one tick per hour, which opens the same intervals (the same
+   changes per hour) with fewer tick rows, to time capacity_usage over the
+   whole month for every tenant.
 """
 from __future__ import annotations
 
@@ -19,6 +31,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
+
+import random
+from decimal import Decimal
 
 from chargeback import capacity, capacity_store, capacity_tick, db, kube, migrate
 from chargeback.settings import load
@@ -40,11 +55,11 @@ def start_kube_api(args, kubeconfig: Path) -> subprocess.Popen:
     return proc
 
 
-def fresh_database(server: EmbeddedPostgres) -> str:
+def fresh_database(server: EmbeddedPostgres, name: str = "bench_meter") -> str:
     with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_meter")
-        conn.execute("CREATE DATABASE bench_meter")
-    url = server.url.rsplit("/", 1)[0] + "/bench_meter"
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = server.url.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(url) as conn:
         migrate.apply(conn)
     return url
@@ -56,18 +71,111 @@ def timed(settings, at: datetime, decode_models: bool) -> dict:
     started = time.perf_counter()
     slot = capacity_tick.tick_slot(at)
     with db.transaction(settings) as conn:
+        assert capacity_store.lock_slot(conn, slot)
         assert capacity_store.already_metered(conn, slot) is None
-    cluster = kube.read_cluster(settings, decode_models=decode_models)
-    seconds["list + decode"] = time.perf_counter() - started
-    reading = capacity.measure(cluster.namespaces, cluster.nodes, cluster.persistentvolumeclaims,
-                               cluster.services, capacity_tick.rules(settings))
-    seconds["measure"] = time.perf_counter() - started - sum(seconds.values())
-    with db.transaction(settings) as conn:
+        cluster = kube.read_cluster(settings, decode_models=decode_models)
+        seconds["list + decode"] = time.perf_counter() - started
+        reading = capacity.measure(cluster.namespaces, cluster.nodes,
+                                   cluster.persistentvolumeclaims, cluster.services,
+                                   capacity_tick.rules(settings))
+        seconds["measure"] = time.perf_counter() - started - sum(seconds.values())
         outcome = capacity_store.record_tick(conn, slot, reading, settings.max_gap_seconds)
     seconds["write"] = time.perf_counter() - started - sum(seconds.values())
     seconds["tick"] = time.perf_counter() - started
     assert outcome.recorded
-    return {"seconds": seconds, "reading": reading, "samples": outcome.samples}
+    return {"seconds": seconds, "reading": reading, "outcome": outcome}
+
+
+class SimulatedCluster:
+    """tenants x holdings_each holdings; `change(n)` gives n random holdings new units."""
+
+    METERS = (("node_hours", "m6i.4xlarge"), ("cpu_core_hours", ""), ("memory_gib_hours", ""),
+              ("gpu_hours", "NVIDIA-H100-80GB-HBM3"), ("storage_gib_hours", "gp3"),
+              ("loadbalancer_hours", ""))
+
+    def __init__(self, tenants: int, holdings_each: int, seed: int = 7):
+        self.rng = random.Random(seed)
+        self.tenants = tuple(capacity.Tenant(f"tenant-{i:05d}") for i in range(tenants))
+        self.held = {}
+        for tenant in self.tenants:
+            for k in range(holdings_each):
+                meter, sku = self.METERS[k % len(self.METERS)]
+                key = (tenant.namespace, meter, f"{sku}-{k}" if sku else str(k), k % 4 == 0)
+                self.held[key] = Decimal(self.rng.choice([1, 2, 4, 8, "0.5", "1024.125"]))
+        self.keys = list(self.held)
+
+    def change(self, n: int) -> None:
+        for key in self.rng.sample(self.keys, n):
+            self.held[key] = self.held[key] + 1
+
+    def reading(self) -> capacity.Reading:
+        samples = tuple(capacity.Sample(*key, units) for key, units in self.held.items())
+        return capacity.Reading(self.tenants, samples, 0, 0, ())
+
+
+def simulate(url: str, cluster: SimulatedCluster, start: datetime, ticks: int,
+             tick: timedelta, changes_per_tick: list[int], max_gap_seconds: int) -> dict:
+    """Record `ticks` readings through record_tick; rows and write times."""
+    write_s = []
+    with psycopg.connect(url) as conn:
+        for i in range(ticks):
+            cluster.change(changes_per_tick[i % len(changes_per_tick)] if i else 0)
+            reading = cluster.reading()
+            started = time.perf_counter()
+            with conn.transaction():
+                outcome = capacity_store.record_tick(conn, start + i * tick, reading,
+                                                     max_gap_seconds)
+            write_s.append(time.perf_counter() - started)
+            assert outcome.recorded
+        rows = conn.execute("""SELECT (SELECT count(*) FROM openfaas_metering.capacity_ticks),
+                                      (SELECT count(*) FROM openfaas_metering.capacity_holdings)
+                            """).fetchone()
+    return {"ticks": rows[0], "holdings": rows[1], "write_s": write_s}
+
+
+def spread(total: int, parts: int) -> list[int]:
+    """`total` changes spread evenly over `parts` ticks."""
+    return [total * (i + 1) // parts - total * i // parts for i in range(parts)]
+
+
+def month_query_s(url: str, month_start: datetime, runs: int = 3) -> tuple[float, int]:
+    times = []
+    with psycopg.connect(url) as conn:
+        for _ in range(runs):
+            started = time.perf_counter()
+            rows = conn.execute("SELECT * FROM openfaas_metering.capacity_usage(%s, %s)",
+                                (month_start, month_start + timedelta(days=30))).fetchall()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times), len(rows)
+
+
+def bench_month(pg: EmbeddedPostgres, args) -> None:
+    holdings = args.tenants * args.holdings
+    changes_per_hour = round(holdings * args.change_per_hour)
+    start = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    print(f"\nsimulated cluster: {args.tenants:,} tenants x {args.holdings} holdings "
+          f"= {holdings:,}, {changes_per_hour:,} changing per hour; record_tick, no Kubernetes",
+          flush=True)
+    url = fresh_database(pg, "bench_meter_day")
+    day = simulate(url, SimulatedCluster(args.tenants, args.holdings), start, 1441,
+                   timedelta(minutes=1), spread(changes_per_hour, 60), 300)
+    steady = day["write_s"][1:]
+    per_day = day["holdings"] - holdings  # intervals opened by changes in a day
+    month_rows = 30 * 1440 + 1 + holdings + 30 * per_day
+    naive_rows = 30 * 1440 * holdings
+    print(f"one day, a tick a minute: {day['ticks']:,} tick rows + {day['holdings']:,} interval "
+          f"rows; write {statistics.median(steady) * 1000:.0f} ms median, "
+          f"{sorted(steady)[int(len(steady) * 0.99)] * 1000:.0f} ms p99 per tick")
+    print(f"a month (30 days of the same): {month_rows:,} rows; per-tick samples (the previous "
+          f"storage): {naive_rows:,} rows; {naive_rows / month_rows:,.0f}x fewer")
+    url = fresh_database(pg, "bench_meter_month")
+    month = simulate(url, SimulatedCluster(args.tenants, args.holdings), start, 30 * 24 + 1,
+                     timedelta(hours=1), [changes_per_hour], 3600)
+    query_s, result_rows = month_query_s(url, start)
+    print(f"a month, a tick an hour (same changes per hour): {month['holdings']:,} interval rows "
+          f"+ {month['ticks']:,} tick rows; capacity_usage(month) for every tenant: "
+          f"{query_s:.2f} s for {result_rows:,} rows (median of 3); goal <= 1 s: "
+          f"{'met' if query_s <= 1 else 'NOT met'}")
 
 
 def _phases(seconds: dict) -> str:
@@ -81,7 +189,19 @@ def main() -> int:
     parser.add_argument("--pvcs", type=int, default=20000)
     parser.add_argument("--load-balancers", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="timed raw-JSON ticks (median shown)")
+    parser.add_argument("--tenants", type=int, default=1000, help="simulated month: tenants")
+    parser.add_argument("--holdings", type=int, default=16, help="simulated month: per tenant")
+    parser.add_argument("--change-per-hour", type=float, default=0.01,
+                        help="simulated month: fraction of holdings changing each hour")
+    parser.add_argument("--only", choices=("tick", "month"), help="run one part")
     args = parser.parse_args()
+    if args.only == "month":
+        pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
+        try:
+            bench_month(pg, args)
+        finally:
+            pg.stop()
+        return 0
     VAR.mkdir(parents=True, exist_ok=True)
     print(f"generating {args.nodes:,} nodes, {args.namespaces:,} namespaces, {args.pvcs:,} PVCs, "
           f"{args.load_balancers:,} LoadBalancers; starting the fixture API and PostgreSQL ...",
@@ -97,10 +217,14 @@ def main() -> int:
         models = timed(settings, t0 + timedelta(minutes=args.runs + 1), True)
         raw_s = statistics.median(r["seconds"]["tick"] for r in raw)
         median_run = sorted(raw, key=lambda r: r["seconds"]["tick"])[len(raw) // 2]
-        reading = median_run["reading"]
+        reading, outcome = median_run["reading"], median_run["outcome"]
         print(f"cluster: {len(reading.tenants):,} tenants, {reading.dedicated_nodes:,} dedicated "
-              f"nodes ({reading.not_ready_nodes} NotReady), {median_run['samples']:,} samples "
-              f"per tick, page size {settings.kube_page_size}")
+              f"nodes ({reading.not_ready_nodes} NotReady), {len(reading.samples):,} holdings, "
+              f"page size {settings.kube_page_size}")
+        written = 1 + outcome.holdings_opened + outcome.holdings_closed
+        print(f"rows written per tick, steady state: {written} (the tick; "
+              f"{outcome.holdings_opened} opened, {outcome.holdings_closed} closed); "
+              f"per-tick samples (the previous storage): {outcome.samples:,}")
         print(f"tick, raw JSON (median of {args.runs}): {raw_s:6.2f} s  "
               f"({_phases(median_run['seconds'])})  goal <= {GOAL_S:.0f} s: "
               f"{'met' if raw_s <= GOAL_S else 'NOT met'}")
@@ -109,6 +233,8 @@ def main() -> int:
         print(f"ratio: {models['seconds']['tick'] / raw_s:.1f}x (whole tick), "
               f"{models['seconds']['list + decode'] / median_run['seconds']['list + decode']:.1f}x"
               " (listing + decoding)")
+        if args.only is None:
+            bench_month(pg, args)
     finally:
         db.close_all()
         kube.terminate()

@@ -71,9 +71,8 @@ def meter_month(gateway_url: str, session: requests.Session | None = None) -> di
 
 
 _MONTHLY = """
-SELECT namespace, meter, sku, spot, hours
-  FROM openfaas_metering.capacity_monthly
- WHERE period_start = %s
+SELECT namespace, meter, sku, spot, unit_seconds / 3600 AS hours
+  FROM openfaas_metering.capacity_usage(%s, %s)
  ORDER BY namespace, meter, sku, spot
 """
 
@@ -85,7 +84,7 @@ def _hours(value: Decimal) -> str:
 def summary(database_url: str) -> list[str]:
     """Per tenant: node-, GPU-, CPU-, memory-, storage- and LB-hours for September, from Postgres."""
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(_MONTHLY, (MONTH_START,)).fetchall()
+        rows = conn.execute(_MONTHLY, (MONTH_START, MONTH_END)).fetchall()
     tenants = sorted({row[0] for row in rows})  # tenants that held anything in September
     per: dict[str, dict] = defaultdict(lambda: defaultdict(Decimal))
     gpus: dict[str, list[str]] = defaultdict(list)

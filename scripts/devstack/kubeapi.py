@@ -141,7 +141,9 @@ class FixtureKubeApi:
 
     forbidden: resources answered with 403 as RBAC would; fail_status: every
     request answered with that status (e.g. 503); delay_s: seconds to stall
-    before answering; requests: (path, query) of every request, in order.
+    before answering; expire_continue: how many of the next requests that
+    carry a continue token are answered 410 Gone (as after etcd compaction);
+    requests: (path, query) of every request, in order.
     """
 
     def __init__(self, cluster: FixtureCluster | None = None, port: int = 0,
@@ -152,6 +154,7 @@ class FixtureKubeApi:
         self.forbidden: set[str] = set()
         self.fail_status: int | None = None
         self.delay_s = 0.0
+        self.expire_continue = 0
         self.requests: list[tuple[str, dict]] = []
         self.service_account = service_account
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -232,6 +235,9 @@ class FixtureKubeApi:
                 version, start = token["rv"], int(token["start"])
             except (ValueError, KeyError, TypeError):
                 return 400, _status(400, "BadRequest", "continue key is not valid")
+            if self.expire_continue > 0:
+                self.expire_continue -= 1
+                version = None
             if version != cluster.resource_version:
                 return 410, _status(410, "Expired", "The provided continue parameter is too "
                                                     "old to display a consistent list result.")

@@ -215,6 +215,36 @@ def fixture_cluster() -> dict[str, list[dict]]:
             "services": services}
 
 
+def gpu_sharing_nodes(tenant: str) -> list[dict]:
+    """Nodes whose GPUs are shared, labelled as the NVIDIA GPU operator labels them
+    (gpu-feature-discovery; docs "Time-Slicing GPUs in Kubernetes" and "Multi-Process
+    Service in Kubernetes"): each advertises GPUs x replicas, as nvidia.com/gpu with the
+    product suffixed -SHARED, or with renameByDefault as nvidia.com/gpu.shared (and
+    nvidia.com/gpu 0) with the product unchanged. Physical GPUs per node, as billed:
+    4 T4, 2 A100-40GB, 2 L4, 1 H100, 7 A100-80GB MIG 1g.10gb."""
+    t = "chargeback/tenant"
+
+    def shared(name, product, count, replicas, strategy, capacity, **labels):
+        return node(name, labels={t: tenant, "node.kubernetes.io/instance-type": "gpu-shared",
+                                  "nvidia.com/gpu.product": product,
+                                  "nvidia.com/gpu.count": str(count),
+                                  "nvidia.com/gpu.replicas": str(replicas),
+                                  "nvidia.com/gpu.sharing-strategy": strategy, **labels},
+                    capacity={"cpu": "16", "memory": "64Gi", **capacity})
+
+    return [
+        shared("ts-t4", "Tesla-T4-SHARED", 4, 4, "time-slicing", {"nvidia.com/gpu": "16"}),
+        shared("mps-a100", "NVIDIA-A100-SXM4-40GB-SHARED", 2, 8, "mps", {"nvidia.com/gpu": "16"}),
+        shared("ts-renamed-l4", "NVIDIA-L4", 2, 3, "time-slicing",
+               {"nvidia.com/gpu": "0", "nvidia.com/gpu.shared": "6"}),
+        shared("mps-renamed-h100", "NVIDIA-H100-80GB-HBM3", 1, 4, "mps",
+               {"nvidia.com/gpu": "0", "nvidia.com/gpu.shared": "4"}),
+        shared("ts-mig-a100", "NVIDIA-A100-SXM4-80GB", 1, 1, "time-slicing",
+               {"nvidia.com/gpu": "0", "nvidia.com/mig-1g.10gb": "14"},
+               **{"nvidia.com/mig.strategy": "mixed", "nvidia.com/mig-1g.10gb.replicas": "2"}),
+    ]
+
+
 _GPU_SKUS = [  # (instance type, product label key, product, gpus, cpu, memory)
     ("p5.48xlarge", "k8s.amazonaws.com/accelerator", "nvidia-h100", "8", "192", "2097152Mi"),
     ("a3-highgpu-8g", "cloud.google.com/gke-accelerator", "nvidia-h100-80gb", "8", "208",
