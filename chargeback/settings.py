@@ -95,6 +95,26 @@ class Settings:
     # receive-usage
     max_body_bytes: int = 16 * 1024 * 1024
     max_future_skew_s: int = 300
+    # email-invoice: SMTP_URL wins over the smtp-url secret, as DATABASE_URL does
+    smtp_url: str | None = None
+    smtp_timeout_s: int = 20
+    smtp_ca_file: str | None = None  # a private CA for smtps:// and smtp+starttls://
+    mail_from: str = "Billing <billing@chargeback.invalid>"
+    mail_reply_to: str | None = None
+    mail_bcc: str | None = None  # an archive copy of every invoice mail, never shown
+    issuer_name: str = "chargeback"
+    issuer_address: tuple[str, ...] = ()
+    issuer_tax_id: str | None = None
+    default_locale: str = "en"
+    # A claim older than this is a sender that died mid-send: it may be taken over.
+    # Keep it above exec_timeout plus the SMTP timeout.
+    send_claim_timeout_s: int = 120
+
+
+def _lines(raw: str | None) -> tuple[str, ...]:
+    """Address lines: real newlines or the two characters \\n (easier in stack.yml)."""
+    text = (raw or "").replace("\\n", "\n")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,4 +143,17 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         # receive-usage
         max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
         max_future_skew_s=_int(environ, "MAX_FUTURE_SKEW_SECONDS", Settings.max_future_skew_s),
+        # email-invoice
+        smtp_url=environ.get("SMTP_URL") or read_secret("smtp-url", environ),
+        smtp_timeout_s=_positive(environ, "SMTP_TIMEOUT_SECONDS", Settings.smtp_timeout_s),
+        smtp_ca_file=environ.get("SMTP_CA_FILE") or None,
+        mail_from=environ.get("MAIL_FROM") or Settings.mail_from,
+        mail_reply_to=environ.get("MAIL_REPLY_TO") or None,
+        mail_bcc=environ.get("MAIL_BCC") or None,
+        issuer_name=environ.get("ISSUER_NAME") or Settings.issuer_name,
+        issuer_address=_lines(environ.get("ISSUER_ADDRESS")),
+        issuer_tax_id=environ.get("ISSUER_TAX_ID") or None,
+        default_locale=environ.get("DEFAULT_LOCALE") or Settings.default_locale,
+        send_claim_timeout_s=_positive(environ, "SEND_CLAIM_TIMEOUT_SECONDS",
+                                       Settings.send_claim_timeout_s),
     )

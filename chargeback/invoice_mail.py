@@ -1,0 +1,109 @@
+"""An invoice as one e-mail: headers, both alternatives, attachments. Pure.
+
+The Message-ID is derived from the invoice alone, so a re-send after a crash
+carries the same one and receivers can drop the duplicate. Any header value
+with CR or LF (a tenant's display name, a misconfigured From) makes the
+invoice undeliverable instead of letting a line break add headers. MIME
+boundaries are derived from the invoice too, and every text part is
+quoted-printable (which never contains "=_"), so no content can end a part.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, getaddresses
+
+from .invoice_document import Invoice
+
+
+class Undeliverable(Exception):
+    """This invoice cannot be mailed as it stands; the message is the reason (one line)."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # maintype/subtype
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: tuple[str, ...]  # the customer first, then the archive Bcc if any
+
+
+def _no_line_breaks(header: str, value: str | None) -> str:
+    value = value or ""
+    if "\r" in value or "\n" in value:
+        raise Undeliverable(f"{header} contains a line break (CR or LF): {value!r}; "
+                            "nothing was sent")
+    return value
+
+
+def _one_address(header: str, value: str) -> Address:
+    """`value` ("Name <a@b>" or "a@b") as one Address, or Undeliverable naming the header."""
+    _no_line_breaks(header, value)
+    found = [(name, addr) for name, addr in getaddresses([value]) if addr]
+    if len(found) != 1 or "@" not in found[0][1]:
+        raise Undeliverable(f"{header}: {value!r} is not one e-mail address")
+    name, addr = found[0]
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise Undeliverable(f"{header}: {value!r} is not an e-mail address ({exc})") from None
+
+
+def safe_token(text: str) -> str:
+    """`text` reduced to what may stand in a file name or a Message-ID's left part."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "invoice"
+
+
+def message_id(invoice: Invoice, mail_from: str) -> str:
+    """<invoice.NUMBER.UUID@domain-of-From>: the same for every send of this invoice."""
+    domain = _one_address("From", mail_from).domain or "chargeback.invalid"
+    return f"<invoice.{safe_token(invoice.number)}.{invoice.invoice_id}@{safe_token(domain)}>"
+
+
+def attachment_names(invoice: Invoice, with_usage: bool) -> tuple[str, ...]:
+    stem = f"invoice-{safe_token(invoice.number)}"
+    names = (f"{stem}.pdf", f"{stem}-lines.csv")
+    return names + ((f"{stem}-usage.csv",) if with_usage else ())
+
+
+def build(invoice: Invoice, *, subject: str, text: str, html: str,
+          attachments: list[Attachment], mail_from: str, reply_to: str | None,
+          bcc: str | None, sent_at: datetime) -> tuple[EmailMessage, Envelope]:
+    """The message and its envelope; Undeliverable when an address or header is unusable."""
+    if not invoice.bill_to_email:
+        raise Undeliverable(f"tenant {invoice.namespace} has no billing e-mail address: set "
+                            "the namespace annotation <prefix>email or tenants.email_override")
+    sender = _one_address("From", mail_from)
+    _no_line_breaks("To display name", invoice.bill_to_name)
+    customer = _one_address("To", invoice.bill_to_email)
+    to = Address(display_name=invoice.bill_to_name, addr_spec=customer.addr_spec)
+    archive = _one_address("Bcc (MAIL_BCC)", bcc) if bcc else None
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = sender
+    msg["To"] = to
+    if reply_to:
+        msg["Reply-To"] = _one_address("Reply-To", reply_to)
+    msg["Subject"] = _no_line_breaks("Subject", subject)
+    msg["Date"] = format_datetime(sent_at)
+    msg["Message-ID"] = message_id(invoice, mail_from)
+    boundary = f"=_chargeback.{invoice.invoice_id}"
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg.set_boundary(boundary + ".alt")
+    msg.make_mixed()
+    msg.set_boundary(boundary + ".mixed")
+    for item in attachments:
+        maintype, subtype = item.content_type.split("/", 1)
+        msg.add_attachment(item.data, maintype=maintype, subtype=subtype,
+                           filename=safe_token(item.filename))
+    recipients = (customer.addr_spec,) + ((archive.addr_spec,) if archive else ())
+    return msg, Envelope(sender.addr_spec, recipients)
