@@ -107,14 +107,17 @@ class Rendered:
 
 def requested_invoice_id(body: bytes) -> str:
     """The invoice id from a request body {"invoice_id": "<uuid>"}; RequestError 400 otherwise."""
+    expected = 'body: expected JSON {"invoice_id": "<uuid>"}'
     try:
-        payload = json.loads(body or b"null")
+        payload = json.loads(body) if body and body.strip() else None
     except (ValueError, UnicodeDecodeError):
-        raise RequestError(400, 'body: expected JSON {"invoice_id": "<uuid>"}') from None
+        raise RequestError(400, expected) from None
+    if payload is None:
+        raise RequestError(400, f"{expected}, got an empty body")
     raw = payload.get("invoice_id") if isinstance(payload, dict) else None
     try:
-        return str(uuid.UUID(raw)) if isinstance(raw, str) else str(uuid.UUID(""))
-    except ValueError:
+        return str(uuid.UUID(raw))
+    except (ValueError, TypeError, AttributeError):
         raise RequestError(400, f"invoice_id: expected a UUID string, got {raw!r}") from None
 
 

@@ -64,9 +64,9 @@ def safe_token(text: str) -> str:
 
 
 def message_id(invoice: Invoice, mail_from: str) -> str:
-    """<invoice.NUMBER.UUID@domain-of-From>: the same for every send of this invoice."""
+    """<invoice-UUID@domain-of-From>: the same for every send of this invoice."""
     domain = _one_address("From", mail_from).domain or "chargeback.invalid"
-    return f"<invoice.{safe_token(invoice.number)}.{invoice.invoice_id}@{safe_token(domain)}>"
+    return f"<invoice-{invoice.invoice_id}@{safe_token(domain)}>"
 
 
 def attachment_names(invoice: Invoice, with_usage: bool) -> tuple[str, ...]:
