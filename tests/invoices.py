@@ -133,7 +133,7 @@ class RecordingSmtp:
         ok = (auth_data.login, auth_data.password) == (b"billing", b"s3cret p@ss")
         if ok:
             self.logins.append((auth_data.login, auth_data.password))
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
 
 def start_smtp(handler: RecordingSmtp, port: int, **smtp_options) -> Controller:
