@@ -2,6 +2,7 @@
 the real tick store, invoices read back from the tables."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -231,3 +232,111 @@ def test_the_docs_monthly_query_agrees_with_the_invoice_within_the_bound(
     invoiced = usage_line(s, "acme", "2026-09")[0]
     bound = sum(Decimal("0.5e-6") * e["memory_bytes"] / GiB for e in events)
     assert abs(Decimal(docs) - invoiced) <= bound
+
+
+def test_concurrent_runs_produce_one_set_of_invoices_queued_once(database_url, tmp_path):
+    import threading
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", "2026-09-10T10:00:00Z", NS) for i in range(6)])
+    recorder, barrier, outs = Recorder(), threading.Barrier(3), []
+
+    def run():
+        barrier.wait()
+        outs.append(month_close.run(s, Options(), NOW, recorder))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    numbers = sorted(row[1] for row in invoices(s).values())
+    assert numbers == [f"INV-2026-{n:06d}" for n in range(1, 7)]
+    assert sorted(json.loads(body)["invoice_id"] for _, body in recorder.calls) == sorted(
+        i["invoice_id"] for out in outs for p in out["periods"] for i in p["invoices"])
+    assert len(recorder.calls) == 6
+
+
+def test_numbers_stay_gap_free_when_a_concurrent_finalization_rolls_back(
+        database_url, tmp_path):
+    import threading
+
+    import psycopg
+    from chargeback import pricebook_store
+    from chargeback.periods import period
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", f"2026-0{m}-10T10:00:00Z", NS) for i in range(3) for m in (8, 9)])
+    pricebook_store.ensure_file_loaded(s)
+    with db.transaction(s) as conn:
+        book = pricebook_store.latest(conn)
+    august_numbered, september_done = threading.Event(), []
+
+    def september():
+        august_numbered.wait()
+        with psycopg.connect(database_url) as conn:   # waits for August's counter lock
+            september_done.append(month_close.close_period(conn, s, period("2026-09", "UTC"),
+                                                           book))
+
+    other = threading.Thread(target=september)
+    other.start()
+    with psycopg.connect(database_url) as conn:
+        first = month_close.close_period(conn, s, period("2026-08", "UTC"), book)
+        assert [i["number"] for i in first.invoices][-1] == "INV-2026-000003"
+        august_numbered.set()
+        other.join(timeout=1)
+        assert other.is_alive()  # September is queued behind August's numbers
+        conn.rollback()           # forced: August never happened
+    other.join()
+    close(s, period="2026-08")
+    got = {k: v[1] for k, v in invoices(s).items()}
+    assert sorted(got.values()) == [f"INV-2026-{n:06d}" for n in range(1, 7)]
+    assert sorted(got[f"t{i} 2026-09"] for i in range(3)) == [
+        f"INV-2026-{n:06d}" for n in range(1, 4)]
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"period": "2026-13"}', "period"), (b'{"tenant": "Not_A_Name"}', "tenant"),
+    (b'{"dry_run": "yes"}', "dry_run"), (b'{"verify": 42}', "verify"),
+    (b'{"colour": "red"}', "colour"), (b'{"export": "X", "period": "2026-09"}', "period"),
+    (b'[1]', "body")])
+def test_a_bad_option_answers_400_naming_the_field(body, field):
+    from chargeback.http import RequestError
+    with pytest.raises(RequestError) as caught:
+        month_close.parse_options(body)
+    assert caught.value.status == 400 and caught.value.reason.startswith(f"{field}:")
+
+
+def test_dry_run_shows_the_month_to_date_and_changes_nothing(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-11-02T10:00:00Z", 1000 * NS),
+             event("acme", "2026-11-24T13:00:00Z", 1000 * NS)])  # after NOW: not yet
+    out = close(s, dry_run=True)
+    assert (out["period"], out["month_to_date"]) == ("2026-11", True)
+    assert out["invoices"][0]["total"] == "1.00"
+    assert invoices(s) == {}
+    with db.transaction(s) as conn:
+        assert conn.execute("SELECT count(*) FROM openfaas_metering.tenants").fetchone()[0] == 0
+
+
+def test_closing_a_month_that_has_not_ended_is_refused(database_url, tmp_path):
+    from chargeback.http import RequestError
+    s = settings_for(database_url, tmp_path)
+    with pytest.raises(RequestError, match="^period: 2026-11 has not ended"):
+        close(s, period="2026-11")
+
+
+def test_a_changed_price_book_file_is_a_new_version_and_old_invoices_keep_theirs(
+        database_url, tmp_path):
+    from .billing_helpers import BOOK
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")
+    s2 = settings_for(database_url, tmp_path, book=BOOK.replace('"0.001"', '"0.002"'))
+    send(s2, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    close(s2, period="2026-09")
+    with db.transaction(s) as conn:
+        versions = conn.execute("SELECT period, price_book_version FROM"
+                                " openfaas_metering.invoices ORDER BY period").fetchall()
+        kept = conn.execute("SELECT count(*) FROM openfaas_metering.price_book_versions"
+                            ).fetchone()[0]
+    assert (versions, kept) == ([("2026-08", 1), ("2026-09", 2)], 2)
+    assert usage_line(s, "acme", "2026-09") == (gb_s(1000 * NS), Decimal("2.00"))
