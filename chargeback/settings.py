@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SECRETS_DIR = "/var/openfaas/secrets"
 
@@ -52,6 +53,23 @@ def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
     value = _int(environ, name, default)
     if value <= 0:
         raise ConfigError(f"{name}={value}: expected a positive integer")
+    return value
+
+
+def _nonnegative(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value < 0:
+        raise ConfigError(f"{name}={value}: expected zero or a positive integer")
+    return value
+
+
+def _timezone(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, "").strip() or default
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}={value!r}: expected an IANA time zone such as "
+                          "Europe/Berlin") from None
     return value
 
 
@@ -109,6 +127,12 @@ class Settings:
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.
     send_claim_timeout_s: int = 120
+    # aggregate-month
+    billing_timezone: str = "UTC"
+    close_grace_hours: int = 6
+    requeue_minutes: int = 60
+    invoice_prefix: str = "INV-"
+    pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
 
 
 def _lines(raw: str | None) -> tuple[str, ...]:
@@ -143,6 +167,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         # receive-usage
         max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
         max_future_skew_s=_int(environ, "MAX_FUTURE_SKEW_SECONDS", Settings.max_future_skew_s),
+        # aggregate-month
+        billing_timezone=_timezone(environ, "BILLING_TIMEZONE", Settings.billing_timezone),
+        close_grace_hours=_nonnegative(environ, "CLOSE_GRACE_HOURS", Settings.close_grace_hours),
+        requeue_minutes=_positive(environ, "REQUEUE_MINUTES", Settings.requeue_minutes),
+        invoice_prefix=environ.get("INVOICE_PREFIX", Settings.invoice_prefix),
+        pricebook_file=environ.get("PRICEBOOK_FILE") or None,
         # email-invoice
         smtp_url=environ.get("SMTP_URL") or read_secret("smtp-url", environ),
         smtp_timeout_s=_positive(environ, "SMTP_TIMEOUT_SECONDS", Settings.smtp_timeout_s),
