@@ -25,32 +25,34 @@ from typing import Any
 
 from . import db, mailer
 from .http import RETRY_AFTER_S, RequestError
+from .invoice_export import usage_csv
 from .invoice_document import (Invoice, InvoiceLine, Issuer, lines_csv, parse_tiers,
                                present, render_html, render_text)
 from .invoice_mail import Attachment, Undeliverable, attachment_names, build, message_id
 from .invoice_pdf import render_pdf
 from .settings import Settings
 
-try:  # aggregate-month's usage export (the "export" of that function)
-    from .invoice_export import usage_csv
-except ImportError:  # pragma: no cover - until branch invoice is merged
-    usage_csv = None
-
 _CLAIM = """
-UPDATE openfaas_metering.invoices AS i
-   SET send_claimed_at = clock_timestamp(), send_attempts = i.send_attempts + 1
-  FROM openfaas_metering.tenants AS t
- WHERE i.invoice_id = %(invoice_id)s
-   AND t.namespace = i.namespace
-   AND i.status = 'finalized'
-   AND (i.send_claimed_at IS NULL
-        OR i.send_claimed_at < clock_timestamp() - make_interval(secs => %(stale_s)s))
-RETURNING i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.period_end,
-          i.billing_timezone, i.issued_at, i.currency,
-          coalesce(i.bill_to_name, t.display_name_override, t.display_name, i.namespace),
-          coalesce(i.bill_to_email, t.email_override, t.email),
-          coalesce(i.locale, t.locale_override, t.locale),
-          i.subtotal, i.tax_rate, i.tax, i.total, i.plan, i.send_claimed_at
+UPDATE openfaas_metering.invoices
+   SET send_claimed_at = clock_timestamp(), send_attempts = send_attempts + 1
+ WHERE invoice_id = %(invoice_id)s
+   AND status = 'finalized'
+   AND (send_claimed_at IS NULL
+        OR send_claimed_at < clock_timestamp() - make_interval(secs => %(stale_s)s))
+RETURNING send_claimed_at
+"""
+
+# The invoice as addressed at finalization; what it left empty, the tenant's current details.
+_INVOICE = """
+SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.period_end,
+       i.billing_timezone, i.issued_at, i.currency,
+       coalesce(i.bill_to_name, t.display_name_override, t.display_name, i.namespace),
+       coalesce(i.bill_to_email, t.email_override, t.email),
+       coalesce(i.locale, t.locale_override, t.locale),
+       i.subtotal, i.tax_rate, i.tax, i.total, i.plan
+  FROM openfaas_metering.invoices AS i
+  JOIN openfaas_metering.tenants AS t USING (namespace)
+ WHERE i.invoice_id = %s
 """
 
 _LINES = """
@@ -143,7 +145,8 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
 
 
 def render(invoice: Invoice, settings: Settings, usage: str | None = None) -> Rendered:
-    """All parts of the mail for `invoice`: text, HTML, PDF and the CSV attachments."""
+    """All parts of the mail for `invoice`: text, HTML, PDF and the CSV attachments
+    (the usage CSV, aggregate-month's export, when `usage` is given)."""
     names = attachment_names(invoice, usage is not None)
     view = present(invoice, issuer(settings), settings.default_locale, names)
     pdf = render_pdf(view, invoice.issued_at)
@@ -159,15 +162,28 @@ def subject(invoice: Invoice, rendered: Rendered, settings: Settings) -> str:
             f"{rendered.view['period']}: {rendered.view['total']}")
 
 
-def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, datetime, str | None] | Outcome:
+def read_invoice(conn, invoice_id: str) -> tuple[Invoice, str]:
+    """The invoice as it is rendered, and its usage CSV (aggregate-month's export)."""
+    row = conn.execute(_INVOICE, (invoice_id,)).fetchone()
+    invoice = invoice_from_rows(row, conn.execute(_LINES, (invoice_id,)).fetchall())
+    return invoice, usage_csv(conn, invoice_id)
+
+
+def rerender(settings: Settings, invoice_id: str) -> Rendered:
+    """Render a finalized or sent invoice again: the same bytes as the mail carried."""
+    with db.transaction(settings) as conn:
+        invoice, usage = read_invoice(conn, invoice_id)
+    return render(invoice, settings, usage)
+
+
+def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, datetime, str] | Outcome:
     with db.transaction(settings) as conn:
         row = conn.execute(_CLAIM, {"invoice_id": invoice_id,
                                     "stale_s": settings.send_claim_timeout_s}).fetchone()
         if row is None:
             return _not_claimed(conn, invoice_id)
-        invoice = invoice_from_rows(row, conn.execute(_LINES, (invoice_id,)).fetchall())
-        usage = usage_csv(conn, invoice_id) if usage_csv is not None else None
-    return invoice, row[17], usage
+        invoice, usage = read_invoice(conn, invoice_id)
+    return invoice, row[0], usage
 
 
 def _not_claimed(conn, invoice_id: str) -> Outcome:

@@ -37,8 +37,10 @@ RETURNING invoice_id::text
 _LINE = """
 INSERT INTO openfaas_metering.invoice_lines
        (invoice_id, line_no, kind, meter, sku, spot, description, quantity, unit, unit_price,
-        tiers, tier_mode, allowance, discount_percent, discount, amount, adjustment_period)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        tiers, tier_mode, allowance, discount_percent, discount, amount, adjustment_period,
+        price_from, price_to)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+        %s::timestamptz, %s::timestamptz)
 """
 
 # base fee, a tiered usage line with an allowance, a flat usage line, a spot GPU
@@ -77,7 +79,10 @@ def finalized_invoice(database_url: str, *, namespace: str = "acme-shop",
             "year": None if draft else 2026, "seq": None if draft else seq,
             "issued_at": "2026-10-01T01:00:05Z"}).fetchone()
         for line in LINES:
-            conn.execute(_LINE, (invoice_id, *line))
+            adjusted = line[-1] is not None  # the month it belongs to is its price window
+            window = (("2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z") if adjusted else
+                      ("2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z"))
+            conn.execute(_LINE, (invoice_id, *line, *window))
     return invoice_id
 
 

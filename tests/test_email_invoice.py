@@ -85,7 +85,10 @@ def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
     assert msg["Message-ID"].strip() == f"<invoice-{invoice_id}@example.com>"
     found = parts(msg)
     assert set(found) == {"text/plain", "text/html", f"invoice-{number}.pdf",
-                          f"invoice-{number}-lines.csv"}
+                          f"invoice-{number}-lines.csv", f"invoice-{number}-usage.csv"}
+    # aggregate-month's export: the adjustment's quantity, billed for August
+    assert found[f"invoice-{number}-usage.csv"].decode().splitlines()[0].startswith(
+        "line_no,kind,meter")
     assert [p.get_content_type() for p in msg.iter_parts()][0] == "multipart/alternative"
 
 
@@ -116,16 +119,12 @@ def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_se
     assert "Zoë &amp; Søn &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Łódź" in html
     # Re-render from the database (as an auditor would) and compare with the mail.
     settings = dataclasses.replace(load({**os.environ, **MAIL_ENV}), database_url=database_url)
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(invoice_delivery._CLAIM.replace("AND i.status = 'finalized'", ""),
-                           {"invoice_id": invoice_id, "stale_s": 0}).fetchone()
-        conn.rollback()
-        lines = conn.execute(invoice_delivery._LINES, (invoice_id,)).fetchall()
-    again = invoice_delivery.render(invoice_delivery.invoice_from_rows(row, lines), settings)
+    again = invoice_delivery.rerender(settings, invoice_id)
     number = invoice_row(database_url, invoice_id)["number"]
     assert again.pdf == found[f"invoice-{number}.pdf"]
     assert again.html.encode() == found["text/html"].replace(b"\r\n", b"\n")
-    assert again.attachments[1].data == found[f"invoice-{number}-lines.csv"]
+    assert [a.data for a in again.attachments] == [
+        found[f"invoice-{number}{suffix}"] for suffix in (".pdf", "-lines.csv", "-usage.csv")]
 
 
 def test_a_repeated_request_answers_already_sent_and_sends_nothing(emailer, smtp, database_url):
