@@ -26,4 +26,15 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     capacity = out.split("== capacity:", 1)[1]
     assert "\nhelix-ai       1,440     0  138,240" in capacity
     assert "11,520 NVIDIA-H100-80GB-HBM3" in capacity
+    invoices = out.split("== invoices:", 1)[1]
+    assert "closed 2026-09: 9 invoices finalized, 0 drafts" in invoices
+    # spot capacity discounted, a mid-month price change split, tax, in the plan's currency
+    assert "Dedicated nodes g5.12xlarge (spot)" in invoices and "(-565.92 spot)" in invoices
+    assert "Load balancers, 2026-09-16 00:00 to 2026-10-01 00:00 UTC" in invoices
+    assert "tax 19 %" in invoices and "2,687.13 EUR" in invoices
+    assert "Minimum commitment 100.00 USD: top-up" in invoices
+    october = invoices.split("closed 2026-10:", 1)[1]
+    assert "initech-ci  2026-10" in october
+    assert "Late usage of 2026-09: Function compute" in october and "21,600 GB-s" in october
+    assert "0.36 USD" in october
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))

@@ -21,7 +21,7 @@ import requests
 from chargeback import migrate
 from chargeback.db import one_line
 
-from . import demo_capacity, demo_usage
+from . import demo_capacity, demo_invoices, demo_usage
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
@@ -63,6 +63,9 @@ def _capacity(env: DemoEnv) -> None:
 SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
     ("usage: a month of signed metering webhooks", demo_usage.run),
     ("capacity: what each tenant held in the cluster, September 2026", _capacity),
+    ("invoices: September 2026 closed through the gateway, late usage on October's",
+     lambda env: demo_invoices.run(env.gateway_url, env.database_url,
+                                   env.secret("webhook-secret"))),
 ]
 
 
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             section(env)
             print(f"({title.split(':')[0]}: {time.monotonic() - section_started:.1f} s)")
     except (StackError, PortInUse, UpError, demo_usage.DemoFailed,
-            demo_capacity.DemoError) as exc:
+            demo_capacity.DemoError, demo_invoices.DemoError) as exc:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:
