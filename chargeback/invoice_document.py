@@ -14,7 +14,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +26,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEXT_WIDTH = 72
+# Quantities are exact (GB-s to the nanosecond); a document shows them to 3 decimals,
+# the lines CSV carries every digit.
+SHOWN_QUANTITY = Decimal("0.001")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ class _Formats:
                                decimal_quantization=False)
 
     def number(self, value: Decimal) -> str:
+        if value.as_tuple().exponent < SHOWN_QUANTITY.as_tuple().exponent:
+            value = value.quantize(SHOWN_QUANTITY, rounding=ROUND_HALF_EVEN)
         return format_decimal(_plain(value), locale=self.locale, decimal_quantization=False)
 
     def percent(self, fraction: Decimal) -> str:
@@ -166,7 +171,9 @@ def _line_view(line: InvoiceLine, f: _Formats) -> dict[str, Any]:
     if line.adjustment_period:
         notes.append(f"adjustment for {f.month(line.adjustment_period)}")
     quantity = f"{f.number(line.quantity)} {line.unit}"
-    if line.tiers:
+    if line.tiers or (line.unit_price is None and line.tier_mode):
+        # an adjustment of a tiered price stores no tiers: it is the difference
+        # between the tiers applied to the whole month and what was billed earlier
         pricing = f"{quantity}, {line.tier_mode or 'graduated'} tiers"
     elif line.unit_price is not None:
         pricing = f"{quantity} × {f.price(line.unit_price)}"

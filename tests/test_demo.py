@@ -8,7 +8,8 @@ from .test_stack import _env
 
 
 def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(tmp_path):
-    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()))
+    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
+               SMTP_PORT=str(free_port()))
     try:
         done = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True,
                               text=True, timeout=300)
@@ -37,4 +38,16 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "initech-ci  2026-10" in october
     assert "Late usage of 2026-09: Function compute" in october and "21,600 GB-s" in october
     assert "0.36 USD" in october
+    email = out.split("== email:", 1)[1]
+    assert "9 of 10 invoices sent, 1 undeliverable" in email
+    assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
+    mail_dir = tmp_path / "var" / "demo" / "mail"
+    assert len(list(mail_dir.glob("*.eml"))) == 9
+    assert (mail_dir / "invoice-INV-2026-000007.pdf").read_bytes().startswith(b"%PDF")
+    assert f"  {mail_dir / 'invoice-INV-2026-000010.pdf'}" in email
+    # the October invoice with the late September usage, as the customer reads it
+    text = email.split("--- the plain-text part of INV-2026-000010", 1)[1]
+    assert "Bill to: Initech, Inc." in text and "adjustment for September 2026" in text
+    assert "Total (USD)" in text and "$0.36" in text
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
+    assert not port_in_use(int(env["SMTP_PORT"]))

@@ -114,3 +114,11 @@ def test_the_message_id_and_boundaries_come_from_the_invoice():
 def test_a_header_that_could_break_the_mail_makes_it_undeliverable(overrides, reason):
     with pytest.raises(Undeliverable, match=reason):
         _build(**overrides)
+
+
+def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv():
+    line = InvoiceLine(1, "capacity", "Dedicated memory", D("178991.092529296876"),
+                       "GiB-hours", D("85.92"), unit_price=D("0.0012"))
+    invoice = dataclasses.replace(INVOICE, locale="en", lines=(line,))
+    assert "178,991.093 GiB-hours × €0.0012" in render_text(present(invoice, ISSUER))
+    assert ",178991.092529296876,GiB-hours," in lines_csv(invoice)
