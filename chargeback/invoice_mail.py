@@ -12,12 +12,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from email import encoders
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, getaddresses
 
 from .invoice_document import Invoice
+
+
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # quoted-printable never contains "=_", the boundaries' start
 
 
 class Undeliverable(Exception):
@@ -75,35 +84,54 @@ def attachment_names(invoice: Invoice, with_usage: bool) -> tuple[str, ...]:
     return names + ((f"{stem}-usage.csv",) if with_usage else ())
 
 
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _address(name: str | None, addr_spec: str) -> str | Header:
+    """Name <addr>: quoted when ASCII, else RFC 2047 encoded words of at most 75 characters."""
+    if not name or name.isascii():
+        return formataddr((name or "", addr_spec))
+    header = Header(name, "utf-8")
+    header.append(f"<{addr_spec}>", "us-ascii")
+    return header
+
+
 def build(invoice: Invoice, *, subject: str, text: str, html: str,
           attachments: list[Attachment], mail_from: str, reply_to: str | None,
-          bcc: str | None, sent_at: datetime) -> tuple[EmailMessage, Envelope]:
-    """The message and its envelope; Undeliverable when an address or header is unusable."""
+          bcc: str | None, sent_at: datetime) -> tuple[Message, Envelope]:
+    """The message and its envelope; Undeliverable when an address or header is unusable.
+
+    Built with the classic email.mime API: it writes headers as given, where
+    EmailMessage re-parses and refolds every header on output (several times
+    slower, and the SMTP conversation would wait for it)."""
     if not invoice.bill_to_email:
         raise Undeliverable(f"tenant {invoice.namespace} has no billing e-mail address: set "
                             "the namespace annotation <prefix>email or tenants.email_override")
     sender = _one_address("From", mail_from)
     _no_line_breaks("To display name", invoice.bill_to_name)
     customer = _one_address("To", invoice.bill_to_email)
-    to = Address(display_name=invoice.bill_to_name, addr_spec=customer.addr_spec)
     archive = _one_address("Bcc (MAIL_BCC)", bcc) if bcc else None
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = sender
-    msg["To"] = to
+    boundary = f"=_chargeback.{invoice.invoice_id}"
+    body = MIMEMultipart("alternative", boundary=boundary + ".alt")
+    body.attach(MIMEText(text, "plain", _UTF8_QP))
+    body.attach(MIMEText(html, "html", _UTF8_QP))
+    msg = MIMEMultipart("mixed", boundary=boundary + ".mixed")
+    msg["From"] = _address(sender.display_name, sender.addr_spec)
+    msg["To"] = _address(invoice.bill_to_name, customer.addr_spec)
     if reply_to:
-        msg["Reply-To"] = _one_address("Reply-To", reply_to)
-    msg["Subject"] = _no_line_breaks("Subject", subject)
+        replies = _one_address("Reply-To", reply_to)
+        msg["Reply-To"] = _address(replies.display_name, replies.addr_spec)
+    msg["Subject"] = _header(_no_line_breaks("Subject", subject))
     msg["Date"] = format_datetime(sent_at)
     msg["Message-ID"] = message_id(invoice, mail_from)
-    boundary = f"=_chargeback.{invoice.invoice_id}"
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    msg.set_boundary(boundary + ".alt")
-    msg.make_mixed()
-    msg.set_boundary(boundary + ".mixed")
+    msg.attach(body)
     for item in attachments:
         maintype, subtype = item.content_type.split("/", 1)
-        msg.add_attachment(item.data, maintype=maintype, subtype=subtype,
-                           filename=safe_token(item.filename))
+        part = MIMEBase(maintype, subtype, **({"charset": "utf-8"} if maintype == "text" else {}))
+        part.set_payload(item.data)
+        encoders.encode_base64(part)
+        part.add_header("Content-Disposition", "attachment", filename=safe_token(item.filename))
+        msg.attach(part)
     recipients = (customer.addr_spec,) + ((archive.addr_spec,) if archive else ())
     return msg, Envelope(sender.addr_spec, recipients)

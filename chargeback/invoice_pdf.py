@@ -10,6 +10,7 @@ the same invoice gives the same bytes.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from typing import Any
@@ -32,10 +33,20 @@ _NEAREST = str.maketrans({"\u2212": "-", "\u2010": "-", "\u2011": "-", "\u221e":
                           "\u0167": "t", "\u014a": "N", "\u014b": "n"})
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def pdf_safe(text: str) -> str:
     """`text` as the core font can show it: WinAnsi characters kept, others reduced."""
+    text = str(text)
+    try:  # the common case: nothing to do
+        text.encode(_ENCODING)
+        if not _CONTROLS.search(text):
+            return text
+    except UnicodeEncodeError:
+        pass
     out = []
-    for char in str(text).translate(_NEAREST):
+    for char in text.translate(_NEAREST):
         if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
             out.append(" ")  # line breaks and controls a tenant may have typed
             continue
@@ -74,8 +85,13 @@ class _Invoice(FPDF):
                   align: str = "L", width: float = 0, height: float = 5) -> None:
         self.set_font(FONT, style=style, size=size)
         self.set_text_color(*(_GREY if grey else (17, 24, 39)))
-        self.multi_cell(width, height, pdf_safe(text), align=align,
-                        new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        text = pdf_safe(text)
+        room = width or (self.w - self.r_margin - self.x)
+        if self.get_string_width(text) < room - 2 * self.c_margin:  # one line: no wrapping
+            self.cell(room, height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        else:
+            self.multi_cell(width, height, text, align=align,
+                            new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:

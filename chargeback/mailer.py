@@ -17,7 +17,7 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .settings import ConfigError
@@ -100,7 +100,7 @@ def _text(detail) -> str:
             ).replace("\r", " ").replace("\n", " ").strip()
 
 
-def send(server: SmtpServer, msg: EmailMessage, sender: str, recipients: tuple[str, ...],
+def send(server: SmtpServer, msg: Message, sender: str, recipients: tuple[str, ...],
          ca_file: str | None = None) -> dict[str, str]:
     """Send `msg` to `recipients` in one SMTP transaction.
 
