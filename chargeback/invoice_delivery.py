@@ -236,7 +236,7 @@ def deliver(settings: Settings, invoice_id: str) -> Outcome:
                 claimed_at=claimed_at)
         return Outcome(503, {"error": f"SMTP unavailable, retry later: {exc}"},
                        {"Retry-After": str(RETRY_AFTER_S)})
-    except BaseException as exc:  # misconfigured SMTP, a bug: free the invoice for a retry
+    except Exception as exc:  # misconfigured SMTP, a bug: free the invoice for a retry
         _record(settings, _RELEASE, invoice_id=invoice_id,
                 reason=db.one_line(exc), claimed_at=claimed_at)
         if isinstance(exc, mailer.SmtpMisconfigured):

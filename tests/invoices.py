@@ -12,8 +12,8 @@ import psycopg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from devstack.sample_invoices import (HOSTILE_NAME, LINES, SUBTOTAL, TAX, TOTAL,  # noqa: F401
-                                      finalized_invoice, insert_invoice)
+from devstack.sample_invoices import (HOSTILE_NAME, SUBTOTAL, TAX, TOTAL,  # noqa: F401
+                                      finalized_invoice)
 
 
 def invoice_row(database_url: str, invoice_id: str) -> dict:
