@@ -1,9 +1,10 @@
 """Postgres reads for month close, verify and export: usage and capacity per window.
 
-Usage of a window [start, end) is exact to the nanosecond: whole UTC hours
-inside it come from function_usage_hourly, the edges (a zone that is not a
-whole number of hours from UTC, a window cut at a price change) from the raw
-events by `started_ns`. Capacity is read only through
+Usage of a window [start, end) is exact to the nanosecond: whole UTC days
+inside it come from function_usage_daily, whole UTC hours around them from
+function_usage_hourly, and the edges (a zone that is not a whole number of
+hours from UTC, a window cut at a price change) from the raw events by
+`started_ns`. Capacity is read only through
 openfaas_metering.capacity_usage(from, to), which splits ticks at the edges.
 """
 from __future__ import annotations
@@ -23,13 +24,20 @@ from .usage import GB_SECONDS_PER_BYTE_NS
 HOURS_QUANTUM = Decimal("1e-12")
 _MICROSECOND = timedelta(microseconds=1)
 
-# `started` (microseconds, half up) only narrows the scan to the right
-# partitions; `started_ns` decides.
+# Whole UTC days from the daily rollup, whole hours from the hourly one, the
+# rest from raw events. `started` (microseconds, half up) only narrows the raw
+# scan to the right partitions; `started_ns` decides.
 USAGE_BY_FUNCTION = """
 SELECT namespace, function_name, sum(invocations), sum(gb_seconds)
   FROM (SELECT namespace, function_name, invocations, gb_seconds
+          FROM openfaas_metering.function_usage_daily
+         WHERE day_start >= %(days_from)s AND day_start < %(days_to)s
+           AND (%(all)s OR namespace = ANY(%(namespaces)s))
+        UNION ALL
+        SELECT namespace, function_name, invocations, gb_seconds
           FROM openfaas_metering.function_usage_hourly
-         WHERE hour_start >= %(hours_from)s AND hour_start < %(hours_to)s
+         WHERE ((hour_start >= %(hours_from)s AND hour_start < %(days_from)s)
+             OR (hour_start >= %(days_to)s AND hour_start < %(hours_to)s))
            AND (%(all)s OR namespace = ANY(%(namespaces)s))
         UNION ALL
         SELECT namespace, function_name, 1, duration_ns::numeric * memory_bytes * %(k)s::numeric
@@ -52,7 +60,7 @@ SELECT namespace, meter, sku, spot, unit_seconds
 def _params(start: datetime, end: datetime, namespaces: list[str] | None) -> dict:
     split = split_window(start, end)
     return {"start": start, "end": end, "hours_from": split.hours_from,
-            "hours_to": split.hours_to, "start_ns": to_ns(start), "end_ns": to_ns(end),
+            "days_from": split.days_from, "days_to": split.days_to, "hours_to": split.hours_to, "start_ns": to_ns(start), "end_ns": to_ns(end),
             "hours_from_ns": to_ns(split.hours_from), "hours_to_ns": to_ns(split.hours_to),
             "k": GB_SECONDS_PER_BYTE_NS, "us": _MICROSECOND,
             "all": namespaces is None, "namespaces": namespaces or []}
