@@ -127,6 +127,8 @@ def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
                  namespaces: list[str] | None) -> dict[str, list[dict]]:
     """namespace -> late-usage inputs for earlier months (finalized or closed) whose
     quantities now exceed what was billed for them."""
+    closed = {name for (name,) in conn.execute(
+        "SELECT period FROM openfaas_metering.closed_periods WHERE period < %s", (p.name,))}
     earlier = conn.execute(
         """SELECT period FROM openfaas_metering.closed_periods WHERE period < %(p)s
            UNION
@@ -157,8 +159,8 @@ def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
         books = [latest] + [pricebook_store.version(conn, v) for v in sorted(versions)]
         ws = windows(q, books)
         for ns, current in billing_store.quantities(conn, ws, namespaces).items():
-            if (ns, name) in drafted:
-                continue  # its own invoice for that month is still being computed
+            if (ns, name) in drafted or ((ns, name) not in invoiced and name not in closed):
+                continue  # that month's own close (still open for it) will invoice it
             plan, version = invoiced.get((ns, name), (None, latest.version))
             rows = billed_rows(billed.get((ns, name), []))
             billed_q = {}
@@ -188,13 +190,19 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
             namespaces: list[str] | None, until: datetime | None = None
             ) -> list[tuple[dict, Draft, tuple]]:
     """(inputs, draft, tenant details) for every tenant of the period not yet finalized."""
-    done = {ns for (ns,) in conn.execute(
-        "SELECT namespace FROM openfaas_metering.invoices WHERE period = %s"
-        " AND status <> 'draft'", (p.name,))}
+    invoiced = dict(conn.execute(
+        "SELECT namespace, status FROM openfaas_metering.invoices WHERE period = %s",
+        (p.name,)).fetchall())
+    closed = conn.execute("SELECT 1 FROM openfaas_metering.closed_periods WHERE period = %s",
+                          (p.name,)).fetchone() is not None
     ws = windows(p, [book], until)
     current = billing_store.quantities(conn, ws, namespaces)
     late = _late_inputs(conn, p, book, namespaces) if until is None else {}
-    billable = sorted((set(current) | set(late)) - done)
+    # A closed month only recomputes its drafts (none by definition): usage that
+    # arrives for it later is late usage, billed on the next invoice instead.
+    billable = sorted(ns for ns in set(current) | set(late)
+                      if invoiced.get(ns, "draft") == "draft"
+                      and not (closed and ns not in invoiced))
     details = _tenants(conn, billable) if billable else {}
     books = {book.version: book}
     out = []
