@@ -222,16 +222,28 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
     return out
 
 
-_UPSERT_INVOICE = """
+# Every invoice of the close in one statement (arrays in namespace order); a
+# finalized invoice is never overwritten.
+_UPSERT_INVOICES = """
 INSERT INTO openfaas_metering.invoices AS i
     (namespace, period, period_start, period_end, billing_timezone, status, draft_reasons,
      plan, currency, price_book_version, bill_to_name, bill_to_email, locale, subtotal,
      tax_rate, tax, total, number, number_year, number_seq, issued_at, inputs,
      inputs_sha256, lines_sha256, computed_at)
-VALUES (%(namespace)s, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
-        %(status)s, %(reasons)s, %(plan)s, %(currency)s, %(version)s, %(name)s, %(email)s,
-        %(locale)s, %(subtotal)s, %(tax_rate)s, %(tax)s, %(total)s, %(number)s, %(year)s,
-        %(seq)s, %(issued_at)s, %(inputs)s, %(inputs_sha256)s, %(lines_sha256)s, now())
+SELECT namespace, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
+       status, reasons, plan, currency, %(version)s, name, email, locale, subtotal,
+       tax_rate, tax, total, number,
+       CASE WHEN number IS NOT NULL THEN %(year)s::integer END, seq,
+       CASE WHEN number IS NOT NULL THEN %(issued_at)s::timestamptz END,
+       inputs, inputs_sha256, lines_sha256, now()
+  FROM unnest(%(namespace)s::text[], %(status)s::text[], %(reasons)s::jsonb[],
+              %(plan)s::text[], %(currency)s::text[], %(name)s::text[], %(email)s::text[],
+              %(locale)s::text[], %(subtotal)s::numeric[], %(tax_rate)s::numeric[],
+              %(tax)s::numeric[], %(total)s::numeric[], %(number)s::text[],
+              %(seq)s::integer[], %(inputs)s::jsonb[], %(inputs_sha256)s::text[],
+              %(lines_sha256)s::text[])
+       AS v(namespace, status, reasons, plan, currency, name, email, locale, subtotal,
+            tax_rate, tax, total, number, seq, inputs, inputs_sha256, lines_sha256)
 ON CONFLICT (namespace, period) DO UPDATE SET
     status = excluded.status, draft_reasons = excluded.draft_reasons, plan = excluded.plan,
     currency = excluded.currency, price_book_version = excluded.price_book_version,
@@ -243,14 +255,13 @@ ON CONFLICT (namespace, period) DO UPDATE SET
     inputs_sha256 = excluded.inputs_sha256, lines_sha256 = excluded.lines_sha256,
     computed_at = now()
  WHERE i.status = 'draft'
-RETURNING invoice_id"""
+RETURNING namespace, invoice_id"""
 
-_INSERT_LINE = """
-INSERT INTO openfaas_metering.invoice_lines
+_COPY_LINES = """
+COPY openfaas_metering.invoice_lines
     (invoice_id, line_no, kind, meter, sku, spot, description, quantity, unit, unit_price,
      tiers, tier_mode, allowance, discount_percent, discount, amount, price_from, price_to,
-     adjustment_period)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+     adjustment_period) FROM STDIN"""
 
 # Numbers for `n` invoices in one statement: the counter row is locked until
 # the finalizing transaction ends, so concurrent finalizers queue here and a
@@ -280,32 +291,40 @@ def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: 
         last_seq = conn.execute(_TAKE_NUMBERS, {"year": year, "n": len(final)}).fetchone()[0]
     seq = last_seq - len(final)
     result = PeriodResult(p.name)
+    rows: dict[str, list] = {k: [] for k in (
+        "namespace", "status", "reasons", "plan", "currency", "name", "email", "locale",
+        "subtotal", "tax_rate", "tax", "total", "number", "seq", "inputs", "inputs_sha256",
+        "lines_sha256")}
     for inputs, draft, (_, _, _, name, email, locale) in computed:
-        is_final = not draft.reasons
         number = None
-        if is_final:
+        if not draft.reasons:
             seq += 1
             number = format_number(settings.invoice_prefix, year, seq)
-        invoice_id = conn.execute(_UPSERT_INVOICE, {
-            "namespace": draft.namespace, "period": p.name, "period_start": p.start,
-            "period_end": p.end, "timezone": p.timezone,
-            "status": "finalized" if is_final else "draft", "reasons": Jsonb(draft.reasons),
-            "plan": draft.plan, "currency": draft.currency, "version": book.version,
-            "name": name, "email": email, "locale": locale, "subtotal": draft.subtotal,
-            "tax_rate": draft.tax_rate, "tax": draft.tax, "total": draft.total,
-            "number": number, "year": year if is_final else None,
-            "seq": seq if is_final else None, "issued_at": issued_at if is_final else None,
-            "inputs": Jsonb(inputs), "inputs_sha256": sha256_json(inputs),
-            "lines_sha256": draft.lines_sha256}).fetchone()[0]
-        conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = %s",
-                     (invoice_id,))
-        with conn.cursor() as cur:
-            cur.executemany(_INSERT_LINE, [_line_row(invoice_id, i, line)
-                                           for i, line in enumerate(draft.lines, 1)])
-        if is_final:
+        for key, value in (
+                ("namespace", draft.namespace), ("reasons", Jsonb(draft.reasons)),
+                ("status", "draft" if draft.reasons else "finalized"), ("plan", draft.plan),
+                ("currency", draft.currency), ("name", name), ("email", email),
+                ("locale", locale), ("subtotal", draft.subtotal), ("tax_rate", draft.tax_rate),
+                ("tax", draft.tax), ("total", draft.total), ("number", number),
+                ("seq", seq if number else None), ("inputs", Jsonb(inputs)),
+                ("inputs_sha256", sha256_json(inputs)), ("lines_sha256", draft.lines_sha256)):
+            rows[key].append(value)
+    ids = dict(conn.execute(_UPSERT_INVOICES, {
+        "period": p.name, "period_start": p.start, "period_end": p.end,
+        "timezone": p.timezone, "version": book.version, "year": year,
+        "issued_at": issued_at, **rows}).fetchall()) if computed else {}
+    conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = ANY(%s)",
+                 (list(ids.values()),))
+    with conn.cursor().copy(_COPY_LINES) as copy:
+        for _, draft, _ in computed:
+            for line_no, line in enumerate(draft.lines, 1):
+                copy.write_row(_line_row(ids[draft.namespace], line_no, line))
+    for (_, draft, _), number in zip(computed, rows["number"]):
+        if number:
             result.invoices.append({"number": number, "tenant": draft.namespace,
                                     "total": str(draft.total), "currency": draft.currency,
-                                    "status": "finalized", "invoice_id": str(invoice_id)})
+                                    "status": "finalized",
+                                    "invoice_id": str(ids[draft.namespace])})
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
     if namespaces is None and not result.drafts:
