@@ -414,3 +414,23 @@ def test_a_month_with_a_draft_invoices_a_new_tenant_there_not_as_late_usage(
     close(s, period="2026-08")
     got = invoices(s)
     assert got["newco 2026-08"][0] == "finalized" and "newco 2026-09" not in got
+
+
+def test_a_re_run_changes_no_finalized_invoice(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", "2026-09-10T10:00:00Z", (i + 1) * 1000 * NS) for i in range(3)])
+    close(s, period="2026-09")
+
+    def snapshot():
+        with db.transaction(s) as conn:
+            return conn.execute(
+                """SELECT namespace, number, total, issued_at, computed_at, inputs_sha256,
+                          lines_sha256, (SELECT count(*) FROM openfaas_metering.invoice_lines l
+                                          WHERE l.invoice_id = i.invoice_id)
+                     FROM openfaas_metering.invoices i ORDER BY namespace""").fetchall()
+    before = snapshot()
+    out = close(s, period="2026-09")
+    assert out["periods"][0]["invoices"] == [] and snapshot() == before
+    hourly = close(s, now=NOW)["periods"]  # the hourly run: only October, empty, is left
+    assert [(p["period"], p["invoices"]) for p in hourly] == [("2026-10", [])]
+    assert snapshot() == before and close(s, now=NOW)["periods"] == []
