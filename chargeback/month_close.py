@@ -236,14 +236,17 @@ SELECT namespace, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
        CASE WHEN number IS NOT NULL THEN %(year)s::integer END, seq,
        CASE WHEN number IS NOT NULL THEN %(issued_at)s::timestamptz END,
        inputs, inputs_sha256, lines_sha256, now()
-  FROM unnest(%(namespace)s::text[], %(status)s::text[], %(reasons)s::jsonb[],
+  FROM unnest(%(namespace)s::text[], %(status)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(name)s::text[], %(email)s::text[],
               %(locale)s::text[], %(subtotal)s::numeric[], %(tax_rate)s::numeric[],
               %(tax)s::numeric[], %(total)s::numeric[], %(number)s::text[],
-              %(seq)s::integer[], %(inputs)s::jsonb[], %(inputs_sha256)s::text[],
-              %(lines_sha256)s::text[])
-       AS v(namespace, status, reasons, plan, currency, name, email, locale, subtotal,
-            tax_rate, tax, total, number, seq, inputs, inputs_sha256, lines_sha256)
+              %(seq)s::integer[], %(inputs_sha256)s::text[], %(lines_sha256)s::text[])
+       WITH ORDINALITY
+       AS v(namespace, status, plan, currency, name, email, locale, subtotal,
+            tax_rate, tax, total, number, seq, inputs_sha256, lines_sha256, n)
+  -- JSON documents travel as one JSON array each (a jsonb[] array would be escaped twice)
+  JOIN jsonb_array_elements(%(reasons)s::jsonb) WITH ORDINALITY AS r(reasons, n) USING (n)
+  JOIN jsonb_array_elements(%(inputs)s::jsonb) WITH ORDINALITY AS j(inputs, n) USING (n)
 ON CONFLICT (namespace, period) DO UPDATE SET
     status = excluded.status, draft_reasons = excluded.draft_reasons, plan = excluded.plan,
     currency = excluded.currency, price_book_version = excluded.price_book_version,
@@ -301,18 +304,19 @@ def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: 
             seq += 1
             number = format_number(settings.invoice_prefix, year, seq)
         for key, value in (
-                ("namespace", draft.namespace), ("reasons", Jsonb(draft.reasons)),
+                ("namespace", draft.namespace), ("reasons", draft.reasons),
                 ("status", "draft" if draft.reasons else "finalized"), ("plan", draft.plan),
                 ("currency", draft.currency), ("name", name), ("email", email),
                 ("locale", locale), ("subtotal", draft.subtotal), ("tax_rate", draft.tax_rate),
                 ("tax", draft.tax), ("total", draft.total), ("number", number),
-                ("seq", seq if number else None), ("inputs", Jsonb(inputs)),
+                ("seq", seq if number else None), ("inputs", inputs),
                 ("inputs_sha256", sha256_json(inputs)), ("lines_sha256", draft.lines_sha256)):
             rows[key].append(value)
     ids = dict(conn.execute(_UPSERT_INVOICES, {
         "period": p.name, "period_start": p.start, "period_end": p.end,
         "timezone": p.timezone, "version": book.version, "year": year,
-        "issued_at": issued_at, **rows}).fetchall()) if computed else {}
+        "issued_at": issued_at, **rows, "reasons": Jsonb(rows["reasons"]),
+        "inputs": Jsonb(rows["inputs"])}).fetchall()) if computed else {}
     conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = ANY(%s)",
                  (list(ids.values()),))
     with conn.cursor().copy(_COPY_LINES) as copy:
