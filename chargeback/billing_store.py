@@ -1,9 +1,10 @@
 """Postgres reads for month close, verify and export: usage and capacity per window.
 
-Usage of a window [start, end) is exact to the nanosecond: whole UTC hours
-inside it come from function_usage_hourly, the edges (a zone that is not a
-whole number of hours from UTC, a window cut at a price change) from the raw
-events by `started_ns`. Capacity is read only through
+Usage of a window [start, end) is exact to the nanosecond: whole UTC days
+inside it come from function_usage_daily, whole UTC hours around them from
+function_usage_hourly, and the edges (a zone that is not a whole number of
+hours from UTC, a window cut at a price change) from the raw events by
+`started_ns`. Capacity is read only through
 openfaas_metering.capacity_usage(from, to), which splits ticks at the edges.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 
 import psycopg
+from psycopg import sql
 
 from .periods import split_window, to_ns
 from .pricebook import GB_SECONDS, INVOCATIONS
@@ -23,13 +25,20 @@ from .usage import GB_SECONDS_PER_BYTE_NS
 HOURS_QUANTUM = Decimal("1e-12")
 _MICROSECOND = timedelta(microseconds=1)
 
-# `started` (microseconds, half up) only narrows the scan to the right
-# partitions; `started_ns` decides.
-USAGE_BY_FUNCTION = """
-SELECT namespace, function_name, sum(invocations), sum(gb_seconds)
+# Whole UTC days from the daily rollup, whole hours from the hourly one, the
+# rest from raw events. `started` (microseconds, half up) only narrows the raw
+# scan to the right partitions; `started_ns` decides.
+_USAGE = """
+SELECT {keys}, sum(invocations), sum(gb_seconds)
   FROM (SELECT namespace, function_name, invocations, gb_seconds
+          FROM openfaas_metering.function_usage_daily
+         WHERE day_start >= %(days_from)s AND day_start < %(days_to)s
+           AND (%(all)s OR namespace = ANY(%(namespaces)s))
+        UNION ALL
+        SELECT namespace, function_name, invocations, gb_seconds
           FROM openfaas_metering.function_usage_hourly
-         WHERE hour_start >= %(hours_from)s AND hour_start < %(hours_to)s
+         WHERE ((hour_start >= %(hours_from)s AND hour_start < %(days_from)s)
+             OR (hour_start >= %(days_to)s AND hour_start < %(hours_to)s))
            AND (%(all)s OR namespace = ANY(%(namespaces)s))
         UNION ALL
         SELECT namespace, function_name, 1, duration_ns::numeric * memory_bytes * %(k)s::numeric
@@ -41,7 +50,9 @@ SELECT namespace, function_name, sum(invocations), sum(gb_seconds)
                  AND started BETWEEN %(hours_to)s::timestamptz - %(us)s
                                  AND %(end)s::timestamptz + %(us)s))
            AND (%(all)s OR namespace = ANY(%(namespaces)s))) AS u
- GROUP BY namespace, function_name"""
+ GROUP BY {keys}"""
+USAGE_BY_FUNCTION = sql.SQL(_USAGE).format(keys=sql.SQL("namespace, function_name"))
+USAGE_BY_NAMESPACE = sql.SQL(_USAGE).format(keys=sql.SQL("namespace"))
 
 CAPACITY = """
 SELECT namespace, meter, sku, spot, unit_seconds
@@ -49,10 +60,10 @@ SELECT namespace, meter, sku, spot, unit_seconds
  WHERE %(all)s OR namespace = ANY(%(namespaces)s)"""
 
 
-def _params(start: datetime, end: datetime, namespaces: list[str] | None) -> dict:
+def window_params(start: datetime, end: datetime, namespaces: list[str] | None) -> dict:
     split = split_window(start, end)
     return {"start": start, "end": end, "hours_from": split.hours_from,
-            "hours_to": split.hours_to, "start_ns": to_ns(start), "end_ns": to_ns(end),
+            "days_from": split.days_from, "days_to": split.days_to, "hours_to": split.hours_to, "start_ns": to_ns(start), "end_ns": to_ns(end),
             "hours_from_ns": to_ns(split.hours_from), "hours_to_ns": to_ns(split.hours_to),
             "k": GB_SECONDS_PER_BYTE_NS, "us": _MICROSECOND,
             "all": namespaces is None, "namespaces": namespaces or []}
@@ -62,7 +73,7 @@ def usage_by_function(conn: psycopg.Connection, start: datetime, end: datetime,
                       namespaces: list[str] | None = None
                       ) -> list[tuple[str, str, int, Decimal]]:
     """(namespace, function, invocations, exact GB-s) for events starting in [start, end)."""
-    return conn.execute(USAGE_BY_FUNCTION, _params(start, end, namespaces)).fetchall()
+    return conn.execute(USAGE_BY_FUNCTION, window_params(start, end, namespaces)).fetchall()
 
 
 def capacity(conn: psycopg.Connection, start: datetime, end: datetime,
@@ -71,7 +82,7 @@ def capacity(conn: psycopg.Connection, start: datetime, end: datetime,
     with localcontext(EXACT):
         return [(ns, meter, sku, spot, (seconds / 3600).quantize(HOURS_QUANTUM))
                 for ns, meter, sku, spot, seconds
-                in conn.execute(CAPACITY, _params(start, end, namespaces))]
+                in conn.execute(CAPACITY, window_params(start, end, namespaces))]
 
 
 def quantities(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]],
@@ -81,8 +92,8 @@ def quantities(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]
     out: dict[str, dict] = defaultdict(dict)
     with localcontext(EXACT):
         for i, (start, end) in enumerate(windows):
-            for ns, _fn, invocations, gb_seconds in usage_by_function(conn, start, end,
-                                                                      namespaces):
+            for ns, invocations, gb_seconds in conn.execute(
+                    USAGE_BY_NAMESPACE, window_params(start, end, namespaces)):
                 q = out[ns]
                 q[(INVOCATIONS, "", False, i)] = q.get((INVOCATIONS, "", False, i), 0) \
                     + Decimal(invocations)

@@ -245,7 +245,8 @@ def build(inputs: dict, books: dict[int, PriceBook]) -> Draft:
     adjustment_lines = []
     for late in inputs["late"]:
         late_book = books[late["price_book_version"]]
-        late_plan, late_reasons = resolve_plan(late_book, late["plan"], None)
+        # the plan that month's invoice used; none (a tenant new to a closed month): its own
+        late_plan, late_reasons = resolve_plan(late_book, late["plan"] or inputs["plan"], None)
         if late_plan is not None and late_plan.currency != plan.currency:
             late_reasons = [f"late usage of {late['period']} is in {late_plan.currency}, "
                             f"this invoice in {plan.currency}"]

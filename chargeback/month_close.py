@@ -127,6 +127,8 @@ def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
                  namespaces: list[str] | None) -> dict[str, list[dict]]:
     """namespace -> late-usage inputs for earlier months (finalized or closed) whose
     quantities now exceed what was billed for them."""
+    closed = {name for (name,) in conn.execute(
+        "SELECT period FROM openfaas_metering.closed_periods WHERE period < %s", (p.name,))}
     earlier = conn.execute(
         """SELECT period FROM openfaas_metering.closed_periods WHERE period < %(p)s
            UNION
@@ -157,8 +159,8 @@ def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
         books = [latest] + [pricebook_store.version(conn, v) for v in sorted(versions)]
         ws = windows(q, books)
         for ns, current in billing_store.quantities(conn, ws, namespaces).items():
-            if (ns, name) in drafted:
-                continue  # its own invoice for that month is still being computed
+            if (ns, name) in drafted or ((ns, name) not in invoiced and name not in closed):
+                continue  # that month's own close (still open for it) will invoice it
             plan, version = invoiced.get((ns, name), (None, latest.version))
             rows = billed_rows(billed.get((ns, name), []))
             billed_q = {}
@@ -188,13 +190,19 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
             namespaces: list[str] | None, until: datetime | None = None
             ) -> list[tuple[dict, Draft, tuple]]:
     """(inputs, draft, tenant details) for every tenant of the period not yet finalized."""
-    done = {ns for (ns,) in conn.execute(
-        "SELECT namespace FROM openfaas_metering.invoices WHERE period = %s"
-        " AND status <> 'draft'", (p.name,))}
+    invoiced = dict(conn.execute(
+        "SELECT namespace, status FROM openfaas_metering.invoices WHERE period = %s",
+        (p.name,)).fetchall())
+    closed = conn.execute("SELECT 1 FROM openfaas_metering.closed_periods WHERE period = %s",
+                          (p.name,)).fetchone() is not None
     ws = windows(p, [book], until)
     current = billing_store.quantities(conn, ws, namespaces)
     late = _late_inputs(conn, p, book, namespaces) if until is None else {}
-    billable = sorted((set(current) | set(late)) - done)
+    # A closed month only recomputes its drafts (none by definition): usage that
+    # arrives for it later is late usage, billed on the next invoice instead.
+    billable = sorted(ns for ns in set(current) | set(late)
+                      if invoiced.get(ns, "draft") == "draft"
+                      and not (closed and ns not in invoiced))
     details = _tenants(conn, billable) if billable else {}
     books = {book.version: book}
     out = []
@@ -214,16 +222,31 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
     return out
 
 
-_UPSERT_INVOICE = """
+# Every invoice of the close in one statement (arrays in namespace order); a
+# finalized invoice is never overwritten.
+_UPSERT_INVOICES = """
 INSERT INTO openfaas_metering.invoices AS i
     (namespace, period, period_start, period_end, billing_timezone, status, draft_reasons,
      plan, currency, price_book_version, bill_to_name, bill_to_email, locale, subtotal,
      tax_rate, tax, total, number, number_year, number_seq, issued_at, inputs,
      inputs_sha256, lines_sha256, computed_at)
-VALUES (%(namespace)s, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
-        %(status)s, %(reasons)s, %(plan)s, %(currency)s, %(version)s, %(name)s, %(email)s,
-        %(locale)s, %(subtotal)s, %(tax_rate)s, %(tax)s, %(total)s, %(number)s, %(year)s,
-        %(seq)s, %(issued_at)s, %(inputs)s, %(inputs_sha256)s, %(lines_sha256)s, now())
+SELECT namespace, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
+       status, reasons, plan, currency, %(version)s, name, email, locale, subtotal,
+       tax_rate, tax, total, number,
+       CASE WHEN number IS NOT NULL THEN %(year)s::integer END, seq,
+       CASE WHEN number IS NOT NULL THEN %(issued_at)s::timestamptz END,
+       inputs, inputs_sha256, lines_sha256, now()
+  FROM unnest(%(namespace)s::text[], %(status)s::text[],
+              %(plan)s::text[], %(currency)s::text[], %(name)s::text[], %(email)s::text[],
+              %(locale)s::text[], %(subtotal)s::numeric[], %(tax_rate)s::numeric[],
+              %(tax)s::numeric[], %(total)s::numeric[], %(number)s::text[],
+              %(seq)s::integer[], %(inputs_sha256)s::text[], %(lines_sha256)s::text[])
+       WITH ORDINALITY
+       AS v(namespace, status, plan, currency, name, email, locale, subtotal,
+            tax_rate, tax, total, number, seq, inputs_sha256, lines_sha256, n)
+  -- JSON documents travel as one JSON array each (a jsonb[] array would be escaped twice)
+  JOIN jsonb_array_elements(%(reasons)s::jsonb) WITH ORDINALITY AS r(reasons, n) USING (n)
+  JOIN jsonb_array_elements(%(inputs)s::jsonb) WITH ORDINALITY AS j(inputs, n) USING (n)
 ON CONFLICT (namespace, period) DO UPDATE SET
     status = excluded.status, draft_reasons = excluded.draft_reasons, plan = excluded.plan,
     currency = excluded.currency, price_book_version = excluded.price_book_version,
@@ -235,14 +258,13 @@ ON CONFLICT (namespace, period) DO UPDATE SET
     inputs_sha256 = excluded.inputs_sha256, lines_sha256 = excluded.lines_sha256,
     computed_at = now()
  WHERE i.status = 'draft'
-RETURNING invoice_id"""
+RETURNING namespace, invoice_id"""
 
-_INSERT_LINE = """
-INSERT INTO openfaas_metering.invoice_lines
+_COPY_LINES = """
+COPY openfaas_metering.invoice_lines
     (invoice_id, line_no, kind, meter, sku, spot, description, quantity, unit, unit_price,
      tiers, tier_mode, allowance, discount_percent, discount, amount, price_from, price_to,
-     adjustment_period)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+     adjustment_period) FROM STDIN"""
 
 # Numbers for `n` invoices in one statement: the counter row is locked until
 # the finalizing transaction ends, so concurrent finalizers queue here and a
@@ -272,32 +294,41 @@ def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: 
         last_seq = conn.execute(_TAKE_NUMBERS, {"year": year, "n": len(final)}).fetchone()[0]
     seq = last_seq - len(final)
     result = PeriodResult(p.name)
+    rows: dict[str, list] = {k: [] for k in (
+        "namespace", "status", "reasons", "plan", "currency", "name", "email", "locale",
+        "subtotal", "tax_rate", "tax", "total", "number", "seq", "inputs", "inputs_sha256",
+        "lines_sha256")}
     for inputs, draft, (_, _, _, name, email, locale) in computed:
-        is_final = not draft.reasons
         number = None
-        if is_final:
+        if not draft.reasons:
             seq += 1
             number = format_number(settings.invoice_prefix, year, seq)
-        invoice_id = conn.execute(_UPSERT_INVOICE, {
-            "namespace": draft.namespace, "period": p.name, "period_start": p.start,
-            "period_end": p.end, "timezone": p.timezone,
-            "status": "finalized" if is_final else "draft", "reasons": Jsonb(draft.reasons),
-            "plan": draft.plan, "currency": draft.currency, "version": book.version,
-            "name": name, "email": email, "locale": locale, "subtotal": draft.subtotal,
-            "tax_rate": draft.tax_rate, "tax": draft.tax, "total": draft.total,
-            "number": number, "year": year if is_final else None,
-            "seq": seq if is_final else None, "issued_at": issued_at if is_final else None,
-            "inputs": Jsonb(inputs), "inputs_sha256": sha256_json(inputs),
-            "lines_sha256": draft.lines_sha256}).fetchone()[0]
-        conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = %s",
-                     (invoice_id,))
-        with conn.cursor() as cur:
-            cur.executemany(_INSERT_LINE, [_line_row(invoice_id, i, line)
-                                           for i, line in enumerate(draft.lines, 1)])
-        if is_final:
+        for key, value in (
+                ("namespace", draft.namespace), ("reasons", draft.reasons),
+                ("status", "draft" if draft.reasons else "finalized"), ("plan", draft.plan),
+                ("currency", draft.currency), ("name", name), ("email", email),
+                ("locale", locale), ("subtotal", draft.subtotal), ("tax_rate", draft.tax_rate),
+                ("tax", draft.tax), ("total", draft.total), ("number", number),
+                ("seq", seq if number else None), ("inputs", inputs),
+                ("inputs_sha256", sha256_json(inputs)), ("lines_sha256", draft.lines_sha256)):
+            rows[key].append(value)
+    ids = dict(conn.execute(_UPSERT_INVOICES, {
+        "period": p.name, "period_start": p.start, "period_end": p.end,
+        "timezone": p.timezone, "version": book.version, "year": year,
+        "issued_at": issued_at, **rows, "reasons": Jsonb(rows["reasons"]),
+        "inputs": Jsonb(rows["inputs"])}).fetchall()) if computed else {}
+    conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = ANY(%s)",
+                 (list(ids.values()),))
+    with conn.cursor().copy(_COPY_LINES) as copy:
+        for _, draft, _ in computed:
+            for line_no, line in enumerate(draft.lines, 1):
+                copy.write_row(_line_row(ids[draft.namespace], line_no, line))
+    for (_, draft, _), number in zip(computed, rows["number"]):
+        if number:
             result.invoices.append({"number": number, "tenant": draft.namespace,
                                     "total": str(draft.total), "currency": draft.currency,
-                                    "status": "finalized", "invoice_id": str(invoice_id)})
+                                    "status": "finalized",
+                                    "invoice_id": str(ids[draft.namespace])})
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
     if namespaces is None and not result.drafts:

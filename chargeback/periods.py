@@ -3,9 +3,10 @@
 A period runs from local midnight on the 1st to local midnight on the 1st of
 the next month (exclusive), so an event that starts at 23:59:59.999999999 on
 the last day belongs to it, in any zone: Asia/Kolkata (+05:30), Australia/
-Adelaide (+09:30/+10:30) or across a DST change. The hourly rollup is keyed
-by UTC hour; `split_window` says which part of a window whole UTC hours cover
-(read from the rollup) and which edges must come from the raw events.
+Adelaide (+09:30/+10:30) or across a DST change. The rollups are keyed by
+UTC day and hour; `split_window` says which part of a window whole UTC days
+and hours cover (read from the rollups) and which edges must come from the
+raw events.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 NS_PER_S = 1_000_000_000
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -99,26 +101,35 @@ def to_ns(instant: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
 
 
-def _floor_hour(instant: datetime) -> datetime:
-    return instant.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+def _floor(instant: datetime, unit: timedelta) -> datetime:
+    utc = instant.astimezone(timezone.utc)
+    return EPOCH + unit * ((utc - EPOCH) // unit)
+
+
+def _ceil(instant: datetime, unit: timedelta) -> datetime:
+    floor = _floor(instant, unit)
+    return floor if floor == instant else floor + unit
 
 
 @dataclass(frozen=True)
 class WindowSplit:
-    """[start, end) as whole UTC hours [hours_from, hours_to) plus raw edges
-    [start, hours_from) and [hours_to, end) (empty when equal)."""
+    """[start, end) as whole UTC days [days_from, days_to) (daily rollup), whole UTC
+    hours [hours_from, days_from) and [days_to, hours_to) (hourly rollup), and raw
+    edges [start, hours_from) and [hours_to, end). Empty ranges have equal ends."""
 
     start: datetime
     end: datetime
     hours_from: datetime
+    days_from: datetime
+    days_to: datetime
     hours_to: datetime
 
 
 def split_window(start: datetime, end: datetime) -> WindowSplit:
-    ceil_start = _floor_hour(start)
-    if ceil_start < start:
-        ceil_start += HOUR
-    floor_end = _floor_hour(end)
-    if ceil_start >= floor_end:  # no whole hour inside: all of it from raw events
-        return WindowSplit(start, end, end, end)
-    return WindowSplit(start, end, ceil_start, floor_end)
+    hours_from, hours_to = _ceil(start, HOUR), _floor(end, HOUR)
+    if hours_from >= hours_to:  # no whole hour inside: all of it from raw events
+        return WindowSplit(start, end, end, end, end, end)
+    days_from, days_to = _ceil(hours_from, DAY), _floor(hours_to, DAY)
+    if days_from >= days_to:    # no whole day inside: whole hours and raw edges
+        return WindowSplit(start, end, hours_from, hours_to, hours_to, hours_to)
+    return WindowSplit(start, end, hours_from, days_from, days_to, hours_to)

@@ -50,7 +50,10 @@ def _with_version(book: PriceBook, version: int) -> PriceBook:
 
 
 def version(conn: psycopg.Connection, number: int) -> PriceBook:
-    cached = next((b for (v, _), b in list(_parsed.items()) if v == number), None)
+    """Price book version `number` (parsed once per process; a version never changes)."""
+    sha = conn.execute("SELECT content_sha256 FROM openfaas_metering.price_book_versions"
+                       " WHERE version = %s", (number,)).fetchone()[0]
+    cached = _parsed.get((number, sha))
     if cached is not None:
         return cached
     text = conn.execute("SELECT source_text FROM openfaas_metering.price_book_versions"

@@ -340,3 +340,97 @@ def test_a_changed_price_book_file_is_a_new_version_and_old_invoices_keep_theirs
                             ).fetchone()[0]
     assert (versions, kept) == ([("2026-08", 1), ("2026-09", 2)], 2)
     assert usage_line(s, "acme", "2026-09") == (gb_s(1000 * NS), Decimal("2.00"))
+
+
+def test_prices_changed_with_the_command_win_over_an_older_deployed_file(
+        database_url, tmp_path, monkeypatch, capsys):
+    from chargeback import pricebook_store
+
+    from .billing_helpers import BOOK
+    s = settings_for(database_url, tmp_path)        # the deployed file: 0.001 per GB-s
+    pricebook_store.ensure_file_loaded(s)
+    edited = tmp_path / "edited.yml"
+    edited.write_text(BOOK.replace('"0.001"', '"0.003"'))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert pricebook_store.main(["load", str(edited)]) == 0
+    assert "price book version 2 (stored now" in capsys.readouterr().out
+    assert pricebook_store.main(["load", str(edited)]) == 0
+    assert "version 2 (already stored" in capsys.readouterr().out
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-09")
+    assert usage_line(s, "acme", "2026-09") == (gb_s(1000 * NS), Decimal("3.00"))
+    bad = tmp_path / "bad.yml"
+    bad.write_text("plans: {}\n")
+    assert pricebook_store.main(["load", str(bad)]) == 1
+    assert "price_lists: expected a mapping" in capsys.readouterr().err
+
+
+def test_the_daily_rollup_ingest_keeps_equals_the_hourly_one_exactly(database_url, tmp_path):
+    import random
+    s = settings_for(database_url, tmp_path)
+    rng = random.Random(3)
+    for _ in range(3):  # several deliveries: the daily rows are updated, not only inserted
+        send(s, [event(f"t{rng.randint(0, 2)}", f"2026-09-{rng.randint(1, 3):02d}T"
+                       f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00."
+                       f"{rng.randrange(10**9):09d}Z", rng.randrange(1, 10**11),
+                       rng.choice([128, 1024, 3000]) * 2**20, function_name=f"f{rng.randint(0, 2)}")
+                 for _ in range(200)])
+    with db.transaction(s) as conn:
+        hourly = conn.execute(
+            """SELECT date_trunc('day', hour_start AT TIME ZONE 'UTC'), namespace, function_name,
+                      sum(invocations), sum(duration_ns), sum(gb_seconds)
+                 FROM openfaas_metering.function_usage_hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+        ).fetchall()
+        daily = conn.execute(
+            """SELECT day_start AT TIME ZONE 'UTC', namespace, function_name, invocations,
+                      duration_ns, gb_seconds
+                 FROM openfaas_metering.function_usage_daily ORDER BY 1, 2, 3""").fetchall()
+    assert daily == hourly and len(daily) > 10
+
+
+def test_a_new_tenants_usage_in_a_closed_month_is_billed_once_as_an_adjustment(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")
+    send(s, [event("newco", "2026-08-11T10:00:00Z", 1000 * NS)])  # late, and newco is new
+    close(s, period="2026-08")   # re-closing a closed month invoices nobody new
+    close(s, period="2026-09")
+    close(s, now=datetime(2026, 12, 1, 12, tzinfo=timezone.utc))  # the hourly run, later
+    assert sorted(invoices(s)) == ["acme 2026-08", "newco 2026-09"]
+    assert [(kind, q, adj) for kind, m, _, _, q, a, adj in lines(s, "newco", "2026-09")
+            if m == "gb_seconds"] == [("adjustment", gb_s(1000 * NS), "2026-08")]
+
+
+def test_a_month_with_a_draft_invoices_a_new_tenant_there_not_as_late_usage(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    ticks(s, "gpu-co", [("gpu_hours", "NVIDIA-B200", False, "1")],
+          [datetime(2026, 8, 1, h, tzinfo=timezone.utc) for h in range(2)])
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")   # gpu-co stays a draft: August is not closed
+    send(s, [event("newco", "2026-08-11T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-09")
+    close(s, period="2026-08")
+    got = invoices(s)
+    assert got["newco 2026-08"][0] == "finalized" and "newco 2026-09" not in got
+
+
+def test_a_re_run_changes_no_finalized_invoice(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", "2026-09-10T10:00:00Z", (i + 1) * 1000 * NS) for i in range(3)])
+    close(s, period="2026-09")
+
+    def snapshot():
+        with db.transaction(s) as conn:
+            return conn.execute(
+                """SELECT namespace, number, total, issued_at, computed_at, inputs_sha256,
+                          lines_sha256, (SELECT count(*) FROM openfaas_metering.invoice_lines l
+                                          WHERE l.invoice_id = i.invoice_id)
+                     FROM openfaas_metering.invoices i ORDER BY namespace""").fetchall()
+    before = snapshot()
+    out = close(s, period="2026-09")
+    assert out["periods"][0]["invoices"] == [] and snapshot() == before
+    hourly = close(s, now=NOW)["periods"]  # the hourly run: only October, empty, is left
+    assert [(p["period"], p["invoices"]) for p in hourly] == [("2026-10", [])]
+    assert snapshot() == before and close(s, now=NOW)["periods"] == []

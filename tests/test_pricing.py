@@ -180,3 +180,21 @@ def test_the_shipped_price_book_prices_every_meter_of_the_fixture_cluster():
                            ("cpu_core_hours", ""), ("memory_gib_hours", "")]:
             assert book.prices_for(plan, meter, sku), (plan.name, meter, sku)
         assert book.prices_for(plan, "gpu_hours", "NVIDIA-B200") is None
+
+
+def test_a_kolkata_month_is_whole_utc_days_whole_hours_and_raw_half_hours():
+    from chargeback.periods import period, split_window
+    p = period("2026-09", "Asia/Kolkata")
+    split = split_window(p.start, p.end)
+    assert [t.isoformat() for t in (split.start, split.hours_from, split.days_from,
+                                    split.days_to, split.hours_to, split.end)] == [
+        "2026-08-31T18:30:00+00:00", "2026-08-31T19:00:00+00:00",
+        "2026-09-01T00:00:00+00:00", "2026-09-30T00:00:00+00:00",
+        "2026-09-30T18:00:00+00:00", "2026-09-30T18:30:00+00:00"]
+
+
+def test_a_window_inside_one_hour_is_all_raw_events():
+    from chargeback.periods import split_window
+    start = datetime(2026, 9, 1, 10, 15, tzinfo=timezone.utc)
+    split = split_window(start, start.replace(minute=45))
+    assert split.hours_from == split.days_from == split.days_to == split.hours_to == split.end
