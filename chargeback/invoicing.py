@@ -260,7 +260,8 @@ def build(inputs: dict, books: dict[int, PriceBook]) -> Draft:
                                        ADJUSTMENT, late["period"])
         adjustment_lines += lines
         draft.reasons += [f"late usage of {late['period']}: {r}" for r in reasons]
-    if draft.reasons:
+    if draft.reasons:  # what could be priced, for the operator to see; no totals
+        draft.lines = usage_lines + adjustment_lines
         return draft
     with localcontext(EXACT):
         usage_amount = sum((line.amount for line in usage_lines), ZERO)

@@ -149,9 +149,11 @@ def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
         """SELECT namespace, period, plan, price_book_version, status
              FROM openfaas_metering.invoices WHERE period = ANY(%s)""", (names,))
         if status != "draft"}
-    drafted = {(ns, per) for ns, per in conn.execute(
-        "SELECT namespace, period FROM openfaas_metering.invoices"
-        " WHERE period = ANY(%s) AND status = 'draft'", (names,))}
+    # drafts before this month: late usage of a month before a draft goes on that draft
+    drafts: dict[str, list[str]] = {}
+    for ns, per in conn.execute("SELECT namespace, period FROM openfaas_metering.invoices"
+                                " WHERE period < %s AND status = 'draft'", (p.name,)):
+        drafts.setdefault(ns, []).append(per)
     out: dict[str, list[dict]] = {}
     for name in names:
         q = period(name, p.timezone)
@@ -159,8 +161,10 @@ def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
         books = [latest] + [pricebook_store.version(conn, v) for v in sorted(versions)]
         ws = windows(q, books)
         for ns, current in billing_store.quantities(conn, ws, namespaces).items():
-            if (ns, name) in drafted or ((ns, name) not in invoiced and name not in closed):
+            if (ns, name) not in invoiced and name not in closed:
                 continue  # that month's own close (still open for it) will invoice it
+            if any(name <= draft < p.name for draft in drafts.get(ns, ())):
+                continue  # its own draft, or an earlier draft that will bill it
             plan, version = invoiced.get((ns, name), (None, latest.version))
             rows = billed_rows(billed.get((ns, name), []))
             billed_q = {}

@@ -434,3 +434,23 @@ def test_a_re_run_changes_no_finalized_invoice(database_url, tmp_path):
     hourly = close(s, now=NOW)["periods"]  # the hourly run: only October, empty, is left
     assert [(p["period"], p["invoices"]) for p in hourly] == [("2026-10", [])]
     assert snapshot() == before and close(s, now=NOW)["periods"] == []
+
+
+def test_late_usage_waits_on_the_tenants_earlier_draft_instead_of_being_billed_twice(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-07-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-07")
+    ticks(s, "acme", [("gpu_hours", "NVIDIA-B200", False, "1")],
+          [datetime(2026, 8, 1, h, tzinfo=timezone.utc) for h in range(2)])
+    send(s, [event("acme", "2026-07-11T10:00:00Z", 500 * NS)])   # late July usage
+    close(s, period="2026-08")   # acme's August stays a draft, holding July's adjustment
+    close(s, period="2026-09")
+    got = invoices(s)
+    assert got["acme 2026-08"][0] == "draft" and "acme 2026-09" not in got
+    with db.transaction(s) as conn:
+        held = conn.execute(
+            """SELECT count(*) FROM openfaas_metering.invoice_lines JOIN
+                      openfaas_metering.invoices USING (invoice_id)
+                WHERE adjustment_period = '2026-07'""").fetchone()[0]
+    assert held == 2  # GB-s and invocations, on the August draft only
