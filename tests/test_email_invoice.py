@@ -297,3 +297,16 @@ def test_a_crash_after_the_server_accepted_resends_with_the_same_message_id(
     assert first["Message-ID"].strip() == r.json()["message_id"]
     row = invoice_row(database_url, invoice_id)
     assert row["message_id"] == r.json()["message_id"] and row["send_attempts"] == 2
+
+
+def test_without_an_smtp_server_configured_it_is_a_one_line_500_and_nothing_is_claimed(
+        serve_function, database_url, tmp_path):
+    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
+                                              "SECRETS_DIR": str(tmp_path)})
+    invoice_id = finalized_invoice(database_url)
+    r = send(fn, invoice_id)
+    assert r.status_code == 500
+    assert r.json() == {"error": "misconfigured: no SMTP server configured: create the "
+                                 "smtp-url secret or set SMTP_URL"}
+    row = invoice_row(database_url, invoice_id)
+    assert (row["status"], row["send_claimed_at"], row["send_attempts"]) == ("finalized", None, 0)
