@@ -53,4 +53,3 @@ def test_raising_handler_answers_a_one_line_json_500(echo):
 
 def test_health_endpoint_answers_200(echo):
     assert requests.get(f"{echo.url}/_/health").status_code == 200
-
