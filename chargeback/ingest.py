@@ -3,8 +3,8 @@
 Per delivery: an advisory lock on the delivery (so two replicas given the same
 delivery at once store it once), a replay check, COPY of the batch into a
 temporary staging table, one set-based INSERT into function_usage that skips
-duplicates, and the hourly rollup updated from exactly the rows that insert
-returned. Either all of it commits or none of it does.
+duplicates, and the hourly and daily rollups updated from exactly the rows
+that insert returned. Either all of it commits or none of it does.
 """
 from __future__ import annotations
 
@@ -95,6 +95,24 @@ WITH inserted AS (
        SET invocations = h.invocations + excluded.invocations,
            duration_ns = h.duration_ns + excluded.duration_ns,
            gb_seconds  = h.gb_seconds + excluded.gb_seconds,
+           updated_at  = now()
+    RETURNING 1
+), rolled_up_daily AS (
+    INSERT INTO openfaas_metering.function_usage_daily AS d
+        (day_start, namespace, function_name, invocations, duration_ns, gb_seconds)
+    SELECT timestamptz '1970-01-01 00:00:00+00'
+               + (started_ns / 86400000000000) * interval '1 day',
+           namespace, function_name,
+           count(*),
+           sum(duration_ns),
+           sum(duration_ns::numeric * memory_bytes) * %(gb_seconds_per_byte_ns)s::numeric
+      FROM inserted
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    ON CONFLICT (day_start, namespace, function_name) DO UPDATE
+       SET invocations = d.invocations + excluded.invocations,
+           duration_ns = d.duration_ns + excluded.duration_ns,
+           gb_seconds  = d.gb_seconds + excluded.gb_seconds,
            updated_at  = now()
     RETURNING 1
 )

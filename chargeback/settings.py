@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SECRETS_DIR = "/var/openfaas/secrets"
 
@@ -69,6 +70,23 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _nonnegative(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value < 0:
+        raise ConfigError(f"{name}={value}: expected zero or a positive integer")
+    return value
+
+
+def _timezone(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, "").strip() or default
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}={value!r}: expected an IANA time zone such as "
+                          "Europe/Berlin") from None
+    return value
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name, "").strip().lower()
     if not raw:
@@ -120,6 +138,32 @@ class Settings:
     # receive-usage
     max_body_bytes: int = 16 * 1024 * 1024
     max_future_skew_s: int = 300
+    # email-invoice: SMTP_URL wins over the smtp-url secret, as DATABASE_URL does
+    smtp_url: str | None = None
+    smtp_timeout_s: int = 20
+    smtp_ca_file: str | None = None  # a private CA for smtps:// and smtp+starttls://
+    mail_from: str = "Billing <billing@chargeback.invalid>"
+    mail_reply_to: str | None = None
+    mail_bcc: str | None = None  # an archive copy of every invoice mail, never shown
+    issuer_name: str = "chargeback"
+    issuer_address: tuple[str, ...] = ()
+    issuer_tax_id: str | None = None
+    default_locale: str = "en"
+    # A claim older than this is a sender that died mid-send: it may be taken over.
+    # Keep it above exec_timeout plus the SMTP timeout.
+    send_claim_timeout_s: int = 120
+    # aggregate-month
+    billing_timezone: str = "UTC"
+    close_grace_hours: int = 6
+    requeue_minutes: int = 60
+    invoice_prefix: str = "INV-"
+    pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
+
+
+def _lines(raw: str | None) -> tuple[str, ...]:
+    """Address lines: real newlines or the two characters \\n (easier in stack.yml)."""
+    text = (raw or "").replace("\\n", "\n")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,4 +201,23 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         # receive-usage
         max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
         max_future_skew_s=_int(environ, "MAX_FUTURE_SKEW_SECONDS", Settings.max_future_skew_s),
+        # aggregate-month
+        billing_timezone=_timezone(environ, "BILLING_TIMEZONE", Settings.billing_timezone),
+        close_grace_hours=_nonnegative(environ, "CLOSE_GRACE_HOURS", Settings.close_grace_hours),
+        requeue_minutes=_positive(environ, "REQUEUE_MINUTES", Settings.requeue_minutes),
+        invoice_prefix=environ.get("INVOICE_PREFIX", Settings.invoice_prefix),
+        pricebook_file=environ.get("PRICEBOOK_FILE") or None,
+        # email-invoice
+        smtp_url=environ.get("SMTP_URL") or read_secret("smtp-url", environ),
+        smtp_timeout_s=_positive(environ, "SMTP_TIMEOUT_SECONDS", Settings.smtp_timeout_s),
+        smtp_ca_file=environ.get("SMTP_CA_FILE") or None,
+        mail_from=environ.get("MAIL_FROM") or Settings.mail_from,
+        mail_reply_to=environ.get("MAIL_REPLY_TO") or None,
+        mail_bcc=environ.get("MAIL_BCC") or None,
+        issuer_name=environ.get("ISSUER_NAME") or Settings.issuer_name,
+        issuer_address=_lines(environ.get("ISSUER_ADDRESS")),
+        issuer_tax_id=environ.get("ISSUER_TAX_ID") or None,
+        default_locale=environ.get("DEFAULT_LOCALE") or Settings.default_locale,
+        send_claim_timeout_s=_positive(environ, "SEND_CLAIM_TIMEOUT_SECONDS",
+                                       Settings.send_claim_timeout_s),
     )

@@ -82,3 +82,17 @@ def test_database_bounds_default_and_accept_decimal_seconds():
         load({"DB_LOCK_TIMEOUT": "soon"})
     with pytest.raises(ConfigError, match="DB_STATEMENT_TIMEOUT='0': expected a positive"):
         load({"DB_STATEMENT_TIMEOUT": "0"})
+
+
+def test_mail_settings_smtp_url_env_wins_and_the_issuer_address_has_lines(tmp_path):
+    (tmp_path / "smtp-url").write_text("smtp+starttls://u:p@smtp.example:587\n")
+    s = load({"SECRETS_DIR": str(tmp_path), "ISSUER_ADDRESS": "1 Cloud Street\\n10115 Berlin",
+              "ISSUER_NAME": "Example Functions Ltd", "MAIL_BCC": "archive@example.com"})
+    assert s.smtp_url == "smtp+starttls://u:p@smtp.example:587"
+    assert s.issuer_address == ("1 Cloud Street", "10115 Berlin")
+    assert (s.issuer_name, s.mail_bcc, s.mail_reply_to) == (
+        "Example Functions Ltd", "archive@example.com", None)
+    assert load({"SECRETS_DIR": str(tmp_path), "SMTP_URL": "smtp://sink:2525"}
+                ).smtp_url == "smtp://sink:2525"
+    with pytest.raises(ConfigError, match="SEND_CLAIM_TIMEOUT_SECONDS"):
+        load({"SECRETS_DIR": str(tmp_path), "SEND_CLAIM_TIMEOUT_SECONDS": "0"})

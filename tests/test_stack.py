@@ -24,7 +24,7 @@ def test_stack_declares_the_four_functions_in_openfaas_system(product_stack):
 
 
 def test_shared_package_and_migrations_reach_every_image(product_stack):
-    assert {p.name for p in product_stack.copy} == {"chargeback", "sql"}
+    assert {p.name for p in product_stack.copy} == {"chargeback", "sql", "pricebook.yml"}
 
 
 def test_only_secrets_the_readme_tells_users_to_create(product_stack):
@@ -37,7 +37,7 @@ def test_only_secrets_the_readme_tells_users_to_create(product_stack):
 def test_cron_annotations_match_cron_connector(product_stack):
     fns = product_stack.functions
     assert fns["meter-capacity"].schedule == "* * * * *"
-    assert fns["aggregate-month"].schedule == "0 1 1 * *"
+    assert fns["aggregate-month"].schedule == "7 * * * *"
     assert fns["receive-usage"].schedule is None
     assert fns["meter-capacity"].annotations["com.openfaas.serviceaccount"] == \
         "chargeback-meter-capacity"

@@ -58,14 +58,6 @@ def test_health_endpoint_answers_200(echo):
     assert requests.get(f"{echo.url}/_/health").status_code == 200
 
 
-def test_product_functions_answer_501_until_built(serve_function, secrets_dir):
-    for name in ("aggregate-month", "email-invoice"):
-        fn = serve_function(name, env={"SECRETS_DIR": str(secrets_dir)})
-        r = requests.post(fn.url)
-        assert r.status_code == 501
-        assert "not implemented yet" in r.json()["error"]
-
-
 # The body limit is enforced before the body is buffered ------------------------------
 
 LIMIT = 64 * 1024

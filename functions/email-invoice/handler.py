@@ -1,6 +1,21 @@
-"""email-invoice: not built yet; it arrives with its own issue. Nothing here pretends to work."""
-from chargeback.http import error
+"""email-invoice: aggregate-month hands it one finalized invoice, {"invoice_id": "<uuid>"}
+(asynchronously, through the gateway); it renders the invoice from the database
+(HTML, text, PDF, CSV) and e-mails it to the tenant exactly once.
+
+200 {"status": "sent" | "already-sent" | "undeliverable", ...}; 400 without a
+valid invoice_id; 404 unknown invoice; 409 still a draft; 503 + Retry-After when
+SMTP or the database is unavailable or another request is sending it (the
+queue retries). The work is in chargeback.invoice_delivery.
+"""
+from chargeback import invoice_delivery
+from chargeback.http import guarded, require_method, respond
+from chargeback.settings import load
 
 
+@guarded
 def handle(event, context):
-    return error(501, "not implemented yet: email-invoice arrives with its own issue")
+    require_method(event, "POST")
+    settings = load()
+    invoice_id = invoice_delivery.requested_invoice_id(event.body)
+    outcome = invoice_delivery.deliver(settings, invoice_id)
+    return respond(outcome.status, outcome.body, outcome.headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -21,11 +22,11 @@ import requests
 from chargeback import migrate
 from chargeback.db import one_line
 
-from . import demo_capacity, demo_usage
+from . import demo_capacity, demo_email, demo_invoices, demo_usage
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
-from .up import ROOT, VAR, UpError, database, env_port, kubernetes, write_secrets
+from .up import ROOT, VAR, UpError, database, env_port, kubernetes, mail, write_secrets
 
 DEMO_DATABASE = "chargeback_demo"
 
@@ -38,6 +39,7 @@ class DemoEnv:
     fresh_database: bool  # False when an existing runtime's database is used
     # True when we started meter-capacity with the clock override (our own runtime)
     clock_override: bool = False
+    mail_dir: Path | None = None  # where the SMTP sink writes .eml files (None: SMTP_URL)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def secret(self, name: str) -> str:
@@ -63,6 +65,13 @@ def _capacity(env: DemoEnv) -> None:
 SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
     ("usage: a month of signed metering webhooks", demo_usage.run),
     ("capacity: what each tenant held in the cluster, September 2026", _capacity),
+    ("contacts: the operator gives the usage tenants' billing contacts",
+     lambda env: demo_email.set_contacts(env.database_url)),
+    ("invoices: September 2026 closed through the gateway, late usage on October's",
+     lambda env: demo_invoices.run(env.gateway_url, env.database_url,
+                                   env.secret("webhook-secret"))),
+    ("email: every invoice e-mailed through the async fan-out",
+     lambda env: demo_email.run(env.database_url, env.mail_dir)),
 ]
 
 
@@ -78,7 +87,8 @@ def _reuse(gateway_url: str) -> DemoEnv:
     secrets_dir = Path(os.environ.get("SECRETS_DIR") or VAR / "secrets")
     database_url = os.environ.get("DATABASE_URL") or (secrets_dir / "database-url").read_text()
     print(f"using the runtime already up at {gateway_url} (its database {database_url})")
-    return DemoEnv(gateway_url, database_url, secrets_dir, fresh_database=False)
+    return DemoEnv(gateway_url, database_url, secrets_dir, fresh_database=False,
+                   mail_dir=None if os.environ.get("SMTP_URL") else VAR / "mail")
 
 
 def _start(gateway_port: int) -> DemoEnv:
@@ -98,7 +108,13 @@ def _start(gateway_port: int) -> DemoEnv:
             print(f"DATABASE_URL is set: the demo writes to {server_url}")
         with psycopg.connect(env.database_url, connect_timeout=10) as conn:
             migrate.apply(conn)
-        write_secrets(env.secrets_dir, env.database_url)
+        mail_dir = demo_var / "mail"  # this run's mail only
+        shutil.rmtree(mail_dir, ignore_errors=True)
+        smtp_url, _, sink = mail(mail_dir)
+        if sink is not None:
+            env.stoppers.append(sink.stop)
+            env.mail_dir = mail_dir
+        write_secrets(env.secrets_dir, env.database_url, smtp_url)
         (demo_var / "log").mkdir(parents=True, exist_ok=True)
         kubeconfig, kube = kubernetes(demo_var)
         if kube is not None:
@@ -109,6 +125,7 @@ def _start(gateway_port: int) -> DemoEnv:
                           function_env={"SECRETS_DIR": str(env.secrets_dir),
                                         "DATABASE_URL": env.database_url,
                                         "KUBECONFIG": kubeconfig,
+                                        "SMTP_URL": smtp_url,
                                         **demo_capacity.FUNCTION_ENV}).start()
         env.stoppers.append(runtime.stop)
         env.clock_override = True
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             section(env)
             print(f"({title.split(':')[0]}: {time.monotonic() - section_started:.1f} s)")
     except (StackError, PortInUse, UpError, demo_usage.DemoFailed,
-            demo_capacity.DemoError) as exc:
+            demo_capacity.DemoError, demo_invoices.DemoError, demo_email.DemoError) as exc:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:

@@ -91,6 +91,18 @@ def secrets_dir(var: Path, database_url: str, smtp_url: str) -> Path:
     return write_secrets(var / "secrets", database_url, smtp_url)
 
 
+def mail(mail_dir: Path) -> tuple[str, str, SmtpSink | None]:
+    """SMTP_URL when set; else an SMTP sink on SMTP_PORT (2525) writing mail_dir/*.eml.
+    Returns the SMTP URL, where mail goes (for people) and the sink to stop, if any."""
+    if os.environ.get("SMTP_URL"):
+        return os.environ["SMTP_URL"], os.environ["SMTP_URL"], None
+    smtp_port = env_port("SMTP_PORT", 2525)
+    if port_in_use(smtp_port):
+        raise UpError(f"port {smtp_port} is in use: set SMTP_PORT to another port")
+    sink = SmtpSink(mail_dir, smtp_port).start()
+    return sink.url, f"{mail_dir}/*.eml (SMTP sink {sink.url})", sink
+
+
 def kubernetes(var: Path) -> tuple[str, FixtureKubeApi | None]:
     """KUBECONFIG when set; else the fixture API (KUBE_API_PORT, default a free port)
     serving scripts/devstack/fixtures/cluster/, and var/kubeconfig for it."""
@@ -124,14 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         database_url, pg = database(var)
         with psycopg.connect(database_url, connect_timeout=10) as conn:
             applied = migrate.apply(conn)
-        if os.environ.get("SMTP_URL"):
-            smtp_url, mail_where = os.environ["SMTP_URL"], os.environ["SMTP_URL"]
-        else:
-            smtp_port = env_port("SMTP_PORT", 2525)
-            if port_in_use(smtp_port):
-                raise UpError(f"port {smtp_port} is in use: set SMTP_PORT to another port")
-            sink = SmtpSink(var / "mail", smtp_port).start()
-            smtp_url, mail_where = sink.url, f"{var / 'mail'}/*.eml (SMTP sink {sink.url})"
+        smtp_url, mail_where, sink = mail(var / "mail")
         secret_dir = secrets_dir(var, database_url, smtp_url)
         kubeconfig, kube = kubernetes(var)
         (var / "log").mkdir(parents=True, exist_ok=True)

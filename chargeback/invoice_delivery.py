@@ -1,0 +1,249 @@
+"""email-invoice's work: claim one invoice, render it, send it once, record what happened.
+
+Exactly once, as far as SMTP allows:
+1. Claim: one committed UPDATE sets send_claimed_at on a finalized invoice
+   nobody holds (or whose holder died: a claim older than
+   SEND_CLAIM_TIMEOUT_SECONDS). Two requests at once: the row lock lets one
+   through; the other answers 503 and its retry finds the invoice sent.
+2. Render from the database only, and send with a Message-ID derived from
+   the invoice.
+3. Record: sent (sent_at, message_id), undeliverable (reason), or release the
+   claim after a transient failure (503, the queue retries).
+If the process dies after the server accepted the mail and before step 3
+commits, the claim stays until it is stale; the next request then sends the
+same message again with the same Message-ID, which receivers use to drop
+the duplicate. That window cannot be closed with SMTP; it is kept short.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from . import db, mailer
+from .http import RETRY_AFTER_S, RequestError
+from .invoice_export import usage_csv
+from .invoice_document import (Invoice, InvoiceLine, Issuer, lines_csv, parse_tiers,
+                               present, render_html, render_text)
+from .invoice_mail import Attachment, Undeliverable, attachment_names, build, message_id
+from .invoice_pdf import render_pdf
+from .settings import Settings
+
+_CLAIM = """
+UPDATE openfaas_metering.invoices
+   SET send_claimed_at = clock_timestamp(), send_attempts = send_attempts + 1
+ WHERE invoice_id = %(invoice_id)s
+   AND status = 'finalized'
+   AND (send_claimed_at IS NULL
+        OR send_claimed_at < clock_timestamp() - make_interval(secs => %(stale_s)s))
+RETURNING send_claimed_at
+"""
+
+# The invoice as addressed at finalization; what it left empty, the tenant's current details.
+_INVOICE = """
+SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.period_end,
+       i.billing_timezone, i.issued_at, i.currency,
+       coalesce(i.bill_to_name, t.display_name_override, t.display_name, i.namespace),
+       coalesce(i.bill_to_email, t.email_override, t.email),
+       coalesce(i.locale, t.locale_override, t.locale),
+       i.subtotal, i.tax_rate, i.tax, i.total, i.plan
+  FROM openfaas_metering.invoices AS i
+  JOIN openfaas_metering.tenants AS t USING (namespace)
+ WHERE i.invoice_id = %s
+"""
+
+_LINES = """
+SELECT line_no, kind, description, quantity, unit, amount, meter, sku, spot, unit_price,
+       tiers, tier_mode, allowance, discount_percent, discount, adjustment_period
+  FROM openfaas_metering.invoice_lines
+ WHERE invoice_id = %s
+ ORDER BY line_no
+"""
+
+_STATE = """
+SELECT status, send_claimed_at, sent_at, message_id, undeliverable_reason
+  FROM openfaas_metering.invoices WHERE invoice_id = %s
+"""
+
+_SENT = """
+UPDATE openfaas_metering.invoices
+   SET status = 'sent', sent_at = now(), message_id = %(message_id)s,
+       send_claimed_at = NULL, last_send_error = %(note)s
+ WHERE invoice_id = %(invoice_id)s AND status = 'finalized'
+"""
+
+_UNDELIVERABLE = """
+UPDATE openfaas_metering.invoices
+   SET status = 'undeliverable', undeliverable_reason = %(reason)s,
+       last_send_error = %(reason)s, send_claimed_at = NULL
+ WHERE invoice_id = %(invoice_id)s AND status = 'finalized'
+   AND send_claimed_at = %(claimed_at)s
+"""
+
+_RELEASE = """
+UPDATE openfaas_metering.invoices
+   SET send_claimed_at = NULL, last_send_error = %(reason)s
+ WHERE invoice_id = %(invoice_id)s AND send_claimed_at = %(claimed_at)s
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything one invoice renders to; the same invoice gives the same bytes."""
+    view: dict[str, Any]
+    text: str
+    html: str
+    pdf: bytes
+    attachments: list[Attachment]
+
+
+def requested_invoice_id(body: bytes) -> str:
+    """The invoice id from a request body {"invoice_id": "<uuid>"}; RequestError 400 otherwise."""
+    expected = 'body: expected JSON {"invoice_id": "<uuid>"}'
+    try:
+        payload = json.loads(body) if body and body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError(400, expected) from None
+    if payload is None:
+        raise RequestError(400, f"{expected}, got an empty body")
+    raw = payload.get("invoice_id") if isinstance(payload, dict) else None
+    try:
+        return str(uuid.UUID(raw))
+    except (ValueError, TypeError, AttributeError):
+        raise RequestError(400, f"invoice_id: expected a UUID string, got {raw!r}") from None
+
+
+def issuer(settings: Settings) -> Issuer:
+    return Issuer(settings.issuer_name, settings.issuer_address, settings.issuer_tax_id,
+                  settings.mail_reply_to or settings.mail_from)
+
+
+def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
+    """An Invoice from the claim statement's row and the lines query's rows."""
+    lines = tuple(
+        InvoiceLine(line_no=r[0], kind=r[1], description=r[2], quantity=r[3], unit=r[4],
+                    amount=r[5], meter=r[6], sku=r[7] or "", spot=r[8], unit_price=r[9],
+                    tiers=parse_tiers(r[10]), tier_mode=r[11], allowance=r[12] or Decimal(0),
+                    discount_percent=r[13] or Decimal(0), discount=r[14] or Decimal(0),
+                    adjustment_period=r[15]) for r in line_rows)
+    return Invoice(invoice_id=row[0], number=row[1], namespace=row[2], period=row[3],
+                   period_start=row[4], period_end=row[5], billing_timezone=row[6],
+                   issued_at=row[7], currency=row[8], bill_to_name=row[9],
+                   bill_to_email=row[10], locale=row[11] or "", subtotal=row[12],
+                   tax_rate=row[13] or Decimal(0), tax=row[14], total=row[15],
+                   lines=lines, plan=row[16])
+
+
+def render(invoice: Invoice, settings: Settings, usage: str | None = None) -> Rendered:
+    """All parts of the mail for `invoice`: text, HTML, PDF and the CSV attachments
+    (the usage CSV, aggregate-month's export, when `usage` is given)."""
+    names = attachment_names(invoice, usage is not None)
+    view = present(invoice, issuer(settings), settings.default_locale, names)
+    pdf = render_pdf(view, invoice.issued_at)
+    files = [Attachment(names[0], "application/pdf", pdf),
+             Attachment(names[1], "text/csv", lines_csv(invoice).encode())]
+    if usage is not None:
+        files.append(Attachment(names[2], "text/csv", usage.encode()))
+    return Rendered(view, render_text(view), render_html(view), pdf, files)
+
+
+def subject(invoice: Invoice, rendered: Rendered, settings: Settings) -> str:
+    return (f"Invoice {invoice.number} from {settings.issuer_name} for "
+            f"{rendered.view['period']}: {rendered.view['total']}")
+
+
+def read_invoice(conn, invoice_id: str) -> tuple[Invoice, str]:
+    """The invoice as it is rendered, and its usage CSV (aggregate-month's export)."""
+    row = conn.execute(_INVOICE, (invoice_id,)).fetchone()
+    invoice = invoice_from_rows(row, conn.execute(_LINES, (invoice_id,)).fetchall())
+    return invoice, usage_csv(conn, invoice_id)
+
+
+def rerender(settings: Settings, invoice_id: str) -> Rendered:
+    """Render a finalized or sent invoice again: the same bytes as the mail carried."""
+    with db.transaction(settings) as conn:
+        invoice, usage = read_invoice(conn, invoice_id)
+    return render(invoice, settings, usage)
+
+
+def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, datetime, str] | Outcome:
+    with db.transaction(settings) as conn:
+        row = conn.execute(_CLAIM, {"invoice_id": invoice_id,
+                                    "stale_s": settings.send_claim_timeout_s}).fetchone()
+        if row is None:
+            return _not_claimed(conn, invoice_id)
+        invoice, usage = read_invoice(conn, invoice_id)
+    return invoice, row[0], usage
+
+
+def _not_claimed(conn, invoice_id: str) -> Outcome:
+    state = conn.execute(_STATE, (invoice_id,)).fetchone()
+    if state is None:
+        raise RequestError(404, f"invoice_id: no invoice {invoice_id}")
+    status, claimed_at, sent_at, sent_message_id, reason = state
+    if status == "draft":
+        raise RequestError(409, f"invoice {invoice_id} is still a draft; only finalized "
+                                "invoices are sent")
+    if status == "sent":
+        return Outcome(200, {"status": "already-sent", "invoice_id": invoice_id,
+                             "sent_at": sent_at.isoformat(), "message_id": sent_message_id})
+    if status == "undeliverable":
+        return Outcome(200, {"status": "undeliverable", "invoice_id": invoice_id,
+                             "reason": reason})
+    return Outcome(503, {"error": f"invoice {invoice_id} is being sent by another request "
+                                  f"since {claimed_at.isoformat()}; retry later"},
+                   {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _record(settings: Settings, statement: str, **params) -> None:
+    with db.transaction(settings) as conn:
+        conn.execute(statement, params)
+
+
+def deliver(settings: Settings, invoice_id: str) -> Outcome:
+    """Send invoice `invoice_id` unless it was sent; see the module docstring."""
+    server = mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)  # before claiming
+    claimed = _claim(settings, invoice_id)
+    if isinstance(claimed, Outcome):
+        return claimed
+    invoice, claimed_at, usage = claimed
+    try:
+        rendered = render(invoice, settings, usage)
+        msg, envelope = build(invoice, subject=subject(invoice, rendered, settings),
+                              text=rendered.text, html=rendered.html,
+                              attachments=rendered.attachments, mail_from=settings.mail_from,
+                              reply_to=settings.mail_reply_to, bcc=settings.mail_bcc,
+                              sent_at=datetime.now(timezone.utc))
+        archive_refused = mailer.send(server, msg, envelope.sender, envelope.recipients,
+                                      settings.smtp_ca_file)
+    except (Undeliverable, mailer.SmtpRejected) as exc:
+        _record(settings, _UNDELIVERABLE, invoice_id=invoice_id, reason=str(exc),
+                claimed_at=claimed_at)
+        return Outcome(200, {"status": "undeliverable", "invoice_id": invoice_id,
+                             "reason": str(exc)})
+    except mailer.SmtpTransient as exc:
+        _record(settings, _RELEASE, invoice_id=invoice_id, reason=str(exc),
+                claimed_at=claimed_at)
+        return Outcome(503, {"error": f"SMTP unavailable, retry later: {exc}"},
+                       {"Retry-After": str(RETRY_AFTER_S)})
+    except Exception as exc:  # misconfigured SMTP, a bug: free the invoice for a retry
+        _record(settings, _RELEASE, invoice_id=invoice_id,
+                reason=db.one_line(exc), claimed_at=claimed_at)
+        if isinstance(exc, mailer.SmtpMisconfigured):
+            return Outcome(500, {"error": f"misconfigured: {exc}"})
+        raise
+    note = "; ".join(f"archive copy to {a} refused: {r}" for a, r in archive_refused.items())
+    mid = message_id(invoice, settings.mail_from)
+    _record(settings, _SENT, invoice_id=invoice_id, message_id=mid, note=note or None)
+    return Outcome(200, {"status": "sent", "invoice_id": invoice_id, "number": invoice.number,
+                         "message_id": mid, "to": envelope.recipients[0]})

@@ -1,0 +1,120 @@
+"""The price book in Postgres: versions loaded from pricebook.yml, the latest in force.
+
+A version is stored when a text whose SHA-256 is not stored yet is loaded:
+by the functions on first use after a deploy (`ensure_file_loaded`), or by
+`scripts/pricebook load FILE`. The latest version loaded is the one new
+invoices use; old versions are kept, and each invoice names its own.
+Loading a text that is already stored changes nothing.
+
+    scripts/pricebook load [FILE]    # default: the repository's pricebook.yml
+    scripts/pricebook list           # versions, newest first
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from . import db
+from .pricebook import DEFAULT_FILE, PriceBook, PriceBookError, document, parse, sha256_text
+from .settings import ConfigError, Settings, load
+
+_parsed: dict[tuple[int, str], PriceBook] = {}   # (version, sha256) -> book; versions never change
+_file_loaded: set[tuple[str, str]] = set()       # (database url, sha256) done by this process
+_lock = threading.Lock()
+
+
+def store(conn: psycopg.Connection, text: str) -> tuple[PriceBook, bool]:
+    """Check `text` and store it as a new version unless it is stored; (book, stored_now)."""
+    book = parse(text)
+    row = conn.execute(
+        """INSERT INTO openfaas_metering.price_book_versions (content_sha256, source_text, document)
+           VALUES (%s, %s, %s) ON CONFLICT (content_sha256) DO NOTHING RETURNING version""",
+        (book.content_sha256, text, Jsonb(document(text)))).fetchone()
+    if row:
+        return _with_version(book, row[0]), True
+    version = conn.execute("SELECT version FROM openfaas_metering.price_book_versions"
+                           " WHERE content_sha256 = %s", (book.content_sha256,)).fetchone()[0]
+    return _with_version(book, version), False
+
+
+def _with_version(book: PriceBook, version: int) -> PriceBook:
+    with _lock:
+        return _parsed.setdefault((version, book.content_sha256),
+                                  PriceBook(book.default_plan, book.plans, book.prices,
+                                            book.content_sha256, version))
+
+
+def version(conn: psycopg.Connection, number: int) -> PriceBook:
+    """Price book version `number` (parsed once per process; a version never changes)."""
+    sha = conn.execute("SELECT content_sha256 FROM openfaas_metering.price_book_versions"
+                       " WHERE version = %s", (number,)).fetchone()[0]
+    cached = _parsed.get((number, sha))
+    if cached is not None:
+        return cached
+    text = conn.execute("SELECT source_text FROM openfaas_metering.price_book_versions"
+                        " WHERE version = %s", (number,)).fetchone()[0]
+    return _with_version(parse(text), number)
+
+
+def latest(conn: psycopg.Connection) -> PriceBook | None:
+    row = conn.execute("SELECT max(version) FROM openfaas_metering.price_book_versions"
+                       ).fetchone()
+    return version(conn, row[0]) if row[0] is not None else None
+
+
+def file_text(settings: Settings) -> str:
+    path = Path(settings.pricebook_file) if settings.pricebook_file else DEFAULT_FILE
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"PRICEBOOK_FILE {path}: {exc.strerror}") from None
+
+
+def ensure_file_loaded(settings: Settings) -> None:
+    """Store the deployed pricebook.yml if its content is new (once per process)."""
+    text = file_text(settings)
+    key = (settings.database_url or "", sha256_text(text))
+    if key in _file_loaded:
+        return
+    try:
+        with db.transaction(settings) as conn:
+            store(conn, text)
+    except PriceBookError as exc:
+        raise ConfigError(f"pricebook.yml: {exc}") from None
+    _file_loaded.add(key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/pricebook", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    load_cmd = sub.add_parser("load", help="store FILE as a new version if its content is new")
+    load_cmd.add_argument("file", nargs="?", default=str(DEFAULT_FILE))
+    sub.add_parser("list", help="the stored versions, newest first")
+    args = parser.parse_args(argv)
+    try:
+        settings = load()
+        with db.transaction(settings) as conn:
+            if args.command == "load":
+                book, stored = store(conn, Path(args.file).read_text(encoding="utf-8"))
+                print(f"price book version {book.version} "
+                      f"({'stored now' if stored else 'already stored'}; "
+                      f"sha256 {book.content_sha256[:12]}); "
+                      f"latest is {latest(conn).version}")
+            else:
+                for number, sha, loaded_at in conn.execute(
+                        "SELECT version, content_sha256, loaded_at"
+                        " FROM openfaas_metering.price_book_versions ORDER BY version DESC"):
+                    print(f"{number:>5}  {loaded_at:%Y-%m-%d %H:%M:%S}  {sha[:12]}")
+    except (PriceBookError, ConfigError, OSError, db.DatabaseUnavailable) as exc:
+        print(f"scripts/pricebook: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""scripts/bench/email: email-invoice end to end, against a naive baseline.
+
+Self-contained: an embedded PostgreSQL (durable settings) and an SMTP sink
+writing .eml files, both in a temporary directory; email-invoice served by the
+template's own server behind the local gateway. N finalized invoices (the
+tests' sample: five lines, tiers, a spot discount, an adjustment, tax) are
+handed to `/async-function/email-invoice` exactly as aggregate-month's
+fan-out does; the clock stops when the database shows every one sent. Then
+the naive baseline: a further set of invoices, each sent with one synchronous
+call through `/function/`, one after the other. Last, where a send's time
+goes, measured in this process on a sample: render (HTML and text), PDF,
+the CSV files, building the message, and the SMTP conversation.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import requests
+
+from chargeback import invoice_delivery, mailer, migrate
+from chargeback.invoice_export import usage_csv
+from chargeback.invoice_document import lines_csv, present, render_html, render_text
+from chargeback.invoice_mail import attachment_names, build
+from chargeback.invoice_pdf import render_pdf
+from chargeback.settings import load as load_settings
+from devstack.pg import EmbeddedPostgres, free_port
+from devstack.runtime import Runtime
+from devstack.sample_invoices import insert_invoice
+from devstack.smtp import SmtpSink
+from devstack.stack import load
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION = "email-invoice.openfaas-system"
+
+
+def make_invoices(database_url: str, count: int, prefix: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        return [insert_invoice(conn, namespace=f"{prefix}-{i:05d}",
+                               email=f"billing@{prefix}-{i:05d}.example")
+                for i in range(count)]
+
+
+def pending(database_url: str, ids: list[str]) -> int:
+    with psycopg.connect(database_url) as conn:
+        (left,) = conn.execute("SELECT count(*) FROM openfaas_metering.invoices"
+                               " WHERE invoice_id = ANY(%s) AND status <> 'sent'",
+                               (ids,)).fetchone()
+    return left
+
+
+def fan_out(gateway_url: str, database_url: str, ids: list[str]) -> float:
+    session = requests.Session()
+    started = time.perf_counter()
+    for invoice_id in ids:  # aggregate-month's hand-off: one async call per invoice
+        r = session.post(f"{gateway_url}/async-function/{FUNCTION}",
+                         json={"invoice_id": invoice_id}, timeout=30)
+        if r.status_code != 202:
+            sys.exit(f"bench: async call answered {r.status_code}: {r.text[:200]}")
+    while pending(database_url, ids):
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def one_by_one(gateway_url: str, ids: list[str]) -> float:
+    session = requests.Session()
+    started = time.perf_counter()
+    for invoice_id in ids:
+        r = session.post(f"{gateway_url}/function/{FUNCTION}", json={"invoice_id": invoice_id},
+                         timeout=60)
+        if r.status_code != 200:
+            sys.exit(f"bench: call answered {r.status_code}: {r.text[:200]}")
+    return time.perf_counter() - started
+
+
+def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
+    """Mean milliseconds per invoice of each stage, over `ids`, in this process."""
+    totals = dict.fromkeys(("read invoice", "usage CSV (export)", "render HTML + text",
+                            "render PDF", "lines CSV", "build message", "SMTP send"), 0.0)
+    server = mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)
+    with psycopg.connect(database_url) as conn:
+        for invoice_id in ids:
+            t0 = time.perf_counter()
+            row = conn.execute(invoice_delivery._INVOICE, (invoice_id,)).fetchone()
+            invoice = invoice_delivery.invoice_from_rows(
+                row, conn.execute(invoice_delivery._LINES, (invoice_id,)).fetchall())
+            t0b = time.perf_counter()
+            usage = usage_csv(conn, invoice_id)
+            t1 = time.perf_counter()
+            view = present(invoice, invoice_delivery.issuer(settings), "en",
+                           attachment_names(invoice, True))
+            html, text = render_html(view), render_text(view)
+            t2 = time.perf_counter()
+            pdf = render_pdf(view, invoice.issued_at)
+            t3 = time.perf_counter()
+            csv_text = lines_csv(invoice)
+            t4 = time.perf_counter()
+            rendered = invoice_delivery.Rendered(view, text, html, pdf, [])
+            files = invoice_delivery.render(invoice, settings, usage).attachments
+            t4b = time.perf_counter()  # (render() again, only to get the attachments)
+            msg, envelope = build(invoice, subject=invoice_delivery.subject(
+                invoice, rendered, settings), text=text, html=html, attachments=files,
+                mail_from=settings.mail_from, reply_to=None, bcc=None,
+                sent_at=datetime.now(timezone.utc))
+            t5 = time.perf_counter()
+            mailer.send(server, msg, envelope.sender, envelope.recipients)
+            t6 = time.perf_counter()
+            for key, spent in zip(totals, (t0b - t0, t1 - t0b, t2 - t1, t3 - t2, t4 - t3, t5 - t4b,
+                                           t6 - t5)):
+                totals[key] += spent
+            assert csv_text
+    return {key: value * 1000 / len(ids) for key, value in totals.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench/email", description=__doc__)
+    parser.add_argument("--invoices", type=int, default=1000)
+    parser.add_argument("--baseline", type=int, default=200,
+                        help="invoices sent one synchronous call at a time (default 200)")
+    parser.add_argument("--sample", type=int, default=100,
+                        help="invoices timed stage by stage in this process (default 100)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="chargeback-bench-email-") as tmp:
+        tmp = Path(tmp)
+        pg = EmbeddedPostgres(tmp / "pg", free_port()).start()
+        sink = runtime = None
+        try:
+            with psycopg.connect(pg.url) as conn:
+                migrate.apply(conn)
+            sink = SmtpSink(tmp / "mail", free_port()).start()
+            stack = load(ROOT / "stack.yml")
+            stack = dataclasses.replace(stack, functions={
+                "email-invoice": stack.functions["email-invoice"]})
+            env = {"DATABASE_URL": pg.url, "SMTP_URL": sink.url, "SECRETS_DIR": str(tmp)}
+            runtime = Runtime(stack, build_root=tmp / "build", log_dir=tmp, cron=False,
+                              function_env=env).start()
+            print(f"email-invoice behind the local gateway ({runtime.gateway_url}), "
+                  f"WAITRESS_THREADS={os.environ.get('WAITRESS_THREADS', '4')}, "
+                  f"4 async workers; {platform.python_version()}, {os.cpu_count()} cores",
+                  flush=True)
+            ids = make_invoices(pg.url, args.invoices, "fan")
+            total_s = fan_out(runtime.gateway_url, pg.url, ids)
+            mails = len(list((tmp / "mail").glob("*.eml")))
+            print(f"\nasync fan-out: {args.invoices:,} invoices sent in {total_s:.1f} s, "
+                  f"{total_s * 1000 / args.invoices:.1f} ms per invoice, "
+                  f"{args.invoices / total_s:.0f} invoices/s ({mails:,} .eml files)")
+            base_ids = make_invoices(pg.url, args.baseline, "one")
+            base_s = one_by_one(runtime.gateway_url, base_ids)
+            base_per_ms = base_s * 1000 / args.baseline
+            print(f"baseline, one synchronous call at a time: {args.baseline:,} invoices in "
+                  f"{base_s:.1f} s, {base_per_ms:.1f} ms per invoice "
+                  f"(1,000 would take {base_per_ms:.0f} s)")
+            print(f"ratio: the fan-out is {base_per_ms / (total_s * 1000 / args.invoices):.1f}x"
+                  " the baseline per invoice")
+            settings = dataclasses.replace(load_settings({**os.environ, **env,
+                                                          **stack.functions["email-invoice"]
+                                                          .environment}),
+                                           database_url=pg.url)
+            sample = make_invoices(pg.url, args.sample, "stage")
+            per_stage = stages(settings, pg.url, sample)
+            print(f"\nwhere one send goes (mean of {args.sample} in this process, ms):")
+            for key, ms in per_stage.items():
+                print(f"  {key:<26} {ms:7.2f}")
+            print(f"  {'sum':<26} {sum(per_stage.values()):7.2f}   (plus, in the function: "
+                  "claim and record, 2 commits, and HTTP)")
+        finally:
+            for part in (runtime, sink, pg):
+                if part is not None:
+                    part.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

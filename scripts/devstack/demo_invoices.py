@@ -1,0 +1,82 @@
+"""Demo section: close September 2026 into invoices through the gateway, print them, then
+send a few late September events and close October, whose invoice bills them as an
+adjustment line."""
+from __future__ import annotations
+
+import psycopg
+import requests
+
+from .usage_sim import WebhookSender
+
+CLOSE = "/function/aggregate-month.openfaas-system"
+LATE_TENANT = "initech-ci"
+# three hour-long September runs of a 2 GiB function that the event-worker delivers only
+# after September was closed
+LATE_EVENTS = [{"event": "function_usage", "namespace": LATE_TENANT,
+                "function_name": "unit-tests",
+                "started": f"2026-09-30T23:59:{second:02d}.123456789Z",
+                "duration": 3_600_000_000_000, "memory_bytes": 2 * 2**30}
+               for second in (57, 58, 59)]
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def close(gateway_url: str, period: str) -> dict:
+    r = requests.post(f"{gateway_url}{CLOSE}", json={"period": period}, timeout=120)
+    if r.status_code != 200:
+        raise DemoError(f"aggregate-month {period}: {r.status_code} {r.text.strip()[:300]}")
+    return r.json()
+
+
+def _money(amount, currency: str) -> str:
+    return f"{amount:>14,} {currency}"
+
+
+def _quantity(value) -> str:
+    text = f"{value:,.6f}".rstrip("0").rstrip(".")
+    return text if len(text) <= 18 else f"{value:.6e}"
+
+
+def print_invoices(database_url: str, period: str, only: set[str] | None = None) -> None:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT invoice_id, number, namespace, plan, currency, subtotal, tax_rate, tax,
+                      total, status, draft_reasons
+                 FROM openfaas_metering.invoices WHERE period = %s ORDER BY namespace""",
+            (period,)).fetchall()
+        for (invoice_id, number, ns, plan, currency, subtotal, tax_rate, tax, total, status,
+             reasons) in rows:
+            if only and ns not in only:
+                continue
+            print(f"\n{number or 'DRAFT'}  {ns}  {period}  plan {plan}  ({status})")
+            if reasons:
+                print(f"  draft: {'; '.join(reasons)}")
+                continue
+            for desc, quantity, unit, discount, amount in conn.execute(
+                    """SELECT description, quantity, unit, discount, amount
+                         FROM openfaas_metering.invoice_lines WHERE invoice_id = %s
+                        ORDER BY line_no""", (invoice_id,)):
+                off = f"  (-{discount} spot)" if discount else ""
+                print(f"  {desc[:58]:<58} {_quantity(quantity):>18} {unit:<11}"
+                      f"{_money(amount, currency)}{off}")
+            print(f"  {'subtotal':<89}{_money(subtotal, currency)}")
+            print(f"  {f'tax {(tax_rate * 100).normalize():f} %':<89}{_money(tax, currency)}")
+            print(f"  {'total':<89}{_money(total, currency)}")
+
+
+def run(gateway_url: str, database_url: str, webhook_secret: str) -> None:
+    september = close(gateway_url, "2026-09")["periods"][0]
+    print(f"closed 2026-09: {len(september['invoices'])} invoices finalized, "
+          f"{len(september['drafts'])} drafts")
+    print_invoices(database_url, "2026-09")
+    sender = WebhookSender(f"{gateway_url}/function/receive-usage.openfaas-system",
+                           webhook_secret)
+    answer = sender.post(LATE_EVENTS)
+    if answer.status_code != 200 or answer.json()["accepted"] != len(LATE_EVENTS):
+        raise DemoError(f"late events: {answer.status_code} {answer.text[:200]}")
+    print(f"\n{len(LATE_EVENTS)} late September events for {LATE_TENANT} arrive after the close")
+    october = close(gateway_url, "2026-10")["periods"][0]
+    print(f"closed 2026-10: {len(october['invoices'])} invoice(s) finalized")
+    print_invoices(database_url, "2026-10")

@@ -1,0 +1,77 @@
+"""Test helpers for email-invoice: finalized invoices made with SQL (as aggregate-month
+would leave them) and a recording SMTP server (aiosmtpd, real sockets)."""
+from __future__ import annotations
+
+import email
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+import psycopg
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from devstack.sample_invoices import (HOSTILE_NAME, SUBTOTAL, TAX, TOTAL,  # noqa: F401
+                                      finalized_invoice)
+
+
+def invoice_row(database_url: str, invoice_id: str) -> dict:
+    with psycopg.connect(database_url) as conn:
+        cur = conn.execute("SELECT * FROM openfaas_metering.invoices WHERE invoice_id = %s",
+                           (invoice_id,))
+        return dict(zip([c.name for c in cur.description], cur.fetchone()))
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=default_policy)
+
+
+@dataclass
+class RecordingSmtp:
+    """The handler of a real aiosmtpd server: records every message it accepts.
+
+    refuse: {address: "550 ..."} answered at RCPT; on_data: called with the
+    message before the server answers 250 (a test may kill the sender there).
+    """
+    refuse: dict[str, str] = field(default_factory=dict)
+    on_data: object = None
+    received: list[Received] = field(default_factory=list)
+    rcpt_attempts: int = 0
+    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.rcpt_attempts += 1
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        record = Received(envelope.mail_from, list(envelope.rcpt_tos),
+                          envelope.original_content or envelope.content)
+        if self.on_data is not None:
+            await server.loop.run_in_executor(None, self.on_data, record)
+        with self.lock:
+            self.received.append(record)
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = (auth_data.login, auth_data.password) == (b"billing", b"s3cret p@ss")
+        if ok:
+            self.logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+
+def start_smtp(handler: RecordingSmtp, port: int, **smtp_options) -> Controller:
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **smtp_options)
+    controller.start()
+    return controller

@@ -1,0 +1,53 @@
+"""aggregate-month over HTTP behind the local gateway: the hand-off to email-invoice."""
+import json
+import time
+
+import requests
+
+from chargeback import db
+from devstack import stack as stackfile
+
+from .billing_helpers import NS, event, send, settings_for
+from .conftest import ROOT
+
+
+def _recorded(directory, expected, timeout_s=20):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(list(directory.iterdir())) < expected:
+        time.sleep(0.05)
+    return sorted(json.loads(p.read_bytes())["invoice_id"] for p in directory.iterdir())
+
+
+def test_each_unsent_invoice_is_queued_to_email_invoice_exactly_once(
+        local_runtime, database_url, tmp_path):
+    settings = settings_for(database_url, tmp_path)
+    send(settings, [event(f"tenant-{i}", "2026-09-10T10:00:00Z", NS) for i in range(4)])
+    record = tmp_path / "record"
+    record.mkdir()
+    runtime = local_runtime(stackfile.load(ROOT / "tests" / "stack_fanout.yml", root=ROOT),
+                            function_env={"DATABASE_URL": database_url,
+                                          "PRICEBOOK_FILE": settings.pricebook_file,
+                                          "RECORD_DIR": str(record)}, cron=False)
+    url = f"{runtime.gateway_url}/function/aggregate-month.openfaas-system"
+    first = requests.post(url, json={"period": "2026-09"}, timeout=60)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert [i["tenant"] for i in body["periods"][0]["invoices"]] == [
+        f"tenant-{i}" for i in range(4)]
+    # a second call (cron, an operator) within REQUEUE_MINUTES queues nothing again
+    again = requests.post(url, data=b"", timeout=60).json()
+    assert again["queued"] == []
+    ids = _recorded(record, 4)
+    assert ids == sorted(i["invoice_id"] for i in body["periods"][0]["invoices"])
+    # one was never picked up (email-invoice down long enough): the next run re-queues it
+    with db.transaction(settings) as conn:
+        conn.execute("UPDATE openfaas_metering.invoices SET queued_at = now() - interval"
+                     " '2 hours' WHERE namespace = 'tenant-2'")
+        conn.execute("UPDATE openfaas_metering.invoices SET status = 'undeliverable',"
+                     " undeliverable_reason = 'no e-mail address' WHERE namespace = 'tenant-3'")
+    later = requests.post(url, data=b"", timeout=60).json()
+    assert len(later["queued"]) == 1
+    ids = _recorded(record, 5)
+    assert len(ids) == 5 and len(set(ids)) == 4
+    bad = requests.post(url, json={"period": "September"}, timeout=60)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("period:")

@@ -1,0 +1,312 @@
+"""email-invoice end to end: the template's server, real PostgreSQL, a real aiosmtpd
+server that receives and parses the mail; the async fan-out through the local gateway."""
+from __future__ import annotations
+
+import dataclasses
+import email
+import io
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from email.header import decode_header, make_header
+
+import psycopg
+import pytest
+import requests
+from pypdf import PdfReader
+
+from chargeback import invoice_delivery
+from chargeback.settings import load
+from devstack.gateway import RetryPolicy
+from devstack.pg import free_port
+
+from .invoices import (HOSTILE_NAME, SUBTOTAL, TAX, TOTAL, RecordingSmtp, finalized_invoice,
+                       invoice_row, start_smtp)
+
+MAIL_ENV = {"MAIL_FROM": "Example Functions Billing <billing@example.com>",
+            "MAIL_REPLY_TO": "accounts@example.com", "ISSUER_NAME": "Example Functions Ltd",
+            "ISSUER_ADDRESS": "1 Cloud Street\\n10115 Berlin", "ISSUER_TAX_ID": "DE123456789",
+            "SMTP_TIMEOUT_SECONDS": "5"}
+
+
+@pytest.fixture
+def smtp():
+    handler = RecordingSmtp()
+    controller = start_smtp(handler, free_port())
+    handler.url = f"smtp://127.0.0.1:{controller.port}"
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def emailer(serve_function, database_url, smtp):
+    def start(**env):
+        return serve_function("email-invoice", env={
+            "DATABASE_URL": database_url, "SMTP_URL": smtp.url, **MAIL_ENV, **env})
+    return start
+
+
+def send(fn, invoice_id):
+    return requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
+
+
+def parts(message):
+    """{content type or file name: bytes} of a received invoice mail."""
+    found = {}
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        key = part.get_filename() or part.get_content_type()
+        found[key] = part.get_payload(decode=True)
+    return found
+
+
+def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
+        emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url)
+    r = send(emailer(), invoice_id)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "sent"
+    [mail] = smtp.received
+    assert mail.rcpt_tos == ["billing@acme.example"] and mail.mail_from == "billing@example.com"
+    msg = mail.message
+    number = invoice_row(database_url, invoice_id)["number"]
+    # RFC 2047 decoding as mail clients do it (the stdlib's new parser adds a space
+    # between adjacent encoded words of different encodings)
+    raw_to = email.message_from_bytes(mail.data).get("To")
+    assert str(make_header(decode_header(raw_to))) == f"{HOSTILE_NAME} <billing@acme.example>"
+    assert msg["Reply-To"] == "accounts@example.com"
+    assert number in msg["Subject"] and "€279.83" in msg["Subject"]
+    row = invoice_row(database_url, invoice_id)
+    assert (row["status"], row["message_id"], row["send_claimed_at"]) == (
+        "sent", msg["Message-ID"].strip(), None)
+    assert msg["Message-ID"].strip() == f"<invoice-{invoice_id}@example.com>"
+    found = parts(msg)
+    assert set(found) == {"text/plain", "text/html", f"invoice-{number}.pdf",
+                          f"invoice-{number}-lines.csv", f"invoice-{number}-usage.csv"}
+    # aggregate-month's export: the adjustment's quantity, billed for August
+    assert found[f"invoice-{number}-usage.csv"].decode().splitlines()[0].startswith(
+        "line_no,kind,meter")
+    assert [p.get_content_type() for p in msg.iter_parts()][0] == "multipart/alternative"
+
+
+def test_totals_in_html_text_pdf_and_csv_equal_the_database(emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url)
+    assert send(emailer(), invoice_id).status_code == 200
+    found = parts(smtp.received[0].message)
+    row = invoice_row(database_url, invoice_id)
+    assert (row["subtotal"], row["tax"], row["total"]) == (SUBTOTAL, TAX, TOTAL)
+    pdf_text = "".join(page.extract_text() for page in
+                       PdfReader(io.BytesIO(found[f"invoice-{row['number']}.pdf"])).pages)
+    for shown in (found["text/plain"].decode(), found["text/html"].decode(), pdf_text):
+        for figure in (f"€{SUBTOTAL:,}", f"€{TAX:,}", f"€{TOTAL:,}"):
+            assert figure in shown
+        assert "Tax 19%" in shown and "adjustment for August 2026" in shown
+    csv_rows = found[f"invoice-{row['number']}-lines.csv"].decode().splitlines()[1:]
+    amounts = [Decimal(line.rsplit(",", 3)[1]) for line in csv_rows]
+    assert len(amounts) == 5 and sum(amounts) == SUBTOTAL
+
+
+def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_sent(
+        emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url)
+    assert send(emailer(), invoice_id).status_code == 200
+    found = parts(smtp.received[0].message)
+    html = found["text/html"].decode()
+    assert "<script>" not in html
+    assert "Zoë &amp; Søn &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Łódź" in html
+    # Re-render from the database (as an auditor would) and compare with the mail.
+    settings = dataclasses.replace(load({**os.environ, **MAIL_ENV}), database_url=database_url)
+    again = invoice_delivery.rerender(settings, invoice_id)
+    number = invoice_row(database_url, invoice_id)["number"]
+    assert again.pdf == found[f"invoice-{number}.pdf"]
+    assert again.html.encode() == found["text/html"].replace(b"\r\n", b"\n")
+    assert [a.data for a in again.attachments] == [
+        found[f"invoice-{number}{suffix}"] for suffix in (".pdf", "-lines.csv", "-usage.csv")]
+
+
+def test_a_repeated_request_answers_already_sent_and_sends_nothing(emailer, smtp, database_url):
+    fn = emailer()
+    invoice_id = finalized_invoice(database_url)
+    first = send(fn, invoice_id).json()
+    again = send(fn, invoice_id)
+    assert again.status_code == 200
+    assert again.json()["status"] == "already-sent"
+    assert again.json()["message_id"] == first["message_id"]
+    assert len(smtp.received) == 1
+
+
+def test_concurrent_requests_send_one_mail(emailer, smtp, database_url):
+    fn = emailer()
+    invoice_id = finalized_invoice(database_url)
+    in_data, release = threading.Event(), threading.Event()
+
+    def hold(_record):  # keep the first sender inside DATA while the others ask
+        in_data.set()
+        release.wait(30)
+    smtp.on_data = hold
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(send, fn, invoice_id)
+        assert in_data.wait(30)
+        others = [pool.submit(send, fn, invoice_id) for _ in range(3)]
+        others = [f.result() for f in others]
+        release.set()
+        first = first.result()
+    assert first.status_code == 200 and first.json()["status"] == "sent"
+    assert [r.status_code for r in others] == [503, 503, 503]
+    assert all("being sent by another request" in r.json()["error"] for r in others)
+    assert others[0].headers["Retry-After"]
+    assert len(smtp.received) == 1
+    assert send(fn, invoice_id).json()["status"] == "already-sent"
+
+
+def test_smtp_down_then_up_is_a_503_then_one_mail_through_the_async_queue(
+        local_runtime, product_stack, database_url, callbacks):
+    port = free_port()  # nothing listens here yet
+    stack = dataclasses.replace(product_stack, functions={
+        "email-invoice": product_stack.functions["email-invoice"]})
+    rt = local_runtime(stack, cron=False, retry=RetryPolicy(attempts=30, min_wait_s=0.2,
+                                                            max_wait_s=0.5),
+                       function_env={"DATABASE_URL": database_url,
+                                     "SMTP_URL": f"smtp://127.0.0.1:{port}", **MAIL_ENV})
+    invoice_id = finalized_invoice(database_url)
+    direct = requests.post(f"{rt.gateway_url}/function/email-invoice.openfaas-system",
+                           json={"invoice_id": invoice_id}, timeout=30)
+    assert direct.status_code == 503 and "SMTP unavailable" in direct.json()["error"]
+    row = invoice_row(database_url, invoice_id)
+    assert (row["status"], row["send_claimed_at"]) == ("finalized", None)  # claim released
+    assert "Connection refused" in row["last_send_error"]
+    queued = requests.post(f"{rt.gateway_url}/async-function/email-invoice.openfaas-system",
+                           json={"invoice_id": invoice_id},
+                           headers={"X-Callback-Url": callbacks.url})
+    assert queued.status_code == 202
+    handler = RecordingSmtp()
+    controller = start_smtp(handler, port)
+    try:
+        headers, body = callbacks.received.get(timeout=60)
+    finally:
+        controller.stop()
+    assert headers["X-Function-Status"] == "200", body
+    assert len(handler.received) == 1
+    row = invoice_row(database_url, invoice_id)
+    assert row["status"] == "sent" and row["send_attempts"] >= 2
+
+
+def test_a_permanently_refused_recipient_makes_the_invoice_undeliverable_without_retry(
+        emailer, smtp, database_url):
+    smtp.refuse["gone@acme.example"] = "550 5.1.1 mailbox unavailable"
+    fn = emailer()
+    invoice_id = finalized_invoice(database_url, email="gone@acme.example")
+    r = send(fn, invoice_id)
+    assert r.status_code == 200
+    assert r.json()["status"] == "undeliverable"
+    assert "550 5.1.1 mailbox unavailable" in r.json()["reason"]
+    again = send(fn, invoice_id)
+    assert (again.status_code, again.json()["status"]) == (200, "undeliverable")
+    assert smtp.rcpt_attempts == 1 and smtp.received == []
+    row = invoice_row(database_url, invoice_id)
+    assert row["status"] == "undeliverable" and "550" in row["undeliverable_reason"]
+
+
+def test_a_temporarily_refused_recipient_is_retried_later(emailer, smtp, database_url):
+    smtp.refuse["busy@acme.example"] = "451 4.2.1 mailbox busy, try later"
+    invoice_id = finalized_invoice(database_url, email="busy@acme.example")
+    r = send(emailer(), invoice_id)
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert invoice_row(database_url, invoice_id)["status"] == "finalized"
+
+
+def test_without_an_address_the_invoice_is_undeliverable(emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url, email=None, tenant_email=None)
+    r = send(emailer(), invoice_id)
+    assert r.status_code == 200 and r.json()["status"] == "undeliverable"
+    assert "has no billing e-mail address" in r.json()["reason"]
+    assert smtp.rcpt_attempts == 0
+
+
+def test_the_tenants_current_address_is_used_when_the_invoice_froze_none(
+        emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url, email=None, tenant_email="new@acme.example")
+    assert send(emailer(), invoice_id).json()["status"] == "sent"
+    assert smtp.received[0].rcpt_tos == ["new@acme.example"]
+
+
+def test_a_line_break_in_the_display_name_is_refused_and_nothing_is_sent(
+        emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url, name="Mallory\r\nBcc: victim@example.net")
+    r = send(emailer(), invoice_id)
+    assert r.status_code == 200 and r.json()["status"] == "undeliverable"
+    assert "line break" in r.json()["reason"]
+    assert smtp.rcpt_attempts == 0 and smtp.received == []
+
+
+def test_the_archive_bcc_gets_a_copy_the_customer_does_not_see(emailer, smtp, database_url):
+    invoice_id = finalized_invoice(database_url)
+    assert send(emailer(MAIL_BCC="archive@example.com"), invoice_id).status_code == 200
+    [mail] = smtp.received
+    assert mail.rcpt_tos == ["billing@acme.example", "archive@example.com"]
+    assert "archive@example.com" not in mail.data.decode()
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"", "body: expected JSON"), (b"[1]", "invoice_id: expected a UUID"),
+    (b'{"invoice_id": "42"}', "invoice_id: expected a UUID"),
+    (b'{"invoice": "x"}', "invoice_id: expected a UUID")])
+def test_a_body_without_a_valid_invoice_id_is_400(emailer, body, reason):
+    r = requests.post(emailer().url, data=body, timeout=30)
+    assert r.status_code == 400 and reason in r.json()["error"]
+
+
+def test_an_unknown_invoice_is_404_and_a_draft_is_409(emailer, smtp, database_url):
+    fn = emailer()
+    r = send(fn, "6f1c2a8e-0000-4000-8000-000000000000")
+    assert r.status_code == 404 and "no invoice" in r.json()["error"]
+    draft = finalized_invoice(database_url, status="draft")
+    r = send(fn, draft)
+    assert r.status_code == 409 and "draft" in r.json()["error"]
+    assert smtp.received == []
+
+
+def test_a_crash_after_the_server_accepted_resends_with_the_same_message_id(
+        emailer, smtp, database_url):
+    """The process dies after the SMTP server took the mail, before sent was recorded.
+    The claim stays until it is stale; then the retry sends the same message again,
+    with the same Message-ID, so the receiver can drop the duplicate."""
+    fn = emailer()
+    invoice_id = finalized_invoice(database_url)
+    smtp.on_data = lambda record: os.kill(fn.proc.pid, signal.SIGKILL)
+    with pytest.raises(requests.ConnectionError):
+        send(fn, invoice_id)
+    fn.proc.wait()
+    smtp.on_data = None
+    assert len(smtp.received) == 1
+    assert invoice_row(database_url, invoice_id)["send_claimed_at"] is not None
+    fn.start().wait_healthy()
+    held = send(fn, invoice_id)  # the claim is fresh: nobody may send yet
+    assert held.status_code == 503 and len(smtp.received) == 1
+    with psycopg.connect(database_url) as conn:  # the claim timeout passes
+        conn.execute("UPDATE openfaas_metering.invoices"
+                     "   SET send_claimed_at = send_claimed_at - interval '1 hour'"
+                     " WHERE invoice_id = %s", (invoice_id,))
+    r = send(fn, invoice_id)
+    assert r.status_code == 200 and r.json()["status"] == "sent"
+    first, second = (mail.message for mail in smtp.received)
+    assert first["Message-ID"] == second["Message-ID"]
+    assert first["Message-ID"].strip() == r.json()["message_id"]
+    row = invoice_row(database_url, invoice_id)
+    assert row["message_id"] == r.json()["message_id"] and row["send_attempts"] == 2
+
+
+def test_without_an_smtp_server_configured_it_is_a_one_line_500_and_nothing_is_claimed(
+        serve_function, database_url, tmp_path):
+    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
+                                              "SECRETS_DIR": str(tmp_path)})
+    invoice_id = finalized_invoice(database_url)
+    r = send(fn, invoice_id)
+    assert r.status_code == 500
+    assert r.json() == {"error": "misconfigured: no SMTP server configured: create the "
+                                 "smtp-url secret or set SMTP_URL"}
+    row = invoice_row(database_url, invoice_id)
+    assert (row["status"], row["send_claimed_at"], row["send_attempts"]) == ("finalized", None, 0)

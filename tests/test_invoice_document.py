@@ -1,0 +1,124 @@
+"""Rendering an invoice, with plain values: locale formats, escaping, same bytes twice."""
+from __future__ import annotations
+
+import dataclasses
+import io
+from datetime import datetime, timezone
+from decimal import Decimal as D
+
+import pytest
+from pypdf import PdfReader
+
+from chargeback.invoice_document import (Invoice, InvoiceLine, Issuer, Tier, lines_csv,
+                                         present, render_html, render_text, resolve_locale)
+from chargeback.invoice_mail import Attachment, Undeliverable, build
+from chargeback.invoice_pdf import pdf_safe, render_pdf
+
+ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
+                "accounts@example.com")
+INVOICE = Invoice(
+    invoice_id="0b6c2d1e-7a4f-4c3e-9d2b-5f6a7b8c9d0e", number="INV-2026-000042",
+    namespace="acme-shop", period="2026-09",
+    period_start=datetime(2026, 9, 1, tzinfo=timezone.utc),
+    period_end=datetime(2026, 10, 1, tzinfo=timezone.utc), billing_timezone="UTC",
+    issued_at=datetime(2026, 10, 1, 1, 0, 5, tzinfo=timezone.utc), currency="EUR",
+    bill_to_name="Müller & Söhne", bill_to_email="billing@acme.example", locale="de_DE",
+    subtotal=D("1234.50"), tax_rate=D("0.19"), tax=D("234.56"), total=D("1469.06"),
+    lines=(
+        InvoiceLine(2, "usage", "=HYPERLINK(\"http://evil\")", D("1000.000000"), "GB-s",
+                    D("1185.50"), unit_price=D("1.1855")),
+        InvoiceLine(1, "usage", "Function usage", D("500000"), "GB-s", D("49.00"),
+                    tiers=(Tier(D(0), D(400000), D(0), D(400000), D(0)),
+                           Tier(D(400000), None, D("0.00049"), D(100000), D("49.00"))),
+                    tier_mode="graduated", allowance=D(400000)),
+    ))
+
+
+def everything(invoice=INVOICE):
+    view = present(invoice, ISSUER, attachments=("invoice.pdf",))
+    return (render_html(view), render_text(view), render_pdf(view, invoice.issued_at),
+            lines_csv(invoice))
+
+
+def test_the_same_invoice_renders_to_the_same_bytes_twice():
+    assert everything() == everything()
+
+
+def test_money_numbers_and_dates_follow_the_tenants_locale():
+    text = render_text(present(INVOICE, ISSUER))
+    assert "Issued 1. Oktober 2026" in text and "Period September 2026" in text
+    nbsp = "\xa0"  # babel keeps number and currency together
+    assert f"1.469,06{nbsp}€" in text and f"Tax 19{nbsp}%" in text and f"1,1855{nbsp}€" in text
+    english = render_text(present(dataclasses.replace(INVOICE, locale="en"), ISSUER))
+    assert "€1,469.06" in english and "Issued October 1, 2026" in english
+
+
+def test_an_unknown_or_empty_locale_falls_back_to_the_default():
+    assert str(resolve_locale("xx_NOPE")) == "en"
+    assert str(resolve_locale("", "fr")) == "fr"
+    assert str(resolve_locale("pt-BR")) == "pt_BR"
+
+
+def test_lines_are_shown_in_line_order_with_tiers_and_allowance():
+    text = render_text(present(INVOICE, ISSUER))
+    assert text.index("Function usage") < text.index("HYPERLINK")
+    assert "above 400.000 GB-s: 100.000 × 0,00049\xa0€ = 49,00\xa0€" in text
+    assert "included allowance used: 400.000 GB-s" in text
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():
+    rows = lines_csv(INVOICE).splitlines()
+    assert rows[0].startswith("invoice_number,line_no,kind")
+    assert rows[1].startswith("INV-2026-000042,1,usage")
+    assert "'=HYPERLINK" in rows[2]
+
+
+def test_the_pdf_shows_what_the_core_font_can_and_reduces_the_rest():
+    assert pdf_safe("Zoë Müller – 5 €") == "Zoë Müller – 5 €"
+    assert pdf_safe("Łódź Čapek 東京\r\nX") == "Lódz Capek ??  X"
+    name = 'Łódź <script>alert("x")</script>'
+    pdf = render_pdf(present(dataclasses.replace(INVOICE, bill_to_name=name), ISSUER),
+                     INVOICE.issued_at)
+    text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert 'Lódz <script>alert("x")</script>' in text and "1.469,06" in text
+
+
+def _build(**overrides):
+    invoice = dataclasses.replace(INVOICE, **overrides.pop("invoice", {}))
+    options = dict(subject="Invoice", text="t", html="<p>h</p>",
+                   attachments=[Attachment("invoice.pdf", "application/pdf", b"%PDF")],
+                   mail_from="Billing <billing@example.com>", reply_to=None, bcc=None,
+                   sent_at=INVOICE.issued_at)
+    options.update(overrides)
+    return build(invoice, **options)
+
+
+def test_the_message_id_and_boundaries_come_from_the_invoice():
+    first, envelope = _build()
+    second, _ = _build()
+    assert first.as_bytes() == second.as_bytes()
+    assert first["Message-ID"] == f"<invoice-{INVOICE.invoice_id}@example.com>"
+    assert envelope.sender == "billing@example.com"
+    assert envelope.recipients == ("billing@acme.example",)
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"invoice": {"bill_to_name": "X\nBcc: a@b.c"}}, "To display name contains a line break"),
+    ({"invoice": {"bill_to_email": "a@b.c\r\nBcc: v@x.y"}}, "To contains a line break"),
+    ({"invoice": {"bill_to_email": "not an address"}}, "is not one e-mail address"),
+    ({"invoice": {"bill_to_email": "a@b.c, d@e.f"}}, "is not one e-mail address"),
+    ({"invoice": {"bill_to_email": None}}, "has no billing e-mail address"),
+    ({"subject": "Invoice\r\nX-Evil: 1"}, "Subject contains a line break"),
+    ({"mail_from": "billing@example.com\nBcc: x@y.z"}, "From contains a line break"),
+])
+def test_a_header_that_could_break_the_mail_makes_it_undeliverable(overrides, reason):
+    with pytest.raises(Undeliverable, match=reason):
+        _build(**overrides)
+
+
+def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv():
+    line = InvoiceLine(1, "capacity", "Dedicated memory", D("178991.092529296876"),
+                       "GiB-hours", D("85.92"), unit_price=D("0.0012"))
+    invoice = dataclasses.replace(INVOICE, locale="en", lines=(line,))
+    assert "178,991.093 GiB-hours × €0.0012" in render_text(present(invoice, ISSUER))
+    assert ",178991.092529296876,GiB-hours," in lines_csv(invoice)

@@ -1,0 +1,456 @@
+"""Month close against real PostgreSQL: events through the real ingest, capacity through
+the real tick store, invoices read back from the tables."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from chargeback import db, month_close
+from chargeback.month_close import Options
+
+from .billing_helpers import GiB, NS, event, send, settings_for, ticks
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+class Recorder:
+    """Stands in for the gateway client where the hand-off is not what a test is about."""
+
+    def __init__(self):
+        self.calls = []
+
+    def invoke_async(self, function, body=b"", **kwargs):
+        self.calls.append((function, body))
+        return "call"
+
+
+def close(settings, now=NOW, **options):
+    return month_close.run(settings, Options(**options), now, Recorder())
+
+
+def invoices(settings):
+    with db.transaction(settings) as conn:
+        return {row[0]: row[1:] for row in conn.execute(
+            """SELECT namespace || ' ' || period, status, number, total, currency, draft_reasons
+                 FROM openfaas_metering.invoices""")}
+
+
+def lines(settings, namespace, period):
+    with db.transaction(settings) as conn:
+        return conn.execute(
+            """SELECT kind, meter, sku, spot, quantity, amount, adjustment_period
+                 FROM openfaas_metering.invoice_lines JOIN openfaas_metering.invoices
+                USING (invoice_id) WHERE namespace = %s AND period = %s ORDER BY line_no""",
+            (namespace, period)).fetchall()
+
+
+def gb_s(duration_ns, memory_bytes=GiB):
+    return Decimal(duration_ns * memory_bytes) / Decimal(NS * GiB)
+
+
+def usage_line(settings, namespace, period, meter="gb_seconds"):
+    return next(((q, a) for kind, m, _, _, q, a, adj in lines(settings, namespace, period)
+                 if m == meter and adj is None), None)
+
+
+@pytest.mark.parametrize("tz, first, last, next_first", [
+    ("UTC", "2026-09-01T00:00:00Z", "2026-09-30T23:59:59.999999999Z", "2026-10-01T00:00:00Z"),
+    ("Asia/Kolkata", "2026-09-01T00:00:00+05:30", "2026-09-30T23:59:59.999999999+05:30",
+     "2026-10-01T00:00:00+05:30"),
+    ("Australia/Adelaide", "2026-09-01T00:00:00+09:30", "2026-09-30T23:59:59.999999999+09:30",
+     "2026-10-01T00:00:00+09:30"),
+    # DST starts in Adelaide on 2026-10-04: October begins at +09:30 and ends at +10:30
+    ("Australia/Adelaide", "2026-10-01T00:00:00+09:30", "2026-10-31T23:59:59.999999999+10:30",
+     "2026-11-01T00:00:00+10:30"),
+    ("Europe/Berlin", "2026-10-01T00:00:00+02:00", "2026-10-31T23:59:59.999999999+01:00",
+     "2026-11-01T00:00:00+01:00"),
+])
+def test_period_edges_are_exact_to_the_nanosecond_in_the_billing_zone(
+        database_url, tmp_path, tz, first, last, next_first):
+    s = settings_for(database_url, tmp_path, BILLING_TIMEZONE=tz)
+    period = last[:7]
+    # inside: the first ns, mid-month, the last ns; outside: the next month's first ns
+    # and the ns before the month
+    send(s, [event("acme", first, 1 * NS), event("acme", f"{period}-15T12:34:56.5Z", 2 * NS),
+             event("acme", last, 4 * NS), event("acme", next_first, 8 * NS),
+             event("acme", _minus_one_ns(first), 16 * NS)])
+    close(s, period=period)
+    assert usage_line(s, "acme", period, "invocations")[0] == 3
+    assert usage_line(s, "acme", period)[0] == gb_s(7 * NS)
+
+
+def _minus_one_ns(text):
+    from chargeback.usage import parse_started
+    ns = parse_started(text) - 1
+    moment = datetime.fromtimestamp(ns // NS, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % NS:09d}Z"
+
+
+def test_an_empty_month_closes_without_invoices(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", NS)])
+    out = close(s, period="2026-09")
+    assert out["periods"] == [{"period": "2026-09", "closed": True, "invoices": [],
+                               "drafts": []}]
+    assert invoices(s) == {}
+
+
+def test_convergent_run_closes_every_past_month_from_the_first_usage_not_1970(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, CLOSE_GRACE_HOURS="6")
+    send(s, [event("acme", "2026-07-10T10:00:00Z", NS), event("acme", "2026-09-10T10:00:00Z", NS)])
+    out = close(s, now=datetime(2026, 10, 1, 5, 59, tzinfo=timezone.utc))
+    assert [p["period"] for p in out["periods"]] == ["2026-07", "2026-08"]  # Sept in its grace
+    out = close(s, now=datetime(2026, 10, 1, 6, 0, tzinfo=timezone.utc))
+    assert [p["period"] for p in out["periods"]] == ["2026-09"]
+    assert close(s, now=datetime(2026, 10, 1, 7, 0, tzinfo=timezone.utc))["periods"] == []
+    assert sorted(invoices(s)) == ["acme 2026-07", "acme 2026-09"]
+
+
+def test_late_usage_becomes_one_adjustment_line_on_the_next_invoice(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")
+    send(s, [event("acme", "2026-08-20T10:00:00Z", 500 * NS),   # late: August is final
+             event("acme", "2026-09-03T10:00:00Z", 100 * NS)])
+    close(s, period="2026-09")
+    close(s, period="2026-09")  # a re-run changes nothing
+    adjustments = [(m, q, a, adj) for kind, m, _, _, q, a, adj in lines(s, "acme", "2026-09")
+                   if kind == "adjustment"]
+    assert adjustments == [("gb_seconds", gb_s(500 * NS), Decimal("0.50"), "2026-08"),
+                           ("invocations", 1, Decimal("0.0000"), "2026-08")]
+    # the August invoice never changes
+    assert usage_line(s, "acme", "2026-08") == (gb_s(1000 * NS), Decimal("1.00"))
+    # late again, after the adjustment was made: only the new part, once
+    send(s, [event("acme", "2026-08-21T10:00:00Z", 200 * NS)])
+    close(s, period="2026-10")
+    close(s, period="2026-10")
+    oct_adjustments = [(m, q, a) for kind, m, _, _, q, a, adj in lines(s, "acme", "2026-10")
+                       if kind == "adjustment"]
+    assert oct_adjustments == [("gb_seconds", gb_s(200 * NS), Decimal("0.20")),
+                               ("invocations", 1, Decimal("0.0000"))]
+
+
+def test_an_unpriced_sku_keeps_only_that_tenant_in_draft(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    slots = [datetime(2026, 9, 1, h, tzinfo=timezone.utc) for h in range(3)]
+    ticks(s, "gpu-co", [("gpu_hours", "NVIDIA-B200", False, "8")], slots)
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    out = close(s, period="2026-09")["periods"][0]
+    assert out["drafts"] == [{"tenant": "gpu-co", "reasons": [
+        "no price for gpu_hours NVIDIA-B200 in plan 'standard'"]}]
+    assert [i["tenant"] for i in out["invoices"]] == ["acme"] and not out["closed"]
+    assert invoices(s)["gpu-co 2026-09"][:2] == ("draft", None)
+
+
+def test_capacity_is_priced_with_spot_discount_and_a_mid_month_price_change(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    start = datetime(2026, 9, 15, 22, tzinfo=timezone.utc)
+    ticks(s, "render", [("loadbalancer_hours", "", False, "1"),
+                        ("node_hours", "g5", True, "2")],
+          [start + timedelta(hours=h) for h in range(5)], plan="pro")
+    close(s, period="2026-09")
+    got = [(kind, m, spot, q, a) for kind, m, _, spot, q, a, _ in lines(s, "render", "2026-09")]
+    assert got == [
+        ("capacity", "node_hours", True, Decimal(8), Decimal("3.20")),  # 8 x 1.00 - 60 %
+        ("capacity", "loadbalancer_hours", False, Decimal(2), Decimal("0.20")),  # before 16th
+        ("capacity", "loadbalancer_hours", False, Decimal(2), Decimal("0.10")),  # after
+        ("base_fee", None, False, 1, Decimal("10.00")),
+        ("commitment", None, False, 1, Decimal("46.50"))]
+    assert invoices(s)["render 2026-09"][2] == Decimal("72.00")  # 60.00 + 20 % tax
+
+
+def test_currency_minor_units_come_from_the_currency(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    with db.transaction(s) as conn:
+        conn.execute("INSERT INTO openfaas_metering.tenants (namespace, plan) VALUES"
+                     " ('tokyo', 'yen'), ('kuwait', 'dinar')")
+    send(s, [event("tokyo", "2026-09-10T10:00:00Z", 100 * NS),
+             event("kuwait", "2026-09-10T10:00:00Z", 10 * NS)])
+    close(s, period="2026-09")
+    got = invoices(s)
+    # 100 GB-s x 0.3333 = 33.33 -> 33 yen, tax 10 % = 3.3 -> 3
+    assert (str(got["tokyo 2026-09"][2]), got["tokyo 2026-09"][3]) == ("36", "JPY")
+    # 10 GB-s x 0.00033333 = 0.0033333 -> 0.003 dinar
+    assert (str(got["kuwait 2026-09"][2]), got["kuwait 2026-09"][3]) == ("0.003", "KWD")
+
+
+def test_verify_after_a_re_run_finds_no_difference_and_reports_late_usage(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
+    close(s, period="2026-09")
+    report = month_close.verify(s, number)
+    assert (report["match"], report["differences"], report["late_usage"]) == (True, [], [])
+    send(s, [event("acme", "2026-09-11T10:00:00Z", 1000 * NS)])
+    report = month_close.verify(s, number)
+    assert report["match"] and len(report["late_usage"]) == 2
+    with db.transaction(s) as conn:  # tampering is found
+        conn.execute("UPDATE openfaas_metering.invoice_lines SET amount = amount + 1"
+                     " WHERE line_no = 1")
+    assert "stored lines do not match lines_sha256" in month_close.verify(s, number)["differences"]
+
+
+def test_export_traces_each_line_to_its_rows_per_function_per_day(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS, function_name="a"),
+             event("acme", "2026-09-10T11:00:00Z", 1000 * NS, function_name="b"),
+             event("acme", "2026-09-12T10:00:00Z", 1000 * NS, function_name="a")])
+    number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
+    rows = [r.split(",") for r in month_close.export(s, number).splitlines()]
+    assert rows[0] == ["line_no", "kind", "meter", "sku", "spot", "day", "function_name",
+                       "quantity", "unit"]
+    gb = [(r[5], r[6], r[7]) for r in rows[1:] if r[2] == "gb_seconds"]
+    assert gb == [("2026-09-10", "a", "1000"), ("2026-09-10", "b", "1000"),
+                  ("2026-09-12", "a", "1000")]
+
+
+def test_the_docs_monthly_query_agrees_with_the_invoice_within_the_bound(
+        database_url, tmp_path):
+    import random
+
+    from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY
+    s = settings_for(database_url, tmp_path)
+    rng = random.Random(7)
+    events = [event("acme", f"2026-09-{rng.randint(1, 30):02d}T10:{rng.randint(0, 59):02d}:"
+                    f"{rng.randint(0, 59):02d}.{rng.randrange(10**9):09d}Z",
+                    rng.randrange(1, 10**10), rng.choice([128, 512, 4096]) * 2**20,
+                    function_name=f"f{i % 3}") for i in range(300)]
+    send(s, events)
+    close(s, period="2026-09")
+    query = OPENFAAS_DOCS_MONTHLY_QUERY.replace(
+        "u.started > now() - interval '30 days'",
+        "u.started >= '2026-09-01T00:00:00Z' and u.started < '2026-10-01T00:00:00Z'")
+    assert query != OPENFAAS_DOCS_MONTHLY_QUERY
+    with db.transaction(s) as conn:
+        docs = sum(row[4] for row in conn.execute(query))
+    invoiced = usage_line(s, "acme", "2026-09")[0]
+    bound = sum(Decimal("0.5e-6") * e["memory_bytes"] / GiB for e in events)
+    assert abs(Decimal(docs) - invoiced) <= bound
+
+
+def test_concurrent_runs_produce_one_set_of_invoices_queued_once(database_url, tmp_path):
+    import threading
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", "2026-09-10T10:00:00Z", NS) for i in range(6)])
+    recorder, barrier, outs = Recorder(), threading.Barrier(3), []
+
+    def run():
+        barrier.wait()
+        outs.append(month_close.run(s, Options(), NOW, recorder))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    numbers = sorted(row[1] for row in invoices(s).values())
+    assert numbers == [f"INV-2026-{n:06d}" for n in range(1, 7)]
+    assert sorted(json.loads(body)["invoice_id"] for _, body in recorder.calls) == sorted(
+        i["invoice_id"] for out in outs for p in out["periods"] for i in p["invoices"])
+    assert len(recorder.calls) == 6
+
+
+def test_numbers_stay_gap_free_when_a_concurrent_finalization_rolls_back(
+        database_url, tmp_path):
+    import threading
+
+    import psycopg
+    from chargeback import pricebook_store
+    from chargeback.periods import period
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", f"2026-0{m}-10T10:00:00Z", NS) for i in range(3) for m in (8, 9)])
+    pricebook_store.ensure_file_loaded(s)
+    with db.transaction(s) as conn:
+        book = pricebook_store.latest(conn)
+    august_numbered, september_done = threading.Event(), []
+
+    def september():
+        august_numbered.wait()
+        with psycopg.connect(database_url) as conn:   # waits for August's counter lock
+            september_done.append(month_close.close_period(conn, s, period("2026-09", "UTC"),
+                                                           book))
+
+    other = threading.Thread(target=september)
+    other.start()
+    with psycopg.connect(database_url) as conn:
+        first = month_close.close_period(conn, s, period("2026-08", "UTC"), book)
+        assert [i["number"] for i in first.invoices][-1] == "INV-2026-000003"
+        august_numbered.set()
+        other.join(timeout=1)
+        assert other.is_alive()  # September is queued behind August's numbers
+        conn.rollback()           # forced: August never happened
+    other.join()
+    close(s, period="2026-08")
+    got = {k: v[1] for k, v in invoices(s).items()}
+    assert sorted(got.values()) == [f"INV-2026-{n:06d}" for n in range(1, 7)]
+    assert sorted(got[f"t{i} 2026-09"] for i in range(3)) == [
+        f"INV-2026-{n:06d}" for n in range(1, 4)]
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"period": "2026-13"}', "period"), (b'{"tenant": "Not_A_Name"}', "tenant"),
+    (b'{"dry_run": "yes"}', "dry_run"), (b'{"verify": 42}', "verify"),
+    (b'{"colour": "red"}', "colour"), (b'{"export": "X", "period": "2026-09"}', "period"),
+    (b'[1]', "body")])
+def test_a_bad_option_answers_400_naming_the_field(body, field):
+    from chargeback.http import RequestError
+    with pytest.raises(RequestError) as caught:
+        month_close.parse_options(body)
+    assert caught.value.status == 400 and caught.value.reason.startswith(f"{field}:")
+
+
+def test_dry_run_shows_the_month_to_date_and_changes_nothing(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-11-02T10:00:00Z", 1000 * NS),
+             event("acme", "2026-11-24T13:00:00Z", 1000 * NS)])  # after NOW: not yet
+    out = close(s, dry_run=True)
+    assert (out["period"], out["month_to_date"]) == ("2026-11", True)
+    assert out["invoices"][0]["total"] == "1.00"
+    assert invoices(s) == {}
+    with db.transaction(s) as conn:
+        assert conn.execute("SELECT count(*) FROM openfaas_metering.tenants").fetchone()[0] == 0
+
+
+def test_closing_a_month_that_has_not_ended_is_refused(database_url, tmp_path):
+    from chargeback.http import RequestError
+    s = settings_for(database_url, tmp_path)
+    with pytest.raises(RequestError, match="^period: 2026-11 has not ended"):
+        close(s, period="2026-11")
+
+
+def test_a_changed_price_book_file_is_a_new_version_and_old_invoices_keep_theirs(
+        database_url, tmp_path):
+    from .billing_helpers import BOOK
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")
+    s2 = settings_for(database_url, tmp_path, book=BOOK.replace('"0.001"', '"0.002"'))
+    send(s2, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    close(s2, period="2026-09")
+    with db.transaction(s) as conn:
+        versions = conn.execute("SELECT period, price_book_version FROM"
+                                " openfaas_metering.invoices ORDER BY period").fetchall()
+        kept = conn.execute("SELECT count(*) FROM openfaas_metering.price_book_versions"
+                            ).fetchone()[0]
+    assert (versions, kept) == ([("2026-08", 1), ("2026-09", 2)], 2)
+    assert usage_line(s, "acme", "2026-09") == (gb_s(1000 * NS), Decimal("2.00"))
+
+
+def test_prices_changed_with_the_command_win_over_an_older_deployed_file(
+        database_url, tmp_path, monkeypatch, capsys):
+    from chargeback import pricebook_store
+
+    from .billing_helpers import BOOK
+    s = settings_for(database_url, tmp_path)        # the deployed file: 0.001 per GB-s
+    pricebook_store.ensure_file_loaded(s)
+    edited = tmp_path / "edited.yml"
+    edited.write_text(BOOK.replace('"0.001"', '"0.003"'))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert pricebook_store.main(["load", str(edited)]) == 0
+    assert "price book version 2 (stored now" in capsys.readouterr().out
+    assert pricebook_store.main(["load", str(edited)]) == 0
+    assert "version 2 (already stored" in capsys.readouterr().out
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-09")
+    assert usage_line(s, "acme", "2026-09") == (gb_s(1000 * NS), Decimal("3.00"))
+    bad = tmp_path / "bad.yml"
+    bad.write_text("plans: {}\n")
+    assert pricebook_store.main(["load", str(bad)]) == 1
+    assert "price_lists: expected a mapping" in capsys.readouterr().err
+
+
+def test_the_daily_rollup_ingest_keeps_equals_the_hourly_one_exactly(database_url, tmp_path):
+    import random
+    s = settings_for(database_url, tmp_path)
+    rng = random.Random(3)
+    for _ in range(3):  # several deliveries: the daily rows are updated, not only inserted
+        send(s, [event(f"t{rng.randint(0, 2)}", f"2026-09-{rng.randint(1, 3):02d}T"
+                       f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00."
+                       f"{rng.randrange(10**9):09d}Z", rng.randrange(1, 10**11),
+                       rng.choice([128, 1024, 3000]) * 2**20, function_name=f"f{rng.randint(0, 2)}")
+                 for _ in range(200)])
+    with db.transaction(s) as conn:
+        hourly = conn.execute(
+            """SELECT date_trunc('day', hour_start AT TIME ZONE 'UTC'), namespace, function_name,
+                      sum(invocations), sum(duration_ns), sum(gb_seconds)
+                 FROM openfaas_metering.function_usage_hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+        ).fetchall()
+        daily = conn.execute(
+            """SELECT day_start AT TIME ZONE 'UTC', namespace, function_name, invocations,
+                      duration_ns, gb_seconds
+                 FROM openfaas_metering.function_usage_daily ORDER BY 1, 2, 3""").fetchall()
+    assert daily == hourly and len(daily) > 10
+
+
+def test_a_new_tenants_usage_in_a_closed_month_is_billed_once_as_an_adjustment(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")
+    send(s, [event("newco", "2026-08-11T10:00:00Z", 1000 * NS)])  # late, and newco is new
+    close(s, period="2026-08")   # re-closing a closed month invoices nobody new
+    close(s, period="2026-09")
+    close(s, now=datetime(2026, 12, 1, 12, tzinfo=timezone.utc))  # the hourly run, later
+    assert sorted(invoices(s)) == ["acme 2026-08", "newco 2026-09"]
+    assert [(kind, q, adj) for kind, m, _, _, q, a, adj in lines(s, "newco", "2026-09")
+            if m == "gb_seconds"] == [("adjustment", gb_s(1000 * NS), "2026-08")]
+
+
+def test_a_month_with_a_draft_invoices_a_new_tenant_there_not_as_late_usage(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    ticks(s, "gpu-co", [("gpu_hours", "NVIDIA-B200", False, "1")],
+          [datetime(2026, 8, 1, h, tzinfo=timezone.utc) for h in range(2)])
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-08")   # gpu-co stays a draft: August is not closed
+    send(s, [event("newco", "2026-08-11T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-09")
+    close(s, period="2026-08")
+    got = invoices(s)
+    assert got["newco 2026-08"][0] == "finalized" and "newco 2026-09" not in got
+
+
+def test_a_re_run_changes_no_finalized_invoice(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event(f"t{i}", "2026-09-10T10:00:00Z", (i + 1) * 1000 * NS) for i in range(3)])
+    close(s, period="2026-09")
+
+    def snapshot():
+        with db.transaction(s) as conn:
+            return conn.execute(
+                """SELECT namespace, number, total, issued_at, computed_at, inputs_sha256,
+                          lines_sha256, (SELECT count(*) FROM openfaas_metering.invoice_lines l
+                                          WHERE l.invoice_id = i.invoice_id)
+                     FROM openfaas_metering.invoices i ORDER BY namespace""").fetchall()
+    before = snapshot()
+    out = close(s, period="2026-09")
+    assert out["periods"][0]["invoices"] == [] and snapshot() == before
+    hourly = close(s, now=NOW)["periods"]  # the hourly run: only October, empty, is left
+    assert [(p["period"], p["invoices"]) for p in hourly] == [("2026-10", [])]
+    assert snapshot() == before and close(s, now=NOW)["periods"] == []
+
+
+def test_late_usage_waits_on_the_tenants_earlier_draft_instead_of_being_billed_twice(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-07-10T10:00:00Z", 1000 * NS)])
+    close(s, period="2026-07")
+    ticks(s, "acme", [("gpu_hours", "NVIDIA-B200", False, "1")],
+          [datetime(2026, 8, 1, h, tzinfo=timezone.utc) for h in range(2)])
+    send(s, [event("acme", "2026-07-11T10:00:00Z", 500 * NS)])   # late July usage
+    close(s, period="2026-08")   # acme's August stays a draft, holding July's adjustment
+    close(s, period="2026-09")
+    got = invoices(s)
+    assert got["acme 2026-08"][0] == "draft" and "acme 2026-09" not in got
+    with db.transaction(s) as conn:
+        held = conn.execute(
+            """SELECT count(*) FROM openfaas_metering.invoice_lines JOIN
+                      openfaas_metering.invoices USING (invoice_id)
+                WHERE adjustment_period = '2026-07'""").fetchone()[0]
+    assert held == 2  # GB-s and invocations, on the August draft only

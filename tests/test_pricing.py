@@ -1,0 +1,200 @@
+"""Invoice arithmetic with plain values: tiers, allowances, discounts, rounding, tax."""
+from datetime import datetime, timezone
+from decimal import Decimal as D
+
+import pytest
+
+from chargeback import pricing
+from chargeback.invoicing import build, quantities_rows
+from chargeback.pricebook import PriceBookError, parse
+from chargeback.pricing import Price, Tier, price_sequence
+
+T0 = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIERS = (Tier(D(100), D("1.0")), Tier(D(300), D("0.5")), Tier(None, D("0.1")))
+
+
+def graduated(q, allowance=0):
+    return price_sequence([(D(q), Price(T0, tiers=TIERS, tier_mode="graduated",
+                                        allowance=D(allowance)))])[0]
+
+
+def volume(q, allowance=0):
+    return price_sequence([(D(q), Price(T0, tiers=TIERS, tier_mode="volume",
+                                        allowance=D(allowance)))])[0]
+
+
+@pytest.mark.parametrize("quantity, expected", [
+    (0, "0"), (99, "99"), (100, "100"), (101, "100.5"), (300, "200"), (301, "200.1"),
+    (1000, "270")])
+def test_graduated_tiers_price_each_tier_separately_at_below_and_above_boundaries(
+        quantity, expected):
+    assert graduated(quantity).gross == D(expected)
+
+
+@pytest.mark.parametrize("quantity, expected", [
+    (0, "0"), (99, "99"), (100, "100"), (101, "50.5"), (300, "150"), (301, "30.1"),
+    (1000, "100")])
+def test_volume_tiers_price_everything_at_the_tier_reached(quantity, expected):
+    assert volume(quantity).gross == D(expected)
+
+
+def test_allowance_comes_off_before_the_tiers():
+    priced = graduated(150, allowance=50)
+    assert (priced.allowance_used, priced.gross) == (D(50), D(100))
+
+
+def test_allowance_larger_than_usage_bills_nothing():
+    priced = volume(30, allowance=50)
+    assert (priced.allowance_used, priced.gross) == (D(30), D(0))
+
+
+def test_a_split_month_does_not_grant_the_allowance_or_the_first_tier_twice():
+    old = Price(T0, tiers=TIERS, tier_mode="graduated", allowance=D(10))
+    new = Price(datetime(2026, 9, 16, tzinfo=timezone.utc), tiers=TIERS,
+                tier_mode="graduated", allowance=D(10))
+    first, second = price_sequence([(D(60), old), (D(60), new)])
+    whole = graduated(120, allowance=10)
+    assert (first.allowance_used, second.allowance_used) == (D(10), D(0))
+    assert first.gross + second.gross == whole.gross == D("105")
+
+
+@pytest.mark.parametrize("currency, amount, expected", [
+    ("JPY", "2.5", "2"), ("JPY", "3.5", "4"), ("EUR", "0.125", "0.12"),
+    ("EUR", "0.135", "0.14"), ("KWD", "1.0005", "1.000"), ("KWD", "1.0015", "1.002")])
+def test_amounts_round_half_even_to_the_currencys_minor_unit(currency, amount, expected):
+    rounded = pricing.round_money(D(amount), currency)
+    assert (rounded, rounded.as_tuple().exponent) == (D(expected), -pricing.minor_units(currency))
+
+
+def test_unknown_currency_is_refused_not_guessed():
+    with pytest.raises(pricing.CurrencyError):
+        pricing.minor_units("XYZ")
+
+
+def test_tax_is_one_rounding_of_the_subtotal():
+    totals = pricing.totals([D("10.01"), D("0.05")], D("0.19"), "EUR")
+    assert (totals.subtotal, totals.tax, totals.total) == (D("10.06"), D("1.91"), D("11.97"))
+
+
+BOOK = parse("""
+default_plan: pro
+plans:
+  pro: {currency: USD, price_list: usd, base_fee: "10", minimum_commitment: "50",
+        tax_rate: "0.1"}
+  cheap: {currency: USD, price_list: usd, spot_discount_percent: 25}
+price_lists:
+  usd:
+    currency: USD
+    meters:
+      node_hours: {"*": {unit_price: "2.00"}}
+      gb_seconds:
+        "*":
+          - {unit_price: "0.01"}
+          - {effective_from: "2026-09-16T00:00:00Z", unit_price: "0.02"}
+""")
+BOOK = type(BOOK)(BOOK.default_plan, BOOK.plans, BOOK.prices, BOOK.content_sha256, 1)
+WINDOWS = [["2026-09-01T00:00:00+00:00", "2026-09-16T00:00:00+00:00"],
+           ["2026-09-16T00:00:00+00:00", "2026-10-01T00:00:00+00:00"]]
+
+
+def inputs(quantities, plan=None, **extra):
+    return {"namespace": "acme", "period": "2026-09", "timezone": "UTC",
+            "price_book_version": 1, "plan": plan, "tenant_currency": None,
+            "tax_rate_override": None, "windows": WINDOWS,
+            "quantities": quantities_rows(quantities), "late": [], **extra}
+
+
+def test_a_mid_month_price_change_splits_the_line_at_that_instant():
+    draft = build(inputs({("gb_seconds", "", False, 0): D(100),
+                          ("gb_seconds", "", False, 1): D(100)}, plan="cheap"), {1: BOOK})
+    usage = [(l.quantity, l.amount, l.price_from.day) for l in draft.lines]
+    assert usage == [(D(100), D("1.00"), 1), (D(100), D("2.00"), 16)]
+
+
+def test_spot_capacity_is_discounted_by_the_plan_percentage():
+    draft = build(inputs({("node_hours", "m5", True, 0): D(10),
+                          ("node_hours", "m5", False, 0): D(10)}, plan="cheap"), {1: BOOK})
+    assert [(l.spot, l.discount, l.amount) for l in draft.lines] == [
+        (False, D("0.00"), D("20.00")), (True, D("5.00"), D("15.00"))]
+
+
+def test_base_fee_minimum_commitment_top_up_and_tax():
+    draft = build(inputs({("node_hours", "", False, 0): D(10)}), {1: BOOK})
+    assert [(l.kind, l.amount) for l in draft.lines] == [
+        ("capacity", D("20.00")), ("base_fee", D("10.00")), ("commitment", D("30.00"))]
+    assert (draft.subtotal, draft.tax, draft.total) == (D("60.00"), D("6.00"), D("66.00"))
+
+
+def test_tenant_tax_override_wins_over_the_plan():
+    draft = build(inputs({("node_hours", "", False, 0): D(50)}, tax_rate_override="0.25"),
+                  {1: BOOK})
+    assert (draft.subtotal, draft.tax) == (D("110.00"), D("27.50"))
+
+
+def test_usage_without_a_price_keeps_the_invoice_in_draft_with_the_reason():
+    draft = build(inputs({("gpu_hours", "NVIDIA-B200", False, 0): D(1)}), {1: BOOK})
+    assert draft.reasons == ["no price for gpu_hours NVIDIA-B200 in plan 'pro'"]
+    assert draft.total is None
+
+
+def test_unknown_plan_or_other_currency_is_a_draft_never_another_plan():
+    assert build(inputs({}, plan="gold"), {1: BOOK}).reasons == [
+        "plan 'gold' is not in price book version 1"]
+    assert build(inputs({}, tenant_currency="EUR"), {1: BOOK}).reasons == [
+        "tenant currency EUR differs from plan 'pro' currency USD"]
+
+
+def test_late_usage_is_priced_incrementally_at_its_months_prices():
+    late = {"period": "2026-08", "plan": "cheap", "price_book_version": 1,
+            "windows": [["2026-08-01T00:00:00+00:00", "2026-09-01T00:00:00+00:00"]],
+            "quantities": quantities_rows({("gb_seconds", "", False, 0): D(150)}),
+            "billed": [["gb_seconds", "", False, "2026-08-01T00:00:00+00:00", "100"]]}
+    draft = build(inputs({}, plan="cheap", late=[late]), {1: BOOK})
+    assert [(l.kind, l.quantity, l.amount, l.adjustment_period) for l in draft.lines] == [
+        ("adjustment", D(50), D("0.50"), "2026-08")]
+
+
+@pytest.mark.parametrize("text, field", [
+    ("default_plan: x\nplans: {}\nprice_lists: {}", "default_plan"),
+    ("plans: {a: {currency: ABC, price_list: l}}\nprice_lists: {l: {currency: ABC, meters: {}}}",
+     "plans.a.currency"),
+    ("plans: {}\nprice_lists: {l: {currency: USD, meters: {bogus: {}}}}",
+     "price_lists.l.meters.bogus"),
+    ("plans: {}\nprice_lists: {l: {currency: USD, meters: {gb_seconds: "
+     "{'*': {tiers: {mode: volume, steps: [{unit_price: 1}, {unit_price: 2}]}}}}}}",
+     "steps[0].up_to"),
+])
+def test_a_bad_price_book_is_refused_naming_the_key(text, field):
+    with pytest.raises(PriceBookError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse(text)
+
+
+def test_the_shipped_price_book_prices_every_meter_of_the_fixture_cluster():
+    from chargeback.pricebook import DEFAULT_FILE
+    book = parse(DEFAULT_FILE.read_text())
+    for plan in book.plans.values():
+        for meter, sku in [("gb_seconds", ""), ("invocations", ""), ("node_hours", "x"),
+                           ("gpu_hours", "NVIDIA-H100-80GB-HBM3"),
+                           ("gpu_hours", "NVIDIA-A100-SXM4-80GB/mig-1g.10gb"),
+                           ("storage_gib_hours", "premium-rwo"), ("loadbalancer_hours", ""),
+                           ("cpu_core_hours", ""), ("memory_gib_hours", "")]:
+            assert book.prices_for(plan, meter, sku), (plan.name, meter, sku)
+        assert book.prices_for(plan, "gpu_hours", "NVIDIA-B200") is None
+
+
+def test_a_kolkata_month_is_whole_utc_days_whole_hours_and_raw_half_hours():
+    from chargeback.periods import period, split_window
+    p = period("2026-09", "Asia/Kolkata")
+    split = split_window(p.start, p.end)
+    assert [t.isoformat() for t in (split.start, split.hours_from, split.days_from,
+                                    split.days_to, split.hours_to, split.end)] == [
+        "2026-08-31T18:30:00+00:00", "2026-08-31T19:00:00+00:00",
+        "2026-09-01T00:00:00+00:00", "2026-09-30T00:00:00+00:00",
+        "2026-09-30T18:00:00+00:00", "2026-09-30T18:30:00+00:00"]
+
+
+def test_a_window_inside_one_hour_is_all_raw_events():
+    from chargeback.periods import split_window
+    start = datetime(2026, 9, 1, 10, 15, tzinfo=timezone.utc)
+    split = split_window(start, start.replace(minute=45))
+    assert split.hours_from == split.days_from == split.days_to == split.hours_to == split.end
