@@ -18,9 +18,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
-
-from chargeback import capacity, capacity_store, capacity_tick, db, kube, migrate
+from chargeback import capacity, capacity_store, capacity_tick, db, kube
 from chargeback.settings import load
 from devstack.pg import EmbeddedPostgres, free_port
 
@@ -38,16 +36,6 @@ def start_kube_api(args, kubeconfig: Path) -> subprocess.Popen:
         proc.kill()
         raise SystemExit("bench: the fixture Kubernetes API did not start")
     return proc
-
-
-def fresh_database(server: EmbeddedPostgres) -> str:
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_meter")
-        conn.execute("CREATE DATABASE bench_meter")
-    url = server.url.rsplit("/", 1)[0] + "/bench_meter"
-    with psycopg.connect(url) as conn:
-        migrate.apply(conn)
-    return url
 
 
 def timed(settings, at: datetime, decode_models: bool) -> dict:
@@ -89,7 +77,8 @@ def main() -> int:
     kube = start_kube_api(args, VAR / "kubeconfig")
     pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
     try:
-        settings = load({"KUBECONFIG": str(VAR / "kubeconfig"), "DATABASE_URL": fresh_database(pg),
+        settings = load({"KUBECONFIG": str(VAR / "kubeconfig"),
+                         "DATABASE_URL": pg.fresh_database("bench_meter"),
                          "EXCLUDE_NAMESPACES": "openfaas-system"})
         t0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
         capacity_tick.run_tick(settings, t0)  # baseline tick + warm-up
