@@ -61,8 +61,29 @@ _COPY_STAGING = ("COPY usage_staging (namespace, function_name, started_ns, dura
 # its rollup hour (the UTC hour of the exact start) always agree; `duration`
 # is rounded half up (values are >= 0), which keeps the docs' query within
 # half a microsecond per event of the exact GB-seconds.
+# Each rollup (hourly, daily) adds the rows the insert returned to its
+# rows, in its key's order, so replicas lock rollup rows in the same order.
 # {skip_duplicates} is empty on the first attempt (see _insert) or ON CONFLICT
 # DO NOTHING.
+_ROLLUP = """{name} AS (
+    INSERT INTO openfaas_metering.{table} AS r ({key}, invocations, duration_ns, gb_seconds)
+    SELECT {key}, count(*), sum(duration_ns),
+           sum(duration_ns::numeric * memory_bytes) * %(gb_seconds_per_byte_ns)s::numeric
+      FROM (SELECT namespace, function_name, duration_ns, memory_bytes,
+                   timestamptz '1970-01-01 00:00:00+00'
+                       + (started_ns / 3600000000000) * interval '1 hour' AS hour_start,
+                   timestamptz '1970-01-01 00:00:00+00'
+                       + (started_ns / 86400000000000) * interval '1 day' AS day_start
+              FROM inserted) AS i
+     GROUP BY {key}
+     ORDER BY {key}
+    ON CONFLICT ({key}) DO UPDATE
+       SET invocations = r.invocations + excluded.invocations,
+           duration_ns = r.duration_ns + excluded.duration_ns,
+           gb_seconds  = r.gb_seconds + excluded.gb_seconds,
+           updated_at  = now()
+    RETURNING 1
+)"""
 _INSERT = sql.SQL("""
 WITH inserted AS (
     INSERT INTO openfaas_metering.function_usage
@@ -79,43 +100,10 @@ WITH inserted AS (
               memory_bytes
     {skip_duplicates}
     RETURNING namespace, function_name, started_ns, duration_ns, memory_bytes
-), rolled_up AS (
-    INSERT INTO openfaas_metering.function_usage_hourly AS h
-        (namespace, function_name, hour_start, invocations, duration_ns, gb_seconds)
-    SELECT namespace, function_name,
-           timestamptz '1970-01-01 00:00:00+00'
-               + (started_ns / 3600000000000) * interval '1 hour',
-           count(*),
-           sum(duration_ns),
-           sum(duration_ns::numeric * memory_bytes) * %(gb_seconds_per_byte_ns)s::numeric
-      FROM inserted
-     GROUP BY 1, 2, 3
-     ORDER BY 1, 2, 3
-    ON CONFLICT (namespace, function_name, hour_start) DO UPDATE
-       SET invocations = h.invocations + excluded.invocations,
-           duration_ns = h.duration_ns + excluded.duration_ns,
-           gb_seconds  = h.gb_seconds + excluded.gb_seconds,
-           updated_at  = now()
-    RETURNING 1
-), rolled_up_daily AS (
-    INSERT INTO openfaas_metering.function_usage_daily AS d
-        (day_start, namespace, function_name, invocations, duration_ns, gb_seconds)
-    SELECT timestamptz '1970-01-01 00:00:00+00'
-               + (started_ns / 86400000000000) * interval '1 day',
-           namespace, function_name,
-           count(*),
-           sum(duration_ns),
-           sum(duration_ns::numeric * memory_bytes) * %(gb_seconds_per_byte_ns)s::numeric
-      FROM inserted
-     GROUP BY 1, 2, 3
-     ORDER BY 1, 2, 3
-    ON CONFLICT (day_start, namespace, function_name) DO UPDATE
-       SET invocations = d.invocations + excluded.invocations,
-           duration_ns = d.duration_ns + excluded.duration_ns,
-           gb_seconds  = d.gb_seconds + excluded.gb_seconds,
-           updated_at  = now()
-    RETURNING 1
-)
+), """ + _ROLLUP.format(name="rolled_up", table="function_usage_hourly",
+                        key="namespace, function_name, hour_start") + """, """
+    + _ROLLUP.format(name="rolled_up_daily", table="function_usage_daily",
+                     key="day_start, namespace, function_name") + """
 SELECT namespace, count(*) FROM inserted GROUP BY namespace""")
 _INSERT_ALL = _INSERT.format(skip_duplicates=sql.SQL(""))
 _INSERT_NEW = _INSERT.format(skip_duplicates=sql.SQL("ON CONFLICT DO NOTHING"))

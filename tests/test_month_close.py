@@ -454,3 +454,18 @@ def test_late_usage_waits_on_the_tenants_earlier_draft_instead_of_being_billed_t
                       openfaas_metering.invoices USING (invoice_id)
                 WHERE adjustment_period = '2026-07'""").fetchone()[0]
     assert held == 2  # GB-s and invocations, on the August draft only
+
+
+def test_the_export_of_an_adjustment_adds_up_to_its_quantity(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS, function_name="a")])
+    close(s, period="2026-08")
+    send(s, [event("acme", "2026-08-20T10:00:00Z", 500 * NS, function_name="b")])
+    number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
+    rows = [r.split(",") for r in month_close.export(s, number).splitlines()[1:]]
+    gb = [(r[5], r[6], Decimal(r[7])) for r in rows if r[2] == "gb_seconds"]
+    assert gb == [("2026-08-10", "a", Decimal(1000)), ("2026-08-20", "b", Decimal(500)),
+                  ("billed earlier", "", Decimal(-1000))]
+    assert sum(q for _, _, q in gb) == gb_s(500 * NS)
+    report = month_close.verify(s, number)
+    assert report["match"] and report["late_usage"] == []

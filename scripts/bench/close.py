@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from chargeback import billing_store, capacity_store, db, ingest, migrate, month_close
+from chargeback import billing_store, capacity_store, db, ingest, month_close
 from chargeback.capacity import Reading, Sample, Tenant
 from chargeback.month_close import Options
 from chargeback.periods import period, to_ns
@@ -63,16 +63,6 @@ class NoGateway:
 
     def invoke_async(self, function, body=b"", **kwargs):
         return "bench"
-
-
-def fresh_database(server: EmbeddedPostgres) -> str:
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_close")
-        conn.execute("CREATE DATABASE bench_close")
-    url = server.url.rsplit("/", 1)[0] + "/bench_close"
-    with psycopg.connect(url) as conn:
-        migrate.apply(conn)
-    return url
 
 
 def load_usage(settings, args) -> None:
@@ -157,7 +147,7 @@ def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
     try:
-        settings = load({"DATABASE_URL": fresh_database(pg), "DB_POOL_MAX": "2"})
+        settings = load({"DATABASE_URL": pg.fresh_database("bench_close"), "DB_POOL_MAX": "2"})
         print(f"loading {args.events:,} events ({args.tenants:,} tenants, "
               f"{args.functions:,} functions) and a month of capacity ...", flush=True)
         load_usage(settings, args)

@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 
-import random
-from decimal import Decimal
-
-from chargeback import capacity, capacity_store, capacity_tick, db, kube, migrate
+from chargeback import capacity, capacity_store, capacity_tick, db, kube
 from chargeback.settings import load
 from devstack.pg import EmbeddedPostgres, free_port
 
@@ -53,16 +52,6 @@ def start_kube_api(args, kubeconfig: Path) -> subprocess.Popen:
         proc.kill()
         raise SystemExit("bench: the fixture Kubernetes API did not start")
     return proc
-
-
-def fresh_database(server: EmbeddedPostgres, name: str = "bench_meter") -> str:
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    url = server.url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(url) as conn:
-        migrate.apply(conn)
-    return url
 
 
 def timed(settings, at: datetime, decode_models: bool) -> dict:
@@ -156,7 +145,7 @@ def bench_month(pg: EmbeddedPostgres, args) -> None:
     print(f"\nsimulated cluster: {args.tenants:,} tenants x {args.holdings} holdings "
           f"= {holdings:,}, {changes_per_hour:,} changing per hour; record_tick, no Kubernetes",
           flush=True)
-    url = fresh_database(pg, "bench_meter_day")
+    url = pg.fresh_database("bench_meter_day")
     day = simulate(url, SimulatedCluster(args.tenants, args.holdings), start, 1441,
                    timedelta(minutes=1), spread(changes_per_hour, 60), 300)
     steady = day["write_s"][1:]
@@ -168,7 +157,7 @@ def bench_month(pg: EmbeddedPostgres, args) -> None:
           f"{sorted(steady)[int(len(steady) * 0.99)] * 1000:.0f} ms p99 per tick")
     print(f"a month (30 days of the same): {month_rows:,} rows; per-tick samples (the previous "
           f"storage): {naive_rows:,} rows; {naive_rows / month_rows:,.0f}x fewer")
-    url = fresh_database(pg, "bench_meter_month")
+    url = pg.fresh_database("bench_meter_month")
     month = simulate(url, SimulatedCluster(args.tenants, args.holdings), start, 30 * 24 + 1,
                      timedelta(hours=1), [changes_per_hour], 3600)
     query_s, result_rows = month_query_s(url, start)
@@ -209,7 +198,8 @@ def main() -> int:
     kube = start_kube_api(args, VAR / "kubeconfig")
     pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
     try:
-        settings = load({"KUBECONFIG": str(VAR / "kubeconfig"), "DATABASE_URL": fresh_database(pg),
+        settings = load({"KUBECONFIG": str(VAR / "kubeconfig"),
+                         "DATABASE_URL": pg.fresh_database("bench_meter"),
                          "EXCLUDE_NAMESPACES": "openfaas-system"})
         t0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
         capacity_tick.run_tick(settings, t0)  # baseline tick + warm-up

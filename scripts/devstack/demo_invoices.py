@@ -74,7 +74,9 @@ def run(gateway_url: str, database_url: str, webhook_secret: str) -> None:
     sender = WebhookSender(f"{gateway_url}/function/receive-usage.openfaas-system",
                            webhook_secret)
     answer = sender.post(LATE_EVENTS)
-    if answer.status_code != 200 or answer.json()["accepted"] != len(LATE_EVENTS):
+    # a second demo against the same runtime (scripts/up) finds them stored already
+    if answer.status_code != 200 or (answer.json()["accepted"] + answer.json()["duplicates"]
+                                     != len(LATE_EVENTS)):
         raise DemoError(f"late events: {answer.status_code} {answer.text[:200]}")
     print(f"\n{len(LATE_EVENTS)} late September events for {LATE_TENANT} arrive after the close")
     october = close(gateway_url, "2026-10")["periods"][0]

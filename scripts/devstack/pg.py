@@ -26,6 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
+from chargeback import migrate
+
 PG_USER = "chargeback-pg"
 # As root: where the server user can always reach binaries and data.
 SERVER_HOME = Path("/var/lib/chargeback-pg")
@@ -197,6 +201,16 @@ class EmbeddedPostgres:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"embedded postgres did not listen on port {self.port}")
+
+    def fresh_database(self, name: str) -> str:
+        """Drop and create database `name`, apply the migrations; its URL."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        url = self.url.rsplit("/", 1)[0] + f"/{name}"
+        with psycopg.connect(url) as conn:
+            migrate.apply(conn)
+        return url
 
     def running(self) -> bool:
         try:
