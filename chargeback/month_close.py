@@ -22,7 +22,7 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import billing_store, db, invoice_export, invoicing, pricebook_store
+from . import billing_store, db, invoice_export, invoicing, partitions, pricebook_store
 from .gateway import GatewayClient, GatewayError
 from .http import RequestError
 from .invoicing import Draft, Line, billed_rows, quantities_rows, sha256_json
@@ -383,6 +383,11 @@ def _previous_name(name: str) -> str:
 def run(settings: Settings, options: Options, now: datetime,
         client: GatewayClient | None = None) -> dict:
     """What one call of aggregate-month does with `options`; the response body."""
+    if not options.dry_run:
+        # The hourly run keeps function_usage's coming months created ahead of
+        # time, so no delivery ever creates one inside its own transaction.
+        with db.transaction(settings) as conn:
+            partitions.ensure_ahead(conn)
     pricebook_store.ensure_file_loaded(settings)
     tz = settings.billing_timezone
     namespaces = [options.tenant] if options.tenant else None

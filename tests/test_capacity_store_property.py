@@ -142,3 +142,23 @@ def test_the_audit_query_names_what_a_tenant_held_at_an_instant_and_from_which_t
         assert held_at(T0 + timedelta(minutes=10)) == [  # in the gap: seen, not billed
             ("gpu_hours", 4, T0 + timedelta(minutes=2), T0 + timedelta(minutes=20), False)]
         assert held_at(T0 + timedelta(minutes=21)) == []  # after the latest tick: not known yet
+
+
+def test_capacity_monthly_steps_utc_months_whatever_the_session_time_zone(database_url):
+    gpu = KEYS[0]
+    start = datetime(2026, 10, 31, 23, 0, tzinfo=timezone.utc)
+    with psycopg.connect(database_url) as conn:
+        for minute in range(0, 121, 5):  # 23:00 on Oct 31 to 01:00 on Nov 1, UTC
+            with conn.transaction():
+                record_tick(conn, start + timedelta(minutes=minute), as_reading({gpu: Decimal(2)}),
+                            MAX_GAP_SECONDS)
+        by_zone = {}
+        for zone in ("UTC", "America/New_York", "Asia/Kolkata"):
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+            by_zone[zone] = sorted(conn.execute(
+                "SELECT period_start, unit_seconds FROM openfaas_metering.capacity_monthly"
+            ).fetchall())
+    # 60 minutes of two GPUs on each side of midnight UTC, in every session zone
+    expected = [(datetime(2026, 10, 1, tzinfo=timezone.utc), Decimal(2 * 3600)),
+                (datetime(2026, 11, 1, tzinfo=timezone.utc), Decimal(2 * 3600))]
+    assert by_zone == {zone: expected for zone in by_zone}

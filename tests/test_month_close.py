@@ -98,6 +98,20 @@ def test_an_empty_month_closes_without_invoices(database_url, tmp_path):
     assert invoices(s) == {}
 
 
+def test_the_hourly_run_creates_the_coming_months_partitions_ahead_of_ingest(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path)
+    with db.transaction(s) as conn:  # first use made them; take one away again
+        next_month = conn.execute(
+            "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month',"
+            " 'YYYY_MM')").fetchone()[0]
+        conn.execute(f"DROP TABLE openfaas_metering.function_usage_{next_month}")
+    close(s)
+    with db.transaction(s) as conn:
+        assert conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                            (f"openfaas_metering.function_usage_{next_month}",)).fetchone()[0]
+
+
 def test_convergent_run_closes_every_past_month_from_the_first_usage_not_1970(
         database_url, tmp_path):
     s = settings_for(database_url, tmp_path, CLOSE_GRACE_HOURS="6")
