@@ -50,7 +50,7 @@ def parse_options(body: bytes) -> Options:
         return Options()
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise RequestError(400, "body: expected a JSON object such as "
                                 '{"period": "2026-09"}') from None
     if not isinstance(doc, dict):
