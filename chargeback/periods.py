@@ -55,7 +55,7 @@ def _next_month(day: date) -> date:
 
 def period(name: str, tz_name: str) -> Period:
     """The period named YYYY-MM in the zone; PeriodError when the name is not one."""
-    match = _PERIOD.match(name) if isinstance(name, str) else None
+    match = _PERIOD.fullmatch(name) if isinstance(name, str) else None
     if not match:
         raise PeriodError(f"{name!r} is not a month (expected YYYY-MM, e.g. 2026-09)")
     if not 1900 <= int(match.group(1)) <= 9998:  # year 0 is no date; 9999-12 has no end
