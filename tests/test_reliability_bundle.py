@@ -8,6 +8,7 @@ the README's Reliability table records them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -210,3 +211,50 @@ def test_two_closes_of_one_month_at_once_make_one_set_of_invoices_queued_once(
     assert closed == [("2026-09", 4)]
     print("\ntwo closes of 2026-09 at once through the gateway: 4 invoices (not 8), "
           "numbered 1-4, 4 hand-offs to email-invoice")
+
+
+# email-invoice: SMTP down for several retries, every invoice queued twice ---------------
+
+def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
+        local_runtime, product_stack, database_url, callbacks):
+    """Three invoices, each handed to email-invoice twice at once through /async-function/
+    (a re-queue racing the first hand-off) while the SMTP server is down; the queue retries
+    until it is up: every invoice arrives exactly once."""
+    from devstack.gateway import RetryPolicy
+    from devstack.pg import free_port
+
+    from .invoices import RecordingSmtp, finalized_invoice, invoice_row, start_smtp
+    from .test_email_invoice import MAIL_ENV
+    port = free_port()  # nothing listens here yet
+    stack = dataclasses.replace(product_stack, functions={
+        "email-invoice": product_stack.functions["email-invoice"]})
+    rt = local_runtime(stack, cron=False, retry=RetryPolicy(attempts=40, min_wait_s=0.2,
+                                                            max_wait_s=0.4),
+                       function_env={"DATABASE_URL": database_url,
+                                     "SMTP_URL": f"smtp://127.0.0.1:{port}", **MAIL_ENV})
+    ids = [finalized_invoice(database_url, namespace=f"tenant-{i}",
+                             email=f"billing@tenant-{i}.example") for i in range(3)]
+    for invoice_id in ids + ids:
+        r = requests.post(f"{rt.gateway_url}/async-function/email-invoice.openfaas-system",
+                          json={"invoice_id": invoice_id},
+                          headers={"X-Callback-Url": callbacks.url})
+        assert r.status_code == 202
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and min(
+            invoice_row(database_url, i)["send_attempts"] for i in ids) < 3:
+        time.sleep(0.1)  # each invoice refused by the dead server at least three times
+    handler = RecordingSmtp()
+    controller = start_smtp(handler, port)
+    try:
+        results = [callbacks.received.get(timeout=60) for _ in range(6)]
+    finally:
+        controller.stop()
+    assert sorted(h["X-Function-Status"] for h, _ in results) == ["200"] * 6
+    assert sorted(json.loads(b)["status"] for _, b in results) == ["already-sent"] * 3 + [
+        "sent"] * 3
+    assert sorted(m.rcpt_tos[0] for m in handler.received) == [
+        f"billing@tenant-{i}.example" for i in range(3)]  # one mail each
+    attempts = [invoice_row(database_url, i)["send_attempts"] for i in ids]
+    assert all(invoice_row(database_url, i)["status"] == "sent" for i in ids)
+    print(f"\nSMTP down, then up: 3 invoices queued twice each (6 calls), {attempts} send "
+          f"attempts, {len(handler.received)} mails: each invoice once")
