@@ -18,10 +18,7 @@ import psycopg
 import pytest
 import requests
 
-from devstack import stack as stackfile
-
-from .billing_helpers import NS, event, send, settings_for
-from .conftest import ROOT
+from .test_aggregate_month_http import _recorded
 from .test_meter_capacity import H100, T0, rows, start_meter, tick, unit_seconds  # noqa: F401
 
 
@@ -125,30 +122,11 @@ def _tick_until_done(fn, at, attempts: int = 50) -> dict:
     raise AssertionError("the minute stayed locked")
 
 
-@pytest.fixture
-def close_via_gateway(local_runtime, database_url, tmp_path):
-    """aggregate-month behind the local gateway, a recording email-invoice stand-in, and
-    September usage for four tenants; returns (url, settings, record dir, runtime)."""
-    settings = settings_for(database_url, tmp_path)
-    send(settings, [event(f"tenant-{i}", "2026-09-10T10:00:00Z", NS) for i in range(4)])
-    record = tmp_path / "record"
-    record.mkdir()
-    runtime = local_runtime(stackfile.load(ROOT / "tests" / "stack_fanout.yml", root=ROOT),
-                            function_env={"DATABASE_URL": database_url,
-                                          "PRICEBOOK_FILE": settings.pricebook_file,
-                                          "RECORD_DIR": str(record), "DB_LOCK_TIMEOUT": "30"},
-                            cron=False)
-    return (f"{runtime.gateway_url}/function/aggregate-month.openfaas-system", settings,
-            record, runtime)
-
-
 def _handed_off(record, expected: int, settle_s: float = 1.0) -> list[str]:
     """Invoice ids handed to email-invoice, once `expected` arrived and nothing more came."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(list(record.iterdir())) < expected:
-        time.sleep(0.05)
+    _recorded(record, expected)
     time.sleep(settle_s)  # a duplicate hand-off would arrive in this time
-    return sorted(json.loads(p.read_bytes())["invoice_id"] for p in record.iterdir())
+    return _recorded(record, expected, timeout_s=0)
 
 
 def _invoice_state(database_url) -> tuple:
