@@ -304,3 +304,39 @@ def test_a_method_no_route_takes_is_a_one_line_json_405(serve_function, database
     r = requests.request("TRACE", fn.url, timeout=10)
     assert r.status_code == 405 and r.headers["Content-Type"] == "application/json"
     assert r.json()["error"].startswith("405 Method Not Allowed")
+
+
+RAW_HEADERS = [  # (headers after Host, body)
+    (b"X-Call-Id: a\r\nX-Injected: 1", b"{}"),          # a second header smuggled in
+    (b"X-Call-Id: a\nX-Injected: 1", b"{}"),            # a bare LF
+    (b"X-Call-Id: a\x00b", b"{}"),                      # NUL
+    (b"X-Call-Id: a\r\n folded", b"{}"),                # obsolete line folding
+    (b"X Bad Name: 1", b"{}"),                          # a space in a header name
+    (b": no name", b"{}"),
+    (b"X-Long: " + b"a" * 70_000, b"{}"),               # one very long header
+    (b"Content-Length: 2\r\nContent-Length: 3", None),  # two lengths: request smuggling
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 5", b"2\r\n{}\r\n0\r\n\r\n"),
+]
+
+
+def test_raw_header_injection_is_refused_or_ignored_never_a_5xx(bundle):
+    """What a client library will not send: raw bytes on a socket to the template's server.
+    (waitress quoted the offending line in its 400, line break included: now one line.)"""
+    import socket
+    from urllib.parse import urlsplit
+    urls, _, _ = bundle
+    for fn, (header, body) in itertools.product(FUNCTIONS, RAW_HEADERS):
+        host, port = urlsplit(urls[fn]).hostname, urlsplit(urls[fn]).port
+        length = b"" if body is None or b"Length" in header else b"Content-Length: 2\r\n"
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n" + length +
+                         b"Connection: close\r\n\r\n" + (body or b"{}"))
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1])
+        assert status < 500, (header[:40], answer[:300])
+        head, content = answer.split(b"\r\n\r\n", 1)
+        assert b"Traceback" not in answer and b"X-Injected" not in head
+        if status >= 400:
+            assert "\n" not in json.loads(content)["error"], answer[:300]

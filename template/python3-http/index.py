@@ -60,7 +60,10 @@ class JsonErrorTask(ErrorTask):
             reason = (f"request body is larger than {MAX_BODY_BYTES} bytes "
                       "(MAX_BODY_BYTES); nothing was read past the limit")
         else:
+            # waitress quotes the offending header line, raw: keep the reason one bounded line
             reason = f"{error.reason}: {error.body}".strip()
+            reason = reason.replace("\r", "\\r").replace("\n", "\\n")
+            reason = reason if len(reason) <= 300 else reason[:300] + "..."
         body = json.dumps({"error": reason}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
