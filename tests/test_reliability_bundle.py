@@ -1,7 +1,8 @@
-"""The campaign's fault and concurrency cases for meter-capacity and aggregate-month (issue 15):
-the Kubernetes API failing, hanging or cutting a page short; a function process killed in
-the middle of its transaction and restarted; two closes of one month at once through the
-local gateway. (email-invoice's cases are in tests/test_email_invoice.py.)
+"""The campaign's fault and concurrency cases for meter-capacity, aggregate-month and
+email-invoice (issue 15): the Kubernetes API failing, hanging or cutting a page short; a
+function process killed mid-request and restarted; two closes of one month at once through
+the local gateway; SMTP down for several retries with every invoice queued twice. (More of
+email-invoice's cases are in tests/test_email_invoice.py.)
 
 Each test prints its measured outcome (`scripts/test -s tests/test_reliability_bundle.py`);
 the README's Reliability table records them.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -18,7 +21,12 @@ import psycopg
 import pytest
 import requests
 
+from devstack.gateway import RetryPolicy
+from devstack.pg import free_port
+
+from .invoices import RecordingSmtp, finalized_invoice, invoice_row, start_smtp
 from .test_aggregate_month_http import _recorded
+from .test_email_invoice import MAIL_ENV
 from .test_meter_capacity import H100, T0, rows, start_meter, tick, unit_seconds  # noqa: F401
 
 
@@ -198,11 +206,6 @@ def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
     """Three invoices, each handed to email-invoice twice at once through /async-function/
     (a re-queue racing the first hand-off) while the SMTP server is down; the queue retries
     until it is up: every invoice arrives exactly once."""
-    from devstack.gateway import RetryPolicy
-    from devstack.pg import free_port
-
-    from .invoices import RecordingSmtp, finalized_invoice, invoice_row, start_smtp
-    from .test_email_invoice import MAIL_ENV
     port = free_port()  # nothing listens here yet
     stack = dataclasses.replace(product_stack, functions={
         "email-invoice": product_stack.functions["email-invoice"]})
@@ -236,3 +239,38 @@ def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
     assert all(invoice_row(database_url, i)["status"] == "sent" for i in ids)
     print(f"\nSMTP down, then up: 3 invoices queued twice each (6 calls), {attempts} send "
           f"attempts, {len(handler.received)} mails: each invoice once")
+
+
+def test_email_invoice_killed_before_the_server_took_the_mail_sends_it_once(
+        serve_function, database_url):
+    """Killed while the SMTP server answers RCPT (claim committed, nothing accepted yet):
+    retries are held off while the claim is fresh, then the invoice goes out once."""
+    handler = RecordingSmtp()
+    controller = start_smtp(handler, free_port())
+    try:
+        fn = serve_function("email-invoice", env={
+            "DATABASE_URL": database_url, **MAIL_ENV,
+            "SMTP_URL": f"smtp://127.0.0.1:{controller.port}"})
+        invoice_id = finalized_invoice(database_url)
+        handler.on_rcpt = lambda address: os.kill(fn.proc.pid, signal.SIGKILL)
+        with pytest.raises(requests.ConnectionError):
+            requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
+        fn.proc.wait()
+        handler.on_rcpt = None
+        fn.start().wait_healthy()
+        held = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
+        assert held.status_code == 503 and handler.received == []
+        with psycopg.connect(database_url) as conn:  # SEND_CLAIM_TIMEOUT_SECONDS passes
+            conn.execute("UPDATE openfaas_metering.invoices SET send_claimed_at ="
+                         " send_claimed_at - interval '1 hour' WHERE invoice_id = %s",
+                         (invoice_id,))
+        r = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
+        assert r.status_code == 200 and r.json()["status"] == "sent", r.text
+        again = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
+        assert again.json()["status"] == "already-sent"
+        assert len(handler.received) == 1
+        assert invoice_row(database_url, invoice_id)["send_attempts"] == 2
+    finally:
+        controller.stop()
+    print("\nemail-invoice killed at RCPT: 503 while its claim was fresh, then 1 mail "
+          "(2 attempts), then already-sent")
