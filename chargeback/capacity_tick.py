@@ -44,7 +44,7 @@ def requested_now(body: bytes, settings: Settings) -> datetime | None:
         return None
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise RequestError(400, "body: expected empty (as cron-connector sends) or JSON") from None
     if not isinstance(payload, dict) or "now" not in payload:
         return None
@@ -53,7 +53,8 @@ def requested_now(body: bytes, settings: Settings) -> datetime | None:
                                 "(ALLOW_CLOCK_OVERRIDE is not true); send an empty body")
     try:
         chosen = datetime.fromisoformat(str(payload["now"]).replace("Z", "+00:00"))
-    except ValueError:
+        chosen.astimezone(timezone.utc)  # year 1 east of UTC, 9999 west of it: no UTC minute
+    except (ValueError, OverflowError):
         chosen = None
     if chosen is None or chosen.tzinfo is None:
         raise RequestError(400, "now: expected an RFC 3339 time with a zone, "

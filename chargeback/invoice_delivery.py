@@ -112,7 +112,7 @@ def requested_invoice_id(body: bytes) -> str:
     expected = 'body: expected JSON {"invoice_id": "<uuid>"}'
     try:
         payload = json.loads(body) if body and body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise RequestError(400, expected) from None
     if payload is None:
         raise RequestError(400, f"{expected}, got an empty body")

@@ -50,7 +50,7 @@ def parse_options(body: bytes) -> Options:
         return Options()
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise RequestError(400, "body: expected a JSON object such as "
                                 '{"period": "2026-09"}') from None
     if not isinstance(doc, dict):
@@ -66,8 +66,13 @@ def parse_options(body: bytes) -> Options:
             period(doc["period"], "UTC")
         except PeriodError as exc:
             raise RequestError(400, f"period: {exc}") from None
-    if "tenant" in doc and not _NAME.match(doc["tenant"]):
+    if "tenant" in doc and not _NAME.fullmatch(doc["tenant"]):
         raise RequestError(400, "tenant: expected a namespace name (lowercase DNS label)")
+    for key in ("verify", "export"):
+        # NUL, controls and lone surrogates cannot be sent to PostgreSQL (a 500, not a 404)
+        if key in doc and not (len(doc[key]) <= 100 and doc[key].isprintable()):
+            raise RequestError(400, f"{key}: expected an invoice number such as "
+                                    "INV-2026-000042")
     if "dry_run" in doc and not isinstance(doc["dry_run"], bool):
         raise RequestError(400, "dry_run: expected true or false")
     lookups = [k for k in ("verify", "export") if k in doc]

@@ -55,9 +55,11 @@ def _next_month(day: date) -> date:
 
 def period(name: str, tz_name: str) -> Period:
     """The period named YYYY-MM in the zone; PeriodError when the name is not one."""
-    match = _PERIOD.match(name) if isinstance(name, str) else None
+    match = _PERIOD.fullmatch(name) if isinstance(name, str) else None
     if not match:
         raise PeriodError(f"{name!r} is not a month (expected YYYY-MM, e.g. 2026-09)")
+    if not 1900 <= int(match.group(1)) <= 9998:  # year 0 is no date; 9999-12 has no end
+        raise PeriodError(f"{name!r} is out of range (expected a month from 1900-01 to 9998-12)")
     first = date(int(match.group(1)), int(match.group(2)), 1)
     tz = zone(tz_name)
     return Period(name, _local_midnight(first, tz), _local_midnight(_next_month(first), tz),

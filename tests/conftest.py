@@ -134,3 +134,23 @@ def callbacks():
     server.received = received
     yield server
     server.shutdown()
+
+
+@pytest.fixture
+def close_via_gateway(local_runtime, database_url, tmp_path):
+    """aggregate-month behind the local gateway, a recording email-invoice stand-in, and
+    September usage for four tenants; returns (url, settings, record dir, runtime)."""
+    from .billing_helpers import NS, event, send, settings_for
+    settings = settings_for(database_url, tmp_path)
+    send(settings, [event(f"tenant-{i}", "2026-09-10T10:00:00Z", NS) for i in range(4)])
+    record = tmp_path / "record"
+    record.mkdir()
+    runtime = local_runtime(stackfile.load(ROOT / "tests" / "stack_fanout.yml", root=ROOT),
+                            function_env={"DATABASE_URL": database_url,
+                                          "PRICEBOOK_FILE": settings.pricebook_file,
+                                          "RECORD_DIR": str(record),
+                                          # a test may hold a table while it kills the function
+                                          "DB_LOCK_TIMEOUT": "30"},
+                            cron=False)
+    return (f"{runtime.gateway_url}/function/aggregate-month.openfaas-system", settings,
+            record, runtime)

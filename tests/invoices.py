@@ -38,10 +38,12 @@ class Received:
 class RecordingSmtp:
     """The handler of a real aiosmtpd server: records every message it accepts.
 
-    refuse: {address: "550 ..."} answered at RCPT; on_data: called with the
-    message before the server answers 250 (a test may kill the sender there).
+    refuse: {address: "550 ..."} answered at RCPT; on_rcpt: called with the address
+    before the server answers it; on_data: called with the message before the
+    server answers 250 (a test may kill the sender at either).
     """
     refuse: dict[str, str] = field(default_factory=dict)
+    on_rcpt: object = None
     on_data: object = None
     received: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
@@ -50,6 +52,8 @@ class RecordingSmtp:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.rcpt_attempts += 1
+        if self.on_rcpt is not None:
+            await server.loop.run_in_executor(None, self.on_rcpt, address)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)

@@ -5,10 +5,6 @@ import time
 import requests
 
 from chargeback import db
-from devstack import stack as stackfile
-
-from .billing_helpers import NS, event, send, settings_for
-from .conftest import ROOT
 
 
 def _recorded(directory, expected, timeout_s=20):
@@ -18,17 +14,8 @@ def _recorded(directory, expected, timeout_s=20):
     return sorted(json.loads(p.read_bytes())["invoice_id"] for p in directory.iterdir())
 
 
-def test_each_unsent_invoice_is_queued_to_email_invoice_exactly_once(
-        local_runtime, database_url, tmp_path):
-    settings = settings_for(database_url, tmp_path)
-    send(settings, [event(f"tenant-{i}", "2026-09-10T10:00:00Z", NS) for i in range(4)])
-    record = tmp_path / "record"
-    record.mkdir()
-    runtime = local_runtime(stackfile.load(ROOT / "tests" / "stack_fanout.yml", root=ROOT),
-                            function_env={"DATABASE_URL": database_url,
-                                          "PRICEBOOK_FILE": settings.pricebook_file,
-                                          "RECORD_DIR": str(record)}, cron=False)
-    url = f"{runtime.gateway_url}/function/aggregate-month.openfaas-system"
+def test_each_unsent_invoice_is_queued_to_email_invoice_exactly_once(close_via_gateway):
+    url, settings, record, _ = close_via_gateway
     first = requests.post(url, json={"period": "2026-09"}, timeout=60)
     assert first.status_code == 200, first.text
     body = first.json()

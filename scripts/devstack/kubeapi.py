@@ -143,6 +143,10 @@ class FixtureKubeApi:
     request answered with that status (e.g. 503); delay_s: seconds to stall
     before answering; expire_continue: how many of the next requests that
     carry a continue token are answered 410 Gone (as after etcd compaction);
+    truncate_pages: how many of the next list pages (after skip_pages more)
+    come back cut in half: with truncate_mode "connection" the headers promise
+    the whole page and the connection closes mid-body (a dropped proxy or
+    pod), with "json" the half page is all there is (its length agrees);
     requests: (path, query) of every request, in order.
     """
 
@@ -155,6 +159,9 @@ class FixtureKubeApi:
         self.fail_status: int | None = None
         self.delay_s = 0.0
         self.expire_continue = 0
+        self.truncate_pages = 0
+        self.truncate_mode = "connection"
+        self.skip_pages = 0
         self.requests: list[tuple[str, dict]] = []
         self.service_account = service_account
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -252,6 +259,16 @@ class FixtureKubeApi:
                            "metadata": metadata})[:-1].encode()
         return 200, head + b',"items":[' + b",".join(selected[start:end]) + b"]}"
 
+    def _truncation(self, status: int) -> str | None:
+        """How this answer is cut (truncate_mode), or None for a whole answer."""
+        if status != 200 or self.truncate_pages <= 0:
+            return None
+        if self.skip_pages > 0:
+            self.skip_pages -= 1
+            return None
+        self.truncate_pages -= 1
+        return self.truncate_mode
+
     def _handler_class(self):
         api = self
 
@@ -273,11 +290,20 @@ class FixtureKubeApi:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 status, body = api.answer(parts.path, query)
+                declared, cut = len(body), api._truncation(status)
+                if cut:
+                    body = body[:len(body) // 2]
+                    declared = declared if cut == "connection" else len(body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(declared))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up (its timeout passed while we stalled)
+                if cut == "connection":
+                    self.close_connection = True
 
             def log_message(self, *args):  # quiet: tests and scripts/up have their own logs
                 pass

@@ -28,6 +28,7 @@ from flask import Flask, Response, request  # noqa: E402
 from waitress import create_server  # noqa: E402
 from waitress.channel import HTTPChannel  # noqa: E402
 from waitress.task import ErrorTask  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from function import handler  # noqa: E402
 
@@ -59,7 +60,10 @@ class JsonErrorTask(ErrorTask):
             reason = (f"request body is larger than {MAX_BODY_BYTES} bytes "
                       "(MAX_BODY_BYTES); nothing was read past the limit")
         else:
+            # waitress quotes the offending header line, raw: keep the reason one bounded line
             reason = f"{error.reason}: {error.body}".strip()
+            reason = reason.replace("\r", "\\r").replace("\n", "\\n")
+            reason = reason if len(reason) <= 300 else reason[:300] + "..."
         body = json.dumps({"error": reason}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
@@ -111,6 +115,12 @@ def format_response(result):
     if isinstance(result, (bytes, str)):
         return Response(result, status=200)
     return Response(str(result), status=200)
+
+
+@app.errorhandler(HTTPException)
+def http_error(exc):
+    # Flask's own refusals (a method no route takes, e.g. TRACE) as one-line JSON too
+    return _json({"error": f"{exc.code} {exc.name}: {exc.description}"}, exc.code or 500)
 
 
 @app.route("/_/health", methods=["GET"])
