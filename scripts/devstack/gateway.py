@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -66,13 +67,16 @@ def _forwardable(headers) -> dict[str, str]:
 
 
 class Gateway:
-    """The gateway app; `upstreams` maps a function name to its base URL."""
+    """The gateway app; `upstreams` maps a function name to its replicas' base URLs,
+    which take calls in turn (round-robin, as the gateway spreads calls over a
+    function's endpoints)."""
 
-    def __init__(self, functions: dict[str, FunctionSpec], upstreams: dict[str, str],
+    def __init__(self, functions: dict[str, FunctionSpec], upstreams: dict[str, list[str]],
                  retry: RetryPolicy = RetryPolicy(), async_workers: int = 4,
                  timeout_s: float = 60):
         self.functions = functions
         self.upstreams = upstreams
+        self._next_replica = {name: itertools.cycle(urls) for name, urls in upstreams.items()}
         self.retry = retry
         self.timeout_s = timeout_s
         self.executor = ThreadPoolExecutor(async_workers, thread_name_prefix="async")
@@ -94,7 +98,7 @@ class Gateway:
 
     def call(self, fn: FunctionSpec, method: str, path: str, query: bytes, body: bytes,
              headers: dict[str, str]) -> requests.Response:
-        url = f"{self.upstreams[fn.name]}/{path}" + (f"?{query.decode()}" if query else "")
+        url = f"{next(self._next_replica[fn.name])}/{path}" + (f"?{query.decode()}" if query else "")
         return self.session().request(method, url, data=body, headers=headers,
                                       timeout=self.timeout_s, allow_redirects=False)
 
@@ -142,8 +146,9 @@ class Gateway:
         def system_functions():
             return jsonify([{"name": fn.name, "namespace": fn.namespace,
                              "annotations": fn.annotations, "envVars": fn.environment,
-                             "secrets": list(fn.secrets), "replicas": 1,
-                             "availableReplicas": 1 if name in self.upstreams else 0}
+                             "secrets": list(fn.secrets), "labels": fn.labels,
+                             "replicas": fn.min_replicas,
+                             "availableReplicas": len(self.upstreams.get(name, []))}
                             for name, fn in self.functions.items()])
 
         def not_found(target: str):
