@@ -21,6 +21,7 @@ import msgspec
 
 EVENT_TYPE = "function_usage"
 NS_PER_S = 1_000_000_000
+NS_PER_HOUR = 3_600 * NS_PER_S
 NS_PER_DAY = 86_400 * NS_PER_S
 # Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
 # and multiplying by it never rounds (dividing by 2^30 in Postgres would).
@@ -301,6 +302,43 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
         append(new_event(UsageEvent, (namespace, function_name, started_ns, duration_ns,
                                       memory_bytes)))
     return batch
+
+
+class Rollup(NamedTuple):
+    """One hour's (or day's) usage of one function: what the rollup tables add up."""
+
+    namespace: str
+    function_name: str
+    period_index: int  # hours (or days) since the epoch
+    invocations: int
+    duration_ns: int
+    byte_ns: int  # sum of duration_ns x memory_bytes: exact GB-seconds x 1e9 x 2^30
+
+
+def hourly_rollups(events: list[UsageEvent]) -> list[Rollup]:
+    """The events summed per namespace, function and UTC hour, exactly, in key order."""
+    sums: dict[tuple[str, str, int], list[int]] = {}
+    for namespace, function_name, started_ns, duration_ns, memory_bytes in events:
+        key = (namespace, function_name, started_ns // NS_PER_HOUR)
+        total = sums.get(key)
+        if total is None:
+            sums[key] = [1, duration_ns, duration_ns * memory_bytes]
+        else:
+            total[0] += 1
+            total[1] += duration_ns
+            total[2] += duration_ns * memory_bytes
+    return [Rollup(*key, *total) for key, total in sorted(sums.items())]
+
+
+def daily_rollups(hourly: list[Rollup]) -> list[Rollup]:
+    """Hourly rollups summed per UTC day (an hour lies within one day), in key order."""
+    sums: dict[tuple[str, str, int], list[int]] = {}
+    for namespace, function_name, hour, invocations, duration_ns, byte_ns in hourly:
+        total = sums.setdefault((namespace, function_name, hour // 24), [0, 0, 0])
+        total[0] += invocations
+        total[1] += duration_ns
+        total[2] += byte_ns
+    return [Rollup(*key, *total) for key, total in sorted(sums.items())]
 
 
 def gb_seconds(duration_ns: int, memory_bytes: int) -> Decimal:
