@@ -41,8 +41,8 @@ _RFC3339 = re.compile(
     re.ASCII,  # \d must not match other scripts' digits
 )
 # One or more `started` as the gateway writes them, one per line.
-_GATEWAY_STARTS = re.compile(r"(?:\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:[0-5]\d\.\d{9}Z\n)*"
-                             r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:[0-5]\d\.\d{9}Z", re.ASCII)
+_GATEWAY_STARTS = re.compile(r"(?:\d{4}-\d{2}-\d{2}T\d{2}:[0-5]\d:[0-5]\d\.\d{9}Z\n)*"
+                             r"\d{4}-\d{2}-\d{2}T\d{2}:[0-5]\d:[0-5]\d\.\d{9}Z", re.ASCII)
 _HOUR = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}", re.ASCII)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
@@ -165,17 +165,20 @@ def _validate_typed(body: bytes, *, now_ns: int, max_future_skew_s: int,
                for name in namespaces | {e.function_name for e in items}):
         return None
     # `started` in the gateway's own shape, checked for the whole batch in one
-    # match; each distinct minute is converted once (a batch spans few).
+    # match; each distinct hour is converted once, and minutes, seconds and
+    # nanoseconds are read as one number, mmssnnnnnnnnn.
     starts = [e.started for e in items]
     if not _GATEWAY_STARTS.fullmatch("\n".join(starts)):
         return None
-    minute_ns = {}
-    for minute in {t[:16] for t in starts}:
-        minute_s = _epoch_minute_s(minute)
-        if minute_s is None:
+    hour_ns = {}
+    for hour in {t[:13] for t in starts}:
+        hour_s = _hour_prefix_s(hour)
+        if hour_s is None:
             return None
-        minute_ns[minute] = minute_s * NS_PER_S
-    started_ns = [minute_ns[t[:16]] + int(t[17:19] + t[20:29]) for t in starts]
+        hour_ns[hour] = hour_s * NS_PER_S
+    started_ns = [hour_ns[t[:13]] + (mmss_ns := int(t[14:16] + t[17:19] + t[20:29]))
+                  - mmss_ns // 10**11 * (40 * NS_PER_S)  # mm x 10^11 meant mm x 60 x 10^9
+                  for t in starts]
     if started_ns and (min(started_ns) < 0
                        or max(started_ns) > now_ns + max_future_skew_s * NS_PER_S):
         return None
