@@ -214,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="the median is printed")
     parser.add_argument("--threads", type=int, default=4, help="client threads (senders)")
     parser.add_argument("--waitress-threads", type=int, default=4)
-    parser.add_argument("--replicas", type=int, default=1,
-                        help="receive-usage replicas (com.openfaas.scale.min)")
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="receive-usage replicas (default: stack.yml's "
+                             "com.openfaas.scale.min)")
     args = parser.parse_args(argv)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway's access log
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             (secrets / "database-url").write_text(pg.url)
             stack = load(ROOT / "stack.yml")
             fn = stack.functions["receive-usage"]
+            args.replicas = args.replicas or fn.min_replicas
             fn = dataclasses.replace(fn, labels={**fn.labels,
                                                  "com.openfaas.scale.min": str(args.replicas)})
             stack = dataclasses.replace(stack, functions={fn.name: fn})
