@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
+from operator import itemgetter
 
 import psycopg
 from psycopg import sql
@@ -211,7 +211,7 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
                                for e in batch.events))
         accepted_by_ns = _insert(conn, delivery_id, batch.events)
 
-    sent_by_ns = Counter(e.namespace for e in batch.events)
+    sent_by_ns = Counter(map(itemgetter(0), batch.events))  # by namespace
     accepted = sum(accepted_by_ns.values())
     summary = Summary(delivery_id, accepted, len(batch.events) - accepted,
                       batch.excluded_total, [(r.index, r.reason) for r in batch.rejected])
@@ -255,17 +255,22 @@ def _insert(conn: psycopg.Connection, delivery_id: str,
     hourly = hourly_rollups(inserted)
     conn.execute(_ROLL_UP, {"gb_seconds_per_byte_ns": GB_SECONDS_PER_BYTE_NS,
                             **_columns("h", hourly), **_columns("d", daily_rollups(hourly))})
-    return dict(Counter(namespace for namespace, *_ in inserted))
+    return dict(Counter(map(itemgetter(0), inserted)))  # by namespace
 
 
-def _columns(prefix: str, sums: list) -> dict[str, list]:
-    """Rollups as one array per column, for unnest."""
-    return {f"{prefix}_namespace": [r.namespace for r in sums],
-            f"{prefix}_function_name": [r.function_name for r in sums],
-            f"{prefix}_index": [r.period_index for r in sums],
-            f"{prefix}_invocations": [r.invocations for r in sums],
-            f"{prefix}_duration_ns": [Decimal(r.duration_ns) for r in sums],
-            f"{prefix}_byte_ns": [Decimal(r.byte_ns) for r in sums]}
+def _columns(prefix: str, sums: list) -> dict[str, str]:
+    """Rollups as one array literal per column, for unnest. Written here rather
+    than by the driver, which adapts array elements one by one in Python (about
+    half of the function's database time for a batch spanning many hours).
+    Names are Kubernetes names, quoted so that one called "null" stays a name."""
+    def array(values) -> str:
+        return "{" + ",".join(values) + "}"
+    return {f"{prefix}_namespace": array(f'"{r.namespace}"' for r in sums),
+            f"{prefix}_function_name": array(f'"{r.function_name}"' for r in sums),
+            f"{prefix}_index": array(str(r.period_index) for r in sums),
+            f"{prefix}_invocations": array(str(r.invocations) for r in sums),
+            f"{prefix}_duration_ns": array(str(r.duration_ns) for r in sums),
+            f"{prefix}_byte_ns": array(str(r.byte_ns) for r in sums)}
 
 
 def _storable(text: str | None) -> str | None:

@@ -277,6 +277,15 @@ def test_twenty_parallel_replays_through_the_gateway_to_two_replicas_store_once(
     assert counts(database_url)["usage_deliveries"] == 1
 
 
+def test_a_tenant_called_null_is_rolled_up_under_its_name(send, database_url):
+    r = send([ev(namespace="null", function_name="null"), ev(namespace="acme")])
+    assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+    for table in ("function_usage_hourly", "function_usage_daily"):
+        assert query(database_url, f"""SELECT namespace, function_name, invocations
+                     FROM openfaas_metering.{table} ORDER BY 1""") == [
+            ("acme", "env", 1), ("null", "null", 1)]
+
+
 def test_overlapping_deliveries_at_the_same_moment_store_each_event_once(serve_function, env,
                                                                          database_url):
     replicas = [serve_function("receive-usage", env=env) for _ in range(2)]
