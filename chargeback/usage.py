@@ -139,7 +139,8 @@ def parse_and_validate(body: bytes, *, now_ns: int, max_future_skew_s: int,
     """`validate(parse_body(body), ...)`, with the same result and the same BodyError.
 
     A body whose every event is valid and has exactly the six fields is decoded
-    and type-checked in C (msgspec, about a tenth of the time). Anything else,
+    and type-checked in C (msgspec: a third of json.loads' time, and no
+    per-event Python checks but the timestamps'). Anything else,
     one bad event or one extra field, takes the general path for the whole
     batch, which gives per-event verdicts. The typed path holds only strings
     and bounded integers, so it never accepts what the general path refuses
@@ -179,8 +180,7 @@ def _validate_typed(body: bytes, *, now_ns: int, max_future_skew_s: int,
     started_ns = [hour_ns[t[:13]] + (mmss_ns := int(t[14:16] + t[17:19] + t[20:29]))
                   - mmss_ns // 10**11 * (40 * NS_PER_S)  # mm x 10^11 meant mm x 60 x 10^9
                   for t in starts]
-    if started_ns and (min(started_ns) < 0
-                       or max(started_ns) > now_ns + max_future_skew_s * NS_PER_S):
+    if min(started_ns) < 0 or max(started_ns) > now_ns + max_future_skew_s * NS_PER_S:
         return None
     batch, new_event = Batch(), tuple.__new__
     excluded = namespaces.intersection(exclude_namespaces)
