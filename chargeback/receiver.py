@@ -66,10 +66,10 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
         return Outcome(200, {"ignored": event_type.strip(),
                              "reason": f"receive-usage stores {usage.EVENT_TYPE} events only"})
     try:
-        batch = usage.validate(usage.parse_body(body),
-                               now_ns=time.time_ns() if now_ns is None else now_ns,
-                               max_future_skew_s=settings.max_future_skew_s,
-                               exclude_namespaces=settings.exclude_namespaces)
+        batch = usage.parse_and_validate(body,
+                                         now_ns=time.time_ns() if now_ns is None else now_ns,
+                                         max_future_skew_s=settings.max_future_skew_s,
+                                         exclude_namespaces=settings.exclude_namespaces)
     except usage.BodyError as exc:
         ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
                                    str(exc))

@@ -1,4 +1,5 @@
 """The local gateway: sync and async invocation, retries, callbacks, cron."""
+import dataclasses
 import json
 import queue
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,19 @@ def test_healthz_and_function_list(runtime):
     listed = requests.get(f"{runtime.gateway_url}/system/functions").json()
     assert {(f["name"], f["namespace"]) for f in listed} == {
         ("echo", "openfaas-system"), ("flaky", "openfaas-system")}
+
+
+def test_scale_min_replicas_take_calls_in_turn(local_runtime, tests_stack):
+    echo = dataclasses.replace(tests_stack.functions["echo"],
+                               labels={"com.openfaas.scale.min": "2"})
+    runtime = local_runtime(dataclasses.replace(tests_stack, functions={"echo": echo}),
+                            cron=False)
+    listed = requests.get(f"{runtime.gateway_url}/system/functions").json()
+    assert [(f["replicas"], f["availableReplicas"]) for f in listed] == [(2, 2)]
+    pids = [requests.get(f"{runtime.gateway_url}/function/echo").json()["pid"]
+            for _ in range(4)]
+    assert len(set(pids)) == 2 and pids[:2] == pids[2:]  # round-robin
+    assert set(pids) == {p.proc.pid for p in runtime.replicas["echo"]}
 
 
 @pytest.mark.parametrize("target", ["echo", "echo.openfaas-system"])

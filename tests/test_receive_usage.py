@@ -1,6 +1,7 @@
 """receive-usage end to end: the real function over HTTP, a real PostgreSQL per test."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -244,6 +245,45 @@ def test_concurrent_identical_deliveries_to_two_replicas_are_stored_once(serve_f
     assert query(database_url, "SELECT sum(invocations) FROM "
                                "openfaas_metering.function_usage_hourly") == [(300,)]
     assert counts(database_url)["usage_deliveries"] == 1
+
+
+def test_twenty_parallel_replays_through_the_gateway_to_two_replicas_store_once(
+        local_runtime, product_stack, env, database_url):
+    fn = dataclasses.replace(product_stack.functions["receive-usage"],
+                             labels={"com.openfaas.scale.min": "2"})
+    runtime = local_runtime(dataclasses.replace(product_stack, functions={fn.name: fn}),
+                            cron=False, function_env=env)
+    assert len(runtime.replicas[fn.name]) == 2
+    url = f"{runtime.gateway_url}/function/receive-usage.openfaas-system"
+    body = json.dumps([ev(duration=d) for d in range(1, 201)]).encode()
+    barrier = threading.Barrier(20)
+
+    def deliver(_):
+        sender = WebhookSender(url, WEBHOOK_SECRET)
+        barrier.wait()
+        return sender.post(body, delivery_id="twenty-times")
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(deliver, range(20)))
+    assert {r.status_code for r in answers} == {200}
+    assert {r.text for r in answers} == {answers[0].text}
+    assert answers[0].json()["accepted"] == 200
+    assert sum(r.headers.get("X-Delivery-Replayed") == "true" for r in answers) == 19
+    assert len(stored(database_url)) == 200
+    assert query(database_url, "SELECT sum(invocations) FROM "
+                               "openfaas_metering.function_usage_hourly") == [(200,)]
+    assert query(database_url, "SELECT sum(invocations) FROM "
+                               "openfaas_metering.function_usage_daily") == [(200,)]
+    assert counts(database_url)["usage_deliveries"] == 1
+
+
+def test_a_tenant_called_null_is_rolled_up_under_its_name(send, database_url):
+    r = send([ev(namespace="null", function_name="null"), ev(namespace="acme")])
+    assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+    for table in ("function_usage_hourly", "function_usage_daily"):
+        assert query(database_url, f"""SELECT namespace, function_name, invocations
+                     FROM openfaas_metering.{table} ORDER BY 1""") == [
+            ("acme", "env", 1), ("null", "null", 1)]
 
 
 def test_overlapping_deliveries_at_the_same_moment_store_each_event_once(serve_function, env,

@@ -16,8 +16,12 @@ from .conftest import WEBHOOK_SECRET
 
 BASE_NS = parse_started("2026-09-30T23:59:58Z")  # events straddle a month boundary
 TRUNCATE = """TRUNCATE openfaas_metering.function_usage, openfaas_metering.function_usage_hourly,
+    openfaas_metering.function_usage_daily,
     openfaas_metering.usage_deliveries, openfaas_metering.usage_delivery_namespaces,
     openfaas_metering.usage_rejected_events, openfaas_metering.usage_quarantined_deliveries"""
+
+ROLLUPS = [("openfaas_metering.function_usage_hourly", "hour_start"),
+           ("openfaas_metering.function_usage_daily", "day_start")]
 
 identities = st.tuples(
     st.sampled_from(["acme", "globex"]),
@@ -91,6 +95,18 @@ def test_any_sequence_of_deliveries_stores_exactly_the_unique_events(serve_funct
         invocations, total_gbs = conn.execute("""
             SELECT coalesce(sum(invocations), 0), coalesce(sum(gb_seconds), 0)
               FROM openfaas_metering.function_usage_hourly""").fetchone()
+        rollups = [conn.execute(f"""SELECT namespace, function_name, {start}, invocations,
+                                           duration_ns, gb_seconds FROM {table}
+                                    ORDER BY 1, 2, 3""").fetchall()
+                   for table, start in ROLLUPS]
+        recomputed = [conn.execute(f"""
+            SELECT namespace, function_name,
+                   date_trunc('{unit}', started AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                   count(*), sum(duration_ns), sum(duration_ns::numeric * memory_bytes)
+                       * 0.000000000000000000931322574615478515625
+              FROM openfaas_metering.function_usage GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            """).fetchall() for unit in ("hour", "day")]
+    assert rollups == recomputed  # both rollups, hour by hour and day by day, exact
     assert sorted(stored) == sorted(sent)  # each unique event exactly once
     assert invocations == len(sent)
     assert total_gbs == total_gb_seconds((e[3], e[4]) for e in sent)

@@ -24,7 +24,7 @@ def test_dict_return_is_sent_as_json_with_the_request_fields(echo):
     assert r.json() == {"method": "POST", "path": "/some/path", "query": {"a": "1"},
                         "body": '{"x": 1}', "header": "hi", "topic": None,
                         "connector": None, "hostname": r.json()["hostname"],
-                        "json": {"x": 1}}
+                        "pid": echo.proc.pid, "json": {"x": 1}}
 
 
 def test_string_return_is_sent_as_text(echo):

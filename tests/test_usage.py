@@ -199,3 +199,21 @@ def test_a_delivery_without_an_id_is_named_by_its_body():
     assert webhook.delivery_id(" fe0f677c ", "ab12") == "fe0f677c"
     with pytest.raises(ValueError, match="longer than 200"):
         webhook.delivery_id("x" * 201, "ab12")
+
+
+def test_rollups_sum_exactly_per_function_hour_and_day():
+    hour_ns = usage.NS_PER_HOUR
+    day0 = parse_started("2026-10-14T00:00:00Z")
+    events = [UsageEvent("acme", "env", day0 + 23 * hour_ns + 5, 3, 2**30),
+              UsageEvent("acme", "env", day0 + 23 * hour_ns + 9, 10**18, 2**63 - 1),
+              UsageEvent("acme", "env", day0 + 24 * hour_ns, 7, 1),  # the next day
+              UsageEvent("acme", "api", day0, 1, 1)]
+    hourly = usage.hourly_rollups(events)
+    first = day0 // hour_ns
+    assert hourly == [("acme", "api", first, 1, 1, 1),
+                      ("acme", "env", first + 23, 2, 10**18 + 3, 3 * 2**30 + 10**18 * (2**63 - 1)),
+                      ("acme", "env", first + 24, 1, 7, 7)]
+    assert usage.daily_rollups(hourly) == [
+        ("acme", "api", first // 24, 1, 1, 1),
+        ("acme", "env", first // 24, 2, 10**18 + 3, 3 * 2**30 + 10**18 * (2**63 - 1)),
+        ("acme", "env", first // 24 + 1, 1, 7, 7)]

@@ -1,12 +1,15 @@
-"""scripts/bench/ingest: receive-usage throughput over HTTP, against a naive baseline.
+"""scripts/bench/ingest: receive-usage throughput over HTTP, against two baselines.
 
-Self-contained: an embedded PostgreSQL (durable settings, in a temporary
-directory), receive-usage served by the template's own server behind the
-local gateway, signed 1,000-event deliveries sent by several client threads.
-It measures events/s and p50/p99 batch latency straight to the function and
-through the gateway, then inserts the same events the way the OpenFaaS docs'
-Go example does (one prepared INSERT per event, one transaction per batch)
-and prints both and the ratio.
+Self-contained: an embedded PostgreSQL (durable: fsync and synchronous_commit
+on, in a temporary directory), receive-usage served by the template's own
+server (`--replicas` of it, called round-robin) behind the local gateway,
+signed 1,000-event deliveries sent by several client threads. Each round
+measures events/s and p50/p99 per delivery straight to the function and
+through the gateway, then, in the same round, inserts the same events the way
+the OpenFaaS docs' Go example does (one prepared INSERT per event, one
+transaction per batch) and as bare COPY into the docs' table (the ceiling of
+storing them at all). It prints every round, the median of the rounds, both
+ratios and the CPU each component used per 1,000 events.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import logging
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import threading
@@ -48,6 +52,8 @@ CREATE TABLE IF NOT EXISTS bench_baseline.function_usage (
     ram_bytes BIGINT NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT CURRENT_TIMESTAMP
 )"""
+BARE_COPY = ("COPY bench_baseline.function_usage (namespace, function_name, duration, "
+             "started_at, ram_bytes) FROM STDIN")
 # The docs' statement, with psycopg's %s where Go's database/sql has $1..$5.
 BASELINE_INSERT = """INSERT INTO
     bench_baseline.function_usage (namespace, function_name, duration, started_at, ram_bytes)
@@ -62,6 +68,9 @@ class Result:
     wall_s: float
     latencies_s: list[float]
     cpu_s: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def cpu_ms_per_1000(self, component: str) -> float:
+        return 1000 * self.cpu_s[component] / (self.events / 1000)
 
     @property
     def events_per_s(self) -> float:
@@ -105,19 +114,31 @@ def postgres_pids(pg: EmbeddedPostgres) -> list[int]:
     return pids
 
 
-def send_all(url: str, batch: list[Delivery], threads: int, name: str,
+def send_all(urls: list[str], batch: list[Delivery], threads: int, name: str,
              processes: dict[str, Callable[[], list[int]]]) -> Result:
+    """Post every delivery (delivery i to urls[i % len(urls)]) from `threads` senders.
+
+    CPU: each process group's, and the senders' own (their threads' CPU time);
+    the gateway runs as threads of this process, so its share is this
+    process's CPU minus the senders'.
+    """
     signed = [(d, webhook.sign(d.body, SECRET)) for d in batch]
-    local = threading.local()
+    local, sender_cpu_s, lock = threading.local(), [], threading.Lock()
 
     def post(i: int) -> float:
         delivery, signature = signed[i]
-        if not hasattr(local, "sender"):
-            local.sender = WebhookSender(url, SECRET)
-        started = time.perf_counter()
-        r = local.sender.post(delivery.body, delivery_id=delivery.delivery_id,
+        url = urls[i % len(urls)]
+        senders = getattr(local, "senders", None)
+        if senders is None:
+            senders = local.senders = {}
+        if url not in senders:
+            senders[url] = WebhookSender(url, SECRET)
+        cpu_started, started = time.thread_time(), time.perf_counter()
+        r = senders[url].post(delivery.body, delivery_id=delivery.delivery_id,
                               signature=signature)
         elapsed = time.perf_counter() - started
+        with lock:
+            sender_cpu_s.append(time.thread_time() - cpu_started)
         if r.status_code != 200 or r.json()["accepted"] != len(delivery.events):
             raise RuntimeError(f"{name}: delivery {delivery.delivery_id}: {r.status_code} "
                                f"{r.text[:200]}")
@@ -129,115 +150,180 @@ def send_all(url: str, batch: list[Delivery], threads: int, name: str,
         latencies = list(pool.map(post, range(len(signed))))
     wall = time.perf_counter() - started
     cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    cpu["sender"] = sum(sender_cpu_s)
+    cpu["gateway"] = max(0.0, cpu.pop("this process") - cpu["sender"])
     return Result(name, sum(len(d.events) for d in batch), wall, latencies, cpu)
 
 
-def baseline(database_url: str, batch: list[Delivery], threads: int) -> Result:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(BASELINE_SCHEMA)
+def each_delivery(database_url: str, batch: list[Delivery], threads: int, name: str,
+                  store: Callable[[psycopg.Connection, Delivery], None],
+                  processes: dict[str, Callable[[], list[int]]]) -> Result:
+    """Run store(conn, delivery) for every delivery, one transaction each, `threads`
+    connections; CPU of the database (and of this process, as the sender)."""
     local, connections = threading.local(), []
 
-    def insert(i: int) -> float:
+    def run(i: int) -> float:
         conn = getattr(local, "conn", None)
         if conn is None:
             conn = local.conn = psycopg.connect(database_url, autocommit=True)
             connections.append(conn)
         started = time.perf_counter()
-        with conn.transaction(), conn.cursor() as cur:
-            for e in batch[i].events:  # one statement per event, as in the docs
-                cur.execute(BASELINE_INSERT, (e["namespace"], e["function_name"],
-                                              e["duration"], e["started"], e["memory_bytes"]),
-                            prepare=True)
+        with conn.transaction():
+            store(conn, batch[i])
         return time.perf_counter() - started
 
+    before = {k: cpu_seconds(pids()) for k, pids in processes.items()}
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        latencies = list(pool.map(insert, range(len(batch))))
+        latencies = list(pool.map(run, range(len(batch))))
     wall = time.perf_counter() - started
+    cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    cpu["sender"] = cpu.pop("this process")
     for conn in connections:
         conn.close()
-    return Result("baseline: INSERT per event (docs' Go), no HTTP",
-                  sum(len(d.events) for d in batch), wall, latencies)
+    return Result(name, sum(len(d.events) for d in batch), wall, latencies, cpu)
+
+
+def insert_per_event(conn: psycopg.Connection, delivery: Delivery) -> None:
+    with conn.cursor() as cur:
+        for e in delivery.events:  # one statement per event, as in the docs
+            cur.execute(BASELINE_INSERT, (e["namespace"], e["function_name"], e["duration"],
+                                          e["started"], e["memory_bytes"]), prepare=True)
+
+
+def copy_rows(delivery: Delivery) -> str:
+    """The delivery as COPY text for the docs' table (rendered before timing)."""
+    return "".join(f"{e['namespace']}\t{e['function_name']}\t{e['duration'] // 1000} us\t"
+                   f"{e['started']}\t{e['memory_bytes']}\n" for e in delivery.events)
+
+
+def bare_copy(rendered: dict[str, str]) -> Callable[[psycopg.Connection, Delivery], None]:
+    def store(conn: psycopg.Connection, delivery: Delivery) -> None:
+        with conn.cursor().copy(BARE_COPY) as copy:
+            copy.write(rendered[delivery.delivery_id])
+    return store
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench/ingest",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=150, help="1,000-event deliveries per run")
+    parser.add_argument("--batches", type=int, default=150,
+                        help="deliveries per run (the per-event INSERT baseline takes a "
+                             "third of them)")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3, help="the median is printed")
     parser.add_argument("--threads", type=int, default=4, help="client threads (senders)")
     parser.add_argument("--waitress-threads", type=int, default=4)
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="receive-usage replicas (default: stack.yml's "
+                             "com.openfaas.scale.min)")
     args = parser.parse_args(argv)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway's access log
     rng = random.Random(4)
+    rounds: list[dict[str, Result]] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="chargeback-bench-") as tmp:
         tmp_path = Path(tmp)
         pg = EmbeddedPostgres(tmp_path / "pg", free_port()).start()
         runtime = None
         try:
-            with psycopg.connect(pg.url) as conn:
+            with psycopg.connect(pg.url, autocommit=True) as conn:
                 migrate.apply(conn)
+                conn.execute(BASELINE_SCHEMA)
+                durable = conn.execute("SELECT current_setting('fsync'), "
+                                       "current_setting('synchronous_commit')").fetchone()
             secrets = tmp_path / "secrets"
             secrets.mkdir()
             (secrets / "webhook-secret").write_text(SECRET)
             (secrets / "database-url").write_text(pg.url)
             stack = load(ROOT / "stack.yml")
-            stack = dataclasses.replace(
-                stack, functions={"receive-usage": stack.functions["receive-usage"]})
+            fn = stack.functions["receive-usage"]
+            args.replicas = args.replicas or fn.min_replicas
+            fn = dataclasses.replace(fn, labels={**fn.labels,
+                                                 "com.openfaas.scale.min": str(args.replicas)})
+            stack = dataclasses.replace(stack, functions={fn.name: fn})
             runtime = Runtime(stack, build_root=tmp_path / "build", log_dir=tmp_path,
                               cron=False, function_env={
                                   "SECRETS_DIR": str(secrets), "DATABASE_URL": pg.url,
                                   "WAITRESS_THREADS": str(args.waitress_threads),
                                   "DB_POOL_MAX": str(args.waitress_threads)}).start()
-            direct = runtime.processes["receive-usage"].url
-            via_gateway = f"{runtime.gateway_url}/function/receive-usage.openfaas-system"
-
-            print(f"preparing {3 * args.batches} deliveries of {args.batch_size} events ...",
-                  flush=True)
-            warm, runs = deliveries(rng, date(2026, 7, 1), 10, args.batch_size), {}
-            direct_batch = deliveries(rng, date(2026, 8, 1), args.batches, args.batch_size)
-            gateway_batch = deliveries(rng, date(2026, 9, 1), args.batches, args.batch_size)
+            direct = [p.url for p in runtime.replicas[fn.name]]
+            via_gateway = [f"{runtime.gateway_url}/function/receive-usage.openfaas-system"]
             processes = {
-                "function": lambda: [runtime.processes["receive-usage"].proc.pid],
+                "function": lambda: [p.proc.pid for p in runtime.replicas[fn.name]],
                 "postgres": lambda: postgres_pids(pg),
-                "client+gateway": lambda: [os.getpid()],  # the gateway is a thread here
+                "this process": lambda: [os.getpid()],
             }
-            send_all(direct, warm, args.threads, "warm-up", processes)
-            print("sending straight to the function ...", flush=True)
-            runs["direct"] = send_all(direct, direct_batch, args.threads,
-                                      "receive-usage, straight to the function", processes)
-            print("sending through the local gateway ...", flush=True)
-            runs["gateway"] = send_all(via_gateway, gateway_batch, args.threads,
-                                       "receive-usage, through the local gateway", processes)
-            print("baseline ...", flush=True)
-            runs["baseline"] = baseline(pg.url, direct_batch, args.threads)
+            print(f"preparing {args.rounds} x {2 * args.batches} deliveries of "
+                  f"{args.batch_size} events ...", flush=True)
+            send_all(direct, deliveries(rng, date(2025, 12, 1), 10, args.batch_size),
+                     args.threads, "warm-up", processes)
+            for number in range(args.rounds):
+                direct_batch = deliveries(rng, date(2026, 1 + 2 * number, 1), args.batches,
+                                          args.batch_size)
+                gateway_batch = deliveries(rng, date(2026, 2 + 2 * number, 1), args.batches,
+                                           args.batch_size)
+                rendered = {d.delivery_id: copy_rows(d) for d in direct_batch}
+                print(f"round {number + 1}: straight, through the gateway, per-event INSERT, "
+                      "bare COPY ...", flush=True)
+                runs = {}
+                runs["direct"] = send_all(direct, direct_batch, args.threads,
+                                          "receive-usage, straight to the function", processes)
+                runs["gateway"] = send_all(via_gateway, gateway_batch, args.threads,
+                                           "receive-usage, through the local gateway",
+                                           processes)
+                pg_only = {k: processes[k] for k in ("postgres", "this process")}
+                runs["baseline"] = each_delivery(
+                    pg.url, direct_batch[:max(1, args.batches // 3)], args.threads,
+                    "baseline: INSERT per event (docs' Go)", insert_per_event, pg_only)
+                runs["copy"] = each_delivery(pg.url, direct_batch, args.threads,
+                                             "bare COPY into the docs' table",
+                                             bare_copy(rendered), pg_only)
+                rounds.append(runs)
+                print("  " + ", ".join(f"{k} {r.events_per_s:,.0f}/s" for k, r in runs.items()),
+                      flush=True)
         finally:
             if runtime:
                 runtime.stop()
             pg.discard()
+    report(args, rounds, durable, load_before, os.getloadavg())
+    return 0
 
+
+def report(args, rounds: list[dict[str, Result]], durable: tuple, load_before: tuple,
+           load_after: tuple) -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 open("/proc/cpuinfo") if line.startswith("model name")), platform.machine())
     print(f"\nmachine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; "
-          f"{args.threads} client threads, WAITRESS_THREADS={args.waitress_threads}; "
-          f"{args.batches} x {args.batch_size}-event signed deliveries per run\n")
-    print(f"{'run':<48} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for result in runs.values():
-        print(f"{result.name:<48} {result.events_per_s:>10,.0f} "
-              f"{result.percentile_ms(0.50):>8.1f} {result.percentile_ms(0.99):>8.1f}")
-    print("\nCPU time per 1,000 events (ms), all processes share the machine's cores:")
-    for key in ("direct", "gateway"):
-        result = runs[key]
-        print(f"  {result.name:<46} " + ", ".join(
-            f"{name} {1000 * seconds / (result.events / 1000):.1f}"
-            for name, seconds in result.cpu_s.items()))
-    base = runs["baseline"].events_per_s
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
+          f"fsync={durable[0]}, synchronous_commit={durable[1]}")
+    print(f"{args.threads} client threads, {args.replicas} replica(s) with "
+          f"WAITRESS_THREADS={args.waitress_threads}; {args.batches} x {args.batch_size}-event "
+          f"signed deliveries per run; median of {len(rounds)} rounds (the run whose "
+          "events/s is the median)\n")
+    median = {key: sorted((r[key] for r in rounds), key=lambda r: r.events_per_s)[
+        len(rounds) // 2] for key in rounds[0]}
+    print(f"{'run':<42} {'events/s':>9} {'range':>17} {'p50 ms':>7} {'p99 ms':>7}")
+    for key, result in median.items():
+        rates = [r[key].events_per_s for r in rounds]
+        print(f"{result.name:<42} {result.events_per_s:>9,.0f} "
+              f"{min(rates):>8,.0f}-{max(rates):<8,.0f} {result.percentile_ms(0.50):>7.1f} "
+              f"{result.percentile_ms(0.99):>7.1f}")
+    print("\nCPU time per 1,000 events (ms, median run; every process shares the cores):")
+    components = ("sender", "gateway", "function", "postgres")
+    print(f"  {'run':<40} " + " ".join(f"{c:>9}" for c in components))
+    for result in median.values():
+        print(f"  {result.name:<40} " + " ".join(
+            f"{result.cpu_ms_per_1000(c):>9.2f}" if c in result.cpu_s else f"{'-':>9}"
+            for c in components))
     print()
-    for key, label in (("direct", "straight to the function"), ("gateway", "through the gateway")):
-        print(f"ratio, {label + ' / baseline:':<36} {runs[key].events_per_s / base:.1f}x")
-    return 0
-
+    for key, label in (("direct", "straight to the function"),
+                       ("gateway", "through the gateway")):
+        ratios = [r[key].events_per_s / r["baseline"].events_per_s for r in rounds]
+        copies = [r[key].events_per_s / r["copy"].events_per_s for r in rounds]
+        print(f"ratio, {label + ':':<26} {statistics.median(ratios):.1f}x the per-event "
+              f"INSERT, {statistics.median(copies):.0%} of bare COPY (medians of the rounds)")
 
 if __name__ == "__main__":
     sys.exit(main())

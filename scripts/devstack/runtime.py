@@ -45,19 +45,27 @@ class Runtime:
         self.cron_enabled = cron
         self.clock = clock
         self.log_dir = log_dir
-        self.processes: dict[str, FunctionProcess] = {}
+        # name -> its replicas (com.openfaas.scale.min of them); processes[name] is
+        # the first, for callers that want one replica
+        self.replicas: dict[str, list[FunctionProcess]] = {}
         self.cron: CronRunner | None = None
         self._threads: list[threading.Thread] = []
         self.server = None
+
+    @property
+    def processes(self) -> dict[str, FunctionProcess]:
+        return {name: replicas[0] for name, replicas in self.replicas.items()}
 
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.server.port}"
 
     def start(self) -> "Runtime":
-        ports = {name: free_port() for name in self.stack.functions}
+        ports = {name: [free_port() for _ in range(fn.min_replicas)]
+                 for name, fn in self.stack.functions.items()}
         self.gateway = Gateway(self.stack.functions,
-                               {n: f"http://127.0.0.1:{p}" for n, p in ports.items()},
+                               {n: [f"http://127.0.0.1:{p}" for p in replica_ports]
+                                for n, replica_ports in ports.items()},
                                retry=self.retry)
         try:
             # werkzeug's threaded server: one thread per connection, and a clean
@@ -71,10 +79,10 @@ class Runtime:
         try:
             for name, fn in self.stack.functions.items():
                 build_dir = lay_out(self.stack, fn, self.build_root)
-                log_path = self.log_dir / f"{name}.log" if self.log_dir else None
-                self.processes[name] = FunctionProcess(fn, build_dir, ports[name], env,
-                                                       log_path).start()
-            for process in self.processes.values():
+                self.replicas[name] = [
+                    FunctionProcess(fn, build_dir, port, env, self._log_path(name, i)).start()
+                    for i, port in enumerate(ports[name])]
+            for process in self._all_processes():
                 process.wait_healthy()
         except Exception:
             self.stop()
@@ -84,6 +92,14 @@ class Runtime:
             self.cron = CronRunner(cron_jobs(self.stack), self.fire_cron, clock=self.clock)
             self._spawn(self.cron.run_forever)
         return self
+
+    def _log_path(self, name: str, replica: int) -> Path | None:
+        if self.log_dir is None:
+            return None
+        return self.log_dir / (f"{name}.log" if replica == 0 else f"{name}-{replica + 1}.log")
+
+    def _all_processes(self) -> list[FunctionProcess]:
+        return [process for replicas in self.replicas.values() for process in replicas]
 
     def _spawn(self, target) -> None:
         thread = threading.Thread(target=target, daemon=True)
@@ -101,11 +117,12 @@ class Runtime:
     def restart_dead(self) -> list[str]:
         """Restart any function process that has exited; return their names."""
         restarted = []
-        for name, process in self.processes.items():
+        for process in self._all_processes():
             if not process.alive():
-                log.warning("function %s exited (%s); restarting", name, process.proc.returncode)
+                log.warning("function %s (port %d) exited (%s); restarting", process.fn.name,
+                            process.port, process.proc.returncode)
                 process.start()
-                restarted.append(name)
+                restarted.append(process.fn.name)
         return restarted
 
     def stop(self) -> None:
@@ -115,5 +132,5 @@ class Runtime:
             self.server.shutdown()
             self.server.server_close()
             self.gateway.shutdown()
-        for process in self.processes.values():
+        for process in self._all_processes():
             process.stop()

@@ -38,6 +38,13 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas the runtime starts: com.openfaas.scale.min, 1 when unset (as OpenFaaS)."""
+        raw = self.labels.get("com.openfaas.scale.min", "1").strip()
+        return max(1, int(raw)) if raw.isdigit() else 1
 
     @property
     def schedule(self) -> str | None:
@@ -125,5 +132,7 @@ def load(path: str | os.PathLike, environ: Mapping[str, str] | None = None,
             secrets=tuple(str(s) for s in secrets),
             annotations={str(k): str(v) for k, v in
                          _mapping(spec.get("annotations"), where, f"{key}.annotations").items()},
+            labels={str(k): str(v) for k, v in
+                    _mapping(spec.get("labels"), where, f"{key}.labels").items()},
         )
     return Stack(path=path, root=root, copy=tuple(copy), functions=functions)

@@ -24,6 +24,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "function"))
 
+import orjson  # noqa: E402
 from flask import Flask, Response, request  # noqa: E402
 from waitress import create_server  # noqa: E402
 from waitress.channel import HTTPChannel  # noqa: E402
@@ -64,7 +65,7 @@ class JsonErrorTask(ErrorTask):
             reason = f"{error.reason}: {error.body}".strip()
             reason = reason.replace("\r", "\\r").replace("\n", "\\n")
             reason = reason if len(reason) <= 300 else reason[:300] + "..."
-        body = json.dumps({"error": reason}).encode()
+        body = dumps({"error": reason})
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
@@ -90,8 +91,17 @@ class Context:
         self.hostname = os.getenv("HOSTNAME", "localhost")
 
 
+def dumps(payload):
+    """JSON bytes (orjson: about ten times json's speed); json where orjson refuses
+    (integers past 64 bits, lone surrogates): the same answer, more slowly."""
+    try:
+        return orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(payload, default=str).encode()
+
+
 def _json(payload, status=200, headers=None):
-    out = Response(json.dumps(payload, default=str), status=status, headers=headers or {})
+    out = Response(dumps(payload), status=status, headers=headers or {})
     out.headers["Content-Type"] = "application/json"
     return out
 

@@ -1,5 +1,6 @@
 """A test function: what it returns is chosen by the `mode` query parameter."""
 import json
+import os
 
 
 def handle(event, context):
@@ -17,4 +18,4 @@ def handle(event, context):
         "method": event.method, "path": event.path, "query": dict(event.query),
         "body": event.body.decode(), "header": event.headers.get("X-Test-Header"),
         "topic": event.headers.get("X-Topic"), "connector": event.headers.get("X-Connector"),
-        "hostname": context.hostname, "json": json.loads(event.body) if event.body else None}}
+        "hostname": context.hostname, "pid": os.getpid(), "json": json.loads(event.body) if event.body else None}}
