@@ -2,6 +2,7 @@
 would leave them) and a recording SMTP server (aiosmtpd, real sockets)."""
 from __future__ import annotations
 
+import dataclasses
 import email
 import threading
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import psycopg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from devstack.gateway import RetryPolicy
 from devstack.sample_invoices import (HOSTILE_NAME, SUBTOTAL, TAX, TOTAL,  # noqa: F401
                                       finalized_invoice)
 
@@ -79,3 +81,20 @@ def start_smtp(handler: RecordingSmtp, port: int, **smtp_options) -> Controller:
     controller = Controller(handler, hostname="127.0.0.1", port=port, **smtp_options)
     controller.start()
     return controller
+
+
+MAIL_ENV = {"MAIL_FROM": "Example Functions Billing <billing@example.com>",
+            "MAIL_REPLY_TO": "accounts@example.com", "ISSUER_NAME": "Example Functions Ltd",
+            "ISSUER_ADDRESS": "1 Cloud Street\\n10115 Berlin", "ISSUER_TAX_ID": "DE123456789",
+            "SMTP_TIMEOUT_SECONDS": "5"}
+
+
+def email_invoice_behind_gateway(local_runtime, product_stack, database_url: str, smtp_url: str,
+                                 *, attempts: int, max_wait_s: float):
+    """email-invoice alone behind the local gateway, its async queue retrying quickly."""
+    stack = dataclasses.replace(product_stack, functions={
+        "email-invoice": product_stack.functions["email-invoice"]})
+    return local_runtime(stack, cron=False, retry=RetryPolicy(attempts=attempts, min_wait_s=0.2,
+                                                              max_wait_s=max_wait_s),
+                         function_env={"DATABASE_URL": database_url, "SMTP_URL": smtp_url,
+                                       **MAIL_ENV})

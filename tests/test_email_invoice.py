@@ -19,16 +19,10 @@ from pypdf import PdfReader
 
 from chargeback import invoice_delivery
 from chargeback.settings import load
-from devstack.gateway import RetryPolicy
 from devstack.pg import free_port
 
-from .invoices import (HOSTILE_NAME, SUBTOTAL, TAX, TOTAL, RecordingSmtp, finalized_invoice,
-                       invoice_row, start_smtp)
-
-MAIL_ENV = {"MAIL_FROM": "Example Functions Billing <billing@example.com>",
-            "MAIL_REPLY_TO": "accounts@example.com", "ISSUER_NAME": "Example Functions Ltd",
-            "ISSUER_ADDRESS": "1 Cloud Street\\n10115 Berlin", "ISSUER_TAX_ID": "DE123456789",
-            "SMTP_TIMEOUT_SECONDS": "5"}
+from .invoices import (HOSTILE_NAME, MAIL_ENV, SUBTOTAL, TAX, TOTAL, RecordingSmtp,
+                       email_invoice_behind_gateway, finalized_invoice, invoice_row, start_smtp)
 
 
 @pytest.fixture
@@ -165,12 +159,8 @@ def test_concurrent_requests_send_one_mail(emailer, smtp, database_url):
 def test_smtp_down_then_up_is_a_503_then_one_mail_through_the_async_queue(
         local_runtime, product_stack, database_url, callbacks):
     port = free_port()  # nothing listens here yet
-    stack = dataclasses.replace(product_stack, functions={
-        "email-invoice": product_stack.functions["email-invoice"]})
-    rt = local_runtime(stack, cron=False, retry=RetryPolicy(attempts=30, min_wait_s=0.2,
-                                                            max_wait_s=0.5),
-                       function_env={"DATABASE_URL": database_url,
-                                     "SMTP_URL": f"smtp://127.0.0.1:{port}", **MAIL_ENV})
+    rt = email_invoice_behind_gateway(local_runtime, product_stack, database_url,
+                                      f"smtp://127.0.0.1:{port}", attempts=30, max_wait_s=0.5)
     invoice_id = finalized_invoice(database_url)
     direct = requests.post(f"{rt.gateway_url}/function/email-invoice.openfaas-system",
                            json={"invoice_id": invoice_id}, timeout=30)

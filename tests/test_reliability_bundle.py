@@ -9,7 +9,6 @@ the README's Reliability table records them.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -21,12 +20,11 @@ import psycopg
 import pytest
 import requests
 
-from devstack.gateway import RetryPolicy
 from devstack.pg import free_port
 
-from .invoices import RecordingSmtp, finalized_invoice, invoice_row, start_smtp
+from .invoices import (MAIL_ENV, RecordingSmtp, email_invoice_behind_gateway,
+                       finalized_invoice, invoice_row, start_smtp)
 from .test_aggregate_month_http import _recorded
-from .test_email_invoice import MAIL_ENV
 from .test_meter_capacity import H100, T0, rows, start_meter, tick, unit_seconds  # noqa: F401
 
 
@@ -207,12 +205,8 @@ def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
     (a re-queue racing the first hand-off) while the SMTP server is down; the queue retries
     until it is up: every invoice arrives exactly once."""
     port = free_port()  # nothing listens here yet
-    stack = dataclasses.replace(product_stack, functions={
-        "email-invoice": product_stack.functions["email-invoice"]})
-    rt = local_runtime(stack, cron=False, retry=RetryPolicy(attempts=40, min_wait_s=0.2,
-                                                            max_wait_s=0.4),
-                       function_env={"DATABASE_URL": database_url,
-                                     "SMTP_URL": f"smtp://127.0.0.1:{port}", **MAIL_ENV})
+    rt = email_invoice_behind_gateway(local_runtime, product_stack, database_url,
+                                      f"smtp://127.0.0.1:{port}", attempts=40, max_wait_s=0.4)
     ids = [finalized_invoice(database_url, namespace=f"tenant-{i}",
                              email=f"billing@tenant-{i}.example") for i in range(3)]
     for invoice_id in ids + ids:

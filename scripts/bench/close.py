@@ -77,7 +77,10 @@ def load_usage(settings, args) -> None:
             conn.execute(_STAGE, {"tenants": args.tenants, "functions": args.functions,
                                   "start_ns": start_ns, "step_ns": step_ns,
                                   "first": first, "last": last})
-            ingest._insert(conn, f"bench-{first}")
+            # receive-usage sums the rollups from the events it holds: read them back
+            events = conn.execute("SELECT namespace, function_name, started_ns, duration_ns,"
+                                  " memory_bytes FROM usage_staging").fetchall()
+            ingest._insert(conn, f"bench-{first}", events)
         print(f"  events {first:>10,} .. {last:>10,} stored in "
               f"{time.perf_counter() - started:5.1f} s", flush=True)
 
