@@ -14,7 +14,6 @@ asynchronous invocation with {"invoice_id": ...}.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -26,12 +25,12 @@ from . import billing_store, db, invoice_export, invoicing, partitions, priceboo
 from .gateway import GatewayClient, GatewayError
 from .http import RequestError
 from .invoicing import Draft, Line, billed_rows, quantities_rows, sha256_json
-from .periods import Period, PeriodError, following, period, period_of, periods_between
+from .periods import Period, PeriodError, period, period_of, periods_between, preceding
 from .pricebook import PriceBook
 from .settings import Settings
+from .usage import DNS_LABEL
 
 EMAIL_FUNCTION = "email-invoice"
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _OPTIONS = ("period", "tenant", "dry_run", "verify", "export")
 
 
@@ -66,7 +65,7 @@ def parse_options(body: bytes) -> Options:
             period(doc["period"], "UTC")
         except PeriodError as exc:
             raise RequestError(400, f"period: {exc}") from None
-    if "tenant" in doc and not _NAME.fullmatch(doc["tenant"]):
+    if "tenant" in doc and not DNS_LABEL.fullmatch(doc["tenant"]):
         raise RequestError(400, "tenant: expected a namespace name (lowercase DNS label)")
     for key in ("verify", "export"):
         # NUL, controls and lone surrogates cannot be sent to PostgreSQL (a 500, not a 404)
@@ -377,12 +376,7 @@ def _due(settings: Settings, now: datetime) -> Period:
     """The latest period whose end plus CLOSE_GRACE_HOURS has passed."""
     running = period_of(now - timedelta(hours=settings.close_grace_hours),
                         settings.billing_timezone)
-    return period(_previous_name(running.name), settings.billing_timezone)
-
-
-def _previous_name(name: str) -> str:
-    year, month = int(name[:4]), int(name[5:])
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+    return preceding(running)
 
 
 def run(settings: Settings, options: Options, now: datetime,

@@ -76,6 +76,10 @@ def following(p: Period) -> Period:
     return period_of(p.end, p.timezone)
 
 
+def preceding(p: Period) -> Period:
+    return period_of(p.start - timedelta(microseconds=1), p.timezone)
+
+
 def periods_between(first: Period, last: Period) -> list[Period]:
     """first .. last inclusive, in order."""
     out, current = [], first

@@ -34,7 +34,8 @@ MAX_MEMORY_BYTES = 2**63 - 1
 # event at all, and the whole delivery goes to quarantine instead.
 MAX_JSON_DEPTH = 32
 
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+# a Kubernetes DNS-1123 label (namespaces, OpenFaaS function names); use with fullmatch
+DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
@@ -162,7 +163,7 @@ def _validate_typed(body: bytes, *, now_ns: int, max_future_skew_s: int,
     if not items:
         return Batch()
     namespaces = {e.namespace for e in items}
-    if not all(_DNS_LABEL.fullmatch(name)
+    if not all(DNS_LABEL.fullmatch(name)
                for name in namespaces | {e.function_name for e in items}):
         return None
     # `started` in the gateway's own shape, checked for the whole batch in one
@@ -378,7 +379,7 @@ def _check_name(field_name: str, value: Any) -> None:
     if len(value) > MAX_NAME_CHARS:
         raise ValueError(f"{field_name} is {len(value)} characters; a Kubernetes name has "
                          f"at most {MAX_NAME_CHARS}")
-    if not _DNS_LABEL.fullmatch(value):
+    if not DNS_LABEL.fullmatch(value):
         raise ValueError(f"{field_name} {_short(value)} is not a Kubernetes name "
                          "(lowercase a-z, 0-9 and '-', starting and ending alphanumeric)")
 
