@@ -32,7 +32,7 @@ from chargeback.capacity import Reading, Sample, Tenant
 from chargeback.month_close import Options
 from chargeback.periods import period, to_ns
 from chargeback.settings import load
-from chargeback.usage import GB_SECONDS_PER_BYTE_NS, OPENFAAS_DOCS_MONTHLY_QUERY, months_of
+from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY, months_of
 from devstack.pg import EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
