@@ -9,9 +9,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from chargeback import capacity_store, db, ingest, usage
-from chargeback.capacity import Reading, Sample, Tenant
-from chargeback.settings import load
+from chargeback.capacity import store as capacity_store
+from chargeback.capacity.holdings import Reading, Sample, Tenant
+from chargeback.core import db
+from chargeback.core.settings import load
+from chargeback.usage import events as usage
+from chargeback.usage import ingest
 
 GiB = 2**30
 NS = 1_000_000_000

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from chargeback import db, migrate
 from devstack import stack as stackfile
 from devstack.functions import FunctionProcess, lay_out
 from devstack.kubeapi import FixtureKubeApi
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
+
+from chargeback.core import db, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_SECRET = "test-webhook-secret"

@@ -4,7 +4,7 @@ import time
 
 import requests
 
-from chargeback import db
+from chargeback.core import db
 
 
 def _recorded(directory, expected, timeout_s=20):

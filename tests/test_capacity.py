@@ -2,12 +2,29 @@
 from decimal import Decimal
 
 import pytest
+from devstack.kubegen import (
+    fixture_cluster,
+    gpu_sharing_nodes,
+    namespace,
+    node,
+    pvc,
+    service,
+)
 
-from chargeback.capacity import (CPU_CORE_HOURS, GPU_HOURS, LOADBALANCER_HOURS,
-                                 MEMORY_GIB_HOURS, NODE_HOURS, STORAGE_GIB_HOURS, Rules,
-                                 Sample, gpus, instance_type, is_spot, measure)
-from devstack.kubegen import (fixture_cluster, gpu_sharing_nodes, namespace, node, pvc,
-                              service)
+from chargeback.capacity.holdings import (
+    CPU_CORE_HOURS,
+    GPU_HOURS,
+    LOADBALANCER_HOURS,
+    MEMORY_GIB_HOURS,
+    NODE_HOURS,
+    STORAGE_GIB_HOURS,
+    Rules,
+    Sample,
+    gpus,
+    instance_type,
+    is_spot,
+    measure,
+)
 
 TENANT = "chargeback/tenant"
 

@@ -7,11 +7,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+from devstack.kubegen import fixture_cluster
 from psycopg.types.json import Jsonb
 
-from chargeback import migrate
-from chargeback.capacity import Rules, Sample, measure
-from devstack.kubegen import fixture_cluster
+from chargeback.capacity.holdings import Rules, Sample, measure
+from chargeback.core import migrate
 
 SEPTEMBER = datetime(2026, 9, 1, tzinfo=timezone.utc)
 HOURS = 720

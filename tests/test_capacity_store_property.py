@@ -16,8 +16,8 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback.capacity import Reading, Sample, Tenant
-from chargeback.capacity_store import record_tick
+from chargeback.capacity.holdings import Reading, Sample, Tenant
+from chargeback.capacity.store import record_tick
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
 MAX_GAP_SECONDS = 300

@@ -6,12 +6,12 @@ import time
 
 import psycopg
 import pytest
-
-from chargeback import db, migrate
-from chargeback.gateway import GatewayClient, GatewayError
-from chargeback.settings import ConfigError, load
 from devstack import stack as stackfile
 from devstack.pg import free_port
+
+from chargeback.core import db, migrate
+from chargeback.core.gateway import GatewayClient, GatewayError
+from chargeback.core.settings import ConfigError, load
 
 from .conftest import ROOT
 

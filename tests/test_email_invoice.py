@@ -15,14 +15,24 @@ from email.header import decode_header, make_header
 import psycopg
 import pytest
 import requests
+from devstack.pg import free_port
 from pypdf import PdfReader
 
-from chargeback import invoice_delivery
-from chargeback.settings import load
-from devstack.pg import free_port
+from chargeback.core.settings import load
+from chargeback.documents import delivery as invoice_delivery
 
-from .invoices import (HOSTILE_NAME, MAIL_ENV, SUBTOTAL, TAX, TOTAL, RecordingSmtp,
-                       email_invoice_behind_gateway, finalized_invoice, invoice_row, start_smtp)
+from .invoices import (
+    HOSTILE_NAME,
+    MAIL_ENV,
+    SUBTOTAL,
+    TAX,
+    TOTAL,
+    RecordingSmtp,
+    email_invoice_behind_gateway,
+    finalized_invoice,
+    invoice_row,
+    start_smtp,
+)
 
 
 @pytest.fixture

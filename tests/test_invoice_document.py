@@ -9,10 +9,19 @@ from decimal import Decimal as D
 import pytest
 from pypdf import PdfReader
 
-from chargeback.invoice_document import (Invoice, InvoiceLine, Issuer, Tier, lines_csv,
-                                         present, render_html, render_text, resolve_locale)
-from chargeback.invoice_mail import Attachment, Undeliverable, build
-from chargeback.invoice_pdf import pdf_safe, render_pdf
+from chargeback.documents.document import (
+    Invoice,
+    InvoiceLine,
+    Issuer,
+    Tier,
+    lines_csv,
+    present,
+    render_html,
+    render_text,
+    resolve_locale,
+)
+from chargeback.documents.message import Attachment, Undeliverable, build
+from chargeback.documents.pdf import pdf_safe, render_pdf
 
 ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
                 "accounts@example.com")

@@ -1,12 +1,12 @@
 """The fixture Kubernetes API answers the real client as the API server would; the adapter
 decodes raw JSON to exactly what the client's models give."""
 import pytest
+from devstack.kubeapi import SelectorError, parse_selector
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from chargeback import capacity_tick
-from chargeback.settings import load
-from devstack.kubeapi import SelectorError, parse_selector
+from chargeback.capacity import tick as capacity_tick
+from chargeback.core.settings import load
 
 
 @pytest.fixture

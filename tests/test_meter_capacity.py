@@ -10,11 +10,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 import requests
-
-from chargeback.capacity import Reading, Sample, Tenant
-from chargeback.capacity_store import record_tick
 from devstack.kubeapi import FixtureKubeApi
 from devstack.kubegen import fixture_cluster, gpu_sharing_nodes, namespace, node
+
+from chargeback.capacity.holdings import Reading, Sample, Tenant
+from chargeback.capacity.store import record_tick
 
 from .conftest import ROOT
 

@@ -4,7 +4,7 @@ import threading
 import psycopg
 import pytest
 
-from chargeback import migrate
+from chargeback.core import migrate
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from chargeback import db, month_close
-from chargeback.month_close import Options
+from chargeback.billing import month_close
+from chargeback.billing.month_close import Options
+from chargeback.core import db
 
-from .billing_helpers import GiB, NS, event, send, settings_for, ticks
+from .billing_helpers import NS, GiB, event, send, settings_for, ticks
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -83,7 +84,7 @@ def test_period_edges_are_exact_to_the_nanosecond_in_the_billing_zone(
 
 
 def _minus_one_ns(text):
-    from chargeback.usage import parse_started
+    from chargeback.usage.events import parse_started
     ns = parse_started(text) - 1
     moment = datetime.fromtimestamp(ns // NS, timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % NS:09d}Z"
@@ -228,7 +229,7 @@ def test_the_docs_monthly_query_agrees_with_the_invoice_within_the_bound(
         database_url, tmp_path):
     import random
 
-    from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY
+    from chargeback.usage.events import OPENFAAS_DOCS_MONTHLY_QUERY
     s = settings_for(database_url, tmp_path)
     rng = random.Random(7)
     events = [event("acme", f"2026-09-{rng.randint(1, 30):02d}T10:{rng.randint(0, 59):02d}:"
@@ -275,8 +276,9 @@ def test_numbers_stay_gap_free_when_a_concurrent_finalization_rolls_back(
     import threading
 
     import psycopg
-    from chargeback import pricebook_store
-    from chargeback.periods import period
+
+    from chargeback.billing import pricebook_store
+    from chargeback.billing.periods import period
     s = settings_for(database_url, tmp_path)
     send(s, [event(f"t{i}", f"2026-0{m}-10T10:00:00Z", NS) for i in range(3) for m in (8, 9)])
     pricebook_store.ensure_file_loaded(s)
@@ -313,7 +315,7 @@ def test_numbers_stay_gap_free_when_a_concurrent_finalization_rolls_back(
     (b'{"colour": "red"}', "colour"), (b'{"export": "X", "period": "2026-09"}', "period"),
     (b'[1]', "body")])
 def test_a_bad_option_answers_400_naming_the_field(body, field):
-    from chargeback.http import RequestError
+    from chargeback.core.responses import RequestError
     with pytest.raises(RequestError) as caught:
         month_close.parse_options(body)
     assert caught.value.status == 400 and caught.value.reason.startswith(f"{field}:")
@@ -332,7 +334,7 @@ def test_dry_run_shows_the_month_to_date_and_changes_nothing(database_url, tmp_p
 
 
 def test_closing_a_month_that_has_not_ended_is_refused(database_url, tmp_path):
-    from chargeback.http import RequestError
+    from chargeback.core.responses import RequestError
     s = settings_for(database_url, tmp_path)
     with pytest.raises(RequestError, match="^period: 2026-11 has not ended"):
         close(s, period="2026-11")
@@ -358,7 +360,7 @@ def test_a_changed_price_book_file_is_a_new_version_and_old_invoices_keep_theirs
 
 def test_prices_changed_with_the_command_win_over_an_older_deployed_file(
         database_url, tmp_path, monkeypatch, capsys):
-    from chargeback import pricebook_store
+    from chargeback.billing import pricebook_store
 
     from .billing_helpers import BOOK
     s = settings_for(database_url, tmp_path)        # the deployed file: 0.001 per GB-s

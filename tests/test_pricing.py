@@ -4,10 +4,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from chargeback import pricing
-from chargeback.invoicing import build, quantities_rows
-from chargeback.pricebook import PriceBookError, parse
-from chargeback.pricing import Price, Tier, price_sequence
+from chargeback.billing import pricing
+from chargeback.billing.invoicing import build, quantities_rows
+from chargeback.billing.pricebook import PriceBookError, parse
+from chargeback.billing.pricing import Price, Tier, price_sequence
 
 T0 = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TIERS = (Tier(D(100), D("1.0")), Tier(D(300), D("0.5")), Tier(None, D("0.1")))
@@ -170,7 +170,7 @@ def test_a_bad_price_book_is_refused_naming_the_key(text, field):
 
 
 def test_the_shipped_price_book_prices_every_meter_of_the_fixture_cluster():
-    from chargeback.pricebook import DEFAULT_FILE
+    from chargeback.billing.pricebook import DEFAULT_FILE
     book = parse(DEFAULT_FILE.read_text())
     for plan in book.plans.values():
         for meter, sku in [("gb_seconds", ""), ("invocations", ""), ("node_hours", "x"),
@@ -183,7 +183,7 @@ def test_the_shipped_price_book_prices_every_meter_of_the_fixture_cluster():
 
 
 def test_a_kolkata_month_is_whole_utc_days_whole_hours_and_raw_half_hours():
-    from chargeback.periods import period, split_window
+    from chargeback.billing.periods import period, split_window
     p = period("2026-09", "Asia/Kolkata")
     split = split_window(p.start, p.end)
     assert [t.isoformat() for t in (split.start, split.hours_from, split.days_from,
@@ -194,7 +194,7 @@ def test_a_kolkata_month_is_whole_utc_days_whole_hours_and_raw_half_hours():
 
 
 def test_a_window_inside_one_hour_is_all_raw_events():
-    from chargeback.periods import split_window
+    from chargeback.billing.periods import split_window
     start = datetime(2026, 9, 1, 10, 15, tzinfo=timezone.utc)
     split = split_window(start, start.replace(minute=45))
     assert split.hours_from == split.days_from == split.days_to == split.hours_to == split.end

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from chargeback.quantity import QuantityError, bytes_to_gib, parse_quantity
+from chargeback.capacity.quantity import QuantityError, bytes_to_gib, parse_quantity
 
 
 @pytest.mark.parametrize("text, expected", [

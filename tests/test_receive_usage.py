@@ -12,10 +12,14 @@ from decimal import Decimal
 import psycopg
 import pytest
 import requests
-
-from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY, parse_started, total_gb_seconds
-from chargeback.webhook import sign
 from devstack.usage_sim import WebhookSender, rfc3339, usage_event
+
+from chargeback.usage.events import (
+    OPENFAAS_DOCS_MONTHLY_QUERY,
+    parse_started,
+    total_gb_seconds,
+)
+from chargeback.usage.webhook import sign
 
 from .conftest import WEBHOOK_SECRET
 

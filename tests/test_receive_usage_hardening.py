@@ -9,11 +9,11 @@ from datetime import date
 
 import psycopg
 import pytest
-
-from chargeback import db, partitions
-from chargeback.settings import load
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.usage_sim import WebhookSender, rfc3339
+
+from chargeback.core import db, partitions
+from chargeback.core.settings import load
 
 from .conftest import WEBHOOK_SECRET
 from .test_receive_usage import NOTHING, counts, ev, query, stored

@@ -6,11 +6,11 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+from devstack.usage_sim import WebhookSender
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback.usage import parse_started, total_gb_seconds
-from devstack.usage_sim import WebhookSender
+from chargeback.usage.events import parse_started, total_gb_seconds
 
 from .conftest import WEBHOOK_SECRET
 

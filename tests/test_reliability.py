@@ -19,15 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 import requests
+from devstack.pg import EmbeddedPostgres, free_port
+from devstack.usage_sim import WebhookSender
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chargeback import db, receiver
-from chargeback.settings import load
-from chargeback.usage import parse_started
-from chargeback.webhook import sign
-from devstack.pg import EmbeddedPostgres, free_port
-from devstack.usage_sim import WebhookSender
+from chargeback.core import db
+from chargeback.core.settings import load
+from chargeback.usage import receiver
+from chargeback.usage.events import parse_started
+from chargeback.usage.webhook import sign
 
 from .conftest import WEBHOOK_SECRET
 from .test_receive_usage import ev, query, stored

@@ -19,14 +19,16 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 import requests
+from devstack.pg import free_port
+from devstack.sample_invoices import finalized_invoice
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chargeback import capacity_tick, invoice_delivery, month_close
-from chargeback.http import RequestError
-from chargeback.settings import load
-from devstack.pg import free_port
-from devstack.sample_invoices import finalized_invoice
+from chargeback.billing import month_close
+from chargeback.capacity import tick as capacity_tick
+from chargeback.core.responses import RequestError
+from chargeback.core.settings import load
+from chargeback.documents import delivery as invoice_delivery
 
 from .billing_helpers import NS, event, send, settings_for
 from .invoices import RecordingSmtp, start_smtp

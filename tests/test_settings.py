@@ -1,7 +1,7 @@
 """The settings loader and the secret reader."""
 import pytest
 
-from chargeback.settings import ConfigError, load, read_secret
+from chargeback.core.settings import ConfigError, load, read_secret
 
 
 def test_secret_is_read_from_secrets_dir_without_trailing_newline(tmp_path):

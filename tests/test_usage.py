@@ -4,8 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from chargeback import usage, webhook
-from chargeback.usage import UsageEvent, parse_started, validate
+from chargeback.usage import events as usage
+from chargeback.usage import webhook
+from chargeback.usage.events import UsageEvent, parse_started, validate
 
 NOW_NS = parse_started("2026-10-20T12:00:00Z")
 

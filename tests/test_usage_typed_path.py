@@ -8,8 +8,9 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback import ingest, usage
-from chargeback.usage import BodyError, parse_started
+from chargeback.usage import events as usage
+from chargeback.usage import ingest
+from chargeback.usage.events import BodyError, parse_started
 
 NOW_NS = parse_started("2026-10-20T12:00:00Z")
 OPTIONS = {"now_ns": NOW_NS, "max_future_skew_s": 300,

@@ -9,9 +9,9 @@ JSON options: {"period": "2026-09"}, {"tenant": "acme"}, {"dry_run": true},
 """
 from datetime import datetime, timezone
 
-from chargeback import month_close
-from chargeback.http import guarded, require_method, respond
-from chargeback.settings import load
+from chargeback.billing import month_close
+from chargeback.core.responses import guarded, require_method, respond
+from chargeback.core.settings import load
 
 
 @guarded

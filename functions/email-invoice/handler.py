@@ -7,9 +7,9 @@ valid invoice_id; 404 unknown invoice; 409 still a draft; 503 + Retry-After when
 SMTP or the database is unavailable or another request is sending it (the
 queue retries). The work is in chargeback.invoice_delivery.
 """
-from chargeback import invoice_delivery
-from chargeback.http import guarded, require_method, respond
-from chargeback.settings import load
+from chargeback.core.responses import guarded, require_method, respond
+from chargeback.core.settings import load
+from chargeback.documents import delivery as invoice_delivery
 
 
 @guarded

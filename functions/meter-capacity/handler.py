@@ -3,11 +3,11 @@
 It records, per tenant, what the tenant held in the cluster since the previous
 completed tick (dedicated nodes, CPU, memory, GPUs by SKU, storage, load
 balancers) and answers a summary of the tick. The work is in
-chargeback.capacity_tick; the status codes are chargeback.http's.
+chargeback.capacity.tick; the status codes are chargeback.core.responses's.
 """
-from chargeback import capacity_tick
-from chargeback.http import guarded, require_method, respond
-from chargeback.settings import load
+from chargeback.capacity import tick as capacity_tick
+from chargeback.core.responses import guarded, require_method, respond
+from chargeback.core.settings import load
 
 
 @guarded

@@ -6,9 +6,9 @@ once per delivery. 200 with {"delivery", "accepted", "duplicates", "excluded",
 summary. 503 + Retry-After when the database is unavailable: nothing was
 written, and the sender's retry is then counted exactly once.
 """
-from chargeback import receiver
-from chargeback.http import guarded, require_method, respond
-from chargeback.settings import load
+from chargeback.core.responses import guarded, require_method, respond
+from chargeback.core.settings import load
+from chargeback.usage import receiver
 
 
 @guarded

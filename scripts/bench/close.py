@@ -2,7 +2,7 @@
 
 The data: `--events` function events in September 2026 across `--tenants`
 tenants and `--functions` functions, stored with receive-usage's own insert
-statement (chargeback.ingest: the raw table plus the hourly and daily rollups
+statement (chargeback.usage.ingest: the raw table plus the hourly and daily rollups
 built from the rows it returned) in batches of a million; and a month of
 hourly meter-capacity ticks for every tenant through the real tick store
 (chargeback.capacity_store.record_tick). The database is an embedded
@@ -26,14 +26,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-
-from chargeback import billing_store, capacity_store, db, ingest, month_close
-from chargeback.capacity import Reading, Sample, Tenant
-from chargeback.month_close import Options
-from chargeback.periods import period, to_ns
-from chargeback.settings import load
-from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY, months_of
 from devstack.pg import EmbeddedPostgres, free_port
+
+from chargeback.billing import month_close
+from chargeback.billing import store as billing_store
+from chargeback.billing.month_close import Options
+from chargeback.billing.periods import period, to_ns
+from chargeback.capacity import store as capacity_store
+from chargeback.capacity.holdings import Reading, Sample, Tenant
+from chargeback.core import db
+from chargeback.core.settings import load
+from chargeback.usage import ingest
+from chargeback.usage.events import OPENFAAS_DOCS_MONTHLY_QUERY, months_of
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = Path(os.environ.get("CHARGEBACK_VAR") or ROOT / "var") / "bench"

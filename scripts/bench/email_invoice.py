@@ -26,18 +26,20 @@ from pathlib import Path
 
 import psycopg
 import requests
-
-from chargeback import invoice_delivery, mailer, migrate
-from chargeback.invoice_export import usage_csv
-from chargeback.invoice_document import lines_csv, present, render_html, render_text
-from chargeback.invoice_mail import attachment_names, build
-from chargeback.invoice_pdf import render_pdf
-from chargeback.settings import load as load_settings
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
 from devstack.sample_invoices import insert_invoice
 from devstack.smtp import SmtpSink
 from devstack.stack import load
+
+from chargeback.billing.export import usage_csv
+from chargeback.core import migrate
+from chargeback.core.settings import load as load_settings
+from chargeback.documents import delivery as invoice_delivery
+from chargeback.documents import smtp as mailer
+from chargeback.documents.document import lines_csv, present, render_html, render_text
+from chargeback.documents.message import attachment_names, build
+from chargeback.documents.pdf import render_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "email-invoice.openfaas-system"

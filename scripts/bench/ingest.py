@@ -24,18 +24,19 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
 import psycopg
-
-from chargeback import migrate, webhook
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
 from devstack.stack import load
 from devstack.usage_sim import Delivery, WebhookSender, simulate_month
+
+from chargeback.core import migrate
+from chargeback.usage import webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-webhook-secret"

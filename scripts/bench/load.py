@@ -36,13 +36,14 @@ from pathlib import Path
 
 import psycopg
 import requests
-
-from chargeback import migrate, webhook
 from devstack.kubeapi import FixtureKubeApi
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
 from devstack.stack import load
 from devstack.usage_sim import WebhookSender, rfc3339
+
+from chargeback.core import migrate
+from chargeback.usage import webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-load-webhook-secret"

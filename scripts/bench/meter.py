@@ -33,10 +33,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-
-from chargeback import capacity, capacity_store, capacity_tick, db, kube
-from chargeback.settings import load
 from devstack.pg import EmbeddedPostgres, free_port
+
+from chargeback.capacity import holdings as capacity
+from chargeback.capacity import kube
+from chargeback.capacity import store as capacity_store
+from chargeback.capacity import tick as capacity_tick
+from chargeback.core import db
+from chargeback.core.settings import load
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = Path(os.environ.get("CHARGEBACK_VAR") or ROOT / "var") / "bench"

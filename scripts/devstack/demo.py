@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from chargeback import migrate
-from chargeback.db import one_line
+from chargeback.core import migrate
+from chargeback.core.db import one_line
 
 from . import demo_capacity, demo_email, demo_invoices, demo_usage
 from .pg import EmbeddedPostgres, port_in_use

@@ -18,10 +18,16 @@ from decimal import Decimal
 import psycopg
 import requests
 
-from chargeback.usage import OPENFAAS_DOCS_MONTHLY_QUERY
+from chargeback.usage.events import OPENFAAS_DOCS_MONTHLY_QUERY
 
-from .usage_sim import TENANTS, Delivery, WebhookSender, invalid_events, plan_deliveries, \
-    simulate_month
+from .usage_sim import (
+    TENANTS,
+    Delivery,
+    WebhookSender,
+    invalid_events,
+    plan_deliveries,
+    simulate_month,
+)
 
 MONTH = date(2026, 9, 1)  # 30 days: the docs' "last 30 days" at its close is exactly the month
 CLOSE = "2026-10-01 00:00:00+00"

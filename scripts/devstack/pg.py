@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 
-from chargeback import migrate
+from chargeback.core import migrate
 
 PG_USER = "chargeback-pg"
 # As root: where the server user can always reach binaries and data.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import psycopg
 
-from chargeback import migrate
-from chargeback.db import one_line
+from chargeback.core import migrate
+from chargeback.core.db import one_line
 
 from .kubeapi import FixtureKubeApi
 from .pg import EmbeddedPostgres, port_in_use

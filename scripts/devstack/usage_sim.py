@@ -20,8 +20,8 @@ from decimal import Decimal
 
 import requests
 
-from chargeback import webhook
-from chargeback.usage import total_gb_seconds
+from chargeback.usage import webhook
+from chargeback.usage.events import total_gb_seconds
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

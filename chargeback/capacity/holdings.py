@@ -16,18 +16,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .quantity import QuantityError, bytes_to_gib, parse_quantity
-
-# Meter names say the unit a price is quoted in; samples hold units held, and
-# unit-hours are sum(units * seconds) / 3600.
-NODE_HOURS = "node_hours"                  # SKU: instance type
-CPU_CORE_HOURS = "cpu_core_hours"          # SKU: "" (full capacity of dedicated nodes)
-MEMORY_GIB_HOURS = "memory_gib_hours"      # SKU: ""
-GPU_HOURS = "gpu_hours"                    # SKU: GPU product, MIG profile as its own SKU
-STORAGE_GIB_HOURS = "storage_gib_hours"    # SKU: storage class
-LOADBALANCER_HOURS = "loadbalancer_hours"  # SKU: ""
-METERS = (NODE_HOURS, CPU_CORE_HOURS, MEMORY_GIB_HOURS, GPU_HOURS, STORAGE_GIB_HOURS,
-          LOADBALANCER_HOURS)
+from chargeback.capacity.quantity import QuantityError, bytes_to_gib, parse_quantity
+from chargeback.core.meters import CAPACITY_METERS as METERS  # noqa: F401
+from chargeback.core.meters import (
+    CPU_CORE_HOURS,
+    GPU_HOURS,
+    LOADBALANCER_HOURS,
+    MEMORY_GIB_HOURS,
+    NODE_HOURS,
+    STORAGE_GIB_HOURS,
+)
 
 INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
 GPU_PRODUCT_LABELS = ("nvidia.com/gpu.product",            # NVIDIA GPU operator

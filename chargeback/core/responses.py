@@ -2,9 +2,10 @@
 
 A handler wraps its work in `guarded()` so that the same failure always gets
 the same answer: a bad request its 4xx with the reason, a missing setting 500,
-a database or Kubernetes API that is down 503 with Retry-After (so the sender
-retries), the gateway unreachable 502, a Kubernetes refusal (403) 500 naming
-the missing permission.
+and a failure of something we depend on the status its `ServiceError` class
+carries (a database or Kubernetes API that is down 503 with Retry-After, so the
+sender retries; the gateway unreachable 502; a Kubernetes refusal 500 naming the
+missing permission). Each capability declares its own; this module knows none.
 """
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .db import DatabaseUnavailable
-from .gateway import GatewayError
-from .kube import KubeRefused, KubeUnavailable
-from .settings import ConfigError
+from chargeback.core.settings import ConfigError
 
 log = logging.getLogger("chargeback")
 RETRY_AFTER_S = 5
@@ -30,6 +28,20 @@ class RequestError(Exception):
         self.status = status
         self.reason = reason
         self.headers = headers or {}
+
+
+class ServiceError(Exception):
+    """Something we depend on failed; the class says how to answer. `status` 503 means
+    "retry later" (with Retry-After, nothing was recorded); `public_reason` is what the
+    caller reads (the message itself may name hosts and users: it goes to the log only
+    unless `public_reason` returns it)."""
+
+    status = 503
+    log_level = logging.WARNING
+    what = "unavailable"  # the log line's subject
+
+    def public_reason(self) -> str:
+        return str(self)
 
 
 def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> dict:
@@ -51,20 +63,10 @@ def guarded(handle: Callable[[Any, Any], dict]) -> Callable[[Any, Any], dict]:
             return error(exc.status, exc.reason, exc.headers)
         except ConfigError as exc:
             return error(500, f"misconfigured: {exc}")
-        except DatabaseUnavailable as exc:
-            # The driver's message names the host, port and user: log it only.
-            log.warning("database unavailable: %s", exc)
-            return error(503, "database unavailable, retry later",
-                         {"Retry-After": str(RETRY_AFTER_S)})
-        except GatewayError as exc:
-            return error(502, str(exc))
-        except KubeUnavailable as exc:
-            log.warning("kubernetes API unavailable: %s", exc)
-            return error(503, f"kubernetes API unavailable, nothing recorded; retry later: {exc}",
-                         {"Retry-After": str(RETRY_AFTER_S)})
-        except KubeRefused as exc:
-            log.error("kubernetes API refused: %s", exc)
-            return error(500, str(exc))
+        except ServiceError as exc:
+            log.log(exc.log_level, "%s: %s", exc.what, exc)
+            retry = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+            return error(exc.status, exc.public_reason(), retry)
 
     return wrapper
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from . import capacity, capacity_store, db, kube
-from .http import RequestError
-from .settings import Settings
+from chargeback.capacity import holdings as capacity
+from chargeback.capacity import kube
+from chargeback.capacity import store as capacity_store
+from chargeback.core import db
+from chargeback.core.responses import RequestError
+from chargeback.core.settings import Settings
 
 MAX_WARNINGS_SHOWN = 20
 

@@ -17,10 +17,16 @@ import psycopg
 from psycopg import sql
 from psycopg.errors import DeadlockDetected, SerializationFailure, UniqueViolation
 
-from . import db
-from .settings import Settings
-from .usage import (GB_SECONDS_PER_BYTE_NS, Batch, UsageEvent, daily_rollups,
-                    hourly_rollups, months_of)
+from chargeback.core import db
+from chargeback.core.meters import GB_SECONDS_PER_BYTE_NS
+from chargeback.core.settings import Settings
+from chargeback.usage.events import (
+    Batch,
+    UsageEvent,
+    daily_rollups,
+    hourly_rollups,
+    months_of,
+)
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.

@@ -25,8 +25,9 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
-from . import migrate, partitions
-from .settings import ConfigError, Settings
+from chargeback.core import migrate, partitions
+from chargeback.core.responses import ServiceError
+from chargeback.core.settings import ConfigError, Settings
 
 log = logging.getLogger("chargeback")
 # While the server is away the pool logs each reconnect attempt (4 a second);
@@ -45,9 +46,14 @@ _pools_lock = threading.Lock()  # guards the two dicts only, never held while co
 _creating: dict[_PoolKey, threading.Lock] = {}
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(ServiceError):
     """A transient database failure: retry later. The message is one line, for the log
     (it may name the host, port and user: never put it in a response)."""
+
+    what = "database unavailable"
+
+    def public_reason(self) -> str:
+        return "database unavailable, retry later"
 
 
 def one_line(exc: BaseException) -> str:

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 import requests
 
-from .settings import Settings
+from chargeback.core.responses import ServiceError
+from chargeback.core.settings import Settings
 
 
-class GatewayError(RuntimeError):
+class GatewayError(ServiceError):
     """The gateway could not be reached or refused the call; the message is one line."""
+
+    status = 502
+    what = "gateway"
 
 
 @dataclass(frozen=True)

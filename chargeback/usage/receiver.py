@@ -13,9 +13,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import ingest, usage, webhook
-from .http import RequestError
-from .settings import ConfigError, Settings, read_secret
+from chargeback.core.responses import RequestError
+from chargeback.core.settings import ConfigError, Settings, read_secret
+from chargeback.usage import events as usage
+from chargeback.usage import ingest, webhook
 
 
 @dataclass(frozen=True)

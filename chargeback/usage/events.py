@@ -19,14 +19,13 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
+from chargeback.core.meters import DNS_LABEL
+
 EVENT_TYPE = "function_usage"
 NS_PER_S = 1_000_000_000
 NS_PER_HOUR = 3_600 * NS_PER_S
 NS_PER_DAY = 86_400 * NS_PER_S
-# Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
-# and multiplying by it never rounds (dividing by 2^30 in Postgres would).
-GB_SECONDS_PER_BYTE_NS = Decimal("0.000000000000000000931322574615478515625")
-_GB_SECONDS_PER_BYTE_NS_E39 = 931322574615478515625  # the same, times 10^39
+_GB_SECONDS_PER_BYTE_NS_E39 = 931322574615478515625  # core.meters.GB_SECONDS_PER_BYTE_NS x 10^39
 MAX_NAME_CHARS = 63  # a Kubernetes DNS-1123 label: namespaces and OpenFaaS function names
 MAX_DURATION_NS = 10**18  # ~31.7 years: anything longer is a sender bug, not usage
 MAX_MEMORY_BYTES = 2**63 - 1
@@ -34,8 +33,6 @@ MAX_MEMORY_BYTES = 2**63 - 1
 # event at all, and the whole delivery goes to quarantine instead.
 MAX_JSON_DEPTH = 32
 
-# a Kubernetes DNS-1123 label (namespaces, OpenFaaS function names); use with fullmatch
-DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .settings import ConfigError
+from chargeback.core.settings import ConfigError
 
 _DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
 

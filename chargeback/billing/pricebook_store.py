@@ -19,9 +19,16 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import db
-from .pricebook import DEFAULT_FILE, PriceBook, PriceBookError, document, parse, sha256_text
-from .settings import ConfigError, Settings, load
+from chargeback.billing.pricebook import (
+    DEFAULT_FILE,
+    PriceBook,
+    PriceBookError,
+    document,
+    parse,
+    sha256_text,
+)
+from chargeback.core import db
+from chargeback.core.settings import ConfigError, Settings, load
 
 _parsed: dict[tuple[int, str], PriceBook] = {}   # (version, sha256) -> book; versions never change
 _file_loaded: set[tuple[str, str]] = set()       # (database url, sha256) done by this process

@@ -16,10 +16,9 @@ from decimal import Decimal, localcontext
 import psycopg
 from psycopg import sql
 
-from .periods import split_window, to_ns
-from .pricebook import GB_SECONDS, INVOCATIONS
-from .pricing import EXACT
-from .usage import GB_SECONDS_PER_BYTE_NS
+from chargeback.billing.periods import split_window, to_ns
+from chargeback.billing.pricing import EXACT
+from chargeback.core.meters import GB_SECONDS, GB_SECONDS_PER_BYTE_NS, INVOCATIONS
 
 # capacity quantities are unit-hours to 1e-12 (unit-seconds / 3600 rarely ends)
 HOURS_QUANTUM = Decimal("1e-12")

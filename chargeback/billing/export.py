@@ -17,10 +17,10 @@ from decimal import Decimal
 
 import psycopg
 
-from . import billing_store
-from .invoicing import canon
-from .periods import local_days
-from .pricebook import GB_SECONDS, INVOCATIONS
+from chargeback.billing import store as billing_store
+from chargeback.billing.invoicing import canon
+from chargeback.billing.periods import local_days
+from chargeback.core.meters import GB_SECONDS, INVOCATIONS
 
 COLUMNS = ("line_no", "kind", "meter", "sku", "spot", "day", "function_name", "quantity",
            "unit")

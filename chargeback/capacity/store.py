@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .capacity import Reading, Sample
+from chargeback.capacity.holdings import Reading, Sample
 
 TICK_LOCK = 0x6D65746572  # "meter": serialises ticks across replicas (not a hot path)
 SLOT_LOCK_CLASS = 0x6D747273  # "mtrs": with the slot's minute number, one lock per minute

@@ -21,14 +21,30 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import billing_store, db, invoice_export, invoicing, partitions, pricebook_store
-from .gateway import GatewayClient, GatewayError
-from .http import RequestError
-from .invoicing import Draft, Line, billed_rows, quantities_rows, sha256_json
-from .periods import Period, PeriodError, period, period_of, periods_between, preceding
-from .pricebook import PriceBook
-from .settings import Settings
-from .usage import DNS_LABEL
+from chargeback.billing import export as invoice_export
+from chargeback.billing import invoicing, pricebook_store
+from chargeback.billing import store as billing_store
+from chargeback.billing.invoicing import (
+    Draft,
+    Line,
+    billed_rows,
+    quantities_rows,
+    sha256_json,
+)
+from chargeback.billing.periods import (
+    Period,
+    PeriodError,
+    period,
+    period_of,
+    periods_between,
+    preceding,
+)
+from chargeback.billing.pricebook import PriceBook
+from chargeback.core import db, partitions
+from chargeback.core.gateway import GatewayClient, GatewayError
+from chargeback.core.meters import DNS_LABEL
+from chargeback.core.responses import RequestError
+from chargeback.core.settings import Settings
 
 EMAIL_FUNCTION = "email-invoice"
 _OPTIONS = ("period", "tenant", "dry_run", "verify", "export")

@@ -35,24 +35,22 @@ from pathlib import Path
 
 import yaml
 
-from .capacity import METERS as CAPACITY_METERS
-from .pricing import GRADUATED, VOLUME, CurrencyError, Price, Tier, minor_units
+from chargeback.billing.pricing import (
+    GRADUATED,
+    VOLUME,
+    CurrencyError,
+    Price,
+    Tier,
+    minor_units,
+)
+from chargeback.core.meters import METERS
 
-GB_SECONDS = "gb_seconds"
-INVOCATIONS = "invocations"
-USAGE_METERS = (GB_SECONDS, INVOCATIONS)
-METERS = USAGE_METERS + CAPACITY_METERS
 DEFAULT_SKU = "*"
 BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DEFAULT_SPOT_DISCOUNT_PERCENT = Decimal(60)
-# the unit each meter's quantity (and price) is in
-UNITS = {"gb_seconds": "GB-s", "invocations": "invocations", "node_hours": "node-hours",
-         "cpu_core_hours": "core-hours", "memory_gib_hours": "GiB-hours",
-         "gpu_hours": "GPU-hours", "storage_gib_hours": "GiB-hours",
-         "loadbalancer_hours": "LB-hours"}
 # In the repository pricebook.yml sits beside chargeback/; stack.yml copies both
 # into every function image, so the relative position is the same there.
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "pricebook.yml"
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "pricebook.yml"
 
 
 class PriceBookError(ValueError):

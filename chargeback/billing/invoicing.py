@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 
-from . import pricing
-from .pricebook import UNITS, USAGE_METERS, Plan, PriceBook, price_at
-from .pricing import EXACT, ZERO, Price, canon
+from chargeback.billing import pricing
+from chargeback.billing.pricebook import Plan, PriceBook, price_at
+from chargeback.billing.pricing import EXACT, ZERO, Price, canon
+from chargeback.core.meters import UNITS, USAGE_METERS
 
 # kinds, in display order
 USAGE, CAPACITY, BASE_FEE, COMMITMENT, ADJUSTMENT = (

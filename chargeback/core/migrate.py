@@ -19,7 +19,7 @@ import psycopg
 
 # In the repository sql/ sits beside chargeback/; in a function image stack.yml
 # copies both into function/, so the relative position is the same.
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 LOCK_KEY = 0x63686172676562  # "chargeb": one key for every chargeback replica
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 

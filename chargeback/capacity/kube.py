@@ -15,24 +15,35 @@ made, so the other functions' images need not ship it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .settings import ConfigError, Settings
+from chargeback.core.responses import ServiceError
+from chargeback.core.settings import ConfigError, Settings
 
 RBAC_HINT = "kubectl apply -f functions/meter-capacity/rbac.yaml"
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
 
-class KubeUnavailable(Exception):
+class KubeUnavailable(ServiceError):
     """The API could not answer now (down, timeout, overloaded): retry later."""
 
+    what = "kubernetes API unavailable"
 
-class KubeRefused(Exception):
+    def public_reason(self) -> str:
+        return f"kubernetes API unavailable, nothing recorded; retry later: {self}"
+
+
+class KubeRefused(ServiceError):
     """The API refused the call (e.g. 403): a configuration problem; the message says which."""
+
+    status = 500
+    log_level = logging.ERROR
+    what = "kubernetes API refused"
 
 
 @dataclass(frozen=True)

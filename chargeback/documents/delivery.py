@@ -23,14 +23,29 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from . import db, mailer
-from .http import RETRY_AFTER_S, RequestError
-from .invoice_export import usage_csv
-from .invoice_document import (Invoice, InvoiceLine, Issuer, lines_csv, parse_tiers,
-                               present, render_html, render_text)
-from .invoice_mail import Attachment, Undeliverable, attachment_names, build, message_id
-from .invoice_pdf import render_pdf
-from .settings import Settings
+from chargeback.billing.export import usage_csv
+from chargeback.core import db
+from chargeback.core.responses import RETRY_AFTER_S, RequestError
+from chargeback.core.settings import Settings
+from chargeback.documents import smtp as mailer
+from chargeback.documents.document import (
+    Invoice,
+    InvoiceLine,
+    Issuer,
+    lines_csv,
+    parse_tiers,
+    present,
+    render_html,
+    render_text,
+)
+from chargeback.documents.message import (
+    Attachment,
+    Undeliverable,
+    attachment_names,
+    build,
+    message_id,
+)
+from chargeback.documents.pdf import render_pdf
 
 _CLAIM = """
 UPDATE openfaas_metering.invoices

@@ -22,8 +22,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, getaddresses
 
-from .invoice_document import Invoice
-
+from chargeback.documents.document import Invoice
 
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP  # quoted-printable never contains "=_", the boundaries' start

@@ -1,0 +1,1 @@
+"""Billing: periods, the price book, pricing, invoice arithmetic and the month close."""
