@@ -21,6 +21,8 @@ from chargeback.core import db, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_SECRET = "test-webhook-secret"
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the operator's request headers
 _TEMPLATE_DB = "chargeback_template"
 _counter = itertools.count()
 
@@ -53,6 +55,7 @@ def secrets_dir(tmp_path, database_url) -> Path:
     directory = tmp_path / "secrets"
     directory.mkdir()
     (directory / "webhook-secret").write_text(WEBHOOK_SECRET + "\n")
+    (directory / "admin-token").write_text(ADMIN_TOKEN + "\n")
     (directory / "database-url").write_text(database_url)
     return directory
 

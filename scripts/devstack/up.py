@@ -73,11 +73,13 @@ def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
 
 
 def write_secrets(directory: Path, database_url: str, smtp_url: str | None = None) -> Path:
-    """The local secrets: a webhook secret made once, and the service URLs."""
+    """The local secrets: a webhook secret and the operator's admin token, each made
+    once, and the service URLs."""
     directory.mkdir(parents=True, exist_ok=True)
-    hook = directory / "webhook-secret"
-    if not hook.exists():
-        hook.write_text(secrets.token_urlsafe(32))
+    for name in ("webhook-secret", "admin-token"):
+        path = directory / name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
     (directory / "database-url").write_text(database_url)
     if smtp_url:
         (directory / "smtp-url").write_text(smtp_url)
