@@ -10,9 +10,11 @@ DB_CONNECT_TIMEOUT, every statement, lock wait and idle transaction
 server-side (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT,
 DB_IDLE_IN_TRANSACTION_TIMEOUT, set on each connection as it is opened),
 migrations by DB_MIGRATION_TIMEOUT per statement and DB_LOCK_TIMEOUT for the
-migration lock. After an outage the pool reconnects every
-RECONNECT_INTERVAL_S, so it serves again within a second of the server's
-return.
+migration lock. After an outage a request that finds the pool unable to
+hand out a connection discards that pool (whose own reconnect backoff doubles
+to many seconds); the next request builds a fresh one, which connects at
+once, so the function serves again within a second of the server's return.
+Only psycopg_pool's public API is used.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from psycopg_pool.base import AttemptWithBackoff
 
 from chargeback.core import migrate, partitions
 from chargeback.core.responses import ServiceError
@@ -33,10 +34,6 @@ log = logging.getLogger("chargeback")
 # While the server is away the pool logs each reconnect attempt (4 a second);
 # handlers log one line per refused request instead.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-
-# While the server is away, try again this often (psycopg_pool's own backoff
-# doubles from 1 s, so after a 10 s outage it would wait ~8 s more).
-RECONNECT_INTERVAL_S = 0.25
 
 # Keyed by everything a pool is built from (URL, session bounds, size): a
 # changed secret or setting gets a new pool, and the old one is closed.
@@ -102,21 +99,6 @@ _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout,
                 psycopg.errors.IdleInTransactionSessionTimeout)
 
 
-class _PromptAttempt(AttemptWithBackoff):
-    """Reconnect attempts at a fixed short interval instead of a doubling backoff."""
-
-    INITIAL_DELAY = RECONNECT_INTERVAL_S
-    DELAY_BACKOFF = 1.0
-
-
-class _Pool(ConnectionPool):
-    def _add_connection(self, attempt=None, growing=False):
-        # psycopg_pool (pinned) starts each reconnect chain with a fresh
-        # AttemptWithBackoff when given none; give it ours.
-        super()._add_connection(attempt or _PromptAttempt(timeout=self.reconnect_timeout),
-                                growing)
-
-
 def pool(settings: Settings) -> ConnectionPool:
     """The process-wide pool for settings.database_url, created and migrated once.
 
@@ -148,7 +130,7 @@ def pool(settings: Settings) -> ConnectionPool:
                 partitions.ensure_ahead(conn)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(one_line(exc)) from exc
-        created = _Pool(
+        created = ConnectionPool(
             url,
             min_size=1,
             max_size=max(1, settings.db_pool_max),
@@ -173,11 +155,27 @@ def pool(settings: Settings) -> ConnectionPool:
 @contextmanager
 def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
     """A connection inside one transaction: committed on success, rolled back on error."""
+    current = pool(settings)
     try:
-        with pool(settings).connection() as conn:
+        with current.connection() as conn:
             yield conn
+    except PoolTimeout as exc:
+        # No connection within DB_CONNECT_TIMEOUT: the server is away, and the
+        # pool's reconnect backoff (doubling from 1 s) would keep this process
+        # waiting long after it returns. Drop the pool; the next request builds
+        # one that connects at once (or fails fast while the server is down).
+        _discard(current)
+        raise DatabaseUnavailable(one_line(exc)) from exc
     except _UNAVAILABLE as exc:
         raise DatabaseUnavailable(one_line(exc)) from exc
+
+
+def _discard(stale: ConnectionPool) -> None:
+    with _pools_lock:
+        for key, existing in list(_pools.items()):
+            if existing is stale:
+                del _pools[key]
+    stale.close(timeout=0)
 
 
 def close_all() -> None:
