@@ -2,11 +2,12 @@
 import dataclasses
 import json
 import queue
+import socket
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-
 from devstack import stack as stackfile
 from devstack.cron import CronRunner
 from devstack.gateway import RetryPolicy
@@ -151,3 +152,37 @@ def test_cron_supports_every_and_macros():
     assert Schedule("0 1 1 * *").next_after(t) == datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="not a cron expression"):
         Schedule("every tuesday")
+
+
+def _http_answer(sock) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split()[1]), data
+
+
+def test_a_huge_announced_body_gets_the_functions_413_before_it_is_sent(runtime):
+    # The function refuses by the announced length (MAX_BODY_BYTES); the gateway must
+    # stream, not wait for a gigabyte that never comes.
+    port = int(runtime.gateway_url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /function/echo HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 1073741824\r\n\r\n" + b"{" * 1000)
+        status, data = _http_answer(sock)
+    assert status == 413, data
+    assert time.monotonic() - started < 5
+
+
+def test_a_body_above_the_streaming_threshold_arrives_whole(local_runtime, tests_stack):
+    runtime = local_runtime(tests_stack, function_env={"MAX_BODY_BYTES": str(8 << 20)},
+                            cron=False)
+    payload = json.dumps({"blob": "x" * (3 << 20)}).encode()  # 3 MiB: streamed
+    r = requests.post(f"{runtime.gateway_url}/function/echo?k=v", data=payload,
+                      headers={"X-Test-Header": "big"}, timeout=30)
+    assert r.status_code == 200, r.text[:200]
+    body = r.json()
+    assert (len(body["body"]), body["query"], body["header"]) == (len(payload), {"k": "v"}, "big")

@@ -8,15 +8,24 @@
   the result to X-Callback-Url with X-Call-Id, X-Function-Status,
   X-Function-Name and X-Duration-Seconds.
 - `/system/functions` lists the functions, `/healthz` answers 200.
+
+A synchronous call's body is streamed to the function as it arrives (as the
+OpenFaaS gateway does) once it is larger than STREAM_ABOVE_BYTES, so a function
+that refuses a body by its announced length (413) answers at once; smaller
+bodies are read whole and sent over a kept-alive pooled connection (cheaper
+per call, and they arrive in one read anyway).
 """
 from __future__ import annotations
 
+import http.client
 import itertools
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -26,6 +35,8 @@ from .stack import FunctionSpec
 
 log = logging.getLogger("devstack.gateway")
 
+STREAM_ABOVE_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 16
 RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # Hop-by-hop headers are not forwarded (RFC 7230 6.1) and neither is the length,
 # which the client library recomputes.
@@ -100,6 +111,40 @@ class Gateway:
         url = f"{next(self._next_replica[fn.name])}/{path}" + (f"?{query.decode()}" if query else "")
         return self.upstream.request(method, url, body=body, headers=headers, redirect=False)
 
+    def call_streaming(self, fn: FunctionSpec, method: str, path: str, query: bytes,
+                       stream, length: int, headers: dict[str, str]
+                       ) -> tuple[int, bytes, dict[str, str]]:
+        """One call whose body is copied from `stream` while the answer is awaited, so an
+        early answer (413 on the announced length) comes back before the body is sent."""
+        base = urlsplit(next(self._next_replica[fn.name]))
+        conn = http.client.HTTPConnection(base.hostname, base.port, timeout=self.timeout_s)
+        try:
+            conn.putrequest(method, f"/{path}" + (f"?{query.decode()}" if query else ""),
+                            skip_accept_encoding=True)
+            for name, value in {**headers, "Content-Length": str(length)}.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+
+            def pump() -> None:
+                remaining = length
+                try:
+                    while remaining > 0:
+                        chunk = stream.read(min(_CHUNK_BYTES, remaining))
+                        if not chunk:
+                            return
+                        conn.sock.sendall(chunk)
+                        remaining -= len(chunk)
+                except (OSError, AttributeError):  # the function answered and closed
+                    return
+
+            threading.Thread(target=pump, daemon=True, name="gateway-body").start()
+            response = conn.getresponse()
+            return response.status, response.read(), _forwardable(response.headers)
+        except (OSError, http.client.HTTPException) as exc:
+            raise urllib3.exceptions.HTTPError(str(exc)) from exc
+        finally:
+            conn.close()
+
     def run_async(self, fn: FunctionSpec, call_id: str, path: str, query: bytes, body: bytes,
                   headers: dict[str, str], callback_url: str | None) -> None:
         policy = self.retry.for_function(fn)
@@ -160,9 +205,16 @@ class Gateway:
             fn = self.resolve(target)
             if fn is None:
                 return not_found(target)
+            headers = _forwardable(request.headers)
             try:
+                length = request.content_length or 0
+                if length > STREAM_ABOVE_BYTES:
+                    status, data, out_headers = self.call_streaming(
+                        fn, request.method, path, request.query_string, request.stream,
+                        length, headers)
+                    return Response(data, status, out_headers)
                 response = self.call(fn, request.method, path, request.query_string,
-                                     request.get_data(), _forwardable(request.headers))
+                                     request.get_data(), headers)
             except urllib3.exceptions.HTTPError as exc:
                 return Response(f"cannot reach {fn.name}: {exc}\n", 502)
             return Response(response.data, response.status, _forwardable(response.headers))
