@@ -54,7 +54,7 @@ MAX_BODY_BYTES = max_body_bytes()
 
 # waitress has no public hook for the body of its own refusals, so this uses two
 # documented-by-source seams: HTTPChannel.error_task_class and the server's
-# channel_class attribute. Checked against waitress 3.0.0, 3.0.1 and 3.0.2 (pinned
+# channel_class attribute. Checked against waitress 3.0.2 (the release pinned
 # in requirements.txt). If a release changes either seam, waitress answers with its
 # own text/plain page and tests/test_template.py's raw-socket tests fail
 # (test_a_declared_oversized_body_is_refused_before_a_byte_of_it_is_sent, the
