@@ -105,7 +105,13 @@ def test_every_statement_and_lock_wait_is_bounded(database_url):
     with pytest.raises(db.DatabaseUnavailable):
         with db.transaction(idle) as conn:
             conn.execute("SELECT 1")
-            time.sleep(1)  # a transaction left idle is ended by the server
+            pid = conn.info.backend_pid
+            # left idle: wait (with a deadline) until the server has ended the session
+            deadline = time.monotonic() + 10
+            with psycopg.connect(database_url, autocommit=True) as watcher:
+                while watcher.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                                      (pid,)).fetchone() and time.monotonic() < deadline:
+                    time.sleep(0.05)
             conn.execute("SELECT 1")
     db.close_all()
 
