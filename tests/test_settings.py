@@ -96,3 +96,17 @@ def test_mail_settings_smtp_url_env_wins_and_the_issuer_address_has_lines(tmp_pa
                 ).smtp_url == "smtp://sink:2525"
     with pytest.raises(ConfigError, match="SEND_CLAIM_TIMEOUT_SECONDS"):
         load({"SECRETS_DIR": str(tmp_path), "SEND_CLAIM_TIMEOUT_SECONDS": "0"})
+
+
+@pytest.mark.parametrize("name", ["DB_POOL_MAX", "DB_CONNECT_TIMEOUT", "MAX_BODY_BYTES",
+                                  "REQUEUE_MINUTES", "SMTP_TIMEOUT_SECONDS"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_count_or_size_setting_refuses_zero_and_negatives(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load({name: value})
+
+
+def test_the_future_skew_may_be_zero_but_not_negative():
+    assert load({"MAX_FUTURE_SKEW_SECONDS": "0"}).max_future_skew_s == 0
+    with pytest.raises(ConfigError, match="MAX_FUTURE_SKEW_SECONDS"):
+        load({"MAX_FUTURE_SKEW_SECONDS": "-1"})

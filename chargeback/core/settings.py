@@ -178,7 +178,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         gateway_url=(environ.get("GATEWAY_URL") or Settings.gateway_url).rstrip("/"),
         function_namespace=environ.get("FUNCTION_NAMESPACE") or Settings.function_namespace,
         exclude_namespaces=_list(environ, "EXCLUDE_NAMESPACES", "openfaas-system"),
-        db_pool_max=_int(environ, "DB_POOL_MAX", Settings.db_pool_max),
+        db_pool_max=_positive(environ, "DB_POOL_MAX", Settings.db_pool_max),
         db_connect_timeout_s=_positive(environ, "DB_CONNECT_TIMEOUT",
                                        Settings.db_connect_timeout_s),
         db_statement_timeout_s=_seconds(environ, "DB_STATEMENT_TIMEOUT",
@@ -200,7 +200,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         allow_clock_override=_bool(environ, "ALLOW_CLOCK_OVERRIDE", False),
         # receive-usage
         max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
-        max_future_skew_s=_int(environ, "MAX_FUTURE_SKEW_SECONDS", Settings.max_future_skew_s),
+        max_future_skew_s=_nonnegative(environ, "MAX_FUTURE_SKEW_SECONDS",
+                                        Settings.max_future_skew_s),
         # aggregate-month
         billing_timezone=_timezone(environ, "BILLING_TIMEZONE", Settings.billing_timezone),
         close_grace_hours=_nonnegative(environ, "CLOSE_GRACE_HOURS", Settings.close_grace_hours),
