@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -135,7 +135,9 @@ class Settings:
     # Lets a caller choose the tick's time ({"now": ...} in the body): for the
     # demo and tests only. Never set it in stack.yml: a caller could bill any time.
     allow_clock_override: bool = False
-    # receive-usage
+    # receive-usage: the webhook-secret exactly as stored (the signature check
+    # tries the key with and without its trailing newline)
+    webhook_secret: str | None = field(default=None, repr=False)
     max_body_bytes: int = 16 * 1024 * 1024
     max_future_skew_s: int = 300
     # email-invoice: SMTP_URL wins over the smtp-url secret, as DATABASE_URL does
@@ -199,6 +201,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         kube_page_size=_positive(environ, "KUBE_PAGE_SIZE", Settings.kube_page_size),
         allow_clock_override=_bool(environ, "ALLOW_CLOCK_OVERRIDE", False),
         # receive-usage
+        webhook_secret=read_secret("webhook-secret", environ, raw=True),
         max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
         max_future_skew_s=_nonnegative(environ, "MAX_FUTURE_SKEW_SECONDS",
                                         Settings.max_future_skew_s),
