@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_SECRET = "test-webhook-secret"
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the operator's request headers
+PORTAL_KEY = "test-portal-signing-key-of-32-bytes-or-more"
 _TEMPLATE_DB = "chargeback_template"
 _counter = itertools.count()
 
@@ -56,6 +57,7 @@ def secrets_dir(tmp_path, database_url) -> Path:
     directory.mkdir()
     (directory / "webhook-secret").write_text(WEBHOOK_SECRET + "\n")
     (directory / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    (directory / "portal-signing-key").write_text(PORTAL_KEY + "\n")
     (directory / "database-url").write_text(database_url)
     return directory
 

@@ -73,10 +73,10 @@ def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
 
 
 def write_secrets(directory: Path, database_url: str, smtp_url: str | None = None) -> Path:
-    """The local secrets: a webhook secret and the operator's admin token, each made
-    once, and the service URLs."""
+    """The local secrets: a webhook secret, the operator's admin token and the portal's
+    signing key, each made once, and the service URLs."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("webhook-secret", "admin-token"):
+    for name in ("webhook-secret", "admin-token", "portal-signing-key"):
         path = directory / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
