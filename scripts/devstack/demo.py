@@ -26,7 +26,8 @@ from . import demo_capacity, demo_email, demo_invoices, demo_usage
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
-from .up import ROOT, VAR, UpError, database, env_port, kubernetes, mail, write_secrets
+from .up import (ROOT, VAR, UpError, database, env_port, kubernetes, mail, portal_url,
+                 write_secrets)
 
 DEMO_DATABASE = "chargeback_demo"
 
@@ -126,6 +127,7 @@ def _start(gateway_port: int) -> DemoEnv:
                                         "DATABASE_URL": env.database_url,
                                         "KUBECONFIG": kubeconfig,
                                         "SMTP_URL": smtp_url,
+                                        "PORTAL_URL": portal_url(gateway_port),
                                         **demo_capacity.FUNCTION_ENV}).start()
         env.stoppers.append(runtime.stop)
         env.clock_override = True
