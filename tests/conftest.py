@@ -28,6 +28,20 @@ _TEMPLATE_DB = "chargeback_template"
 _counter = itertools.count()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--browser", action="store_true",
+                     help="run only the tests that drive headless Chromium (marked browser), "
+                          "and fail instead of skipping when Chromium is missing")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--browser"):
+        return
+    keep = [item for item in items if "browser" in item.keywords]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory):
     """An embedded PostgreSQL (fsync off) with a migrated template database."""

@@ -63,9 +63,10 @@ class _Formats:
 
 def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str) -> str:
     """A stacked daily bar chart as a data: URI (pygal SVG)."""
-    chart = pygal.StackedBar(style=_CHART_STYLE, width=640, height=300, js=[],
+    rows = max(1, (min(len(values), 8) + 1) // 2)  # the legend: two columns below the chart
+    chart = pygal.StackedBar(style=_CHART_STYLE, width=640, height=280 + 22 * rows, js=[],
                              disable_xml_declaration=False, legend_at_bottom=True,
-                             legend_at_bottom_columns=3, truncate_legend=24,
+                             legend_at_bottom_columns=2, truncate_legend=40,
                              show_minor_x_labels=False, x_labels_major_every=5,
                              y_title=unit, no_data_text="nothing yet", margin=8)
     chart.title = title
