@@ -61,7 +61,12 @@ def answer(settings: Settings, req: Request, now: datetime) -> dict:
                                             "/api/v1/rejected"):
         raise RequestError(403, f"this link opens invoice {who.invoice} only")
     if path == "/api/v1/usage/current":
-        return _json(current(settings, who.tenant, _period(settings, req.query, now), now))
+        month = current(settings, who.tenant, _period(settings, req.query, now), now)
+        if month["invoiced_as"]:
+            raise RequestError(409, f"period: {month['period']} is closed and invoiced as "
+                                    f"{month['invoiced_as']}; read /api/v1/invoices/"
+                                    f"{month['invoiced_as']}")
+        return _json(month)
     if path == "/api/v1/usage":
         p = period_of(now, settings.billing_timezone)
         q = series.parse(req.query, now, p.start)
@@ -103,11 +108,19 @@ def current(settings: Settings, tenant: str, p, now: datetime) -> dict:
     """usage/current: `tenant`'s period `p` to date, priced by the month close's code."""
     with db.transaction(settings) as conn:
         found = estimate.month_to_date(conn, settings, now, [tenant], p=p)
+        issued = [] if found else [d for d in store.documents(conn, tenant)
+                                   if d.period == p.name]
+    if issued:  # closed: its figures are the invoice's (the close prices nothing twice)
+        doc = issued[-1]  # the period's first document, not a later correction
+        return {"tenant": tenant, "period": p.name, "currency": doc.currency,
+                "as_of": min(now, p.end), "lines": [], "subtotal": doc.subtotal,
+                "tax": doc.tax, "total": doc.total, "projected_total": doc.total,
+                "price_book_version": None, "reasons": [], "invoiced_as": doc.number}
     if not found:  # nothing used and nothing held: nothing owed yet
         return {"tenant": tenant, "period": p.name, "currency": None,
                 "as_of": min(now, p.end), "lines": [], "subtotal": "0", "tax": "0",
                 "total": "0", "projected_total": "0", "price_book_version": None,
-                "reasons": []}
+                "reasons": [], "invoiced_as": None}
     [e] = found
     d = e.draft
     return {"tenant": tenant, "period": p.name, "currency": d.currency, "as_of": e.as_of,
@@ -118,7 +131,7 @@ def current(settings: Settings, tenant: str, p, now: datetime) -> dict:
                       for line in d.lines],
             "subtotal": d.subtotal, "tax": d.tax, "total": d.total,
             "projected_total": e.projected_total, "price_book_version": e.price_book_version,
-            "reasons": list(d.reasons)}
+            "reasons": list(d.reasons), "invoiced_as": None}
 
 
 def _document_view(doc: store.Document) -> dict:
