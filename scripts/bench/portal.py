@@ -133,7 +133,9 @@ def main() -> int:
     runtime = None
     try:
         database_url = pg.fresh_database("bench_portal")
-        settings = load({"DATABASE_URL": database_url, "DB_POOL_MAX": "2"})
+        # loading a million events at a time takes longer than a request may
+        settings = load({"DATABASE_URL": database_url, "DB_POOL_MAX": "2",
+                         "DB_STATEMENT_TIMEOUT": "3600"})
         print(f"loading {args.events:,} events ({args.tenants:,} tenants, "
               f"{args.functions:,} functions) and a month of capacity ...", flush=True)
         load_usage(settings, args)
