@@ -174,7 +174,7 @@ def _document(settings: Settings, who: Access, number: str, ext: str | None) -> 
 
 def _page(settings: Settings, req: Request, now: datetime) -> dict:
     who = access.resolve(req.headers, req.query, now, link_token=True)
-    if req.query.get("token"):
+    if req.query.get("token") and who.token:
         # keep the token in a cookie and drop it from the address bar (and history)
         rest = f"?period={req.query['period']}" if req.query.get("period") else ""
         secure = "; Secure" if req.headers.get("X-Forwarded-Proto") == "https" else ""
