@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from chargeback.billing import estimate
+from chargeback.billing import estimate, pricebook_store
 from chargeback.billing.periods import PeriodError, period, period_of
 from chargeback.core import db
 from chargeback.core.responses import RequestError, respond
@@ -106,6 +106,9 @@ def _period(settings: Settings, query: Mapping[str, str], now: datetime):
 
 def current(settings: Settings, tenant: str, p, now: datetime) -> dict:
     """usage/current: `tenant`'s period `p` to date, priced by the month close's code."""
+    # before taking a connection: loading the deployed price book takes one of its own
+    # (once per process), and four requests each holding one would wait for a fifth
+    pricebook_store.ensure_file_loaded(settings)
     with db.transaction(settings) as conn:
         found = estimate.month_to_date(conn, settings, now, [tenant], p=p)
         issued = [] if found else [d for d in store.documents(conn, tenant)

@@ -126,23 +126,29 @@ def main() -> int:
     parser.add_argument("--functions", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=400, help="per route (default 400)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent (default 8)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the month loaded by the previous run (same options)")
     args = parser.parse_args()
     CLIENTS = args.clients
     VAR.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
     runtime = None
     try:
-        database_url = pg.fresh_database("bench_portal")
+        database_url = (pg.url.rsplit("/", 1)[0] + "/bench_portal" if args.reuse
+                        else pg.fresh_database("bench_portal"))
         # loading a million events at a time takes longer than a request may
         settings = load({"DATABASE_URL": database_url, "DB_POOL_MAX": "2",
-                         "DB_STATEMENT_TIMEOUT": "3600"})
-        print(f"loading {args.events:,} events ({args.tenants:,} tenants, "
-              f"{args.functions:,} functions) and a month of capacity ...", flush=True)
-        load_usage(settings, args)
-        load_capacity(settings, args)
-        db.close_all()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
+                         "DB_STATEMENT_TIMEOUT": "3600",
+                         "DB_IDLE_IN_TRANSACTION_TIMEOUT": "3600"})
+        print(f"{'reusing' if args.reuse else 'loading'} {args.events:,} events "
+              f"({args.tenants:,} tenants, {args.functions:,} functions) and a month of "
+              "capacity ...", flush=True)
+        if not args.reuse:
+            load_usage(settings, args)
+            load_capacity(settings, args)
+            db.close_all()
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
         secrets = VAR / "portal-secrets"
         secrets.mkdir(exist_ok=True)
         key = "bench-portal-signing-key-" + "x" * 32
