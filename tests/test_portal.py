@@ -142,6 +142,9 @@ def test_a_tenant_reads_its_own_month_series_documents_and_rejected_events(porta
         assert missing.status_code == 404 and globex_no not in missing.text.replace(
             path.rsplit("/", 1)[1].split(".")[0], "")
 
+    # a tenant's token never reads another tenant's series, even when it names one
+    other = p.get("/api/v1/usage", t, tenant="globex", **OCT)
+    assert other.status_code == 404 and "data" not in other.json()
     [bad] = p.get("/api/v1/rejected", t, limit="5").json()["data"]
     assert (bad["delivery_id"], bad["index"]) == ("delivery-bad-1", 0)
     assert bad["reason"].startswith("function_name")

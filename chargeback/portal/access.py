@@ -75,4 +75,7 @@ def resolve(headers: Mapping[str, str], query: Mapping[str, str], now: datetime,
         claims = tokens.verify(signing_key(environ), token, now)
     except tokens.Unauthorized as exc:
         raise unauthorized(str(exc)) from None
+    asked = query.get("tenant")
+    if asked and asked != claims.tenant:  # another tenant's data: nothing says it exists
+        raise RequestError(404, f"tenant: no tenant {asked!r} for this token")
     return Access(claims.tenant, claims.invoice, token=token, expires_at=claims.expires_at)
