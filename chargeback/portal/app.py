@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 from chargeback.billing import estimate, pricebook_store
 from chargeback.billing.periods import PeriodError, period, period_of
@@ -138,7 +139,9 @@ def current(settings: Settings, tenant: str, p, now: datetime) -> dict:
 
 
 def _document_view(doc: store.Document) -> dict:
-    links = {ext: f"api/v1/invoices/{doc.number}.{ext}" for ext in ("pdf", "html", "csv")}
+    # relative to the portal's address (the page's own links resolve against it)
+    links = {ext: f"api/v1/invoices/{quote(doc.number, safe='')}.{ext}"
+             for ext in ("pdf", "html", "csv")}
     return {"number": doc.number, "period": doc.period, "status": "issued",
             "delivery": doc.status, "issued_at": doc.issued_at, "currency": doc.currency,
             "subtotal": doc.subtotal, "tax": doc.tax, "total": doc.total, "links": links}
