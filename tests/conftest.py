@@ -23,8 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_SECRET = "test-webhook-secret"
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the operator's request headers
+PORTAL_KEY = "test-portal-signing-key-of-32-bytes-or-more"
 _TEMPLATE_DB = "chargeback_template"
 _counter = itertools.count()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--browser", action="store_true",
+                     help="run only the tests that drive headless Chromium (marked browser), "
+                          "and fail instead of skipping when Chromium is missing")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--browser"):
+        return
+    keep = [item for item in items if "browser" in item.keywords]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +71,7 @@ def secrets_dir(tmp_path, database_url) -> Path:
     directory.mkdir()
     (directory / "webhook-secret").write_text(WEBHOOK_SECRET + "\n")
     (directory / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    (directory / "portal-signing-key").write_text(PORTAL_KEY + "\n")
     (directory / "database-url").write_text(database_url)
     return directory
 

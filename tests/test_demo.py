@@ -1,4 +1,5 @@
 """scripts/demo end to end: the real script, its own runtime, embedded PostgreSQL."""
+import re
 import subprocess
 
 from devstack.pg import EmbeddedPostgres, free_port, port_in_use
@@ -49,5 +50,10 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     text = email.split("--- the plain-text part of INV-2026-000010", 1)[1]
     assert "Bill to: Initech, Inc." in text and "adjustment for September 2026" in text
     assert "Total (USD)" in text and "$0.36" in text
+    # usage/current asked before the close equals every invoice; then one tenant's link
+    portal = out.split("== portal: what each tenant saw", 1)[1]
+    assert portal.count("  equal") == 9 and "DIFFERENT" not in portal
+    assert re.search(r"\n  http://127\.0\.0\.1:\d+/function/tenant-portal\.openfaas-system/"
+                     r"\?token=[\w.-]+&period=2026-09\n", portal)
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

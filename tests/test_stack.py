@@ -10,10 +10,11 @@ from devstack.pg import free_port
 
 from .conftest import ROOT
 
-FUNCTIONS = {"receive-usage", "meter-capacity", "aggregate-month", "email-invoice"}
+FUNCTIONS = {"receive-usage", "meter-capacity", "aggregate-month", "email-invoice",
+             "tenant-portal"}
 
 
-def test_stack_declares_the_four_functions_in_openfaas_system(product_stack):
+def test_stack_declares_the_five_functions_in_openfaas_system(product_stack):
     assert set(product_stack.functions) == FUNCTIONS
     for fn in product_stack.functions.values():
         assert fn.namespace == "openfaas-system", fn.name

@@ -160,6 +160,8 @@ class Settings:
     requeue_minutes: int = 60
     invoice_prefix: str = "INV-"
     pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
+    # tenant-portal's public address: set, every invoice e-mail links to its hosted page
+    portal_url: str | None = None
 
 
 def _lines(raw: str | None) -> tuple[str, ...]:
@@ -211,6 +213,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         requeue_minutes=_positive(environ, "REQUEUE_MINUTES", Settings.requeue_minutes),
         invoice_prefix=environ.get("INVOICE_PREFIX", Settings.invoice_prefix),
         pricebook_file=environ.get("PRICEBOOK_FILE") or None,
+        portal_url=(environ.get("PORTAL_URL") or "").strip() or None,
         # email-invoice
         smtp_url=environ.get("SMTP_URL") or read_secret("smtp-url", environ),
         smtp_timeout_s=_positive(environ, "SMTP_TIMEOUT_SECONDS", Settings.smtp_timeout_s),

@@ -46,6 +46,7 @@ from chargeback.documents.message import (
     message_id,
 )
 from chargeback.documents.pdf import render_pdf
+from chargeback.portal.links import hosted_invoice_url
 
 _CLAIM = """
 UPDATE openfaas_metering.invoices
@@ -164,6 +165,9 @@ def render(invoice: Invoice, settings: Settings, usage: str | None = None) -> Re
     (the usage CSV, aggregate-month's export, when `usage` is given)."""
     names = attachment_names(invoice, usage is not None)
     view = present(invoice, issuer(settings), settings.default_locale, names)
+    # the hosted invoice page (tenant-portal), when PORTAL_URL is set
+    view["hosted_url"] = hosted_invoice_url(settings, invoice.namespace, invoice.number,
+                                            invoice.issued_at)
     pdf = render_pdf(view, invoice.issued_at)
     files = [Attachment(names[0], "application/pdf", pdf),
              Attachment(names[1], "text/csv", lines_csv(invoice).encode())]

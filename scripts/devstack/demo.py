@@ -22,11 +22,12 @@ import requests
 from chargeback.core import migrate
 from chargeback.core.db import one_line
 
-from . import demo_capacity, demo_email, demo_invoices, demo_usage
+from . import demo_capacity, demo_email, demo_invoices, demo_portal, demo_usage
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
-from .up import ROOT, VAR, UpError, database, env_port, kubernetes, mail, write_secrets
+from .up import (ROOT, VAR, UpError, database, env_port, kubernetes, mail, portal_url,
+                 write_secrets)
 
 DEMO_DATABASE = "chargeback_demo"
 
@@ -67,11 +68,17 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
     ("capacity: what each tenant held in the cluster, September 2026", _capacity),
     ("contacts: the operator gives the usage tenants' billing contacts",
      lambda env: demo_email.set_contacts(env.database_url)),
+    ("portal: each tenant's usage/current the instant September ended, before the close",
+     lambda env: demo_portal.before_close(env.gateway_url, env.database_url,
+                                          env.secret("admin-token"))),
     ("invoices: September 2026 closed through the gateway, late usage on October's",
      lambda env: demo_invoices.run(env.gateway_url, env.database_url,
                                    env.secret("webhook-secret"))),
     ("email: every invoice e-mailed through the async fan-out",
      lambda env: demo_email.run(env.database_url, env.mail_dir)),
+    ("portal: what each tenant saw beside its invoice, and a link to its page",
+     lambda env: demo_portal.run(env.gateway_url, env.database_url,
+                                 env.secret("portal-signing-key"))),
 ]
 
 
@@ -126,6 +133,7 @@ def _start(gateway_port: int) -> DemoEnv:
                                         "DATABASE_URL": env.database_url,
                                         "KUBECONFIG": kubeconfig,
                                         "SMTP_URL": smtp_url,
+                                        "PORTAL_URL": portal_url(gateway_port),
                                         **demo_capacity.FUNCTION_ENV}).start()
         env.stoppers.append(runtime.stop)
         env.clock_override = True
@@ -159,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             section(env)
             print(f"({title.split(':')[0]}: {time.monotonic() - section_started:.1f} s)")
     except (StackError, PortInUse, UpError, demo_usage.DemoFailed,
-            demo_capacity.DemoError, demo_invoices.DemoError, demo_email.DemoError) as exc:
+            demo_capacity.DemoError, demo_invoices.DemoError, demo_email.DemoError,
+            demo_portal.DemoError) as exc:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:

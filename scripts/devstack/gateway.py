@@ -200,6 +200,7 @@ class Gateway:
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
         @app.route("/function/<target>", defaults={"path": ""}, methods=methods)
+        @app.route("/function/<target>/", defaults={"path": ""}, methods=methods)  # as OpenFaaS
         @app.route("/function/<target>/<path:path>", methods=methods)
         def invoke(target: str, path: str):
             fn = self.resolve(target)

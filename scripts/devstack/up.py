@@ -72,11 +72,16 @@ def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
     return server.url, server
 
 
+def portal_url(gateway_port: int) -> str:
+    """tenant-portal behind the local gateway: invoice e-mails link to it."""
+    return f"http://127.0.0.1:{gateway_port}/function/tenant-portal.openfaas-system"
+
+
 def write_secrets(directory: Path, database_url: str, smtp_url: str | None = None) -> Path:
-    """The local secrets: a webhook secret and the operator's admin token, each made
-    once, and the service URLs."""
+    """The local secrets: a webhook secret, the operator's admin token and the portal's
+    signing key, each made once, and the service URLs."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("webhook-secret", "admin-token"):
+    for name in ("webhook-secret", "admin-token", "portal-signing-key"):
         path = directory / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                           function_env={"SECRETS_DIR": str(secret_dir),
                                         "DATABASE_URL": database_url,
                                         "SMTP_URL": smtp_url,
+                                        "PORTAL_URL": portal_url(gateway_port),
                                         "KUBECONFIG": kubeconfig}).start()
     except (StackError, PortInUse, UpError) as exc:
         print(f"scripts/up: {exc}", file=sys.stderr)

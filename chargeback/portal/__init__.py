@@ -1,0 +1,1 @@
+"""tenant-portal: each tenant's usage, charges, documents and rejected events."""

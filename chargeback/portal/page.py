@@ -1,0 +1,138 @@
+"""The portal page: plain values in, one HTML document out. Pure.
+
+Money, numbers and dates are formatted with babel for the tenant's locale;
+charts are pygal's SVG, embedded as data: images (an image runs no script, so
+pygal's own script stays inert and the page needs none). Jinja2 escapes every
+tenant-controlled string. The stylesheet is inline and allowed by its hash,
+so the Content-Security-Policy forbids every script and every other origin.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pygal
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from pygal.style import Style
+
+from chargeback.core.meters import GB_SECONDS, INVOCATIONS, UNITS
+from chargeback.documents.document import resolve_locale
+from chargeback.portal import series
+from chargeback.portal.series import SeriesQuery
+
+HERE = Path(__file__).resolve().parent
+STYLESHEET = (HERE / "templates" / "portal.css").read_text(encoding="utf-8")
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode()
+CSP = ("default-src 'none'; script-src 'none'; "
+       f"style-src 'sha256-{_STYLE_HASH}'; img-src 'self' data:; "
+       "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+TOP_FUNCTIONS = 10
+_env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined,
+                   autoescape=select_autoescape(default=True))
+_CHART_STYLE = Style(background="white", plot_background="white", font_family="sans-serif",
+                     colors=("#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2",
+                             "#dc2626", "#ca8a04", "#4b5563"))
+
+
+class _Formats:
+    def __init__(self, locale_name: str, currency: str | None):
+        self.locale = resolve_locale(locale_name)
+        self.currency = currency
+
+    def money(self, value: Decimal | str | None) -> str:
+        if value is None or self.currency is None:
+            return "—" if value is None else str(value)
+        return format_currency(Decimal(value), self.currency, locale=self.locale)
+
+    def number(self, value: Decimal | int) -> str:
+        return format_decimal(Decimal(value).quantize(Decimal("0.001")).normalize(),
+                              locale=self.locale, decimal_quantization=False)
+
+    def day(self, instant: datetime) -> str:
+        return format_date(instant.date(), "medium", locale=self.locale)
+
+    def instant(self, instant: datetime) -> str:
+        return format_datetime(instant, "medium", tzinfo=instant.tzinfo, locale=self.locale)
+
+
+def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str) -> str:
+    """A stacked daily bar chart as a data: URI (pygal SVG)."""
+    rows = max(1, (min(len(values), 8) + 1) // 2)  # the legend: two columns below the chart
+    chart = pygal.StackedBar(style=_CHART_STYLE, width=640, height=280 + 22 * rows, js=[],
+                             disable_xml_declaration=False, legend_at_bottom=True,
+                             legend_at_bottom_columns=2, truncate_legend=40,
+                             show_minor_x_labels=False, x_labels_major_every=5,
+                             y_title=unit, no_data_text="nothing yet", margin=8)
+    chart.title = title
+    chart.x_labels = [str(start.day) for start in q.starts()]
+    for label, points in sorted(values.items(), key=lambda kv: -sum(kv[1]))[:8]:
+        chart.add(label or "—", [float(v) for v in points])
+    svg = chart.render()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+
+
+def _capacity_series(q: SeriesQuery, by_sku: list[tuple]) -> dict[str, list]:
+    """Capacity by meter and SKU, every meter in its own unit-hours, on one chart."""
+    out: dict[str, list] = {}
+    for meter in sorted({row[1] for row in by_sku} - {GB_SECONDS, INVOCATIONS}):
+        for label, points in series.dense(q, by_sku, meter).items():
+            out[f"{meter} {label}".strip()] = points
+    return out
+
+
+def _top(by_function: list[tuple]) -> list[tuple[str, Decimal, int]]:
+    gb: dict[str, Decimal] = {}
+    calls: dict[str, int] = {}
+    for _, meter, function, _, quantity in by_function:
+        if meter == GB_SECONDS:
+            gb[function] = gb.get(function, 0) + quantity
+        elif meter == INVOCATIONS:
+            calls[function] = calls.get(function, 0) + quantity
+    names = sorted(set(gb) | set(calls), key=lambda n: (-gb.get(n, 0), -calls.get(n, 0), n))
+    return [(n, gb.get(n, Decimal(0)), calls.get(n, 0)) for n in names[:TOP_FUNCTIONS]]
+
+
+def _documents(f: _Formats, docs: list[dict]) -> list[dict[str, Any]]:
+    out = []
+    for d in docs:
+        money = _Formats(str(f.locale), d["currency"])
+        out.append({**d, "issued": f.day(d["issued_at"]), "total_text": money.money(d["total"])})
+    return out
+
+
+def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function: list[tuple],
+                by_sku: list[tuple], docs: list[dict], rejected: list[dict]) -> str:
+    f = _Formats(locale, month["currency"])
+    charts = [
+        ("GB-seconds by function", _chart("GB-seconds by function", q,
+                                          series.dense(q, by_function, GB_SECONDS),
+                                          UNITS[GB_SECONDS])),
+        ("Invocations by function", _chart("Invocations by function", q,
+                                           series.dense(q, by_function, INVOCATIONS),
+                                           UNITS[INVOCATIONS])),
+        ("Capacity by meter and SKU", _chart("Capacity by meter and SKU (unit-hours)", q,
+                                             _capacity_series(q, by_sku), "unit-hours")),
+    ]
+    lines = [{**line, "quantity_text": f"{f.number(line['quantity'])} {line['unit']}",
+              "amount_text": f.money(line["amount"])} for line in month["lines"]]
+    return _env.get_template("page.html").render(
+        stylesheet=STYLESHEET, name=name, tenant=month["tenant"], lang=str(f.locale),
+        period=month["period"], as_of=f.instant(month["as_of"]), month=month, lines=lines,
+        total=f.money(month["total"]), projected=f.money(month["projected_total"]),
+        subtotal=f.money(month["subtotal"]), tax=f.money(month["tax"]), charts=charts,
+        top=[(n, f.number(gb), f.number(calls)) for n, gb, calls in _top(by_function)],
+        documents=_documents(f, docs),
+        rejected=[{**r, "received": f.instant(r["received_at"])} for r in rejected])
+
+
+def render_invoice_page(name: str, locale: str, docs: list[dict]) -> str:
+    """The hosted invoice page: the one document a limited token opens."""
+    f = _Formats(locale, None)
+    return _env.get_template("invoice_page.html").render(
+        stylesheet=STYLESHEET, name=name, lang=str(f.locale), documents=_documents(f, docs))

@@ -1,0 +1,333 @@
+"""tenant-portal end to end: the function of stack.yml behind the local gateway, real
+tokens, a real database filled through the real ingest and tick store, real SMTP."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import psycopg
+import pytest
+import requests
+from devstack.pg import free_port
+
+from chargeback.billing import month_close
+from chargeback.capacity import store as capacity_store
+from chargeback.capacity.holdings import Reading, Sample, Tenant
+from chargeback.core import db
+from chargeback.core.settings import load
+from chargeback.documents import delivery
+from chargeback.portal import tokens
+from chargeback.usage import events as usage
+from chargeback.usage import ingest
+
+from .billing_helpers import GiB, NS, event, send, settings_for, ticks
+from .conftest import ADMIN, ADMIN_TOKEN, PORTAL_KEY, ROOT
+from .invoices import HOSTILE_NAME, MAIL_ENV, RecordingSmtp, finalized_invoice, start_smtp
+
+SHIPPED_BOOK = (ROOT / "pricebook.yml").read_text()
+OCT = {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+
+
+@dataclasses.dataclass
+class Portal:
+    url: str  # .../function/tenant-portal.openfaas-system
+
+    def get(self, path: str, bearer: str | None = None, headers=None, session=None, **query):
+        headers = dict(headers or {})
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        return (session or requests).get(f"{self.url}{path}", params=query, headers=headers,
+                                         timeout=30, allow_redirects=False)
+
+
+def token_for(tenant: str, days: int = 1, invoice: str | None = None, key=PORTAL_KEY) -> str:
+    return tokens.issue(key, tenant, datetime.now(timezone.utc), timedelta(days=days), invoice)
+
+
+@pytest.fixture
+def portal(local_runtime, product_stack, secrets_dir, database_url):
+    """tenant-portal (and `also`) of stack.yml behind the local gateway."""
+    def start(also: tuple[str, ...] = (), port: int | None = None, **env) -> Portal:
+        names = ("tenant-portal", *also)
+        stack = dataclasses.replace(product_stack, functions={
+            n: product_stack.functions[n] for n in names})
+        options = {"gateway_port": port} if port else {}
+        runtime = local_runtime(stack, cron=False, function_env={
+            "SECRETS_DIR": str(secrets_dir), "DATABASE_URL": database_url, **env}, **options)
+        return Portal(f"{runtime.gateway_url}/function/tenant-portal.openfaas-system")
+    return start
+
+
+def _reject(settings, namespace: str, reason_event: dict) -> None:
+    """A delivery with one invalid event, through the real validation and ingest."""
+    batch = usage.validate([reason_event], now_ns=4_000_000_000 * NS, max_future_skew_s=300,
+                           exclude_namespaces=("openfaas-system",))
+    assert batch.rejected
+    ingest.store(settings, "delivery-bad-1", "0" * 64, batch)
+
+
+@pytest.fixture
+def october(database_url, tmp_path):
+    """acme's October: 2 x 100 s of resize at 1 GiB on the 10th (200 GB-s), 50 s of
+    thumbnail at 512 MiB on the 11th (25 GB-s), one load balancer for 4 hours (2 on the
+    15th, 2 on the 16th), one rejected event; September's invoices for acme and globex."""
+    s = settings_for(database_url, tmp_path, book=SHIPPED_BOOK)
+    acme_invoice = finalized_invoice(database_url, namespace="acme")  # hostile bill-to name
+    globex_invoice = finalized_invoice(database_url, namespace="globex")
+    send(s, [event("acme", "2026-10-10T10:00:00Z", 100 * NS, GiB, "resize"),
+             event("acme", "2026-10-10T10:30:00Z", 100 * NS, GiB, "resize"),
+             event("acme", "2026-10-11T08:00:00Z", 50 * NS, GiB // 2, "thumbnail"),
+             event("globex", "2026-10-10T10:00:00Z", 999 * NS)])
+    slots = [datetime(2026, 10, 15, 22, tzinfo=timezone.utc) + timedelta(hours=h)
+             for h in range(5)]  # the first tick is the baseline: 4 billed hours
+    ticks(s, "acme", [("loadbalancer_hours", "", False, "1")], slots)
+    _reject(s, "acme", {**event("acme", "2026-10-12T00:00:00Z", -1),
+                        "function_name": '<script>alert("fn")</script>'})
+    with psycopg.connect(database_url) as conn:
+        # the operator's display name for acme carries markup too
+        conn.execute("UPDATE openfaas_metering.tenants SET display_name_override = %s"
+                     " WHERE namespace = 'acme'", (HOSTILE_NAME,))
+        numbers = dict(conn.execute("SELECT invoice_id::text, number FROM "
+                                    "openfaas_metering.invoices").fetchall())
+    return s, numbers[acme_invoice], numbers[globex_invoice], acme_invoice
+
+
+def test_a_tenant_reads_its_own_month_series_documents_and_rejected_events(portal, october):
+    s, acme_no, globex_no, _ = october
+    p = portal()
+    t = token_for("acme")
+    # the month priced by the shipped book's standard plan: 225 GB-s and 3 calls are inside
+    # the allowances (400,000 GB-s, 1,000,000 calls), the load balancer's 4 hours at
+    # 0.0225/h are 0.09; no base fee, no commitment, tax 0 %
+    r = p.get("/api/v1/usage/current", t, period="2026-10")
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "private, no-store"
+    month = r.json()
+    assert (month["tenant"], month["period"], month["currency"]) == ("acme", "2026-10", "USD")
+    by_meter = {line["meter"]: Decimal(line["quantity"]) for line in month["lines"]}
+    assert by_meter == {"gb_seconds": 225, "invocations": 3, "loadbalancer_hours": 4}
+    assert (month["subtotal"], month["tax"], month["total"]) == ("0.09", "0.00", "0.09")
+    assert Decimal(month["projected_total"]) == Decimal(month["total"])  # the month is over
+
+    daily = p.get("/api/v1/usage", t, **OCT).json()["data"]
+    gb = {(d["window_start"][:10], d["function"]): Decimal(d["quantity"])
+          for d in daily if d["meter"] == "gb_seconds"}
+    assert gb == {("2026-10-10", "resize"): 200, ("2026-10-11", "thumbnail"): 25}
+    hourly = p.get("/api/v1/usage", t, window="hour", group_by="meter",
+                   **{"from": "2026-10-10T00:00:00Z", "to": "2026-10-11T00:00:00Z"}).json()
+    assert [(d["window_start"], d["meter"], d["quantity"]) for d in hourly["data"]] == [
+        ("2026-10-10T10:00:00+00:00", "gb_seconds", "200"),
+        ("2026-10-10T10:00:00+00:00", "invocations", "2")]
+    by_sku = p.get("/api/v1/usage", t, group_by="sku", **OCT).json()["data"]
+    assert [(d["window_start"][:10], d["meter"], d["quantity"]) for d in by_sku
+            if d["meter"] == "loadbalancer_hours"] == [("2026-10-15", "loadbalancer_hours", "2"),
+                                                       ("2026-10-16", "loadbalancer_hours", "2")]
+    too_long = p.get("/api/v1/usage", t, window="hour", **OCT)
+    assert too_long.status_code == 400 and too_long.json()["error"].startswith("to: 744 hour")
+
+    docs = p.get("/api/v1/invoices", t).json()["data"]
+    assert [d["number"] for d in docs] == [acme_no]
+    assert p.get(f"/api/v1/invoices/{acme_no}", t).json()["total"] == "279.83"
+    pdf = p.get(f"/api/v1/invoices/{acme_no}.pdf", t)
+    assert pdf.headers["Content-Type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
+    assert acme_no in p.get(f"/api/v1/invoices/{acme_no}.csv", t).text
+    html = p.get(f"/api/v1/invoices/{acme_no}.html", t)
+    assert "<script>" not in html.text and "&lt;script&gt;" in html.text
+    for path in (f"/api/v1/invoices/{globex_no}", f"/api/v1/invoices/{globex_no}.pdf",
+                 "/api/v1/invoices/INV-2099-999999.html"):
+        missing = p.get(path, t)
+        assert missing.status_code == 404 and globex_no not in missing.text.replace(
+            path.rsplit("/", 1)[1].split(".")[0], "")
+
+    # a tenant's token never reads another tenant's series, even when it names one
+    other = p.get("/api/v1/usage", t, tenant="globex", **OCT)
+    assert other.status_code == 404 and "data" not in other.json()
+    [bad] = p.get("/api/v1/rejected", t, limit="5").json()["data"]
+    assert (bad["delivery_id"], bad["index"]) == ("delivery-bad-1", 0)
+    assert bad["reason"].startswith("function_name")
+    assert p.get("/api/v1/rejected", t, limit="0").json()["error"].startswith("limit:")
+    assert p.get("/api/v1/rejected", token_for("globex")).json()["data"] == []
+
+
+def test_the_page_keeps_the_link_token_in_a_strict_cookie_and_escapes_the_tenant(
+        portal, october):
+    _, acme_no, _, _ = october
+    p = portal()
+    browser = requests.Session()
+    link = p.get("/", session=browser, token=token_for("acme"), period="2026-10")
+    assert link.status_code == 303 and link.headers["Location"] == "./?period=2026-10"
+    cookie = link.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = p.get("/", session=browser, period="2026-10")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "private, no-store"
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'none'" in csp and "unsafe-inline" not in csp and "http" not in csp
+    # the tenant's display name carries a script: shown as text, never as markup
+    assert "<script>" not in page.text and "&lt;script&gt;alert(\\&#34;fn" in page.text
+    assert "Zoë &amp; Søn &lt;script&gt;" in page.text
+    assert f'href="api/v1/invoices/{acme_no}.pdf"' in page.text
+    assert page.text.count('<img class="chart"') == 3 and "delivery-bad-1" in page.text
+    # the cookie opens the API too (the page's download links)
+    assert p.get(f"/api/v1/invoices/{acme_no}.csv", session=browser).status_code == 200
+
+
+def test_without_a_valid_token_nothing_is_read(portal, october):
+    _, acme_no, _, _ = october
+    p = portal()
+    now = datetime.now(timezone.utc)
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    claims = base64.urlsafe_b64encode(json.dumps(
+        {"sub": "acme", "exp": int(now.timestamp()) + 3600}).encode()).rstrip(b"=").decode()
+    refused = {
+        "no token": None,
+        "bad signature": token_for("acme")[:-4] + "AAAA",
+        "alg none": f"{header}.{claims}.",
+        "wrong key": token_for("acme", key="another-key-that-is-long-enough-to-sign"),
+        "expired": tokens.issue(PORTAL_KEY, "acme", now - timedelta(days=2), timedelta(days=1)),
+        "admin token for no tenant": None,
+    }
+    for why, token in refused.items():
+        for path in ("/api/v1/usage/current", f"/api/v1/invoices/{acme_no}.pdf", "/"):
+            r = p.get(path, token)
+            assert r.status_code == 401, (why, path, r.text)
+            assert r.headers["Cache-Control"] == "private, no-store"
+            assert "279" not in r.text
+    # the operator reads any tenant, naming it
+    assert p.get("/api/v1/invoices", headers=ADMIN, tenant="acme").json()["data"][0][
+        "number"] == acme_no
+    assert p.get("/api/v1/invoices", headers=ADMIN).json()["error"].startswith("tenant:")
+    assert p.get("/api/v1/usage/current", f"{ADMIN_TOKEN}x", tenant="acme").status_code == 401
+
+
+def test_an_invoice_link_opens_that_invoice_alone(portal, october, database_url):
+    s, acme_no, _, _ = october
+    with psycopg.connect(database_url) as conn:  # acme's August invoice, another number
+        (second_no,) = conn.execute("""
+            INSERT INTO openfaas_metering.invoices
+                   (namespace, period, period_start, period_end, billing_timezone, status, plan,
+                    currency, bill_to_name, bill_to_email, locale, subtotal, tax_rate, tax,
+                    total, number, number_year, number_seq, issued_at, inputs_sha256,
+                    lines_sha256)
+            SELECT namespace, '2026-08', period_start - interval '1 month',
+                   period_end - interval '1 month', billing_timezone, status, plan, currency,
+                   bill_to_name, bill_to_email, locale, subtotal, tax_rate, tax, total,
+                   'INV-2026-000900', 2026, 900, issued_at - interval '1 month',
+                   inputs_sha256, lines_sha256
+              FROM openfaas_metering.invoices WHERE number = %s
+            RETURNING number""", (acme_no,)).fetchone()
+    p = portal()
+    t = token_for("acme", days=120, invoice=acme_no)
+    assert p.get(f"/api/v1/invoices/{acme_no}.pdf", t).status_code == 200
+    assert [d["number"] for d in p.get("/api/v1/invoices", t).json()["data"]] == [acme_no]
+    assert p.get(f"/api/v1/invoices/{second_no}.pdf", t).status_code == 404
+    assert p.get("/api/v1/usage/current", t).status_code == 403
+
+
+def test_usage_current_just_after_a_month_ended_equals_its_invoice_on_every_shipped_plan(
+        portal, database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=SHIPPED_BOOK)
+    slots = [datetime(2026, 9, 1, tzinfo=timezone.utc) + timedelta(hours=h)
+             for h in range(0, 30 * 24 + 1, 6)]  # every 6 h through the month's end
+    # a plan each; usage past the allowances (400,000 GB-s) so the tiers price something
+    big = 300_000 * NS
+    holdings = {"std": ("standard", [("node_hours", "e2-standard-8", True, "1")]),
+                "faas": ("functions", [("loadbalancer_hours", "", False, "2")]),
+                "gpu": ("gpu-dedicated", [("gpu_hours", "NVIDIA-H100-80GB-HBM3", False, "8"),
+                                          ("node_hours", "bm.gpu.h100.8", False, "1")]),
+                "eu": ("spot", [("node_hours", "c6i.8xlarge", True, "3")])}
+    reading = Reading(
+        tenants=tuple(Tenant(ns, plan=plan) for ns, (plan, _) in holdings.items()),
+        samples=tuple(Sample(ns, m, sku, spot, Decimal(units)) for ns, (_, held)
+                      in holdings.items() for m, sku, spot, units in held),
+        dedicated_nodes=0, not_ready_nodes=0, warnings=())
+    for slot in slots:  # every tenant in each tick, as meter-capacity reads the cluster
+        with db.transaction(s) as conn:
+            capacity_store.record_tick(conn, slot, reading, max_gap_seconds=6 * 3600)
+    send(s, [event(ns, f"2026-09-{day:02d}T10:00:00Z", big, 2 * GiB, f"fn-{day % 3}")
+             for ns in ("std", "faas", "gpu", "eu") for day in (3, 17, 29)])
+    p = portal()
+    asked = {}
+    for ns in ("std", "faas", "gpu", "eu"):
+        month = p.get("/api/v1/usage/current", headers=ADMIN, tenant=ns, period="2026-09").json()
+        asked[ns] = (month["currency"], Decimal(month["subtotal"]), Decimal(month["tax"]),
+                     Decimal(month["total"]))
+    month_close.run(s, month_close.Options(period="2026-09"),
+                    datetime(2026, 10, 1, 6, 0, 1, tzinfo=timezone.utc))
+    with psycopg.connect(database_url) as conn:
+        invoiced = {ns: (cur, sub, tax, total) for ns, cur, sub, tax, total in conn.execute(
+            "SELECT namespace, currency, subtotal, tax, total FROM openfaas_metering.invoices"
+            " WHERE period = '2026-09' AND status <> 'draft'")}
+        plans = dict(conn.execute("SELECT namespace, plan FROM openfaas_metering.invoices"))
+    assert set(plans.values()) == {"standard", "functions", "gpu-dedicated", "spot"}
+    assert asked == invoiced
+    # the commitment plans bill at least their commitment: the estimate saw it too
+    assert asked["gpu"][1] >= Decimal("25000.00") and asked["eu"][0] == "EUR"
+
+
+def test_an_accepted_delivery_is_visible_in_the_next_usage_current(
+        portal, database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=SHIPPED_BOOK)
+    p = portal()
+    t = token_for("live")
+
+    def used():
+        lines = p.get("/api/v1/usage/current", t).json()["lines"]
+        return {line["meter"]: Decimal(line["quantity"]) for line in lines}
+
+    assert used() == {}
+    started = (datetime.now(timezone.utc) - timedelta(seconds=30)).isoformat()
+    send(s, [event("live", started.replace("+00:00", "Z"), 3 * NS, GiB)])
+    # 3 s at 1 GiB = 3 GB-s, one invocation, the moment the delivery committed
+    assert used() == {"gb_seconds": 3, "invocations": 1}
+
+
+def test_every_invoice_email_links_to_its_page_with_a_token_for_it_alone(
+        portal, october, database_url):
+    _, acme_no, globex_no, acme_invoice = october
+    smtp = RecordingSmtp()
+    controller = start_smtp(smtp, free_port())
+    try:
+        port = free_port()
+        portal_url = f"http://127.0.0.1:{port}/function/tenant-portal.openfaas-system"
+        p = portal(also=("email-invoice",), port=port, PORTAL_URL=portal_url,
+                   SMTP_URL=f"smtp://127.0.0.1:{controller.port}", **MAIL_ENV)
+        sent = requests.post(f"http://127.0.0.1:{port}/function/email-invoice.openfaas-system",
+                             json={"invoice_id": acme_invoice}, timeout=30)
+        assert sent.json()["status"] == "sent", sent.text
+    finally:
+        controller.stop()
+    [mail] = smtp.received
+    message = mail.message
+    text = message.get_body(("plain",)).get_content()
+    [link] = re.findall(r"http://\S+", text)
+    assert link.startswith(f"{portal_url}/?token=")
+    claims = tokens.verify(PORTAL_KEY, link.split("token=")[1], datetime.now(timezone.utc))
+    assert (claims.tenant, claims.invoice) == ("acme", acme_no)
+    # valid 120 days from the invoice's issue (2026-10-01T01:00:05Z)
+    assert claims.expires_at == datetime(2027, 1, 29, 1, 0, 5, tzinfo=timezone.utc)
+    assert link in message.get_body(("html",)).get_content()
+    browser = requests.Session()
+    opened = browser.get(link, timeout=30)  # follows the 303 to the page, with the cookie
+    assert opened.status_code == 200 and acme_no in opened.text and "Month to date" not in opened.text
+    pdf = [part for part in message.walk() if part.get_content_type() == "application/pdf"][0]
+    served = p.get(f"/api/v1/invoices/{acme_no}.pdf", session=browser)
+    assert served.content == pdf.get_payload(decode=True)  # the bytes the e-mail carried
+    assert p.get(f"/api/v1/invoices/{globex_no}.pdf", session=browser).status_code == 404
+    # without PORTAL_URL the same invoice carries no link
+    plain = delivery.rerender(load({"DATABASE_URL": database_url, **MAIL_ENV}), acme_invoice)
+    assert "token=" not in plain.text and "token=" not in plain.html
+
+
+def test_the_portal_renders_invoices_as_email_invoice_does():
+    # the portal serves the bytes the e-mail carried only if both render with the same
+    # issuer settings: stack.yml must give them the same values
+    from devstack import stack as stackfile
+    stack = stackfile.load(ROOT / "stack.yml")
+    shared = ("MAIL_FROM", "MAIL_REPLY_TO", "ISSUER_NAME", "ISSUER_ADDRESS", "ISSUER_TAX_ID",
+              "DEFAULT_LOCALE", "PORTAL_URL")
+    mail, page = (stack.functions[n].environment for n in ("email-invoice", "tenant-portal"))
+    assert {k: mail.get(k) for k in shared} == {k: page.get(k) for k in shared}
+    assert "portal-signing-key" in stack.functions["tenant-portal"].secrets

@@ -1,0 +1,62 @@
+"""Portal tokens and series shaping: pure rules, no HTTP (the end-to-end tests are in
+test_portal.py)."""
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+
+from chargeback.core.responses import RequestError
+from chargeback.portal import series, tokens
+
+KEY = "k" * 64
+NOW = datetime(2026, 9, 15, 12, tzinfo=timezone.utc)
+
+
+def _b64(obj) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def test_a_token_names_its_tenant_and_the_one_invoice_it_opens():
+    token = tokens.issue(KEY, "acme", NOW, timedelta(days=120), invoice="INV-2026-000001")
+    claims = tokens.verify(KEY, token, NOW + timedelta(days=119))
+    assert (claims.tenant, claims.invoice) == ("acme", "INV-2026-000001")
+    # the same invoice, issued at the same instant, always gives the same link
+    assert token == tokens.issue(KEY, "acme", NOW, timedelta(days=120), invoice="INV-2026-000001")
+
+
+@pytest.mark.parametrize("forge, why", [
+    (lambda: tokens.issue("w" * 32, "acme", NOW, timedelta(days=1)), "signature"),
+    (lambda: tokens.issue(KEY, "acme", NOW - timedelta(days=2), timedelta(days=1)), "expired"),
+    (lambda: f"{_b64({'alg': 'none', 'typ': 'JWT'})}."
+             f"{_b64({'sub': 'acme', 'exp': 4_000_000_000})}.", "alg"),
+    (lambda: jwt.encode({"sub": "acme"}, KEY, algorithm="HS256"), "exp"),
+    (lambda: jwt.encode({"sub": "acme", "exp": 4_000_000_000}, KEY, algorithm="HS512"), "alg"),
+    (lambda: jwt.encode({"sub": "../x", "exp": 4_000_000_000}, KEY, algorithm="HS256"), "sub"),
+    (lambda: "not-a-token", "not valid"),
+])
+def test_forged_expired_and_unsigned_tokens_are_refused(forge, why):
+    with pytest.raises(tokens.Unauthorized) as refused:
+        tokens.verify(KEY, forge(), NOW)
+    assert why in str(refused.value) or "not valid" in str(refused.value)
+
+
+def test_a_series_is_whole_windows_at_most_400_of_them():
+    q = series.parse({"from": "2026-09-01T00:00:00Z", "to": "2026-10-01T00:00:00Z"}, NOW, NOW)
+    assert (q.window, q.group_by, len(q.starts())) == ("day", "function", 30)
+    # 400 hours fit; 401 do not, and the answer names the field
+    series.parse({"from": "2026-09-01T00:00:00Z", "to": "2026-09-17T16:00:00Z",
+                  "window": "hour"}, NOW, NOW)
+    for query, field in [
+        ({"from": "2026-09-01T00:00:00Z", "to": "2026-09-17T17:00:00Z", "window": "hour"}, "to:"),
+        ({"from": "2026-09-01T00:30:00Z", "window": "hour"}, "from:"),
+        ({"from": "2026-09-01"}, "from:"),  # no offset
+        ({"from": "yesterday"}, "from:"),
+        ({"window": "week"}, "window:"),
+        ({"group_by": "region"}, "group_by:"),
+        ({"from": "2026-09-02T00:00:00Z", "to": "2026-09-01T00:00:00Z"}, "to:"),
+    ]:
+        with pytest.raises(RequestError) as bad:
+            series.parse(query, NOW, NOW)
+        assert bad.value.status == 400 and bad.value.reason.startswith(field), bad.value.reason
