@@ -313,6 +313,33 @@ def test_overlapping_deliveries_at_the_same_moment_store_each_event_once(serve_f
                                "openfaas_metering.function_usage_hourly") == [(unique,)]
 
 
+def test_a_delivery_of_the_same_hour_does_not_wait_for_an_open_ingests_rollup_rows(
+        send, database_url):
+    # Another ingest transaction, not yet committed, as on live traffic: it took
+    # a rollup stripe and holds its acme/env row of 15:00 (and of the day).
+    other = psycopg.connect(database_url)
+    assert other.execute("SELECT openfaas_metering.take_rollup_stripe()").fetchone() == (0,)
+    for table, column, start in (("hourly", "hour_start", "2026-10-14 15:00:00+00"),
+                                 ("daily", "day_start", "2026-10-14 00:00:00+00")):
+        other.execute(f"""INSERT INTO openfaas_metering.function_usage_{table}_stripes
+            (namespace, function_name, {column}, stripe, invocations, duration_ns, gb_seconds)
+            VALUES ('acme', 'env', %s, 0, 7, 7, 0)""", (start,))
+    try:
+        # Without stripes this waited for that row until the lock timeout: 503.
+        r = send([ev(duration=d) for d in range(1, 11)], delivery_id="not-queued")
+        assert r.status_code == 200 and r.json()["accepted"] == 10, r.text
+        assert query(database_url, """SELECT stripe, invocations
+            FROM openfaas_metering.function_usage_hourly_stripes""") == [(1, 10)]
+    finally:
+        other.rollback()
+        other.close()
+    # the readers' views: exactly the delivery's 10 events (the other rolled back)
+    for table in ("function_usage_hourly", "function_usage_daily"):
+        assert query(database_url, f"""SELECT namespace, function_name, invocations,
+                     duration_ns FROM openfaas_metering.{table}""") == [
+            ("acme", "env", 10, Decimal(sum(range(1, 11))))]
+
+
 # Validation ---------------------------------------------------------------------
 
 def test_batch_with_invalid_events_stores_the_good_ones(send, database_url):
@@ -446,11 +473,12 @@ def test_database_unavailable_answers_503_writes_nothing_and_the_retry_counts_on
     events = [ev(duration=d) for d in range(1, 101)]
     hour = "2026-10-14 15:00:00+00"
     # Hold a row lock the ingest needs, so it stops half-way: its raw events
-    # are inserted, the rollup upsert waits. Then the database goes away.
+    # are inserted, the rollup upsert waits. (Alone, the ingest takes rollup
+    # stripe 0, the first free one.) Then the database goes away.
     blocker = psycopg.connect(database_url)
-    blocker.execute("""INSERT INTO openfaas_metering.function_usage_hourly
-        (namespace, function_name, hour_start, invocations, duration_ns, gb_seconds)
-        VALUES ('acme', 'env', %s, 0, 0, 0)""", (hour,))
+    blocker.execute("""INSERT INTO openfaas_metering.function_usage_hourly_stripes
+        (namespace, function_name, hour_start, stripe, invocations, duration_ns, gb_seconds)
+        VALUES ('acme', 'env', %s, 0, 0, 0, 0)""", (hour,))
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(send, events, "down-1")
         with _admin(database_url) as admin:

@@ -4,7 +4,8 @@ Per delivery: an advisory lock on the delivery (so two replicas given the same
 delivery at once store it once), a replay check, COPY of the batch into a
 temporary staging table, one set-based INSERT into function_usage, and the
 hourly and daily rollups updated by exactly the rows that insert stored
-(summed by the function). Either all of it commits or none of it does.
+(summed by the function), in a rollup stripe no other running transaction
+holds. Either all of it commits or none of it does.
 """
 from __future__ import annotations
 
@@ -90,40 +91,49 @@ _INSERT_NEW = _INSERT.format(skip_duplicates=sql.SQL(
     "RETURNING namespace, function_name, started_ns, duration_ns, memory_bytes"))
 
 # The rollups of exactly the rows stored, summed by the function
-# (usage.hourly_rollups, exact integers), added hour by hour and day by day;
-# rows are upserted in key order, so replicas lock them in the same order.
+# (usage.hourly_rollups, exact integers), added hour by hour and day by day to
+# the rows of one stripe no other running transaction holds
+# (sql/080_rollup_stripes.sql), so concurrent deliveries of the same hour do
+# not wait for each other's commits; readers read the views, which sum the
+# stripes. The stripe is taken last, after the raw rows are stored, so that it
+# is held for the shortest time (and a transaction waiting on another's raw
+# rows holds none); rows are upserted in key order.
 # (Aggregating the inserted rows in PostgreSQL instead cost it about 1.5 ms
 # of CPU per 1,000 events more; summing here costs the function less.)
 _ROLL_UP = """
-WITH rolled_up AS (
-    INSERT INTO openfaas_metering.function_usage_hourly AS h
-        (namespace, function_name, hour_start, invocations, duration_ns, gb_seconds)
+WITH stripe AS MATERIALIZED (
+    SELECT openfaas_metering.take_rollup_stripe() AS stripe
+), rolled_up AS (
+    INSERT INTO openfaas_metering.function_usage_hourly_stripes AS h
+        (namespace, function_name, hour_start, stripe, invocations, duration_ns, gb_seconds)
     SELECT namespace, function_name,
-           timestamptz '1970-01-01 00:00:00+00' + hour_index * interval '1 hour',
+           timestamptz '1970-01-01 00:00:00+00' + hour_index * interval '1 hour', stripe,
            invocations, duration_ns, byte_ns * %(gb_seconds_per_byte_ns)s::numeric
       FROM unnest(%(h_namespace)s::text[], %(h_function_name)s::text[],
                   %(h_index)s::bigint[], %(h_invocations)s::bigint[],
                   %(h_duration_ns)s::numeric[], %(h_byte_ns)s::numeric[])
-           AS r (namespace, function_name, hour_index, invocations, duration_ns, byte_ns)
+           AS r (namespace, function_name, hour_index, invocations, duration_ns, byte_ns),
+           stripe
      ORDER BY namespace COLLATE "C", function_name COLLATE "C", hour_index
-    ON CONFLICT (namespace, function_name, hour_start) DO UPDATE
+    ON CONFLICT (namespace, function_name, hour_start, stripe) DO UPDATE
        SET invocations = h.invocations + excluded.invocations,
            duration_ns = h.duration_ns + excluded.duration_ns,
            gb_seconds  = h.gb_seconds + excluded.gb_seconds,
            updated_at  = now()
     RETURNING 1
 )
-INSERT INTO openfaas_metering.function_usage_daily AS d
-    (day_start, namespace, function_name, invocations, duration_ns, gb_seconds)
+INSERT INTO openfaas_metering.function_usage_daily_stripes AS d
+    (day_start, namespace, function_name, stripe, invocations, duration_ns, gb_seconds)
 SELECT timestamptz '1970-01-01 00:00:00+00' + day_index * interval '1 day',
-       namespace, function_name, invocations, duration_ns,
+       namespace, function_name, stripe, invocations, duration_ns,
        byte_ns * %(gb_seconds_per_byte_ns)s::numeric
   FROM unnest(%(d_namespace)s::text[], %(d_function_name)s::text[],
               %(d_index)s::bigint[], %(d_invocations)s::bigint[],
               %(d_duration_ns)s::numeric[], %(d_byte_ns)s::numeric[])
-       AS r (namespace, function_name, day_index, invocations, duration_ns, byte_ns)
+       AS r (namespace, function_name, day_index, invocations, duration_ns, byte_ns),
+       stripe
  ORDER BY day_index, namespace COLLATE "C", function_name COLLATE "C"
-ON CONFLICT (day_start, namespace, function_name) DO UPDATE
+ON CONFLICT (day_start, namespace, function_name, stripe) DO UPDATE
    SET invocations = d.invocations + excluded.invocations,
        duration_ns = d.duration_ns + excluded.duration_ns,
        gb_seconds  = d.gb_seconds + excluded.gb_seconds,

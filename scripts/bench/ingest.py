@@ -24,6 +24,7 @@ the median of the rounds, the ratios and the CPU each component used per
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -309,6 +311,45 @@ def bare_copy(rendered: dict[str, str]) -> Callable[[psycopg.Connection, Deliver
     return store
 
 
+class WaitSampler:
+    """--waits: what receive-usage's backends are doing, sampled from
+    pg_stat_activity every 10 ms while a run lasts (wait event, or CPU when
+    active and not waiting), and for lock waits which statement waits."""
+
+    SAMPLE = """
+        SELECT CASE WHEN wait_event IS NULL THEN 'CPU' ELSE wait_event_type || ':' || wait_event
+               END, CASE WHEN wait_event_type = 'Lock' THEN left(regexp_replace(
+                   query, '\\s+', ' ', 'g'), 60) ELSE '' END
+          FROM pg_stat_activity
+         WHERE state = 'active' AND pid <> pg_backend_pid()
+           AND application_name NOT LIKE 'bench%%' AND backend_type = 'client backend'"""
+
+    def __init__(self, url: str):
+        self.url, self.counts, self.samples = url, Counter(), 0
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, application_name="bench-waits") as c:
+            while not self.stop.wait(0.01):
+                self.counts.update(c.execute(self.SAMPLE).fetchall())
+                self.samples += 1
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def report(self) -> str:
+        busy = sum(self.counts.values()) or 1
+        return "; ".join(f"{what}{' (' + q + ')' if q else ''} {n / busy:.0%}"
+                         for (what, q), n in self.counts.most_common(6)) + (
+            f" [{busy / max(1, self.samples):.1f} active backends on average]")
+
+
 WORKLOADS = ("month", "live")
 
 
@@ -325,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated, of {', '.join(WORKLOADS)}")
     parser.add_argument("--waitress-threads", type=int, default=4)
+    parser.add_argument("--waits", action="store_true",
+                        help="sample receive-usage's backends' wait events during each run")
     parser.add_argument("--replicas", type=int, default=None,
                         help="receive-usage replicas (default: stack.yml's "
                              "com.openfaas.scale.min)")
@@ -398,12 +441,17 @@ def main(argv: list[str] | None = None) -> int:
                             sent = batch(workload, f"{number}-{key}")
                             ledger.add(sent)
                             first = first or sent
-                            runs[key] = send_all(
-                                urls[path], sent, threads,
-                                f"{workload}, {threads} senders, "
-                                f"{'straight' if path == 'direct' else 'gateway'}", processes)
+                            with (WaitSampler(pg.url) if args.waits
+                                  else contextlib.nullcontext()) as waits:
+                                runs[key] = send_all(
+                                    urls[path], sent, threads,
+                                    f"{workload}, {threads} senders, "
+                                    f"{'straight' if path == 'direct' else 'gateway'}",
+                                    processes)
                             print(f"  {key}: {runs[key].events_per_s:,.0f}/s, p99 "
                                   f"{runs[key].percentile_ms(0.99):.0f} ms", flush=True)
+                            if waits:
+                                print(f"    PostgreSQL: {waits.report()}", flush=True)
                     # the baselines on the round's first deliveries of this workload, 4
                     # connections, into the docs' table (no HTTP)
                     same = first
