@@ -84,6 +84,7 @@ class Result:
     wall_s: float
     latencies_s: list[float]
     cpu_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    wal_bytes: int | None = None  # WAL PostgreSQL wrote during the run
 
     def cpu_ms_per_1000(self, component: str) -> float:
         return 1000 * self.cpu_s[component] / (self.events / 1000)
@@ -311,6 +312,11 @@ def bare_copy(rendered: dict[str, str]) -> Callable[[psycopg.Connection, Deliver
     return store
 
 
+def wal_lsn(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
+
+
 class WaitSampler:
     """--waits: what receive-usage's backends are doing, sampled from
     pg_stat_activity every 10 ms while a run lasts (wait event, or CPU when
@@ -441,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                             sent = batch(workload, f"{number}-{key}")
                             ledger.add(sent)
                             first = first or sent
+                            wal_before = wal_lsn(pg.url)
                             with (WaitSampler(pg.url) if args.waits
                                   else contextlib.nullcontext()) as waits:
                                 runs[key] = send_all(
@@ -448,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{workload}, {threads} senders, "
                                     f"{'straight' if path == 'direct' else 'gateway'}",
                                     processes)
+                            runs[key].wal_bytes = wal_lsn(pg.url) - wal_before
                             print(f"  {key}: {runs[key].events_per_s:,.0f}/s, p99 "
                                   f"{runs[key].percentile_ms(0.99):.0f} ms", flush=True)
                             if waits:
@@ -468,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
                 rounds.append(runs)
             with psycopg.connect(pg.url) as conn:
                 differences = ledger.differences(conn)
+                stripe_rows = [conn.execute(
+                    f"SELECT count(*) FROM openfaas_metering.function_usage_{table}_stripes"
+                    ).fetchone()[0] for table in ("hourly", "daily")]
         finally:
             if runtime:
                 runtime.stop()
@@ -479,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"\nread back: every raw row ({sum(n for n, _ in ledger.raw.values()):,}), "
           f"{len(ledger.hourly):,} hourly and {len(ledger.daily):,} daily rollup rows "
-          "equal what was sent")
+          f"equal what was sent (stored as {stripe_rows[0]:,} and {stripe_rows[1]:,} "
+          "stripe rows)")
     return 0
 
 
@@ -512,11 +524,12 @@ def report(args, rounds: list[dict[str, Result]], durable: tuple, load_before: t
           "same round's baselines on the same workload)")
     print("\nCPU time per 1,000 events (ms, median run; every process shares the cores):")
     components = ("sender", "gateway", "function", "postgres")
-    print(f"  {'run':<40} " + " ".join(f"{c:>9}" for c in components))
+    print(f"  {'run':<40} " + " ".join(f"{c:>9}" for c in components) + "   WAL kB")
     for result in median.values():
         print(f"  {result.name:<40} " + " ".join(
             f"{result.cpu_ms_per_1000(c):>9.2f}" if c in result.cpu_s else f"{'-':>9}"
-            for c in components))
+            for c in components) + (f" {result.wal_bytes / result.events:>8.1f}"
+                                    if result.wal_bytes is not None else f" {'-':>8}"))
 
 
 if __name__ == "__main__":
