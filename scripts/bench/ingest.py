@@ -197,16 +197,26 @@ class Ledger:
         return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by these processes (Linux /proc)."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time used so far by each of these processes (Linux /proc)."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return out
+
+
+def cpu_used(processes: dict[str, Callable[[], list[int]]], before: dict) -> dict[str, float]:
+    """CPU seconds each group used since `before` (cpu_seconds per group): processes
+    that ended meanwhile (a closed connection's backend) are left out, not subtracted."""
+    used = {}
+    for key, pids in processes.items():
+        now = cpu_seconds(pids())
+        used[key] = sum(t - before[key].get(pid, 0.0) for pid, t in now.items())
+    return used
 
 
 def postgres_pids(pg: EmbeddedPostgres) -> list[int]:
@@ -257,7 +267,7 @@ def send_all(urls: list[str], batch: list[Delivery], threads: int, name: str,
     with ThreadPoolExecutor(threads) as pool:
         latencies = list(pool.map(post, range(len(signed))))
     wall = time.perf_counter() - started
-    cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    cpu = cpu_used(processes, before)
     cpu["sender"] = sum(sender_cpu_s)
     cpu["gateway"] = max(0.0, cpu.pop("this process") - cpu["sender"])
     return Result(name, sum(len(d.events) for d in batch), wall, latencies, cpu)
@@ -285,7 +295,7 @@ def each_delivery(database_url: str, batch: list[Delivery], threads: int, name: 
     with ThreadPoolExecutor(threads) as pool:
         latencies = list(pool.map(run, range(len(batch))))
     wall = time.perf_counter() - started
-    cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    cpu = cpu_used(processes, before)
     cpu["sender"] = cpu.pop("this process")
     for conn in connections:
         conn.close()
@@ -476,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
                 rounds.append(runs)
             with psycopg.connect(pg.url) as conn:
                 differences = ledger.differences(conn)
+                disk_bytes = conn.execute(
+                    "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+                    " WHERE inhparent = 'openfaas_metering.function_usage'::regclass"
+                    ).fetchone()[0]
                 stripe_rows = [conn.execute(
                     f"SELECT count(*) FROM openfaas_metering.function_usage_{table}_stripes"
                     ).fetchone()[0] for table in ("hourly", "daily")]
@@ -488,10 +502,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nFAILED: what receive-usage stored differs from what was sent "
               f"({len(differences)} keys), e.g.:\n  " + "\n  ".join(differences[:10]))
         return 1
-    print(f"\nread back: every raw row ({sum(n for n, _ in ledger.raw.values()):,}), "
+    events = sum(n for n, _ in ledger.raw.values())
+    print(f"\nread back: every raw row ({events:,}), "
           f"{len(ledger.hourly):,} hourly and {len(ledger.daily):,} daily rollup rows "
           f"equal what was sent (stored as {stripe_rows[0]:,} and {stripe_rows[1]:,} "
           "stripe rows)")
+    print(f"function_usage on disk (rows and indexes): {disk_bytes / events:.0f} bytes "
+          "per event")
     return 0
 
 
