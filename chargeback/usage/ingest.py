@@ -48,6 +48,18 @@ SELECT event_index, reason FROM openfaas_metering.usage_rejected_events
 
 _ENSURE_PARTITIONS = "SELECT openfaas_metering.ensure_function_usage_partitions(%s::date[])"
 
+# A per-session staging table of the events' shape (ON COMMIT DELETE ROWS).
+# receive-usage no longer stages (see _INSERT); scripts/bench/close generates
+# a month of events into it in SQL and hands them to _insert.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS usage_staging (
+    namespace     text   NOT NULL,
+    function_name text   NOT NULL,
+    started_ns    bigint NOT NULL,
+    duration_ns   bigint NOT NULL,
+    memory_bytes  bigint NOT NULL
+) ON COMMIT DELETE ROWS"""
+
 # The batch arrives as one array literal per column (written by _event_columns;
 # a temporary staging table filled by COPY cost a file truncation at every
 # commit, about a tenth of the ingest backends' time on live traffic).
