@@ -14,6 +14,9 @@ import pytest
 import requests
 from devstack.usage_sim import WebhookSender, rfc3339, usage_event
 
+from chargeback.core import db
+from chargeback.core.settings import load
+from chargeback.usage import ingest
 from chargeback.usage.events import (
     OPENFAAS_DOCS_MONTHLY_QUERY,
     parse_started,
@@ -338,6 +341,50 @@ def test_a_delivery_of_the_same_hour_does_not_wait_for_an_open_ingests_rollup_ro
         assert query(database_url, f"""SELECT namespace, function_name, invocations,
                      duration_ns FROM openfaas_metering.{table}""") == [
             ("acme", "env", 10, Decimal(sum(range(1, 11))))]
+
+
+def test_past_rollup_stripes_fold_into_one_row_and_the_rollups_read_the_same(database_url):
+    # As if three transactions at once had written 15:00 on 14 October and two
+    # were writing the current hour: invocations 1, 2, 4 (7) and 8, 16 (24).
+    insert = """INSERT INTO openfaas_metering.function_usage_{0}_stripes
+        (namespace, function_name, {1}, stripe, invocations, duration_ns, gb_seconds)
+        VALUES ('acme', 'env', {2}, %s, %s, %s, %s)"""
+    rollups = """SELECT {1}, invocations, duration_ns, gb_seconds
+                   FROM openfaas_metering.function_usage_{0} ORDER BY 1"""
+    stripes = "SELECT count(*) FROM openfaas_metering.function_usage_{0}_stripes GROUP BY {1}"
+    tables = [("hourly", "hour_start", "timestamptz '2026-10-14 15:00:00+00'",
+               "date_trunc('hour', now())"),
+              ("daily", "day_start", "timestamptz '2026-10-14 00:00:00+00'",
+               "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for table, column, past, now in tables:
+            for stripe, n in enumerate([1, 2, 4]):
+                conn.execute(insert.format(table, column, past), (stripe, n, 10 * n, n / 4))
+            for stripe, n in enumerate([8, 16]):
+                conn.execute(insert.format(table, column, now), (stripe, n, 10 * n, n / 4))
+        before = [conn.execute(rollups.format(t, c)).fetchall() for t, c, _, _ in tables]
+    settings = load({"DATABASE_URL": database_url})
+    try:
+        ingest._next_fold = 0  # this replica's turn (every FOLD_EVERY_S after a delivery)
+        ingest.fold_stripes_now_and_then(settings)
+        with psycopg.connect(database_url) as conn:
+            for (table, column, past, _), read in zip(tables, before):
+                # the same sums, read through the views: 7 = 1 + 2 + 4, 24 = 8 + 16 ...
+                assert conn.execute(rollups.format(table, column)).fetchall() == read
+                assert [r[1] for r in read] == [7, 24]
+                assert [r[3] for r in read] == [Decimal("1.75"), Decimal("6")]
+                # ... from one row for the past period, the current one untouched
+                assert sorted(conn.execute(stripes.format(table, column)).fetchall()) == [
+                    (1,), (2,)]
+            # not this replica's turn again before FOLD_EVERY_S
+            conn.execute(insert.format("hourly", "hour_start", tables[0][2]), (5, 1, 1, 1))
+            conn.commit()
+        ingest.fold_stripes_now_and_then(settings)
+        assert query(database_url, "SELECT count(*) FROM openfaas_metering."
+                                   "function_usage_hourly_stripes WHERE stripe > 0 AND "
+                                   "hour_start < now() - interval '1 day'") == [(1,)]
+    finally:
+        db.close_all()
 
 
 # Validation ---------------------------------------------------------------------

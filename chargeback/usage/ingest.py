@@ -10,6 +10,9 @@ holds. Either all of it commits or none of it does.
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -28,6 +31,8 @@ from chargeback.usage.events import (
     hourly_rollups,
     months_of,
 )
+
+log = logging.getLogger("chargeback")
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.
@@ -197,15 +202,18 @@ def store(settings: Settings, delivery_id: str, body_sha256: str, batch: Batch) 
 
     Raises db.DatabaseUnavailable when the database is not there or the
     transaction failed for a transient reason: then nothing was written.
+    Once committed, this replica may fold past rollup stripes (now and then).
     """
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with db.transaction(settings) as conn:
-                return _store(conn, delivery_id, body_sha256, batch)
+                summary = _store(conn, delivery_id, body_sha256, batch)
+            break
         except db.DatabaseUnavailable as exc:
             if not isinstance(exc.__cause__, _RETRIED_HERE) or attempt == _ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
+    fold_stripes_now_and_then(settings)
+    return summary
 
 
 def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
@@ -242,6 +250,33 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
                 copy.write_row((delivery_id, body_sha256, r.index, _storable(r.namespace),
                                 _storable(r.reason), json.dumps(r.event)))
     return summary
+
+
+# The rollup stripes of hours and days that ended more than an hour ago are
+# folded back into stripe 0 (sql/081) by receive-usage itself: each replica at
+# most every FOLD_EVERY_S, after a delivery's commit, in its own transaction
+# (within the session's lock timeout). A fold that fails changes nothing and
+# the next one does it.
+FOLD_EVERY_S = 600.0
+_FOLD = ("SELECT openfaas_metering.fold_rollup_stripes("
+         "date_trunc('hour', now()) - interval '1 hour')")
+_fold_lock = threading.Lock()
+_next_fold = time.monotonic() + FOLD_EVERY_S
+
+
+def fold_stripes_now_and_then(settings: Settings) -> None:
+    """Fold past periods' rollup stripes if this replica's turn has come."""
+    global _next_fold
+    if time.monotonic() < _next_fold or not _fold_lock.acquire(blocking=False):
+        return
+    try:
+        _next_fold = time.monotonic() + FOLD_EVERY_S
+        with db.transaction(settings) as conn:
+            conn.execute(_FOLD)
+    except db.DatabaseUnavailable as exc:
+        log.warning("rollup stripes not folded (the next fold does it): %s", exc)
+    finally:
+        _fold_lock.release()
 
 
 def _insert(conn: psycopg.Connection, delivery_id: str,
