@@ -46,7 +46,9 @@ def snapshot(database_url) -> dict:
             "events": conn.execute("""
                 SELECT namespace, function_name, started, started_ns, duration, duration_ns,
                        memory_bytes, delivery_id
-                  FROM openfaas_metering.function_usage ORDER BY started_ns, duration_ns
+                  FROM openfaas_metering.function_usage
+                 ORDER BY started_ns, namespace, function_name, duration_ns, memory_bytes
+                -- the whole identity: the cases share starts and durations across functions
                 """).fetchall(),
             "hourly": conn.execute("""
                 SELECT namespace, function_name, hour_start, invocations, duration_ns,
