@@ -14,6 +14,9 @@ import pytest
 import requests
 from devstack.usage_sim import WebhookSender, rfc3339, usage_event
 
+from chargeback.core import db
+from chargeback.core.settings import load
+from chargeback.usage import ingest
 from chargeback.usage.events import (
     OPENFAAS_DOCS_MONTHLY_QUERY,
     parse_started,
@@ -313,6 +316,77 @@ def test_overlapping_deliveries_at_the_same_moment_store_each_event_once(serve_f
                                "openfaas_metering.function_usage_hourly") == [(unique,)]
 
 
+def test_a_delivery_of_the_same_hour_does_not_wait_for_an_open_ingests_rollup_rows(
+        send, database_url):
+    # Another ingest transaction, not yet committed, as on live traffic: it took
+    # a rollup stripe and holds its acme/env row of 15:00 (and of the day).
+    other = psycopg.connect(database_url)
+    assert other.execute("SELECT openfaas_metering.take_rollup_stripe()").fetchone() == (0,)
+    for table, column, start in (("hourly", "hour_start", "2026-10-14 15:00:00+00"),
+                                 ("daily", "day_start", "2026-10-14 00:00:00+00")):
+        other.execute(f"""INSERT INTO openfaas_metering.function_usage_{table}_stripes
+            (namespace, function_name, {column}, stripe, invocations, duration_ns, gb_seconds)
+            VALUES ('acme', 'env', %s, 0, 7, 7, 0)""", (start,))
+    try:
+        # Without stripes this waited for that row until the lock timeout: 503.
+        r = send([ev(duration=d) for d in range(1, 11)], delivery_id="not-queued")
+        assert r.status_code == 200 and r.json()["accepted"] == 10, r.text
+        assert query(database_url, """SELECT stripe, invocations
+            FROM openfaas_metering.function_usage_hourly_stripes""") == [(1, 10)]
+    finally:
+        other.rollback()
+        other.close()
+    # the readers' views: exactly the delivery's 10 events (the other rolled back)
+    for table in ("function_usage_hourly", "function_usage_daily"):
+        assert query(database_url, f"""SELECT namespace, function_name, invocations,
+                     duration_ns FROM openfaas_metering.{table}""") == [
+            ("acme", "env", 10, Decimal(sum(range(1, 11))))]
+
+
+def test_past_rollup_stripes_fold_into_one_row_and_the_rollups_read_the_same(database_url):
+    # As if three transactions at once had written 15:00 on 14 October and two
+    # were writing the current hour: invocations 1, 2, 4 (7) and 8, 16 (24).
+    insert = """INSERT INTO openfaas_metering.function_usage_{0}_stripes
+        (namespace, function_name, {1}, stripe, invocations, duration_ns, gb_seconds)
+        VALUES ('acme', 'env', {2}, %s, %s, %s, %s)"""
+    rollups = """SELECT {1}, invocations, duration_ns, gb_seconds
+                   FROM openfaas_metering.function_usage_{0} ORDER BY 1"""
+    stripes = "SELECT count(*) FROM openfaas_metering.function_usage_{0}_stripes GROUP BY {1}"
+    tables = [("hourly", "hour_start", "timestamptz '2026-10-14 15:00:00+00'",
+               "date_trunc('hour', now())"),
+              ("daily", "day_start", "timestamptz '2026-10-14 00:00:00+00'",
+               "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for table, column, past, now in tables:
+            for stripe, n in enumerate([1, 2, 4]):
+                conn.execute(insert.format(table, column, past), (stripe, n, 10 * n, n / 4))
+            for stripe, n in enumerate([8, 16]):
+                conn.execute(insert.format(table, column, now), (stripe, n, 10 * n, n / 4))
+        before = [conn.execute(rollups.format(t, c)).fetchall() for t, c, _, _ in tables]
+    settings = load({"DATABASE_URL": database_url})
+    try:
+        ingest._next_fold = 0  # this replica's turn (every FOLD_EVERY_S after a delivery)
+        ingest.fold_stripes_now_and_then(settings)
+        with psycopg.connect(database_url) as conn:
+            for (table, column, past, _), read in zip(tables, before):
+                # the same sums, read through the views: 7 = 1 + 2 + 4, 24 = 8 + 16 ...
+                assert conn.execute(rollups.format(table, column)).fetchall() == read
+                assert [r[1] for r in read] == [7, 24]
+                assert [r[3] for r in read] == [Decimal("1.75"), Decimal("6")]
+                # ... from one row for the past period, the current one untouched
+                assert sorted(conn.execute(stripes.format(table, column)).fetchall()) == [
+                    (1,), (2,)]
+            # not this replica's turn again before FOLD_EVERY_S
+            conn.execute(insert.format("hourly", "hour_start", tables[0][2]), (5, 1, 1, 1))
+            conn.commit()
+        ingest.fold_stripes_now_and_then(settings)
+        assert query(database_url, "SELECT count(*) FROM openfaas_metering."
+                                   "function_usage_hourly_stripes WHERE stripe > 0 AND "
+                                   "hour_start < now() - interval '1 day'") == [(1,)]
+    finally:
+        db.close_all()
+
+
 # Validation ---------------------------------------------------------------------
 
 def test_batch_with_invalid_events_stores_the_good_ones(send, database_url):
@@ -446,11 +520,12 @@ def test_database_unavailable_answers_503_writes_nothing_and_the_retry_counts_on
     events = [ev(duration=d) for d in range(1, 101)]
     hour = "2026-10-14 15:00:00+00"
     # Hold a row lock the ingest needs, so it stops half-way: its raw events
-    # are inserted, the rollup upsert waits. Then the database goes away.
+    # are inserted, the rollup upsert waits. (Alone, the ingest takes rollup
+    # stripe 0, the first free one.) Then the database goes away.
     blocker = psycopg.connect(database_url)
-    blocker.execute("""INSERT INTO openfaas_metering.function_usage_hourly
-        (namespace, function_name, hour_start, invocations, duration_ns, gb_seconds)
-        VALUES ('acme', 'env', %s, 0, 0, 0)""", (hour,))
+    blocker.execute("""INSERT INTO openfaas_metering.function_usage_hourly_stripes
+        (namespace, function_name, hour_start, stripe, invocations, duration_ns, gb_seconds)
+        VALUES ('acme', 'env', %s, 0, 0, 0, 0)""", (hour,))
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(send, events, "down-1")
         with _admin(database_url) as admin:

@@ -33,7 +33,8 @@ from chargeback.usage.webhook import sign
 from .conftest import WEBHOOK_SECRET
 from .test_receive_usage import ev, query, stored
 
-USAGE_TABLES = ["function_usage", "function_usage_hourly", "usage_deliveries",
+USAGE_TABLES = ["function_usage", "function_usage_hourly_stripes",
+                "function_usage_daily_stripes", "usage_deliveries",
                 "usage_delivery_namespaces", "usage_rejected_events",
                 "usage_quarantined_deliveries"]
 
@@ -45,11 +46,17 @@ def snapshot(database_url) -> dict:
             "events": conn.execute("""
                 SELECT namespace, function_name, started, started_ns, duration, duration_ns,
                        memory_bytes, delivery_id
-                  FROM openfaas_metering.function_usage ORDER BY started_ns, duration_ns
+                  FROM openfaas_metering.function_usage
+                 ORDER BY started_ns, namespace, function_name, duration_ns, memory_bytes
+                -- the whole identity: the cases share starts and durations across functions
                 """).fetchall(),
             "hourly": conn.execute("""
                 SELECT namespace, function_name, hour_start, invocations, duration_ns,
                        gb_seconds FROM openfaas_metering.function_usage_hourly ORDER BY 1, 2, 3
+                """).fetchall(),
+            "daily": conn.execute("""
+                SELECT namespace, function_name, day_start, invocations, duration_ns,
+                       gb_seconds FROM openfaas_metering.function_usage_daily ORDER BY 1, 2, 3
                 """).fetchall(),
             "deliveries": conn.execute("""
                 SELECT delivery_id, body_sha256, events, accepted, duplicates, excluded,

@@ -1,14 +1,18 @@
 """The Postgres side of receive-usage: store a validated batch once, in one transaction.
 
 Per delivery: an advisory lock on the delivery (so two replicas given the same
-delivery at once store it once), a replay check, COPY of the batch into a
-temporary staging table, one set-based INSERT into function_usage, and the
+delivery at once store it once), a replay check, one set-based INSERT into
+function_usage of the batch sent as one array per column, and the
 hourly and daily rollups updated by exactly the rows that insert stored
-(summed by the function). Either all of it commits or none of it does.
+(summed by the function), in a rollup stripe no other running transaction
+holds. Either all of it commits or none of it does.
 """
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -27,6 +31,8 @@ from chargeback.usage.events import (
     hourly_rollups,
     months_of,
 )
+
+log = logging.getLogger("chargeback")
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.
@@ -47,10 +53,9 @@ SELECT event_index, reason FROM openfaas_metering.usage_rejected_events
 
 _ENSURE_PARTITIONS = "SELECT openfaas_metering.ensure_function_usage_partitions(%s::date[])"
 
-# ON COMMIT DELETE ROWS: created once per (session) connection, empty at every
-# transaction start. chargeback needs session connections anyway (session
-# advisory lock for migrations, prepared statements, per-connection timeouts):
-# behind PgBouncer use session pooling, not transaction pooling.
+# A per-session staging table of the events' shape (ON COMMIT DELETE ROWS).
+# receive-usage no longer stages (see _INSERT); scripts/bench/close generates
+# a month of events into it in SQL and hands them to _insert.
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS usage_staging (
     namespace     text   NOT NULL,
@@ -60,9 +65,9 @@ CREATE TEMP TABLE IF NOT EXISTS usage_staging (
     memory_bytes  bigint NOT NULL
 ) ON COMMIT DELETE ROWS"""
 
-_COPY_STAGING = ("COPY usage_staging (namespace, function_name, started_ns, duration_ns,"
-                 " memory_bytes) FROM STDIN")
-
+# The batch arrives as one array literal per column (written by _event_columns;
+# a temporary staging table filled by COPY cost a file truncation at every
+# commit, about a tenth of the ingest backends' time on live traffic).
 # Rows are inserted in the primary key's order so that replicas inserting
 # overlapping batches take their locks in the same order. `started` is
 # truncated to the microsecond Postgres holds, so the row, its partition and
@@ -80,7 +85,9 @@ SELECT namespace, function_name,
        started_ns,
        ((duration_ns + 500) / 1000) * interval '1 microsecond',
        duration_ns, memory_bytes, %(delivery_id)s
-  FROM usage_staging
+  FROM unnest(%(namespace)s::text[], %(function_name)s::text[], %(started_ns)s::bigint[],
+              %(duration_ns)s::bigint[], %(memory_bytes)s::bigint[])
+       AS e (namespace, function_name, started_ns, duration_ns, memory_bytes)
  ORDER BY started_ns, namespace COLLATE "C", function_name COLLATE "C", duration_ns,
           memory_bytes
 {skip_duplicates}""")
@@ -90,40 +97,49 @@ _INSERT_NEW = _INSERT.format(skip_duplicates=sql.SQL(
     "RETURNING namespace, function_name, started_ns, duration_ns, memory_bytes"))
 
 # The rollups of exactly the rows stored, summed by the function
-# (usage.hourly_rollups, exact integers), added hour by hour and day by day;
-# rows are upserted in key order, so replicas lock them in the same order.
+# (usage.hourly_rollups, exact integers), added hour by hour and day by day to
+# the rows of one stripe no other running transaction holds
+# (sql/080_rollup_stripes.sql), so concurrent deliveries of the same hour do
+# not wait for each other's commits; readers read the views, which sum the
+# stripes. The stripe is taken last, after the raw rows are stored, so that it
+# is held for the shortest time (and a transaction waiting on another's raw
+# rows holds none); rows are upserted in key order.
 # (Aggregating the inserted rows in PostgreSQL instead cost it about 1.5 ms
 # of CPU per 1,000 events more; summing here costs the function less.)
 _ROLL_UP = """
-WITH rolled_up AS (
-    INSERT INTO openfaas_metering.function_usage_hourly AS h
-        (namespace, function_name, hour_start, invocations, duration_ns, gb_seconds)
+WITH stripe AS MATERIALIZED (
+    SELECT openfaas_metering.take_rollup_stripe() AS stripe
+), rolled_up AS (
+    INSERT INTO openfaas_metering.function_usage_hourly_stripes AS h
+        (namespace, function_name, hour_start, stripe, invocations, duration_ns, gb_seconds)
     SELECT namespace, function_name,
-           timestamptz '1970-01-01 00:00:00+00' + hour_index * interval '1 hour',
+           timestamptz '1970-01-01 00:00:00+00' + hour_index * interval '1 hour', stripe,
            invocations, duration_ns, byte_ns * %(gb_seconds_per_byte_ns)s::numeric
       FROM unnest(%(h_namespace)s::text[], %(h_function_name)s::text[],
                   %(h_index)s::bigint[], %(h_invocations)s::bigint[],
                   %(h_duration_ns)s::numeric[], %(h_byte_ns)s::numeric[])
-           AS r (namespace, function_name, hour_index, invocations, duration_ns, byte_ns)
+           AS r (namespace, function_name, hour_index, invocations, duration_ns, byte_ns),
+           stripe
      ORDER BY namespace COLLATE "C", function_name COLLATE "C", hour_index
-    ON CONFLICT (namespace, function_name, hour_start) DO UPDATE
+    ON CONFLICT (namespace, function_name, hour_start, stripe) DO UPDATE
        SET invocations = h.invocations + excluded.invocations,
            duration_ns = h.duration_ns + excluded.duration_ns,
            gb_seconds  = h.gb_seconds + excluded.gb_seconds,
            updated_at  = now()
     RETURNING 1
 )
-INSERT INTO openfaas_metering.function_usage_daily AS d
-    (day_start, namespace, function_name, invocations, duration_ns, gb_seconds)
+INSERT INTO openfaas_metering.function_usage_daily_stripes AS d
+    (day_start, namespace, function_name, stripe, invocations, duration_ns, gb_seconds)
 SELECT timestamptz '1970-01-01 00:00:00+00' + day_index * interval '1 day',
-       namespace, function_name, invocations, duration_ns,
+       namespace, function_name, stripe, invocations, duration_ns,
        byte_ns * %(gb_seconds_per_byte_ns)s::numeric
   FROM unnest(%(d_namespace)s::text[], %(d_function_name)s::text[],
               %(d_index)s::bigint[], %(d_invocations)s::bigint[],
               %(d_duration_ns)s::numeric[], %(d_byte_ns)s::numeric[])
-       AS r (namespace, function_name, day_index, invocations, duration_ns, byte_ns)
+       AS r (namespace, function_name, day_index, invocations, duration_ns, byte_ns),
+       stripe
  ORDER BY day_index, namespace COLLATE "C", function_name COLLATE "C"
-ON CONFLICT (day_start, namespace, function_name) DO UPDATE
+ON CONFLICT (day_start, namespace, function_name, stripe) DO UPDATE
    SET invocations = d.invocations + excluded.invocations,
        duration_ns = d.duration_ns + excluded.duration_ns,
        gb_seconds  = d.gb_seconds + excluded.gb_seconds,
@@ -186,15 +202,18 @@ def store(settings: Settings, delivery_id: str, body_sha256: str, batch: Batch) 
 
     Raises db.DatabaseUnavailable when the database is not there or the
     transaction failed for a transient reason: then nothing was written.
+    Once committed, this replica may fold past rollup stripes (now and then).
     """
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with db.transaction(settings) as conn:
-                return _store(conn, delivery_id, body_sha256, batch)
+                summary = _store(conn, delivery_id, body_sha256, batch)
+            break
         except db.DatabaseUnavailable as exc:
             if not isinstance(exc.__cause__, _RETRIED_HERE) or attempt == _ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
+    fold_stripes_now_and_then(settings)
+    return summary
 
 
 def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
@@ -209,12 +228,6 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     accepted_by_ns: dict[str, int] = {}
     if batch.events:
         conn.execute(_ENSURE_PARTITIONS, (months_of([e.started_ns for e in batch.events]),))
-        conn.execute(_STAGING)
-        with conn.cursor().copy(_COPY_STAGING) as copy:
-            # Names are validated Kubernetes names ([a-z0-9-]) and the rest are
-            # integers, so no value needs COPY's text escaping.
-            copy.write("".join(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\n"
-                               for e in batch.events))
         accepted_by_ns = _insert(conn, delivery_id, batch.events)
 
     sent_by_ns = Counter(map(itemgetter(0), batch.events))  # by namespace
@@ -239,6 +252,33 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     return summary
 
 
+# The rollup stripes of hours and days that ended more than an hour ago are
+# folded back into stripe 0 (sql/081) by receive-usage itself: each replica at
+# most every FOLD_EVERY_S, after a delivery's commit, in its own transaction
+# (within the session's lock timeout). A fold that fails changes nothing and
+# the next one does it.
+FOLD_EVERY_S = 600.0
+_FOLD = ("SELECT openfaas_metering.fold_rollup_stripes("
+         "date_trunc('hour', now()) - interval '1 hour')")
+_fold_lock = threading.Lock()
+_next_fold = time.monotonic() + FOLD_EVERY_S
+
+
+def fold_stripes_now_and_then(settings: Settings) -> None:
+    """Fold past periods' rollup stripes if this replica's turn has come."""
+    global _next_fold
+    if time.monotonic() < _next_fold or not _fold_lock.acquire(blocking=False):
+        return
+    try:
+        _next_fold = time.monotonic() + FOLD_EVERY_S
+        with db.transaction(settings) as conn:
+            conn.execute(_FOLD)
+    except db.DatabaseUnavailable as exc:
+        log.warning("rollup stripes not folded (the next fold does it): %s", exc)
+    finally:
+        _fold_lock.release()
+
+
 def _insert(conn: psycopg.Connection, delivery_id: str,
             events: list[UsageEvent]) -> dict[str, int]:
     """Insert the staged events that are new, update the rollups; return accepted per namespace.
@@ -251,7 +291,7 @@ def _insert(conn: psycopg.Connection, delivery_id: str,
     undoes that attempt (PostgreSQL logs its duplicate-key error) and the
     batch is inserted skipping duplicates.
     """
-    params = {"delivery_id": delivery_id}
+    params = {"delivery_id": delivery_id, **_event_columns(events)}
     try:
         with conn.transaction():
             conn.execute(_INSERT_ALL, params)
@@ -264,19 +304,32 @@ def _insert(conn: psycopg.Connection, delivery_id: str,
     return dict(Counter(map(itemgetter(0), inserted)))  # by namespace
 
 
+def _array(values) -> str:
+    """An array literal for unnest. Written here rather than by the driver, which
+    adapts array elements one by one in Python (about half of the function's
+    database time for a batch spanning many hours). Names are validated
+    Kubernetes names ([a-z0-9-]), quoted so that one called "null" stays a name;
+    the rest are integers, which need no quoting."""
+    return "{" + ",".join(values) + "}"
+
+
+def _event_columns(events: list[UsageEvent]) -> dict[str, str]:
+    """The events as one array literal per column."""
+    return {"namespace": _array(f'"{e[0]}"' for e in events),
+            "function_name": _array(f'"{e[1]}"' for e in events),
+            "started_ns": _array(str(e[2]) for e in events),
+            "duration_ns": _array(str(e[3]) for e in events),
+            "memory_bytes": _array(str(e[4]) for e in events)}
+
+
 def _columns(prefix: str, sums: list) -> dict[str, str]:
-    """Rollups as one array literal per column, for unnest. Written here rather
-    than by the driver, which adapts array elements one by one in Python (about
-    half of the function's database time for a batch spanning many hours).
-    Names are Kubernetes names, quoted so that one called "null" stays a name."""
-    def array(values) -> str:
-        return "{" + ",".join(values) + "}"
-    return {f"{prefix}_namespace": array(f'"{r.namespace}"' for r in sums),
-            f"{prefix}_function_name": array(f'"{r.function_name}"' for r in sums),
-            f"{prefix}_index": array(str(r.period_index) for r in sums),
-            f"{prefix}_invocations": array(str(r.invocations) for r in sums),
-            f"{prefix}_duration_ns": array(str(r.duration_ns) for r in sums),
-            f"{prefix}_byte_ns": array(str(r.byte_ns) for r in sums)}
+    """Rollups as one array literal per column, for unnest."""
+    return {f"{prefix}_namespace": _array(f'"{r.namespace}"' for r in sums),
+            f"{prefix}_function_name": _array(f'"{r.function_name}"' for r in sums),
+            f"{prefix}_index": _array(str(r.period_index) for r in sums),
+            f"{prefix}_invocations": _array(str(r.invocations) for r in sums),
+            f"{prefix}_duration_ns": _array(str(r.duration_ns) for r in sums),
+            f"{prefix}_byte_ns": _array(str(r.byte_ns) for r in sums)}
 
 
 def _storable(text: str | None) -> str | None:

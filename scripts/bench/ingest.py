@@ -3,18 +3,30 @@
 Self-contained: an embedded PostgreSQL (durable: fsync and synchronous_commit
 on, in a temporary directory), receive-usage served by the template's own
 server (`--replicas` of it, called round-robin) behind the local gateway,
-signed 1,000-event deliveries sent by several client threads. Each round
-measures events/s and p50/p99 per delivery straight to the function and
-through the gateway, then, in the same round, inserts the same events the way
-the OpenFaaS docs' Go example does (one prepared INSERT per event, one
-transaction per batch) and as bare COPY into the docs' table (the ceiling of
-storing them at all). It prints every round, the median of the rounds, both
-ratios and the CPU each component used per 1,000 events.
+signed 1,000-event deliveries sent by several client threads.
+
+Two workloads, each with 4 and 16 senders (`--threads`):
+- month: consecutive slices of a simulated month (5 tenants, 15 functions),
+  so concurrent deliveries rarely touch the same rollup hour;
+- live: what the event-worker flushes on a live system: every delivery holds
+  events that started within the last minute, over 7 namespaces x 53
+  functions, so every concurrent delivery adds to the same hour and day.
+Each round measures events/s and p50/p99 per delivery straight to the
+function and through the gateway, then, in the same round and on the same
+workload, inserts the events the way the OpenFaaS docs' Go example does (one
+prepared INSERT per event, one transaction per batch) and as bare COPY into
+the docs' table (the ceiling of storing them at all). At the end it reads back
+what receive-usage stored (every raw row, the hourly and the daily rollups)
+and exits 1 unless it equals what was sent, exactly. It prints every round,
+the median of the rounds, the ratios and the CPU each component used per
+1,000 events.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import platform
@@ -24,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -33,10 +46,12 @@ import psycopg
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
 from devstack.stack import load
-from devstack.usage_sim import Delivery, WebhookSender, simulate_month
+from devstack.usage_sim import MS, Delivery, MiB, WebhookSender, simulate_month, usage_event
 
 from chargeback.core import migrate
+from chargeback.core.meters import GB_SECONDS_PER_BYTE_NS
 from chargeback.usage import webhook
+from chargeback.usage.events import parse_started
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-webhook-secret"
@@ -69,6 +84,7 @@ class Result:
     wall_s: float
     latencies_s: list[float]
     cpu_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    wal_bytes: int | None = None  # WAL PostgreSQL wrote during the run
 
     def cpu_ms_per_1000(self, component: str) -> float:
         return 1000 * self.cpu_s[component] / (self.events / 1000)
@@ -82,24 +98,125 @@ class Result:
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def deliveries(rng: random.Random, month: date, batches: int, size: int) -> list[Delivery]:
+def deliveries(rng: random.Random, month: date, batches: int, size: int,
+               tag: str) -> list[Delivery]:
     # In start order, as the event-worker flushes them: a batch spans every
     # tenant and function but only the last hour or so.
     events = simulate_month(rng, month, batches * size)
-    return [Delivery(f"bench-{month:%Y%m}-{i}", events[i * size:(i + 1) * size])
+    return [Delivery(f"bench-{tag}-{i}", events[i * size:(i + 1) * size])
             for i in range(batches)]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by these processes (Linux /proc)."""
-    total = 0
+# The live workload's tenants: 7 namespaces x 53 functions; tenants' shares and
+# functions' weights fall off as a real tenant set does (a few busy ones).
+LIVE_FUNCTIONS = [(f"tenant-{n}", f"fn-{f:02d}", 128 * MiB << (f % 4))
+                  for n in range(7) for f in range(53)]
+LIVE_WEIGHTS = [1 / (1 + n) / (1 + f) for n in range(7) for f in range(53)]
+
+
+def live_deliveries(rng: random.Random, batches: int, size: int, tag: str) -> list[Delivery]:
+    """Deliveries as the event-worker flushes them on a live system: every
+    event started within the last minute, so all of them fall in the current
+    hour (and day) of the same functions."""
+    now_ns = time.time_ns()
+    chosen = rng.choices(LIVE_FUNCTIONS, LIVE_WEIGHTS, k=batches * size)
+    events, seen = [], set()
+    for namespace, function_name, memory_bytes in chosen:
+        while True:
+            identity = (rng.randrange(now_ns - 60 * 10**9, now_ns - 10**6), namespace,
+                        function_name, max(MS, int(rng.lognormvariate(0, 1.2) * 50 * MS)),
+                        memory_bytes)
+            if identity not in seen:
+                seen.add(identity)
+                break
+        events.append(identity)
+    events.sort()
+    rendered = [usage_event(ns, fn, started, duration, memory)
+                for started, ns, fn, duration, memory in events]
+    return [Delivery(f"bench-{tag}-{i}", rendered[i * size:(i + 1) * size])
+            for i in range(batches)]
+
+
+class Ledger:
+    """What receive-usage was sent, summed as it must be stored: raw rows per
+    (namespace, function, hour) as a count and a sum of a 60-bit hash of each
+    event's identity, the hourly and daily rollups as exact integers."""
+
+    # the same identity hash, computed by PostgreSQL over the stored rows
+    RAW = """
+        SELECT namespace, function_name, started_ns / 3600000000000, count(*),
+               sum(('x' || substr(md5(concat_ws('|', namespace, function_name, started_ns,
+                                                 duration_ns, memory_bytes)), 1, 15)
+                   )::bit(60)::bigint)
+          FROM openfaas_metering.function_usage GROUP BY 1, 2, 3"""
+    ROLLUP = """
+        SELECT namespace, function_name,
+               (extract(epoch FROM {start})::bigint) / {seconds}, invocations, duration_ns,
+               gb_seconds
+          FROM openfaas_metering.{table}"""
+
+    def __init__(self):
+        self.raw: dict[tuple, list[int]] = {}
+        self.hourly: dict[tuple, list[int]] = {}
+        self.daily: dict[tuple, list[int]] = {}
+
+    def add(self, batch: list[Delivery]) -> None:
+        for delivery in batch:
+            for e in delivery.events:
+                ns, fn, d, m = (e["namespace"], e["function_name"], e["duration"],
+                                e["memory_bytes"])
+                started_ns = parse_started(e["started"])
+                digest = hashlib.md5(f"{ns}|{fn}|{started_ns}|{d}|{m}".encode()).hexdigest()
+                row = self.raw.setdefault((ns, fn, started_ns // 3_600_000_000_000), [0, 0])
+                row[0] += 1
+                row[1] += int(digest[:15], 16)
+                for table, key in (
+                        (self.hourly, (ns, fn, started_ns // 3_600_000_000_000)),
+                        (self.daily, (ns, fn, started_ns // 86_400_000_000_000))):
+                    row = table.setdefault(key, [0, 0, 0])
+                    row[0] += 1
+                    row[1] += d
+                    row[2] += d * m
+
+    def differences(self, conn: psycopg.Connection) -> list[str]:
+        """What the database holds that differs from what was sent (empty: equal)."""
+        out = []
+        raw = {(ns, fn, h): [n, int(s)] for ns, fn, h, n, s in conn.execute(self.RAW)}
+        out += [f"raw rows of {k}: stored {raw.get(k)}, sent {self.raw.get(k)}"
+                for k in sorted(set(raw) | set(self.raw)) if raw.get(k) != self.raw.get(k)]
+        for name, sent, start, seconds in (("function_usage_hourly", self.hourly,
+                                            "hour_start", 3600),
+                                           ("function_usage_daily", self.daily,
+                                            "day_start", 86400)):
+            expected = {k: (n, d, b * GB_SECONDS_PER_BYTE_NS) for k, (n, d, b) in sent.items()}
+            stored = {(ns, fn, i): (n, d, g) for ns, fn, i, n, d, g in conn.execute(
+                self.ROLLUP.format(start=start, seconds=seconds, table=name))}
+            out += [f"{name} {k}: stored {stored.get(k)}, sent {expected.get(k)}"
+                    for k in sorted(set(stored) | set(expected))
+                    if stored.get(k) != expected.get(k)]
+        return out
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time used so far by each of these processes (Linux /proc)."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return out
+
+
+def cpu_used(processes: dict[str, Callable[[], list[int]]], before: dict) -> dict[str, float]:
+    """CPU seconds each group used since `before` (cpu_seconds per group): processes
+    that ended meanwhile (a closed connection's backend) are left out, not subtracted."""
+    used = {}
+    for key, pids in processes.items():
+        now = cpu_seconds(pids())
+        used[key] = sum(t - before[key].get(pid, 0.0) for pid, t in now.items())
+    return used
 
 
 def postgres_pids(pg: EmbeddedPostgres) -> list[int]:
@@ -150,7 +267,7 @@ def send_all(urls: list[str], batch: list[Delivery], threads: int, name: str,
     with ThreadPoolExecutor(threads) as pool:
         latencies = list(pool.map(post, range(len(signed))))
     wall = time.perf_counter() - started
-    cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    cpu = cpu_used(processes, before)
     cpu["sender"] = sum(sender_cpu_s)
     cpu["gateway"] = max(0.0, cpu.pop("this process") - cpu["sender"])
     return Result(name, sum(len(d.events) for d in batch), wall, latencies, cpu)
@@ -178,7 +295,7 @@ def each_delivery(database_url: str, batch: list[Delivery], threads: int, name: 
     with ThreadPoolExecutor(threads) as pool:
         latencies = list(pool.map(run, range(len(batch))))
     wall = time.perf_counter() - started
-    cpu = {k: cpu_seconds(pids()) - before[k] for k, pids in processes.items()}
+    cpu = cpu_used(processes, before)
     cpu["sender"] = cpu.pop("this process")
     for conn in connections:
         conn.close()
@@ -205,6 +322,53 @@ def bare_copy(rendered: dict[str, str]) -> Callable[[psycopg.Connection, Deliver
     return store
 
 
+def wal_lsn(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
+
+
+class WaitSampler:
+    """--waits: what receive-usage's backends are doing, sampled from
+    pg_stat_activity every 10 ms while a run lasts (wait event, or CPU when
+    active and not waiting), and for lock waits which statement waits."""
+
+    SAMPLE = """
+        SELECT CASE WHEN wait_event IS NULL THEN 'CPU' ELSE wait_event_type || ':' || wait_event
+               END, CASE WHEN wait_event_type = 'Lock' THEN left(regexp_replace(
+                   query, '\\s+', ' ', 'g'), 60) ELSE '' END
+          FROM pg_stat_activity
+         WHERE state = 'active' AND pid <> pg_backend_pid()
+           AND application_name NOT LIKE 'bench%%' AND backend_type = 'client backend'"""
+
+    def __init__(self, url: str):
+        self.url, self.counts, self.samples = url, Counter(), 0
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, application_name="bench-waits") as c:
+            while not self.stop.wait(0.01):
+                self.counts.update(c.execute(self.SAMPLE).fetchall())
+                self.samples += 1
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def report(self) -> str:
+        busy = sum(self.counts.values()) or 1
+        return "; ".join(f"{what}{' (' + q + ')' if q else ''} {n / busy:.0%}"
+                         for (what, q), n in self.counts.most_common(6)) + (
+            f" [{busy / max(1, self.samples):.1f} active backends on average]")
+
+
+WORKLOADS = ("month", "live")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench/ingest",
                                      description=__doc__.splitlines()[0])
@@ -213,16 +377,26 @@ def main(argv: list[str] | None = None) -> int:
                              "third of them)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="the median is printed")
-    parser.add_argument("--threads", type=int, default=4, help="client threads (senders)")
+    parser.add_argument("--threads", default="4,16",
+                        help="client threads (senders), comma-separated: one run each")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated, of {', '.join(WORKLOADS)}")
     parser.add_argument("--waitress-threads", type=int, default=4)
+    parser.add_argument("--waits", action="store_true",
+                        help="sample receive-usage's backends' wait events during each run")
     parser.add_argument("--replicas", type=int, default=None,
                         help="receive-usage replicas (default: stack.yml's "
                              "com.openfaas.scale.min)")
     args = parser.parse_args(argv)
+    args.threads = [int(t) for t in args.threads.split(",")]
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    if not set(args.workloads) <= set(WORKLOADS):
+        parser.error(f"--workloads: {args.workloads} not all of {WORKLOADS}")
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway's access log
     rng = random.Random(4)
     rounds: list[dict[str, Result]] = []
+    ledger = Ledger()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="chargeback-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -249,46 +423,92 @@ def main(argv: list[str] | None = None) -> int:
                                   "SECRETS_DIR": str(secrets), "DATABASE_URL": pg.url,
                                   "WAITRESS_THREADS": str(args.waitress_threads),
                                   "DB_POOL_MAX": str(args.waitress_threads)}).start()
-            direct = [p.url for p in runtime.replicas[fn.name]]
-            via_gateway = [f"{runtime.gateway_url}/function/receive-usage.openfaas-system"]
+            urls = {"direct": [p.url for p in runtime.replicas[fn.name]],
+                    "gateway": [f"{runtime.gateway_url}/function/receive-usage.openfaas-system"]}
             processes = {
                 "function": lambda: [p.proc.pid for p in runtime.replicas[fn.name]],
                 "postgres": lambda: postgres_pids(pg),
                 "this process": lambda: [os.getpid()],
             }
-            print(f"preparing {args.rounds} x {2 * args.batches} deliveries of "
-                  f"{args.batch_size} events ...", flush=True)
-            send_all(direct, deliveries(rng, date(2025, 12, 1), 10, args.batch_size),
-                     args.threads, "warm-up", processes)
+            pg_only = {k: processes[k] for k in ("postgres", "this process")}
+            print(f"{args.rounds} rounds of {args.workloads} x {args.threads} senders x "
+                  f"(straight, gateway), {args.batches} deliveries of {args.batch_size} "
+                  "events each, and the baselines ...", flush=True)
+            warm_up = deliveries(rng, date(2025, 12, 1), 10, args.batch_size, "warm-up")
+            ledger.add(warm_up)
+            send_all(urls["direct"], warm_up, args.threads[0], "warm-up", processes)
+            months = iter(range(10**6))
+
+            def batch(workload: str, tag: str) -> list[Delivery]:
+                if workload == "live":
+                    return live_deliveries(rng, args.batches, args.batch_size, tag)
+                number = next(months)  # a fresh month each run: 2024-01, 2024-02, ...
+                return deliveries(rng, date(2024 + number // 12, number % 12 + 1, 1),
+                                  args.batches, args.batch_size, tag)
+
             for number in range(args.rounds):
-                direct_batch = deliveries(rng, date(2026, 1 + 2 * number, 1), args.batches,
-                                          args.batch_size)
-                gateway_batch = deliveries(rng, date(2026, 2 + 2 * number, 1), args.batches,
-                                           args.batch_size)
-                rendered = {d.delivery_id: copy_rows(d) for d in direct_batch}
-                print(f"round {number + 1}: straight, through the gateway, per-event INSERT, "
-                      "bare COPY ...", flush=True)
+                print(f"round {number + 1}:", flush=True)
                 runs = {}
-                runs["direct"] = send_all(direct, direct_batch, args.threads,
-                                          "receive-usage, straight to the function", processes)
-                runs["gateway"] = send_all(via_gateway, gateway_batch, args.threads,
-                                           "receive-usage, through the local gateway",
-                                           processes)
-                pg_only = {k: processes[k] for k in ("postgres", "this process")}
-                runs["baseline"] = each_delivery(
-                    pg.url, direct_batch[:max(1, args.batches // 3)], args.threads,
-                    "baseline: INSERT per event (docs' Go)", insert_per_event, pg_only)
-                runs["copy"] = each_delivery(pg.url, direct_batch, args.threads,
-                                             "bare COPY into the docs' table",
-                                             bare_copy(rendered), pg_only)
+                for workload in args.workloads:
+                    first = None
+                    for threads in args.threads:
+                        for path in ("direct", "gateway"):
+                            key = f"{workload}/{threads}/{path}"
+                            sent = batch(workload, f"{number}-{key}")
+                            ledger.add(sent)
+                            first = first or sent
+                            wal_before = wal_lsn(pg.url)
+                            with (WaitSampler(pg.url) if args.waits
+                                  else contextlib.nullcontext()) as waits:
+                                runs[key] = send_all(
+                                    urls[path], sent, threads,
+                                    f"{workload}, {threads} senders, "
+                                    f"{'straight' if path == 'direct' else 'gateway'}",
+                                    processes)
+                            runs[key].wal_bytes = wal_lsn(pg.url) - wal_before
+                            print(f"  {key}: {runs[key].events_per_s:,.0f}/s, p99 "
+                                  f"{runs[key].percentile_ms(0.99):.0f} ms", flush=True)
+                            if waits:
+                                print(f"    PostgreSQL: {waits.report()}", flush=True)
+                    # the baselines on the round's first deliveries of this workload, 4
+                    # connections, into the docs' table (no HTTP)
+                    same = first
+                    rendered = {d.delivery_id: copy_rows(d) for d in same}
+                    runs[f"{workload}/baseline"] = each_delivery(
+                        pg.url, same[:max(1, args.batches // 3)], 4,
+                        f"{workload}, baseline: INSERT per event", insert_per_event, pg_only)
+                    runs[f"{workload}/copy"] = each_delivery(
+                        pg.url, same, 4, f"{workload}, bare COPY", bare_copy(rendered),
+                        pg_only)
+                    print(f"  {workload}: INSERT per event "
+                          f"{runs[f'{workload}/baseline'].events_per_s:,.0f}/s, bare COPY "
+                          f"{runs[f'{workload}/copy'].events_per_s:,.0f}/s", flush=True)
                 rounds.append(runs)
-                print("  " + ", ".join(f"{k} {r.events_per_s:,.0f}/s" for k, r in runs.items()),
-                      flush=True)
+            with psycopg.connect(pg.url) as conn:
+                differences = ledger.differences(conn)
+                disk_bytes = conn.execute(
+                    "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+                    " WHERE inhparent = 'openfaas_metering.function_usage'::regclass"
+                    ).fetchone()[0]
+                stripe_rows = [conn.execute(
+                    f"SELECT count(*) FROM openfaas_metering.function_usage_{table}_stripes"
+                    ).fetchone()[0] for table in ("hourly", "daily")]
         finally:
             if runtime:
                 runtime.stop()
             pg.discard()
     report(args, rounds, durable, load_before, os.getloadavg())
+    if differences:
+        print(f"\nFAILED: what receive-usage stored differs from what was sent "
+              f"({len(differences)} keys), e.g.:\n  " + "\n  ".join(differences[:10]))
+        return 1
+    events = sum(n for n, _ in ledger.raw.values())
+    print(f"\nread back: every raw row ({events:,}), "
+          f"{len(ledger.hourly):,} hourly and {len(ledger.daily):,} daily rollup rows "
+          f"equal what was sent (stored as {stripe_rows[0]:,} and {stripe_rows[1]:,} "
+          "stripe rows)")
+    print(f"function_usage on disk (rows and indexes): {disk_bytes / events:.0f} bytes "
+          "per event")
     return 0
 
 
@@ -299,32 +519,35 @@ def report(args, rounds: list[dict[str, Result]], durable: tuple, load_before: t
     print(f"\nmachine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
           f"fsync={durable[0]}, synchronous_commit={durable[1]}")
-    print(f"{args.threads} client threads, {args.replicas} replica(s) with "
-          f"WAITRESS_THREADS={args.waitress_threads}; {args.batches} x {args.batch_size}-event "
-          f"signed deliveries per run; median of {len(rounds)} rounds (the run whose "
-          "events/s is the median)\n")
+    print(f"{args.replicas} replica(s) with WAITRESS_THREADS={args.waitress_threads}; "
+          f"{args.batches} x {args.batch_size}-event signed deliveries per run; baselines "
+          f"with 4 connections; median of {len(rounds)} rounds (the run whose events/s is "
+          "the median)\n")
     median = {key: sorted((r[key] for r in rounds), key=lambda r: r.events_per_s)[
         len(rounds) // 2] for key in rounds[0]}
-    print(f"{'run':<42} {'events/s':>9} {'range':>17} {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"{'run':<42} {'events/s':>9} {'range':>17} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'x INSERT':>8} {'of COPY':>7}")
     for key, result in median.items():
         rates = [r[key].events_per_s for r in rounds]
+        workload = key.split("/")[0]
+        ratios = [r[key].events_per_s / r[f"{workload}/baseline"].events_per_s
+                  for r in rounds]
+        copies = [r[key].events_per_s / r[f"{workload}/copy"].events_per_s for r in rounds]
         print(f"{result.name:<42} {result.events_per_s:>9,.0f} "
               f"{min(rates):>8,.0f}-{max(rates):<8,.0f} {result.percentile_ms(0.50):>7.1f} "
-              f"{result.percentile_ms(0.99):>7.1f}")
+              f"{result.percentile_ms(0.99):>7.1f} {statistics.median(ratios):>7.1f}x "
+              f"{statistics.median(copies):>7.0%}")
+    print("\n(x INSERT, of COPY: medians over the rounds of the run's events/s against the "
+          "same round's baselines on the same workload)")
     print("\nCPU time per 1,000 events (ms, median run; every process shares the cores):")
     components = ("sender", "gateway", "function", "postgres")
-    print(f"  {'run':<40} " + " ".join(f"{c:>9}" for c in components))
+    print(f"  {'run':<40} " + " ".join(f"{c:>9}" for c in components) + "   WAL kB")
     for result in median.values():
         print(f"  {result.name:<40} " + " ".join(
             f"{result.cpu_ms_per_1000(c):>9.2f}" if c in result.cpu_s else f"{'-':>9}"
-            for c in components))
-    print()
-    for key, label in (("direct", "straight to the function"),
-                       ("gateway", "through the gateway")):
-        ratios = [r[key].events_per_s / r["baseline"].events_per_s for r in rounds]
-        copies = [r[key].events_per_s / r["copy"].events_per_s for r in rounds]
-        print(f"ratio, {label + ':':<26} {statistics.median(ratios):.1f}x the per-event "
-              f"INSERT, {statistics.median(copies):.0%} of bare COPY (medians of the rounds)")
+            for c in components) + (f" {result.wal_bytes / result.events:>8.1f}"
+                                    if result.wal_bytes is not None else f" {'-':>8}"))
+
 
 if __name__ == "__main__":
     sys.exit(main())
