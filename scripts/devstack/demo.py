@@ -69,7 +69,7 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
      lambda env: demo_email.set_contacts(env.database_url)),
     ("invoices: September 2026 closed through the gateway, late usage on October's",
      lambda env: demo_invoices.run(env.gateway_url, env.database_url,
-                                   env.secret("webhook-secret"))),
+                                   env.secret("webhook-secret"), env.secret("admin-token").strip())),
     ("email: every invoice e-mailed through the async fan-out",
      lambda env: demo_email.run(env.database_url, env.mail_dir)),
 ]
