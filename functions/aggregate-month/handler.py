@@ -4,7 +4,7 @@ with options.
 Empty body: close every past period not yet closed whose end plus
 CLOSE_GRACE_HOURS has passed, and re-queue finalized invoices not yet sent.
 JSON options: {"period": "2026-09"}, {"tenant": "acme"}, {"dry_run": true},
-{"verify": "<number>"}, {"export": "<number>"} (CSV). Every option is the
+{"verify": "<number>"} (also checks its series' hash chain), {"export": "<number>"} (CSV). Every option is the
 operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
 the cron call's answer says how many, never which tenant, number or amount.
 A bad option answers 400 naming it; the database down 503. The work is in
@@ -16,6 +16,7 @@ from chargeback.billing import month_close
 from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
+from chargeback.documents import chain
 
 _OPERATOR_OPTIONS = ("dry_run", "verify", "export", "tenant", "period")
 
@@ -38,7 +39,10 @@ def handle(event, context):
             require_operator(event.headers, name)
     settings = load()
     if options.verify:
-        return respond(200, month_close.verify(settings, options.verify))
+        report = month_close.verify(settings, options.verify)
+        report["chain"] = chain.verify(settings, options.verify)  # removed or altered documents
+        report["match"] = report["match"] and report["chain"]["intact"]
+        return respond(200, report)
     if options.export:
         return respond(200, month_close.export(settings, options.export),
                        {"Content-Type": "text/csv; charset=utf-8"})
