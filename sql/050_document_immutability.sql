@@ -44,8 +44,10 @@ BEGIN
         END IF;
         RETURN OLD;
     END IF;
-    IF OLD.status = 'draft' THEN
-        RETURN NEW;  -- a draft is recomputed freely, and finalized here
+    IF OLD.status = 'draft' OR OLD.document_sha256 IS NULL THEN
+        -- a draft is recomputed freely; the finalizing transaction completes its
+        -- document until the seal at its commit
+        RETURN NEW;
     END IF;
     IF NEW.status = 'draft' THEN
         RAISE EXCEPTION 'invoice % is finalized: it cannot become a draft again', OLD.number

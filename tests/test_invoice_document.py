@@ -56,9 +56,9 @@ def test_the_same_invoice_renders_to_the_same_bytes_twice():
 
 def test_money_numbers_and_dates_follow_the_tenants_locale():
     text = render_text(present(INVOICE, ISSUER))
-    assert "Issued 1. Oktober 2026" in text and "Period September 2026" in text
+    assert "Rechnungsdatum 1. Oktober 2026" in text and "Leistungszeitraum: September 2026" in text
     nbsp = "\xa0"  # babel keeps number and currency together
-    assert f"1.469,06{nbsp}€" in text and f"Tax 19{nbsp}%" in text and f"1,1855{nbsp}€" in text
+    assert f"1.469,06{nbsp}€" in text and f"USt. 19{nbsp}%" in text and f"1,1855{nbsp}€" in text
     english = render_text(present(dataclasses.replace(INVOICE, locale="en"), ISSUER))
     assert "€1,469.06" in english and "Issued October 1, 2026" in english
 
@@ -72,8 +72,8 @@ def test_an_unknown_or_empty_locale_falls_back_to_the_default():
 def test_lines_are_shown_in_line_order_with_tiers_and_allowance():
     text = render_text(present(INVOICE, ISSUER))
     assert text.index("Function usage") < text.index("HYPERLINK")
-    assert "above 400.000 GB-s: 100.000 × 0,00049\xa0€ = 49,00\xa0€" in text
-    assert "included allowance used: 400.000 GB-s" in text
+    assert "über 400.000 GB-s: 100.000 × 0,00049\xa0€ = 49,00\xa0€" in text
+    assert "genutztes Inklusivvolumen: 400.000 GB-s" in text
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():
@@ -118,7 +118,7 @@ def test_the_pdf_shows_every_script_as_written(locale, currency, name, total, is
     for expected in (name, total, issued):
         assert _spaces(expected) in text, expected
     metadata = PdfReader(io.BytesIO(pdf)).metadata
-    assert metadata.subject.startswith(name) and metadata.title == "Invoice INV-2026-000042"
+    assert metadata.subject.startswith(name) and metadata.title == view["title"]
     assert "?" not in text
 
 

@@ -148,6 +148,7 @@ class Settings:
     issuer_name: str = "chargeback"
     issuer_address: tuple[str, ...] = ()
     issuer_tax_id: str | None = None
+    issuer_payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL, lines
     default_locale: str = "en"
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.
@@ -217,6 +218,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         issuer_name=environ.get("ISSUER_NAME") or Settings.issuer_name,
         issuer_address=_lines(environ.get("ISSUER_ADDRESS")),
         issuer_tax_id=environ.get("ISSUER_TAX_ID") or None,
+        issuer_payment_details=_lines(environ.get("ISSUER_PAYMENT_DETAILS")),
         default_locale=environ.get("DEFAULT_LOCALE") or Settings.default_locale,
         send_claim_timeout_s=_positive(environ, "SEND_CLAIM_TIMEOUT_SECONDS",
                                        Settings.send_claim_timeout_s),

@@ -54,8 +54,8 @@ class _Invoice(FPDF):
         self.set_y(-_MARGIN_MM)
         self.set_font(self.text_font, size=8)
         self.set_text_color(*_GREY)
-        self.cell(0, 5, pdf_safe(f"{self.view['title']} · page {self.page_no()}/{{nb}}"),
-                  align="C")
+        page = self.view["labels"]["page"].format(page=self.page_no(), pages="{nb}")
+        self.cell(0, 5, pdf_safe(f"{self.view['title']} · {page}"), align="C")
 
     def text_line(self, text: str, *, size: float = 10, style: str = "", grey: bool = False,
                   align: str = "L", width: float = 0, height: float = 5) -> None:
@@ -84,8 +84,9 @@ def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:
     # Header: issuer on the left, invoice number and date on the right.
     top = pdf.get_y()
     pdf.set_xy(pdf.l_margin + full_w / 2, top)
-    pdf.text_line("INVOICE", size=20, style="B", align="R", width=full_w / 2, height=9)
-    for text in (f"No. {view['number']}", f"Issued {view['issued']}"):
+    labels = view["labels"]
+    pdf.text_line(labels["heading"], size=20, style="B", align="R", width=full_w / 2, height=9)
+    for text in (labels["number"], labels["issued"], *([labels["due"]] if labels["due"] else [])):
         pdf.set_x(pdf.l_margin + full_w / 2)
         pdf.text_line(text, align="R", width=full_w / 2, grey=True)
     right_bottom = pdf.get_y()
@@ -93,22 +94,27 @@ def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:
     pdf.text_line(view["issuer"]["name"], size=13, style="B", width=full_w * 0.55, height=7)
     for row in view["issuer"]["address"]:
         pdf.text_line(row, grey=True, width=full_w * 0.55)
-    if view["issuer"]["tax_id"]:
-        pdf.text_line(f"Tax ID: {view['issuer']['tax_id']}", grey=True, width=full_w * 0.55)
+    if labels["issuer_tax_id"]:
+        pdf.text_line(labels["issuer_tax_id"], grey=True, width=full_w * 0.55)
     pdf.set_y(max(pdf.get_y(), right_bottom) + 8)
 
     # Bill to and period.
     top = pdf.get_y()
     bill_to = view["bill_to"]
-    pdf.text_line("BILL TO", size=8, grey=True, width=full_w * 0.6)
+    pdf.text_line(labels["bill_to"].upper(), size=8, grey=True, width=full_w * 0.6)
     pdf.text_line(bill_to["name"], style="B", width=full_w * 0.6)
+    for row in bill_to["address"]:
+        pdf.text_line(row, grey=True, width=full_w * 0.6)
+    if labels["bill_to_tax_id"]:
+        pdf.text_line(labels["bill_to_tax_id"], grey=True, width=full_w * 0.6)
     if bill_to["email"]:
         pdf.text_line(bill_to["email"], grey=True, width=full_w * 0.6)
-    plan = f" · plan {bill_to['plan']}" if bill_to["plan"] else ""
-    pdf.text_line(f"Namespace {bill_to['namespace']}{plan}", grey=True, width=full_w * 0.6)
+    plan = f" · {labels['plan']}" if labels["plan"] else ""
+    pdf.text_line(f"{labels['namespace']}{plan}", grey=True, width=full_w * 0.6)
     left_bottom = pdf.get_y()
     pdf.set_xy(pdf.l_margin + full_w * 0.6, top)
-    for text, kwargs in (("PERIOD", {"size": 8, "grey": True}), (view["period"], {"style": "B"}),
+    for text, kwargs in ((labels["period"].upper(), {"size": 8, "grey": True}),
+                         (view["period"], {"style": "B"}),
                          (view["period_days"], {"grey": True})):
         pdf.set_x(pdf.l_margin + full_w * 0.6)
         pdf.text_line(text, align="R", width=full_w * 0.4, **kwargs)
@@ -116,9 +122,16 @@ def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:
 
     _lines_table(pdf, view, full_w)
     _totals(pdf, view, full_w)
-    if view["attachments"]:
-        pdf.ln(8)
-        pdf.text_line(f"Sent with: {', '.join(view['attachments'])}.", size=8, grey=True)
+    pdf.ln(6)
+    if view["tax_note"]:
+        pdf.text_line(view["tax_note"], size=9)
+    if labels["payment_due"]:
+        pdf.text_line(labels["payment_due"], size=9)
+    for row in view["issuer"]["payment_details"]:
+        pdf.text_line(row, size=9)
+    if labels["attached"]:
+        pdf.ln(2)
+        pdf.text_line(labels["attached"], size=8, grey=True)
     return bytes(pdf.output())
 
 
@@ -133,8 +146,9 @@ def _lines_table(pdf: _Invoice, view: dict[str, Any], full_w: float) -> None:
     pdf.set_font(pdf.text_font, style="B", size=8)
     pdf.set_text_color(*_GREY)
     pdf.cell(_NO_W, 6, "#")
-    pdf.cell(desc_w, 6, "DESCRIPTION")
-    pdf.cell(_AMOUNT_W, 6, "AMOUNT", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(desc_w, 6, view["labels"]["description"].upper())
+    pdf.cell(_AMOUNT_W, 6, view["labels"]["amount"].upper(), align="R",
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     _rule(pdf, full_w, thick=True)
     pdf.ln(1.5)
     for line in view["lines"]:
@@ -170,7 +184,8 @@ def _totals(pdf: _Invoice, view: dict[str, Any], full_w: float) -> None:
     if pdf.will_page_break(24):
         pdf.add_page()
     pdf.ln(1)
-    for label, value in (("Subtotal", view["subtotal"]), (view["tax_label"], view["tax"])):
+    for label, value in ((view["labels"]["subtotal"], view["subtotal"]),
+                         (view["tax_label"], view["tax"])):
         pdf.set_font(pdf.text_font, size=10)
         pdf.set_text_color(*_GREY)
         pdf.cell(label_w, 6, pdf_safe(label), align="R")
@@ -182,6 +197,6 @@ def _totals(pdf: _Invoice, view: dict[str, Any], full_w: float) -> None:
     pdf.line(pdf.l_margin + full_w / 2, pdf.get_y(), pdf.l_margin + full_w, pdf.get_y())
     pdf.ln(1)
     pdf.set_font(pdf.text_font, style="B", size=11)
-    pdf.cell(label_w, 7, pdf_safe(f"Total ({view['currency']})"), align="R")
+    pdf.cell(label_w, 7, pdf_safe(view["labels"]["total"]), align="R")
     pdf.cell(_AMOUNT_W, 7, pdf_safe(view["total"]), align="R",
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)

@@ -10,13 +10,17 @@ the cron call's answer says how many, never which tenant, number or amount.
 A bad option answers 400 naming it; the database down 503. The work is in
 chargeback.billing.month_close.
 """
+import os
 from datetime import datetime, timezone
 
 from chargeback.billing import month_close
 from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
-from chargeback.documents import chain
+from chargeback.documents import chain, legal
+
+# refuses to start while ISSUER_NAME is the shipped example (frozen on every invoice)
+legal.refuse_examples("aggregate-month", os.environ, issuer=True, sender=False)
 
 _OPERATOR_OPTIONS = ("dry_run", "verify", "export", "tenant", "period")
 
