@@ -174,13 +174,17 @@ def render(invoice: Invoice, issuer: Issuer, settings: Settings,
            usage: str | None = None) -> Rendered:
     """All parts of the mail for `invoice`: text, HTML, PDF and the CSV attachments
     (the usage CSV, aggregate-month's export, when `usage` is given)."""
-    names = attachment_names(invoice, usage is not None)
-    view = present(invoice, issuer, settings.default_locale, names)
+    usage_bytes = usage.encode() if usage is not None else None
+    withheld = None  # a usage CSV over MAX_ATTACHMENT_BYTES is not attached; the mail says so
+    if usage_bytes is not None and len(usage_bytes) > settings.max_attachment_bytes:
+        withheld, usage_bytes = len(usage_bytes), None
+    names = attachment_names(invoice, issuer.name, usage_bytes is not None)
+    view = present(invoice, issuer, settings.default_locale, names, withheld)
     pdf = render_pdf(view, invoice.issued_at)
     files = [Attachment(names[0], "application/pdf", pdf),
              Attachment(names[1], "text/csv", lines_csv(invoice).encode())]
-    if usage is not None:
-        files.append(Attachment(names[2], "text/csv", usage.encode()))
+    if usage_bytes is not None:
+        files.append(Attachment(names[2], "text/csv", usage_bytes))
     return Rendered(view, render_text(view), render_html(view), pdf, files)
 
 

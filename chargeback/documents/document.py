@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, format_percent
+from babel.units import format_unit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from chargeback.documents import i18n
@@ -268,8 +269,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     if usage_withheld_bytes is not None:
         mail_note = _("The usage detail ({size}) is too large to attach; ask us for it by "
                       "replying to this message.").format(
-            size=format_decimal(Decimal(usage_withheld_bytes) / 1_000_000, "#,##0.0",
-                                locale=locale) + " MB")
+            size=_size(usage_withheld_bytes, locale))
     return {
         "title": _("Invoice {number}").format(number=invoice.number),
         "subject": _("Invoice {number} from {issuer} for {period}: {total}").format(
@@ -302,6 +302,14 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "total": total,
         "attachments": list(attachments),
     }
+
+
+def _size(size_bytes: int, locale: Locale) -> str:
+    """2,7 kB, 9.2 MB: a file size in the locale's words (decimal units, one decimal)."""
+    unit, scale = (("digital-megabyte", 1_000_000) if size_bytes >= 1_000_000
+                   else ("digital-kilobyte", 1_000))
+    value = (Decimal(size_bytes) / scale).quantize(Decimal("0.1"))
+    return format_unit(value, unit, length="short", locale=locale)
 
 
 def _columns(left: str, right: str, width: int = TEXT_WIDTH) -> str:
@@ -339,8 +347,9 @@ def _cell(text: str | None) -> str:
 
 
 def lines_csv(invoice: Invoice) -> str:
-    """The invoice lines as CSV (RFC 4180, CRLF): plain decimals, one row per line;
-    the amounts add up to the subtotal."""
+    """The invoice lines as CSV (RFC 4180, CRLF, true/false, ISO dates): plain
+    decimals, one row per line (the amounts add up to the subtotal), then closing rows
+    of kind subtotal, tax and total with the document's figures."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_CSV_COLUMNS)
@@ -355,4 +364,8 @@ def lines_csv(invoice: Invoice) -> str:
             _cell(line.unit), "" if line.unit_price is None else line.unit_price,
             line.tier_mode or "", tiers, line.allowance, line.discount_percent, line.discount,
             line.amount, invoice.currency, line.adjustment_period or ""])
+    for kind, amount in (("subtotal", invoice.subtotal), ("tax", invoice.tax),
+                         ("total", invoice.total)):
+        writer.writerow([invoice.number, "", kind, "", "", "", "", "", "", "", "", "", "", "",
+                         "", amount, invoice.currency, ""])
     return out.getvalue()

@@ -99,7 +99,7 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
             usage = usage_csv(conn, invoice_id)
             t1 = time.perf_counter()
             supplier = invoice_delivery.issuer_of(row, settings)
-            view = present(invoice, supplier, "en", attachment_names(invoice, True))
+            view = present(invoice, supplier, "en", attachment_names(invoice, supplier.name, True))
             html, text = render_html(view), render_text(view)
             t2 = time.perf_counter()
             pdf = render_pdf(view, invoice.issued_at)
