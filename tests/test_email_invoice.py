@@ -92,7 +92,8 @@ def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
     assert msg["Message-ID"].strip() == f"<invoice-{invoice_id}@example.com>"
     found = parts(msg)
     assert set(found) == {"text/plain", "text/html", f"{STEM}{number}.pdf",
-                          f"{STEM}{number}-lines.csv", f"{STEM}{number}-usage.csv"}
+                          f"{STEM}{number}-lines.csv", f"{STEM}{number}-factur-x.xml",
+                          f"{STEM}{number}-usage.csv"}
     # aggregate-month's export: the adjustment's quantity, billed for August
     assert found[f"{STEM}{number}-usage.csv"].decode().splitlines()[0].startswith(
         "line_no,kind,meter")
@@ -133,7 +134,7 @@ def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_se
     assert again.pdf == found[f"{STEM}{number}.pdf"]
     assert again.html.encode() == found["text/html"].replace(b"\r\n", b"\n")
     assert [a.data for a in again.attachments] == [
-        found[f"{STEM}{number}{suffix}"] for suffix in (".pdf", "-lines.csv", "-usage.csv")]
+        found[f"{STEM}{number}{suffix}"] for suffix in (".pdf", "-lines.csv", "-factur-x.xml", "-usage.csv")]
 
 
 def test_a_repeated_request_answers_already_sent_and_sends_nothing(emailer, smtp, database_url):

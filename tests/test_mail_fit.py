@@ -68,7 +68,8 @@ def test_a_usage_csv_over_the_limit_is_not_attached_and_the_mail_says_so(tmp_pat
     rendered = delivery.render(INVOICE, ISSUER, settings, usage)
     assert [a.filename for a in rendered.attachments] == [
         "examplefunctions-2026-09-INV-2026-000042.pdf",
-        "examplefunctions-2026-09-INV-2026-000042-lines.csv"]
+        "examplefunctions-2026-09-INV-2026-000042-lines.csv",
+        "examplefunctions-2026-09-INV-2026-000042-factur-x.xml"]
     # 2,714 bytes in German words; the text part wraps lines: compare words
     note = "Die Nutzungsdetails (2,7 kB) sind zu groß für einen Anhang"
     assert note in " ".join(rendered.text.split()) and note in " ".join(rendered.html.split())
@@ -83,6 +84,7 @@ def test_attachment_names_carry_supplier_period_and_number():
     assert attachment_names(INVOICE, "Example Functions Ltd", True) == (
         "examplefunctions-2026-09-INV-2026-000042.pdf",
         "examplefunctions-2026-09-INV-2026-000042-lines.csv",
+        "examplefunctions-2026-09-INV-2026-000042-factur-x.xml",
         "examplefunctions-2026-09-INV-2026-000042-usage.csv")
     assert supplier_token("Müller & Söhne GmbH & Co. KG") == "mullersohne"
     assert supplier_token("株式会社テスト") == ""

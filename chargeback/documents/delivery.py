@@ -27,7 +27,7 @@ from chargeback.billing.export import usage_csv
 from chargeback.core import db
 from chargeback.core.responses import RETRY_AFTER_S, RequestError
 from chargeback.core.settings import Settings
-from chargeback.documents import legal
+from chargeback.documents import einvoice, legal
 from chargeback.documents import smtp as mailer
 from chargeback.documents.document import (
     Invoice,
@@ -180,11 +180,13 @@ def render(invoice: Invoice, issuer: Issuer, settings: Settings,
         withheld, usage_bytes = len(usage_bytes), None
     names = attachment_names(invoice, issuer.name, usage_bytes is not None)
     view = present(invoice, issuer, settings.default_locale, names, withheld)
-    pdf = render_pdf(view, invoice.issued_at)
+    xml = einvoice.cii_xml(invoice, issuer)  # in the PDF and attached: the same bytes
+    pdf = render_pdf(view, invoice.issued_at, xml)
     files = [Attachment(names[0], "application/pdf", pdf),
-             Attachment(names[1], "text/csv", lines_csv(invoice).encode())]
+             Attachment(names[1], "text/csv", lines_csv(invoice).encode()),
+             Attachment(names[2], "application/xml", xml)]
     if usage_bytes is not None:
-        files.append(Attachment(names[2], "text/csv", usage_bytes))
+        files.append(Attachment(names[3], "text/csv", usage_bytes))
     return Rendered(view, render_text(view), render_html(view), pdf, files)
 
 

@@ -94,11 +94,11 @@ def supplier_token(name: str) -> str:
 
 
 def attachment_names(invoice: Invoice, supplier: str, with_usage: bool) -> tuple[str, ...]:
-    """<supplier>-<period>-<number>.pdf, -lines.csv, -usage.csv: what a filing
-    clerk sorts by (examplefunctions-2026-09-INV-2026-000042.pdf)."""
+    """<supplier>-<period>-<number>.pdf, -lines.csv, -factur-x.xml, -usage.csv: what a
+    filing clerk sorts by (examplefunctions-2026-09-INV-2026-000042.pdf)."""
     stem = "-".join(part for part in (supplier_token(supplier), invoice.period,
                                       safe_token(invoice.number)) if part)
-    names = (f"{stem}.pdf", f"{stem}-lines.csv")
+    names = (f"{stem}.pdf", f"{stem}-lines.csv", f"{stem}-factur-x.xml")
     return names + ((f"{stem}-usage.csv",) if with_usage else ())
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from chargeback.documents import fonts
+from chargeback.documents import einvoice, fonts
 
 _MARGIN_MM = 18
 _AMOUNT_W = 34
@@ -44,7 +44,8 @@ def _all_text(value: Any) -> str:
 
 class _Invoice(FPDF):
     def __init__(self, view: dict[str, Any]):
-        super().__init__(orientation="P", unit="mm", format="A4")
+        # PDF/A-3b: an archivable PDF that may carry the e-invoice XML (documents.einvoice)
+        super().__init__(orientation="P", unit="mm", format="A4", enforce_compliance="PDFA_3B")
         self.view = view
         self.text_font = fonts.register(self, _all_text(view))
         self.set_margins(_MARGIN_MM, _MARGIN_MM, _MARGIN_MM)
@@ -70,14 +71,22 @@ class _Invoice(FPDF):
                             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
-def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:
-    """The invoice as PDF bytes; identical for identical input."""
+def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = None) -> bytes:
+    """The invoice as PDF bytes; identical for identical input. `xml`: the EN 16931
+    e-invoice, embedded as the PDF/A-3 associated file factur-x.xml (dated at issue)."""
     pdf = _Invoice(view)
+    if xml is not None:
+        pdf.embed_file(bytes=xml, basename=einvoice.FILENAME, mime_type="text/xml",
+                       creation_date=issued_at, modification_date=issued_at,
+                       associated_file_relationship="Data", desc="Factur-X EN 16931 invoice")
     pdf.set_creation_date(issued_at)
     pdf.set_producer("chargeback")
     pdf.set_title(pdf_safe(view["title"]))
     pdf.set_author(pdf_safe(view["issuer"]["name"]))
     pdf.set_subject(pdf_safe(f"{view['bill_to']['name']}, {view['period']}"))
+    pdf.set_xmp_metadata(einvoice.xmp(
+        pdf_safe(view["title"]), pdf_safe(view["issuer"]["name"]),
+        pdf_safe(f"{view['bill_to']['name']}, {view['period']}"), issued_at, xml is not None))
     pdf.add_page()
     full_w = pdf.epw
 
