@@ -28,7 +28,7 @@ def _msgids() -> set[str]:
 
 
 def test_at_least_six_languages_have_catalogs_and_every_label_is_translated():
-    assert {"de", "es", "fr", "ja", "pl"} <= set(i18n.languages())  # and English, the source
+    assert {"de", "es", "fr", "ja", "pl", "ru"} <= set(i18n.languages())  # and English, the source
     wanted = _msgids()
     assert len(wanted) >= 30
     for language in i18n.languages():
@@ -57,6 +57,8 @@ EXPECTED = [
     ("pl_PL", ["FAKTURA", "Nabywca", "Suma częściowa", "Termin płatności 15 października 2026"],
      ["Subtotal", "Bill to"]),
     ("ja_JP", ["請求書", "請求先", "小計", "支払期日 2026年10月15日"], ["Subtotal", "Bill to"]),
+    ("ru_RU", ["СЧЁТ", "Плательщик", "Промежуточный итог", "Оплатить до 15 октября 2026"],
+     ["Subtotal", "Bill to"]),
 ]
 
 
@@ -75,7 +77,8 @@ def test_every_part_speaks_the_customers_language(locale, shown, absent):
         for label in absent:
             assert label not in part, (part_name, label)
     assert f'<html lang="{locale.split("_")[0]}">' in html
-    assert view["subject"].split(" ")[0] in ("Rechnung", "Facture", "Factura", "Faktura") or \
+    assert view["subject"].split(" ")[0] in ("Rechnung", "Facture", "Factura", "Faktura",
+                                             "Счёт") or \
         view["subject"].startswith(ISSUER.name)  # ja: 〈issuer〉 からの請求書
     assert "Invoice" not in view["subject"]
 
