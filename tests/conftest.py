@@ -156,7 +156,7 @@ def callbacks():
 
 
 @pytest.fixture
-def close_via_gateway(local_runtime, database_url, tmp_path):
+def close_via_gateway(local_runtime, database_url, secrets_dir, tmp_path):
     """aggregate-month behind the local gateway, a recording email-invoice stand-in, and
     September usage for four tenants; returns (url, settings, record dir, runtime)."""
     from .billing_helpers import NS, event, send, settings_for
@@ -168,6 +168,7 @@ def close_via_gateway(local_runtime, database_url, tmp_path):
                             function_env={"DATABASE_URL": database_url,
                                           "PRICEBOOK_FILE": settings.pricebook_file,
                                           "RECORD_DIR": str(record),
+                                          "SECRETS_DIR": str(secrets_dir),
                                           # a test may hold a table while it kills the function
                                           "DB_LOCK_TIMEOUT": "30"},
                             cron=False)

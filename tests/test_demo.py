@@ -44,8 +44,9 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
     mail_dir = tmp_path / "var" / "demo" / "mail"
     assert len(list(mail_dir.glob("*.eml"))) == 9
-    assert (mail_dir / "invoice-INV-2026-000007.pdf").read_bytes().startswith(b"%PDF")
-    assert f"  {mail_dir / 'invoice-INV-2026-000010.pdf'}" in email
+    pdf = mail_dir / "examplefunctions-2026-09-INV-2026-000007.pdf"  # <supplier>-<period>-<number>
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert f"  {mail_dir / 'examplefunctions-2026-10-INV-2026-000010.pdf'}" in email
     # the October invoice with the late September usage, as the customer reads it
     text = email.split("--- the plain-text part of INV-2026-000010", 1)[1]
     assert "Bill to: Initech, Inc." in text and "adjustment for September 2026" in text

@@ -34,6 +34,9 @@ from .invoices import (
     start_smtp,
 )
 
+# attachment names: <supplier>-<period>-<number> (the sample invoices' supplier and month)
+STEM = "examplefunctions-2026-09-"
+
 
 @pytest.fixture
 def smtp():
@@ -88,10 +91,11 @@ def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
         "sent", msg["Message-ID"].strip(), None)
     assert msg["Message-ID"].strip() == f"<invoice-{invoice_id}@example.com>"
     found = parts(msg)
-    assert set(found) == {"text/plain", "text/html", f"invoice-{number}.pdf",
-                          f"invoice-{number}-lines.csv", f"invoice-{number}-usage.csv"}
+    assert set(found) == {"text/plain", "text/html", f"{STEM}{number}.pdf",
+                          f"{STEM}{number}-lines.csv", f"{STEM}{number}-factur-x.xml",
+                          f"{STEM}{number}-usage.csv"}
     # aggregate-month's export: the adjustment's quantity, billed for August
-    assert found[f"invoice-{number}-usage.csv"].decode().splitlines()[0].startswith(
+    assert found[f"{STEM}{number}-usage.csv"].decode().splitlines()[0].startswith(
         "line_no,kind,meter")
     assert [p.get_content_type() for p in msg.iter_parts()][0] == "multipart/alternative"
 
@@ -103,14 +107,16 @@ def test_totals_in_html_text_pdf_and_csv_equal_the_database(emailer, smtp, datab
     row = invoice_row(database_url, invoice_id)
     assert (row["subtotal"], row["tax"], row["total"]) == (SUBTOTAL, TAX, TOTAL)
     pdf_text = "".join(page.extract_text() for page in
-                       PdfReader(io.BytesIO(found[f"invoice-{row['number']}.pdf"])).pages)
+                       PdfReader(io.BytesIO(found[f"{STEM}{row['number']}.pdf"])).pages)
     for shown in (found["text/plain"].decode(), found["text/html"].decode(), pdf_text):
         for figure in (f"€{SUBTOTAL:,}", f"€{TAX:,}", f"€{TOTAL:,}"):
             assert figure in shown
         assert "Tax 19%" in shown and "adjustment for August 2026" in shown
-    csv_rows = found[f"invoice-{row['number']}-lines.csv"].decode().splitlines()[1:]
+    csv_rows = found[f"{STEM}{row['number']}-lines.csv"].decode().splitlines()[1:]
     amounts = [Decimal(line.rsplit(",", 3)[1]) for line in csv_rows]
-    assert len(amounts) == 5 and sum(amounts) == SUBTOTAL
+    # five lines that add up to the subtotal, then the closing subtotal, tax and total rows
+    assert len(amounts) == 8 and sum(amounts[:5]) == SUBTOTAL
+    assert amounts[5:] == [SUBTOTAL, TAX, TOTAL]
 
 
 def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_sent(
@@ -125,10 +131,10 @@ def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_se
     settings = dataclasses.replace(load({**os.environ, **MAIL_ENV}), database_url=database_url)
     again = invoice_delivery.rerender(settings, invoice_id)
     number = invoice_row(database_url, invoice_id)["number"]
-    assert again.pdf == found[f"invoice-{number}.pdf"]
+    assert again.pdf == found[f"{STEM}{number}.pdf"]
     assert again.html.encode() == found["text/html"].replace(b"\r\n", b"\n")
     assert [a.data for a in again.attachments] == [
-        found[f"invoice-{number}{suffix}"] for suffix in (".pdf", "-lines.csv", "-usage.csv")]
+        found[f"{STEM}{number}{suffix}"] for suffix in (".pdf", "-lines.csv", "-factur-x.xml", "-usage.csv")]
 
 
 def test_a_repeated_request_answers_already_sent_and_sends_nothing(emailer, smtp, database_url):

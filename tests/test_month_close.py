@@ -205,7 +205,8 @@ def test_verify_after_a_re_run_finds_no_difference_and_reports_late_usage(
     send(s, [event("acme", "2026-09-11T10:00:00Z", 1000 * NS)])
     report = month_close.verify(s, number)
     assert report["match"] and len(report["late_usage"]) == 2
-    with db.transaction(s) as conn:  # tampering is found
+    with db.transaction(s) as conn:  # tampering (as superuser, triggers off) is found
+        conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute("UPDATE openfaas_metering.invoice_lines SET amount = amount + 1"
                      " WHERE line_no = 1")
     assert "stored lines do not match lines_sha256" in month_close.verify(s, number)["differences"]

@@ -22,6 +22,7 @@ import requests
 
 from devstack.pg import free_port
 
+from .conftest import ADMIN
 from .invoices import (MAIL_ENV, RecordingSmtp, email_invoice_behind_gateway,
                        finalized_invoice, invoice_row, start_smtp)
 from .test_aggregate_month_http import _recorded
@@ -148,7 +149,7 @@ def test_aggregate_month_killed_mid_close_leaves_no_invoice_and_the_retry_closes
     blocker = _holding_lock(database_url, "closed_periods")  # the close's last write
     outcome: list = []
     caller = threading.Thread(target=lambda: outcome.append(
-        requests.post(url, json={"period": "2026-09"}, timeout=60).status_code))
+        requests.post(url, json={"period": "2026-09"}, headers=ADMIN, timeout=60).status_code))
     caller.start()
     _wait_for_lock_wait(database_url)  # invoices numbered, lines copied, not committed
     runtime.processes["aggregate-month"].proc.kill()
@@ -159,7 +160,7 @@ def test_aggregate_month_killed_mid_close_leaves_no_invoice_and_the_retry_closes
     assert _invoice_state(database_url) == ([], 0, [])
     assert runtime.restart_dead() == ["aggregate-month"]
     runtime.processes["aggregate-month"].wait_healthy()
-    r = requests.post(url, json={"period": "2026-09"}, timeout=60)
+    r = requests.post(url, json={"period": "2026-09"}, headers=ADMIN, timeout=60)
     assert r.status_code == 200, r.text
     invoices, lines, closed = _invoice_state(database_url)
     assert [n for _, _, n, _, _ in invoices] == [f"INV-2026-{n:06d}" for n in range(1, 5)]
@@ -176,7 +177,7 @@ def test_two_closes_of_one_month_at_once_make_one_set_of_invoices_queued_once(
 
     def close():
         barrier.wait()
-        return requests.post(url, json={"period": "2026-09"}, timeout=60)
+        return requests.post(url, json={"period": "2026-09"}, headers=ADMIN, timeout=60)
 
     answers: list = []
     callers = [threading.Thread(target=lambda: answers.append(close())) for _ in range(2)]

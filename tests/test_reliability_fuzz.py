@@ -30,6 +30,7 @@ from chargeback.core.responses import RequestError
 from chargeback.core.settings import load
 from chargeback.documents import delivery as invoice_delivery
 
+from .conftest import ADMIN
 from .billing_helpers import NS, event, send, settings_for
 from .invoices import RecordingSmtp, start_smtp
 from .test_month_close import Recorder
@@ -134,6 +135,8 @@ def build_request(spec) -> tuple:
     rng = random.Random(seed * 1_000_003 + next(_built))
     body, allowed = _valid(fn, rng, known)
     headers = {"Content-Type": "application/json"}
+    if fn == "aggregate-month":
+        headers.update(ADMIN)  # every option is the operator's
     if kind == "bad-body":
         body, allowed = _bad_body(rng, body or b'{"now": "x"}'), {400}
         if fn == "meter-capacity" and _parses(body):
@@ -144,7 +147,7 @@ def build_request(spec) -> tuple:
         # meter-capacity reads only "now" and ticks the current minute for any other JSON
         # (cron-connector's body is not the function's to choose)
         allowed = ({400} if fn != "meter-capacity" else {200}) if kind == "unknown-field" \
-            else {200, 400, 403, 404, 409}
+            else {200, 400, 401, 403, 404, 409}
     elif kind == "method":
         return fn, kind, rng.choice(METHODS), body, headers, {405}
     elif kind == "oversized":
@@ -156,6 +159,8 @@ def build_request(spec) -> tuple:
                                "X-Topic", "X-Connector", "X-" + _latin1(rng, 1, 10).encode(
                                    "latin-1").hex()])
             headers[name] = _latin1(rng, 0, 200)
+            if name == "Authorization" and fn == "aggregate-month":
+                allowed = allowed | {401}  # the operator's token replaced
     return fn, kind, "POST", body, headers, allowed
 
 
@@ -171,7 +176,7 @@ _built = itertools.count()
 
 
 @pytest.fixture
-def bundle(serve_function, database_url, kube_api, tmp_path):
+def bundle(serve_function, database_url, kube_api, secrets_dir, tmp_path):
     """The three functions with test secrets, over a database holding a closed September."""
     billing = settings_for(database_url, tmp_path)
     send(billing, [event(ns, "2026-09-10T10:00:00Z", 100 * NS) for ns in ("acme", "globex")])
@@ -193,7 +198,8 @@ def bundle(serve_function, database_url, kube_api, tmp_path):
         "meter-capacity": serve_function("meter-capacity", env={
             **common, "KUBECONFIG": str(kube_api.kubeconfig), "ALLOW_CLOCK_OVERRIDE": "true"}),
         "aggregate-month": serve_function("aggregate-month", env={
-            **common, "PRICEBOOK_FILE": billing.pricebook_file}),
+            **common, "PRICEBOOK_FILE": billing.pricebook_file,
+            "SECRETS_DIR": str(secrets_dir)}),
         "email-invoice": serve_function("email-invoice", env={
             **common, "SMTP_URL": f"smtp://billing:{SMTP_PASSWORD}@127.0.0.1:{smtp.port}"}),
     }

@@ -45,6 +45,8 @@ from chargeback.core.gateway import GatewayClient, GatewayError
 from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
+# billing freezes documents' legal fields inside the finalizing transaction
+from chargeback.documents import legal
 
 EMAIL_FUNCTION = "email-invoice"
 _OPTIONS = ("period", "tenant", "dry_run", "verify", "export")
@@ -347,6 +349,10 @@ def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: 
         for _, draft, _ in computed:
             for line_no, line in enumerate(draft.lines, 1):
                 copy.write_row(_line_row(ids[draft.namespace], line_no, line))
+    # documents: the legal fields (addresses, tax IDs, supplier, due date, tax note) go on
+    # the finalized invoices in this transaction, before the database seals them
+    legal.freeze(conn, settings, book,
+                 [ids[draft.namespace] for _, draft, _ in computed if not draft.reasons])
     for (_, draft, _), number in zip(computed, rows["number"]):
         if number:
             result.invoices.append({"number": number, "tenant": draft.namespace,

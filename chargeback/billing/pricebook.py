@@ -66,6 +66,9 @@ class Plan:
     minimum_commitment: Decimal
     spot_discount_percent: Decimal
     tax_rate: Decimal
+    # documents: the invoice's due date, and what a 0% invoice says about its tax
+    payment_terms_days: int = 14
+    tax_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,19 @@ def _plan(name: str, raw, price_lists: dict, where: str) -> Plan:
                 _decimal(raw.get("minimum_commitment", 0), f"{where}.minimum_commitment"),
                 _decimal(raw.get("spot_discount_percent", DEFAULT_SPOT_DISCOUNT_PERCENT),
                          f"{where}.spot_discount_percent", below=Decimal(100) + 1),
-                _decimal(raw.get("tax_rate", 0), f"{where}.tax_rate", below=Decimal(1)))
+                _decimal(raw.get("tax_rate", 0), f"{where}.tax_rate", below=Decimal(1)),
+                *_document_terms(raw, where))
+
+
+def _document_terms(raw: dict, where: str) -> tuple[int, str | None]:
+    """payment_terms_days (default 14) and tax_note of a plan."""
+    terms = raw.get("payment_terms_days", 14)
+    if isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365:
+        raise PriceBookError(f"{where}.payment_terms_days: expected whole days, 0 to 365")
+    note = raw.get("tax_note")
+    if note is not None and not (isinstance(note, str) and note.strip()):
+        raise PriceBookError(f"{where}.tax_note: expected text")
+    return terms, note.strip() if note else None
 
 
 def parse(text: str) -> PriceBook:

@@ -72,6 +72,8 @@ class Tenant:
     plan: str | None = None
     currency: str | None = None
     locale: str | None = None
+    address: str | None = None  # postal address, lines separated by newlines or \n
+    tax_id: str | None = None   # VAT or other tax ID
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,12 @@ def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
 
         currency = note("currency", _CURRENCY, "a 3-letter ISO 4217 code")
         locale = note("locale", _LOCALE, "a language tag such as en or de-CH")
+        address = note("address")  # lines: real newlines or the two characters \n
         tenants.append(Tenant(name, display_name=note("name"), email=note("email"),
                               plan=note("plan"), currency=currency and currency.upper(),
-                              locale=locale and locale.replace("_", "-")))
+                              locale=locale and locale.replace("_", "-"),
+                              address=address and address.replace("\\n", "\n"),
+                              tax_id=note("tax-id")))
     return tenants
 
 

@@ -95,18 +95,22 @@ def reading_digest(samples: Iterable[Sample]) -> bytes:
 
 _UPSERT_TENANTS = """
 INSERT INTO openfaas_metering.tenants AS t
-       (namespace, display_name, email, plan, currency, locale, first_seen_at, updated_at)
-SELECT namespace, display_name, email, plan, currency, locale, %(seen_at)s, now()
+       (namespace, display_name, email, plan, currency, locale, address, tax_id,
+        first_seen_at, updated_at)
+SELECT namespace, display_name, email, plan, currency, locale, address, tax_id,
+       %(seen_at)s, now()
   FROM unnest(%(namespace)s::text[], %(display_name)s::text[], %(email)s::text[],
-              %(plan)s::text[], %(currency)s::text[], %(locale)s::text[])
-       AS a(namespace, display_name, email, plan, currency, locale)
+              %(plan)s::text[], %(currency)s::text[], %(locale)s::text[],
+              %(address)s::text[], %(tax_id)s::text[])
+       AS a(namespace, display_name, email, plan, currency, locale, address, tax_id)
 ON CONFLICT (namespace) DO UPDATE
    SET display_name = excluded.display_name, email = excluded.email,
        plan = excluded.plan, currency = excluded.currency, locale = excluded.locale,
+       address = excluded.address, tax_id = excluded.tax_id,
        first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now()
- WHERE (t.display_name, t.email, t.plan, t.currency, t.locale)
+ WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.address, t.tax_id)
        IS DISTINCT FROM (excluded.display_name, excluded.email, excluded.plan,
-                         excluded.currency, excluded.locale)
+                         excluded.currency, excluded.locale, excluded.address, excluded.tax_id)
     OR excluded.first_seen_at < t.first_seen_at
 """
 
@@ -223,6 +227,8 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "plan": [t.plan for t in tenants],
         "currency": [t.currency for t in tenants],
         "locale": [t.locale for t in tenants],
+        "address": [t.address for t in tenants],
+        "tax_id": [t.tax_id for t in tenants],
     })
     if digest == previous.reading_sha256:
         # The open intervals are always exactly the latest tick's reading: nothing changed.

@@ -150,7 +150,10 @@ class Settings:
     issuer_name: str = "chargeback"
     issuer_address: tuple[str, ...] = ()
     issuer_tax_id: str | None = None
+    issuer_payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL, lines
     default_locale: str = "en"
+    # a usage CSV larger than this is not attached (the mail says how to get it)
+    max_attachment_bytes: int = 2 * 1024 * 1024
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.
     send_claim_timeout_s: int = 120
@@ -224,7 +227,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         issuer_name=environ.get("ISSUER_NAME") or Settings.issuer_name,
         issuer_address=_lines(environ.get("ISSUER_ADDRESS")),
         issuer_tax_id=environ.get("ISSUER_TAX_ID") or None,
+        issuer_payment_details=_lines(environ.get("ISSUER_PAYMENT_DETAILS")),
         default_locale=environ.get("DEFAULT_LOCALE") or Settings.default_locale,
+        max_attachment_bytes=_positive(environ, "MAX_ATTACHMENT_BYTES",
+                                       Settings.max_attachment_bytes),
         send_claim_timeout_s=_positive(environ, "SEND_CLAIM_TIMEOUT_SECONDS",
                                        Settings.send_claim_timeout_s),
     )

@@ -27,6 +27,7 @@ from chargeback.billing.export import usage_csv
 from chargeback.core import db
 from chargeback.core.responses import RETRY_AFTER_S, RequestError
 from chargeback.core.settings import Settings
+from chargeback.documents import einvoice, legal
 from chargeback.documents import smtp as mailer
 from chargeback.documents.document import (
     Invoice,
@@ -65,7 +66,9 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
        coalesce(i.bill_to_name, t.display_name_override, t.display_name, i.namespace),
        coalesce(i.bill_to_email, t.email_override, t.email),
        coalesce(i.locale, t.locale_override, t.locale),
-       i.subtotal, i.tax_rate, i.tax, i.total, i.plan
+       i.subtotal, i.tax_rate, i.tax, i.total, i.plan,
+       i.bill_to_address, i.bill_to_tax_id, i.due_date, i.payment_terms_days, i.tax_note,
+       i.issuer_name, i.issuer_address, i.issuer_tax_id, i.issuer_payment_details
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
  WHERE i.invoice_id = %s
@@ -139,13 +142,8 @@ def requested_invoice_id(body: bytes) -> str:
         raise RequestError(400, f"invoice_id: expected a UUID string, got {raw!r}") from None
 
 
-def issuer(settings: Settings) -> Issuer:
-    return Issuer(settings.issuer_name, settings.issuer_address, settings.issuer_tax_id,
-                  settings.mail_reply_to or settings.mail_from)
-
-
 def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
-    """An Invoice from the claim statement's row and the lines query's rows."""
+    """An Invoice from the invoice query's row and the lines query's rows."""
     lines = tuple(
         InvoiceLine(line_no=r[0], kind=r[1], description=r[2], quantity=r[3], unit=r[4],
                     amount=r[5], meter=r[6], sku=r[7] or "", spot=r[8], unit_price=r[9],
@@ -157,52 +155,74 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                    issued_at=row[7], currency=row[8], bill_to_name=row[9],
                    bill_to_email=row[10], locale=row[11] or "", subtotal=row[12],
                    tax_rate=row[13] or Decimal(0), tax=row[14], total=row[15],
-                   lines=lines, plan=row[16])
+                   lines=lines, plan=row[16], bill_to_address=legal.lines(row[17]),
+                   bill_to_tax_id=row[18], due_date=row[19], payment_terms_days=row[20],
+                   tax_note=row[21])
 
 
-def render(invoice: Invoice, settings: Settings, usage: str | None = None) -> Rendered:
+def issuer_of(row: tuple, settings: Settings) -> Issuer:
+    """The supplier as frozen on the invoice at finalization; an invoice finalized before
+    the supplier was stored (issuer_name NULL) falls back to ISSUER_*. The contact
+    address (Reply-To, else From) is the mail's, not the document's."""
+    contact = settings.mail_reply_to or settings.mail_from
+    if row[22] is None:
+        return Issuer(settings.issuer_name, settings.issuer_address, settings.issuer_tax_id,
+                      contact, settings.issuer_payment_details)
+    return Issuer(row[22], legal.lines(row[23]), row[24], contact, legal.lines(row[25]))
+
+
+def render(invoice: Invoice, issuer: Issuer, settings: Settings,
+           usage: str | None = None) -> Rendered:
     """All parts of the mail for `invoice`: text, HTML, PDF and the CSV attachments
     (the usage CSV, aggregate-month's export, when `usage` is given)."""
-    names = attachment_names(invoice, usage is not None)
-    view = present(invoice, issuer(settings), settings.default_locale, names)
+    usage_bytes = usage.encode() if usage is not None else None
+    withheld = None  # a usage CSV over MAX_ATTACHMENT_BYTES is not attached; the mail says so
+    if usage_bytes is not None and len(usage_bytes) > settings.max_attachment_bytes:
+        withheld, usage_bytes = len(usage_bytes), None
+    names = attachment_names(invoice, issuer.name, usage_bytes is not None)
+    view = present(invoice, issuer, settings.default_locale, names, withheld)
+    xml = einvoice.cii_xml(invoice, issuer)  # in the PDF and attached: the same bytes
     # the hosted invoice page (tenant-portal), when PORTAL_URL is set
     view["hosted_url"] = hosted_invoice_url(settings, invoice.namespace, invoice.number,
                                             invoice.issued_at)
-    pdf = render_pdf(view, invoice.issued_at)
+    pdf = render_pdf(view, invoice.issued_at, xml)
     files = [Attachment(names[0], "application/pdf", pdf),
-             Attachment(names[1], "text/csv", lines_csv(invoice).encode())]
-    if usage is not None:
-        files.append(Attachment(names[2], "text/csv", usage.encode()))
+             Attachment(names[1], "text/csv", lines_csv(invoice).encode()),
+             Attachment(names[2], "application/xml", xml)]
+    if usage_bytes is not None:
+        files.append(Attachment(names[3], "text/csv", usage_bytes))
     return Rendered(view, render_text(view), render_html(view), pdf, files)
 
 
-def subject(invoice: Invoice, rendered: Rendered, settings: Settings) -> str:
-    return (f"Invoice {invoice.number} from {settings.issuer_name} for "
-            f"{rendered.view['period']}: {rendered.view['total']}")
+def subject(invoice: Invoice, rendered: Rendered) -> str:
+    """In the invoice's label language, like the document."""
+    return rendered.view["subject"]
 
 
-def read_invoice(conn, invoice_id: str) -> tuple[Invoice, str]:
-    """The invoice as it is rendered, and its usage CSV (aggregate-month's export)."""
+def read_invoice(conn, invoice_id: str, settings: Settings) -> tuple[Invoice, Issuer, str]:
+    """The invoice as it is rendered, its supplier, and its usage CSV (aggregate-month's
+    export)."""
     row = conn.execute(_INVOICE, (invoice_id,)).fetchone()
     invoice = invoice_from_rows(row, conn.execute(_LINES, (invoice_id,)).fetchall())
-    return invoice, usage_csv(conn, invoice_id)
+    return invoice, issuer_of(row, settings), usage_csv(conn, invoice_id)
 
 
 def rerender(settings: Settings, invoice_id: str) -> Rendered:
     """Render a finalized or sent invoice again: the same bytes as the mail carried."""
     with db.transaction(settings) as conn:
-        invoice, usage = read_invoice(conn, invoice_id)
-    return render(invoice, settings, usage)
+        invoice, supplier, usage = read_invoice(conn, invoice_id, settings)
+    return render(invoice, supplier, settings, usage)
 
 
-def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, datetime, str] | Outcome:
+def _claim(settings: Settings, invoice_id: str
+           ) -> tuple[Invoice, Issuer, datetime, str] | Outcome:
     with db.transaction(settings) as conn:
         row = conn.execute(_CLAIM, {"invoice_id": invoice_id,
                                     "stale_s": settings.send_claim_timeout_s}).fetchone()
         if row is None:
             return _not_claimed(conn, invoice_id)
-        invoice, usage = read_invoice(conn, invoice_id)
-    return invoice, row[0], usage
+        invoice, supplier, usage = read_invoice(conn, invoice_id, settings)
+    return invoice, supplier, row[0], usage
 
 
 def _not_claimed(conn, invoice_id: str) -> Outcome:
@@ -235,10 +255,10 @@ def deliver(settings: Settings, invoice_id: str) -> Outcome:
     claimed = _claim(settings, invoice_id)
     if isinstance(claimed, Outcome):
         return claimed
-    invoice, claimed_at, usage = claimed
+    invoice, supplier, claimed_at, usage = claimed
     try:
-        rendered = render(invoice, settings, usage)
-        msg, envelope = build(invoice, subject=subject(invoice, rendered, settings),
+        rendered = render(invoice, supplier, settings, usage)
+        msg, envelope = build(invoice, subject=subject(invoice, rendered),
                               text=rendered.text, html=rendered.html,
                               attachments=rendered.attachments, mail_from=settings.mail_from,
                               reply_to=settings.mail_reply_to, bcc=settings.mail_bcc,

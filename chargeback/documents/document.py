@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, format_percent
+from babel.units import format_unit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from chargeback.documents import i18n
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEXT_WIDTH = 72
@@ -66,6 +70,7 @@ class Issuer:
     address: tuple[str, ...] = ()
     tax_id: str | None = None
     email: str | None = None  # where customers write back (Reply-To, else From)
+    payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,12 @@ class Invoice:
     total: Decimal
     lines: tuple[InvoiceLine, ...] = field(default=())
     plan: str | None = None
+    # the legal fields frozen at finalization (documents.legal)
+    bill_to_address: tuple[str, ...] = ()
+    bill_to_tax_id: str | None = None
+    due_date: date | None = None
+    payment_terms_days: int | None = None
+    tax_note: str | None = None
 
 
 def parse_tiers(raw: Any) -> tuple[Tier, ...]:
@@ -156,25 +167,30 @@ class _Formats:
     def day(self, instant: datetime) -> str:
         return format_date(instant.astimezone(self.tz).date(), "long", locale=self.locale)
 
+    def date(self, day: date) -> str:
+        return format_date(day, "long", locale=self.locale)
+
     def days(self, start: datetime, end_exclusive: datetime) -> str:
         first = start.astimezone(self.tz).date()
         last = (end_exclusive.astimezone(self.tz) - timedelta(microseconds=1)).date()
         return format_interval(first, last, "yMMMd", locale=self.locale)
 
 
-def _line_view(line: InvoiceLine, f: _Formats) -> dict[str, Any]:
+def _line_view(line: InvoiceLine, f: _Formats, _: Callable[[str], str]) -> dict[str, Any]:
     notes = []
     if line.sku and line.sku not in line.description:
         notes.append(line.sku)
     if line.spot and "spot" not in line.description.lower():
-        notes.append("spot")
+        notes.append(_("spot"))
     if line.adjustment_period:
-        notes.append(f"adjustment for {f.month(line.adjustment_period)}")
+        notes.append(_("adjustment for {month}").format(month=f.month(line.adjustment_period)))
     quantity = f"{f.number(line.quantity)} {line.unit}"
     if line.tiers or (line.unit_price is None and line.tier_mode):
         # an adjustment of a tiered price stores no tiers: it is the difference
         # between the tiers applied to the whole month and what was billed earlier
-        pricing = f"{quantity}, {line.tier_mode or 'graduated'} tiers"
+        tiered = (_("{quantity}, volume tiers") if line.tier_mode == "volume"
+                  else _("{quantity}, graduated tiers"))
+        pricing = tiered.format(quantity=quantity)
     elif line.unit_price is not None:
         pricing = f"{quantity} × {f.price(line.unit_price)}"
     else:
@@ -182,7 +198,8 @@ def _line_view(line: InvoiceLine, f: _Formats) -> dict[str, Any]:
     tiers = []
     for tier in line.tiers:
         if tier.to_quantity is None:
-            span = f"above {f.number(tier.from_quantity)} {line.unit}"
+            span = _("above {quantity} {unit}").format(quantity=f.number(tier.from_quantity),
+                                                      unit=line.unit)
         else:
             span = f"{f.number(tier.from_quantity)} – {f.number(tier.to_quantity)} {line.unit}"
         tiers.append({"range": span,
@@ -190,41 +207,109 @@ def _line_view(line: InvoiceLine, f: _Formats) -> dict[str, Any]:
                       "amount": f.money(tier.amount)})
     details = []
     if line.allowance:
-        details.append(f"included allowance used: {f.number(line.allowance)} {line.unit}")
+        details.append(_("included allowance used: {quantity} {unit}").format(
+            quantity=f.number(line.allowance), unit=line.unit))
     if line.discount or line.discount_percent:
-        details.append(f"discount {f.percent(line.discount_percent / 100)}: "
-                       f"−{f.money(line.discount)}")
+        details.append(_("discount {percent}: −{amount}").format(
+            percent=f.percent(line.discount_percent / 100), amount=f.money(line.discount)))
     return {"no": line.line_no, "kind": line.kind, "description": line.description,
             "notes": ", ".join(notes), "quantity": quantity, "pricing": pricing,
             "tiers": tiers, "details": details, "amount": f.money(line.amount)}
 
 
 def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
-            attachments: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every string a rendering shows, formatted once for the invoice's locale;
-    `attachments` are the file names the mail carries (listed at the end)."""
+            attachments: tuple[str, ...] = (), usage_withheld_bytes: int | None = None
+            ) -> dict[str, Any]:
+    """Every string a rendering shows, formatted once for the invoice's locale and its
+    labels translated (i18n: English where no translation exists); `attachments` are
+    the file names the mail carries (listed at the end); `usage_withheld_bytes`: the
+    usage CSV was too large to attach (the mail says so and how to get it)."""
     locale = resolve_locale(invoice.locale, default_locale)
+    language, translations = i18n.for_locale(locale)
+    _ = translations.gettext
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
+    issued = f.day(invoice.issued_at)
+    due = f.date(invoice.due_date) if invoice.due_date else ""
+    period = f.month(invoice.period)
+    total = f.money(invoice.total)
+    if due and invoice.payment_terms_days is not None:
+        payment_due = _("Payment due {date} ({days} days).").format(
+            date=due, days=invoice.payment_terms_days)
+    else:
+        payment_due = _("Payment due {date}.").format(date=due) if due else ""
+    labels = {
+        "heading": _("INVOICE"),
+        "number": _("No. {number}").format(number=invoice.number),
+        "issued": _("Issued {date}").format(date=issued),
+        "due": _("Due {date}").format(date=due) if due else "",
+        "issuer_tax_id": (_("Tax ID: {tax_id}").format(tax_id=issuer.tax_id)
+                          if issuer.tax_id else ""),
+        "bill_to": _("Bill to"),
+        "bill_to_tax_id": (_("Tax ID: {tax_id}").format(tax_id=invoice.bill_to_tax_id)
+                           if invoice.bill_to_tax_id else ""),
+        "namespace": _("Namespace {namespace}").format(namespace=invoice.namespace),
+        "plan": _("plan {plan}").format(plan=invoice.plan) if invoice.plan else "",
+        "period": _("Period"),
+        "description": _("Description"),
+        "amount": _("Amount"),
+        "subtotal": _("Subtotal"),
+        "total": _("Total ({currency})").format(currency=invoice.currency),
+        "payment_due": payment_due,
+        "attached": (_("Attached: {files}.").format(files=", ".join(attachments))
+                     if attachments else ""),
+        "questions": (_("Questions: reply to this message or write to {email}.").format(
+            email=issuer.email) if issuer.email else ""),
+        "page": _("page {page}/{pages}"),  # formatted by the PDF for each page
+    }
+    preview = (_("Invoice {number} for {period}: {total}, due {date}.") if due
+               else _("Invoice {number} for {period}: {total}.")).format(
+        number=invoice.number, period=period, total=total, date=due)
+    mail_note = ""
+    if usage_withheld_bytes is not None:
+        mail_note = _("The usage detail ({size}) is too large to attach; ask us for it by "
+                      "replying to this message.").format(
+            size=_size(usage_withheld_bytes, locale))
     return {
-        "title": f"Invoice {invoice.number}",
+        "title": _("Invoice {number}").format(number=invoice.number),
+        "subject": _("Invoice {number} from {issuer} for {period}: {total}").format(
+            number=invoice.number, issuer=issuer.name, period=period, total=total),
+        "labels": labels,
+        "lang": language,
+        "preview": preview,
+        "mail_note": mail_note,
         "number": invoice.number,
         "issuer": {"name": issuer.name, "address": list(issuer.address),
-                   "tax_id": issuer.tax_id, "email": issuer.email},
+                   "tax_id": issuer.tax_id, "email": issuer.email,
+                   "payment_details": list(issuer.payment_details)},
         "bill_to": {"name": invoice.bill_to_name, "email": invoice.bill_to_email or "",
-                    "namespace": invoice.namespace, "plan": invoice.plan or ""},
-        "issued": f.day(invoice.issued_at),
-        "period": f.month(invoice.period),
+                    "namespace": invoice.namespace, "plan": invoice.plan or "",
+                    "address": list(invoice.bill_to_address),
+                    "tax_id": invoice.bill_to_tax_id or ""},
+        "issued": issued,
+        "due": due,
+        "terms_days": invoice.payment_terms_days,
+        # why a 0% invoice carries no tax (reverse charge, exemption)
+        "tax_note": invoice.tax_note if invoice.tax_note and not invoice.tax_rate else "",
+        "period": period,
         "period_days": f.days(invoice.period_start, invoice.period_end),
         "currency": invoice.currency,
         "locale": str(locale),
-        "lines": [_line_view(line, f) for line in lines],
+        "lines": [_line_view(line, f, _) for line in lines],
         "subtotal": f.money(invoice.subtotal),
-        "tax_label": f"Tax {f.percent(invoice.tax_rate)}",
+        "tax_label": _("Tax {rate}").format(rate=f.percent(invoice.tax_rate)),
         "tax": f.money(invoice.tax),
-        "total": f.money(invoice.total),
+        "total": total,
         "attachments": list(attachments),
     }
+
+
+def _size(size_bytes: int, locale: Locale) -> str:
+    """2,7 kB, 9.2 MB: a file size in the locale's words (decimal units, one decimal)."""
+    unit, scale = (("digital-megabyte", 1_000_000) if size_bytes >= 1_000_000
+                   else ("digital-kilobyte", 1_000))
+    value = (Decimal(size_bytes) / scale).quantize(Decimal("0.1"))
+    return format_unit(value, unit, length="short", locale=locale)
 
 
 def _columns(left: str, right: str, width: int = TEXT_WIDTH) -> str:
@@ -262,8 +347,9 @@ def _cell(text: str | None) -> str:
 
 
 def lines_csv(invoice: Invoice) -> str:
-    """The invoice lines as CSV (RFC 4180, CRLF): plain decimals, one row per line;
-    the amounts add up to the subtotal."""
+    """The invoice lines as CSV (RFC 4180, CRLF, true/false, ISO dates): plain
+    decimals, one row per line (the amounts add up to the subtotal), then closing rows
+    of kind subtotal, tax and total with the document's figures."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_CSV_COLUMNS)
@@ -278,4 +364,8 @@ def lines_csv(invoice: Invoice) -> str:
             _cell(line.unit), "" if line.unit_price is None else line.unit_price,
             line.tier_mode or "", tiers, line.allowance, line.discount_percent, line.discount,
             line.amount, invoice.currency, line.adjustment_period or ""])
+    for kind, amount in (("subtotal", invoice.subtotal), ("tax", invoice.tax),
+                         ("total", invoice.total)):
+        writer.writerow([invoice.number, "", kind, "", "", "", "", "", "", "", "", "", "", "",
+                         "", amount, invoice.currency, ""])
     return out.getvalue()

@@ -10,6 +10,7 @@ quoted-printable (which never contains "=_"), so no content can end a part.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email import encoders
@@ -77,23 +78,47 @@ def message_id(invoice: Invoice, mail_from: str) -> str:
     return f"<invoice-{invoice.invoice_id}@{safe_token(domain)}>"
 
 
-def attachment_names(invoice: Invoice, with_usage: bool) -> tuple[str, ...]:
-    stem = f"invoice-{safe_token(invoice.number)}"
-    names = (f"{stem}.pdf", f"{stem}-lines.csv")
+# legal forms left out of a supplier's name in a file name
+_LEGAL_FORMS = {"ltd", "limited", "gmbh", "inc", "llc", "plc", "ag", "sa", "sas", "sarl", "bv",
+                "nv", "kg", "co", "corp", "sp", "zoo", "oy", "ab", "as", "kk", "srl", "spa"}
+
+
+def supplier_token(name: str) -> str:
+    """The supplier's name as one lowercase ASCII word for file names:
+    "Example Functions Ltd" -> "examplefunctions" (empty when nothing is left)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_name.lower())
+    while words and words[-1] in _LEGAL_FORMS:
+        words.pop()
+    return "".join(words)
+
+
+def attachment_names(invoice: Invoice, supplier: str, with_usage: bool) -> tuple[str, ...]:
+    """<supplier>-<period>-<number>.pdf, -lines.csv, -factur-x.xml, -usage.csv: what a
+    filing clerk sorts by (examplefunctions-2026-09-INV-2026-000042.pdf)."""
+    stem = "-".join(part for part in (supplier_token(supplier), invoice.period,
+                                      safe_token(invoice.number)) if part)
+    names = (f"{stem}.pdf", f"{stem}-lines.csv", f"{stem}-factur-x.xml")
     return names + ((f"{stem}-usage.csv",) if with_usage else ())
 
 
-def _header(value: str) -> str | Header:
-    return value if value.isascii() else Header(value, "utf-8")
+# RFC 5322 lines of at most 78 characters; RFC 2047 encoded words of at most 75
+_FOLD_AT = 76
 
 
-def _address(name: str | None, addr_spec: str) -> str | Header:
-    """Name <addr>: quoted when ASCII, else RFC 2047 encoded words of at most 75 characters."""
+def _header(value: str, name: str) -> str:
+    """ASCII as it is; otherwise RFC 2047 encoded words of at most 75 characters,
+    folded onto lines of at most 78 (written as given: the classic API keeps it)."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", header_name=name).encode(maxlinelen=_FOLD_AT)
+
+
+def _address(header: str, name: str | None, addr_spec: str) -> str:
+    """Name <addr>: quoted when ASCII, else encoded words (as _header) and the address."""
     if not name or name.isascii():
         return formataddr((name or "", addr_spec))
-    header = Header(name, "utf-8")
-    header.append(f"<{addr_spec}>", "us-ascii")
-    return header
+    return f"{_header(name, header)} <{addr_spec}>"
 
 
 def build(invoice: Invoice, *, subject: str, text: str, html: str,
@@ -116,12 +141,12 @@ def build(invoice: Invoice, *, subject: str, text: str, html: str,
     body.attach(MIMEText(text, "plain", _UTF8_QP))
     body.attach(MIMEText(html, "html", _UTF8_QP))
     msg = MIMEMultipart("mixed", boundary=boundary + ".mixed")
-    msg["From"] = _address(sender.display_name, sender.addr_spec)
-    msg["To"] = _address(invoice.bill_to_name, customer.addr_spec)
+    msg["From"] = _address("From", sender.display_name, sender.addr_spec)
+    msg["To"] = _address("To", invoice.bill_to_name, customer.addr_spec)
     if reply_to:
         replies = _one_address("Reply-To", reply_to)
-        msg["Reply-To"] = _address(replies.display_name, replies.addr_spec)
-    msg["Subject"] = _header(_no_line_breaks("Subject", subject))
+        msg["Reply-To"] = _address("Reply-To", replies.display_name, replies.addr_spec)
+    msg["Subject"] = _header(_no_line_breaks("Subject", subject), "Subject")
     msg["Date"] = format_datetime(sent_at)
     msg["Message-ID"] = message_id(invoice, mail_from)
     msg.attach(body)

@@ -4,24 +4,51 @@ with options.
 Empty body: close every past period not yet closed whose end plus
 CLOSE_GRACE_HOURS has passed, and re-queue finalized invoices not yet sent.
 JSON options: {"period": "2026-09"}, {"tenant": "acme"}, {"dry_run": true},
-{"verify": "<number>"}, {"export": "<number>"} (CSV). A bad option answers
-400 naming it; the database down 503. The work is in chargeback.month_close.
+{"verify": "<number>"} (also checks its series' hash chain), {"export": "<number>"} (CSV). Every option is the
+operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
+the cron call's answer says how many, never which tenant, number or amount.
+A bad option answers 400 naming it; the database down 503. The work is in
+chargeback.billing.month_close.
 """
+import os
 from datetime import datetime, timezone
 
 from chargeback.billing import month_close
+from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
+from chargeback.documents import chain, legal
+
+# refuses to start while ISSUER_NAME is the shipped example (frozen on every invoice)
+legal.refuse_examples("aggregate-month", os.environ, issuer=True, sender=False)
+
+_OPERATOR_OPTIONS = ("dry_run", "verify", "export", "tenant", "period")
+
+
+def _counts(result: dict) -> dict:
+    """The cron call's answer for a caller who is not the operator: counts only."""
+    return {"price_book_version": result["price_book_version"],
+            "periods": [{"period": p["period"], "closed": p["closed"],
+                         "invoices": len(p["invoices"]), "drafts": len(p["drafts"])}
+                        for p in result["periods"]],
+            "queued": len(result["queued"]), "queue_errors": len(result["queue_errors"])}
 
 
 @guarded
 def handle(event, context):
     require_method(event, "POST")
     options = month_close.parse_options(event.body)
+    for name in _OPERATOR_OPTIONS:
+        if getattr(options, name):
+            require_operator(event.headers, name)
     settings = load()
     if options.verify:
-        return respond(200, month_close.verify(settings, options.verify))
+        report = month_close.verify(settings, options.verify)
+        report["chain"] = chain.verify(settings, options.verify)  # removed or altered documents
+        report["match"] = report["match"] and report["chain"]["intact"]
+        return respond(200, report)
     if options.export:
         return respond(200, month_close.export(settings, options.export),
                        {"Content-Type": "text/csv; charset=utf-8"})
-    return respond(200, month_close.run(settings, options, datetime.now(timezone.utc)))
+    result = month_close.run(settings, options, datetime.now(timezone.utc))
+    return respond(200, result if is_operator(event.headers) else _counts(result))

@@ -5,11 +5,19 @@
 200 {"status": "sent" | "already-sent" | "undeliverable", ...}; 400 without a
 valid invoice_id; 404 unknown invoice; 409 still a draft; 503 + Retry-After when
 SMTP or the database is unavailable or another request is sending it (the
-queue retries). The work is in chargeback.invoice_delivery.
+queue retries). The work is in chargeback.documents.delivery. The supplier
+shown is the one frozen on the invoice at finalization, not this function's
+environment.
 """
+import os
+
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.documents import delivery as invoice_delivery
+from chargeback.documents import legal
+
+# refuses to start while MAIL_FROM is the shipped example
+legal.refuse_examples("email-invoice", os.environ, issuer=False, sender=True)
 
 
 @guarded

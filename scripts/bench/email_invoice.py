@@ -98,8 +98,8 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
             t0b = time.perf_counter()
             usage = usage_csv(conn, invoice_id)
             t1 = time.perf_counter()
-            view = present(invoice, invoice_delivery.issuer(settings), "en",
-                           attachment_names(invoice, True))
+            supplier = invoice_delivery.issuer_of(row, settings)
+            view = present(invoice, supplier, "en", attachment_names(invoice, supplier.name, True))
             html, text = render_html(view), render_text(view)
             t2 = time.perf_counter()
             pdf = render_pdf(view, invoice.issued_at)
@@ -107,10 +107,10 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
             csv_text = lines_csv(invoice)
             t4 = time.perf_counter()
             rendered = invoice_delivery.Rendered(view, text, html, pdf, [])
-            files = invoice_delivery.render(invoice, settings, usage).attachments
+            files = invoice_delivery.render(invoice, supplier, settings, usage).attachments
             t4b = time.perf_counter()  # (render() again, only to get the attachments)
             msg, envelope = build(invoice, subject=invoice_delivery.subject(
-                invoice, rendered, settings), text=text, html=html, attachments=files,
+                invoice, rendered), text=text, html=html, attachments=files,
                 mail_from=settings.mail_from, reply_to=None, bcc=None,
                 sent_at=datetime.now(timezone.utc))
             t5 = time.perf_counter()

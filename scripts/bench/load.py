@@ -47,6 +47,7 @@ from chargeback.usage import webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-load-webhook-secret"
+ADMIN_TOKEN = "bench-load-admin-token"
 TENANTS = [f"load-{i}" for i in range(8)]
 FUNCTIONS = ["resize", "thumbnail", "ocr", "api"]
 MEMORY_BYTES = [128 * 2**20, 512 * 2**20, 2 * 2**30]
@@ -170,7 +171,8 @@ def background(runtime: Runtime, args, stop: threading.Event, out: dict) -> list
         session = requests.Session()
         while not stop.is_set():
             started = time.perf_counter()
-            r = session.post(close, json={"dry_run": True}, timeout=60)
+            r = session.post(close, json={"dry_run": True}, timeout=60,
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
             out["dry_run_s"].append(time.perf_counter() - started)
             out["dry_runs"][r.status_code] += 1
             stop.wait(0.2)
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             secrets = tmp_path / "secrets"
             secrets.mkdir()
             (secrets / "webhook-secret").write_text(SECRET)
+            (secrets / "admin-token").write_text(ADMIN_TOKEN)
             (secrets / "database-url").write_text(pg.url)
             stack = load(ROOT / "stack.yml")
             stack = dataclasses.replace(stack, functions={

@@ -73,7 +73,7 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
                                           env.secret("admin-token"))),
     ("invoices: September 2026 closed through the gateway, late usage on October's",
      lambda env: demo_invoices.run(env.gateway_url, env.database_url,
-                                   env.secret("webhook-secret"))),
+                                   env.secret("webhook-secret"), env.secret("admin-token").strip())),
     ("email: every invoice e-mailed through the async fan-out",
      lambda env: demo_email.run(env.database_url, env.mail_dir)),
     ("portal: what each tenant saw beside its invoice, and a link to its page",

@@ -23,8 +23,9 @@ class DemoError(RuntimeError):
     pass
 
 
-def close(gateway_url: str, period: str) -> dict:
-    r = requests.post(f"{gateway_url}{CLOSE}", json={"period": period}, timeout=120)
+def close(gateway_url: str, period: str, admin_token: str) -> dict:
+    r = requests.post(f"{gateway_url}{CLOSE}", json={"period": period}, timeout=120,
+                      headers={"Authorization": f"Bearer {admin_token}"})  # the operator
     if r.status_code != 200:
         raise DemoError(f"aggregate-month {period}: {r.status_code} {r.text.strip()[:300]}")
     return r.json()
@@ -66,8 +67,8 @@ def print_invoices(database_url: str, period: str, only: set[str] | None = None)
             print(f"  {'total':<89}{_money(total, currency)}")
 
 
-def run(gateway_url: str, database_url: str, webhook_secret: str) -> None:
-    september = close(gateway_url, "2026-09")["periods"][0]
+def run(gateway_url: str, database_url: str, webhook_secret: str, admin_token: str) -> None:
+    september = close(gateway_url, "2026-09", admin_token)["periods"][0]
     print(f"closed 2026-09: {len(september['invoices'])} invoices finalized, "
           f"{len(september['drafts'])} drafts")
     print_invoices(database_url, "2026-09")
@@ -79,6 +80,6 @@ def run(gateway_url: str, database_url: str, webhook_secret: str) -> None:
                                      != len(LATE_EVENTS)):
         raise DemoError(f"late events: {answer.status_code} {answer.text[:200]}")
     print(f"\n{len(LATE_EVENTS)} late September events for {LATE_TENANT} arrive after the close")
-    october = close(gateway_url, "2026-10")["periods"][0]
+    october = close(gateway_url, "2026-10", admin_token)["periods"][0]
     print(f"closed 2026-10: {len(october['invoices'])} invoice(s) finalized")
     print_invoices(database_url, "2026-10")

@@ -64,7 +64,9 @@ class FunctionProcess:
         self.fn = fn
         self.build_dir = build_dir
         self.port = port
-        self.env = {**os.environ, **fn.environment, **env,
+        # the local runtime runs stack.yml's example supplier and sender (demo, tests):
+        # deployed functions refuse to start with them (chargeback.documents.legal)
+        self.env = {**os.environ, **fn.environment, "ALLOW_EXAMPLE_ISSUER": "true", **env,
                     "UPSTREAM_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None

@@ -9,6 +9,12 @@ from decimal import Decimal
 import psycopg
 
 HOSTILE_NAME = 'Zoë & Søn <script>alert("x")</script> Łódź'
+# The supplier and the legal fields aggregate-month freezes on a finalized invoice.
+ISSUER = {"issuer": "Example Functions Ltd", "issuer_address": "1 Cloud Street\n10115 Berlin",
+          "issuer_tax_id": "DE123456789",
+          "payment": "IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX",
+          "address": "Hauptstraße 5\n80331 München\nGermany", "tax_id": "DE999999999",
+          "terms": 14, "due": "2026-10-15"}
 # What the invoice from finalized_invoice() adds up to (EUR, tax 19 %).
 SUBTOTAL, TAX, TOTAL = Decimal("235.15"), Decimal("44.68"), Decimal("279.83")
 
@@ -22,10 +28,14 @@ _INVOICE = """
 INSERT INTO openfaas_metering.invoices
        (namespace, period, period_start, period_end, billing_timezone, status, plan, currency,
         bill_to_name, bill_to_email, locale, subtotal, tax_rate, tax, total,
-        number, number_year, number_seq, issued_at, inputs_sha256, lines_sha256)
+        number, number_year, number_seq, issued_at, inputs_sha256, lines_sha256,
+        bill_to_address, bill_to_tax_id, issuer_name, issuer_address, issuer_tax_id,
+        issuer_payment_details, payment_terms_days, due_date)
 VALUES (%(namespace)s, '2026-09', '2026-09-01T00:00:00Z', '2026-10-01T00:00:00Z', 'UTC',
         %(status)s, 'pro', 'EUR', %(name)s, %(email)s, %(locale)s, %(subtotal)s, 0.19,
-        %(tax)s, %(total)s, %(number)s, %(year)s, %(seq)s, %(issued_at)s, 'in', 'lines')
+        %(tax)s, %(total)s, %(number)s, %(year)s, %(seq)s, %(issued_at)s, 'in', 'lines',
+        %(address)s, %(tax_id)s, %(issuer)s, %(issuer_address)s, %(issuer_tax_id)s,
+        %(payment)s, %(terms)s, %(due)s)
 RETURNING invoice_id::text
 """
 
@@ -71,7 +81,8 @@ def insert_invoice(conn: psycopg.Connection, *, namespace: str = "acme-shop",
         "locale": locale, "subtotal": SUBTOTAL, "tax": TAX, "total": TOTAL,
         "number": None if draft else f"INV-2026-{seq:06d}",
         "year": None if draft else 2026, "seq": None if draft else seq,
-        "issued_at": "2026-10-01T01:00:05Z"}).fetchone()
+        "issued_at": "2026-10-01T01:00:05Z",
+        **(dict.fromkeys(ISSUER) if draft else ISSUER)}).fetchone()
     for line in LINES:
         adjusted = line[-1] is not None  # the month it belongs to is its price window
         window = (("2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z") if adjusted else
