@@ -323,11 +323,12 @@ def test_every_invoice_email_links_to_its_page_with_a_token_for_it_alone(
 
 def test_the_portal_renders_invoices_as_email_invoice_does():
     # the portal serves the bytes the e-mail carried only if both render with the same
-    # issuer settings: stack.yml must give them the same values
+    # rendering settings (the supplier itself is frozen on each invoice at finalization):
+    # stack.yml must give them the same values
     from devstack import stack as stackfile
     stack = stackfile.load(ROOT / "stack.yml")
-    shared = ("MAIL_FROM", "MAIL_REPLY_TO", "ISSUER_NAME", "ISSUER_ADDRESS", "ISSUER_TAX_ID",
-              "DEFAULT_LOCALE", "PORTAL_URL")
+    shared = ("MAIL_FROM", "MAIL_REPLY_TO", "DEFAULT_LOCALE", "PORTAL_URL",
+              "MAX_ATTACHMENT_BYTES")
     mail, page = (stack.functions[n].environment for n in ("email-invoice", "tenant-portal"))
     assert {k: mail.get(k) for k in shared} == {k: page.get(k) for k in shared}
     assert "portal-signing-key" in stack.functions["tenant-portal"].secrets
