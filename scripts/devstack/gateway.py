@@ -199,8 +199,9 @@ class Gateway:
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
-        @app.route("/function/<target>", defaults={"path": ""}, methods=methods)
-        @app.route("/function/<target>/", defaults={"path": ""}, methods=methods)  # as OpenFaaS
+        # /function/<name> and /function/<name>/ both reach the function's root, as OpenFaaS
+        @app.route("/function/<target>", defaults={"path": ""}, methods=methods,
+                   strict_slashes=False)
         @app.route("/function/<target>/<path:path>", methods=methods)
         def invoke(target: str, path: str):
             fn = self.resolve(target)
