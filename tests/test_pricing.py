@@ -144,16 +144,6 @@ def test_unknown_plan_or_other_currency_is_a_draft_never_another_plan():
         "tenant currency EUR differs from plan 'pro' currency USD"]
 
 
-def test_late_usage_is_priced_incrementally_at_its_months_prices():
-    late = {"period": "2026-08", "plan": "cheap", "price_book_version": 1,
-            "windows": [["2026-08-01T00:00:00+00:00", "2026-09-01T00:00:00+00:00"]],
-            "quantities": quantities_rows({("gb_seconds", "", False, 0): D(150)}),
-            "billed": [["gb_seconds", "", False, "2026-08-01T00:00:00+00:00", "100"]]}
-    draft = build(inputs({}, plan="cheap", late=[late]), {1: BOOK})
-    assert [(l.kind, l.quantity, l.amount, l.adjustment_period) for l in draft.lines] == [
-        ("adjustment", D(50), D("0.50"), "2026-08")]
-
-
 @pytest.mark.parametrize("text, field", [
     ("default_plan: x\nplans: {}\nprice_lists: {}", "default_plan"),
     ("plans: {a: {currency: ABC, price_list: l}}\nprice_lists: {l: {currency: ABC, meters: {}}}",

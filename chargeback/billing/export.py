@@ -2,9 +2,10 @@
 
 One row per line, local day (BILLING_TIMEZONE of the invoice) and function
 for usage lines (GB-s, invocations), per line and local day for capacity lines
-(meter, SKU, spot). For an adjustment line, the rows are its month's usage as
-known now, and one `billed earlier` row with what earlier invoices already
-billed, negated: each line's rows add up to its quantity (capacity to within
+(meter, SKU, spot). For a line of a correction (supplementary invoice, credit
+note), the rows are its month's usage as known now, and one `billed earlier`
+row with what earlier documents of the month already billed, negated: each
+line's rows add up to its quantity (capacity to within
 the 1e-12 unit-hour rounding of each day). aggregate-month answers it for
 {"export": number}; email-invoice attaches the same text.
 """
@@ -27,7 +28,7 @@ COLUMNS = ("line_no", "kind", "meter", "sku", "spot", "day", "function_name", "q
 
 _LINES = """
 SELECT l.line_no, l.kind, l.meter, l.sku, l.spot, l.unit, l.price_from, l.price_to,
-       l.adjustment_period, l.quantity, i.namespace, i.billing_timezone
+       l.adjustment_period, l.quantity, i.namespace, i.billing_timezone, i.document_kind
   FROM openfaas_metering.invoice_lines l
   JOIN openfaas_metering.invoices i USING (invoice_id)
  WHERE l.invoice_id = %s AND l.meter IS NOT NULL
@@ -42,7 +43,7 @@ def usage_csv(conn: psycopg.Connection, invoice_id) -> str:
     usage_cache: dict[tuple[datetime, datetime], list] = {}
     capacity_cache: dict[tuple[datetime, datetime], list] = {}
     for (line_no, kind, meter, sku, spot, unit, price_from, price_to, adjustment_period,
-         quantity, namespace, tz) in conn.execute(_LINES, (invoice_id,)).fetchall():
+         quantity, namespace, tz, document_kind) in conn.execute(_LINES, (invoice_id,)).fetchall():
         shown = Decimal(0)
         for day, start, end in local_days(price_from.astimezone(timezone.utc),
                                           price_to.astimezone(timezone.utc), tz):
@@ -66,7 +67,7 @@ def usage_csv(conn: psycopg.Connection, invoice_id) -> str:
                         shown += hours
                         writer.writerow((line_no, kind, meter, sku, spot, day.isoformat(), "",
                                          canon(hours), unit))
-        if adjustment_period:
+        if adjustment_period or document_kind != "invoice":
             writer.writerow((line_no, kind, meter, sku, spot, "billed earlier", "",
                              canon(quantity - shown), unit))
     return out.getvalue()
