@@ -64,9 +64,10 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
        coalesce(i.bill_to_name, t.display_name_override, t.display_name, i.namespace),
        coalesce(i.bill_to_email, t.email_override, t.email),
        coalesce(i.locale, t.locale_override, t.locale),
-       i.subtotal, i.tax_rate, i.tax, i.total, i.plan
+       i.subtotal, i.tax_rate, i.tax, i.total, i.plan, i.document_kind, c.number
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
+  LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = i.corrects_invoice_id
  WHERE i.invoice_id = %s
 """
 
@@ -156,7 +157,7 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                    issued_at=row[7], currency=row[8], bill_to_name=row[9],
                    bill_to_email=row[10], locale=row[11] or "", subtotal=row[12],
                    tax_rate=row[13] or Decimal(0), tax=row[14], total=row[15],
-                   lines=lines, plan=row[16])
+                   lines=lines, plan=row[16], document_kind=row[17], corrects=row[18])
 
 
 def render(invoice: Invoice, settings: Settings, usage: str | None = None) -> Rendered:
@@ -173,7 +174,7 @@ def render(invoice: Invoice, settings: Settings, usage: str | None = None) -> Re
 
 
 def subject(invoice: Invoice, rendered: Rendered, settings: Settings) -> str:
-    return (f"Invoice {invoice.number} from {settings.issuer_name} for "
+    return (f"{rendered.view['title']} from {settings.issuer_name} for "
             f"{rendered.view['period']}: {rendered.view['total']}")
 
 

@@ -88,6 +88,12 @@ class Invoice:
     total: Decimal
     lines: tuple[InvoiceLine, ...] = field(default=())
     plan: str | None = None
+    document_kind: str = "invoice"  # invoice, supplementary, credit_note
+    corrects: str | None = None     # the number of the invoice a correction corrects
+
+
+HEADINGS = {"invoice": "Invoice", "supplementary": "Supplementary invoice",
+            "credit_note": "Credit note"}
 
 
 def parse_tiers(raw: Any) -> tuple[Tier, ...]:
@@ -177,6 +183,8 @@ def _line_view(line: InvoiceLine, f: _Formats) -> dict[str, Any]:
         pricing = f"{quantity}, {line.tier_mode or 'graduated'} tiers"
     elif line.unit_price is not None:
         pricing = f"{quantity} × {f.price(line.unit_price)}"
+        if line.discount:  # gross and discount are rounded apart: gross - discount = amount
+            pricing += f" = {f.money(line.amount + line.discount)}"
     else:
         pricing = quantity
     tiers = []
@@ -206,8 +214,12 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     locale = resolve_locale(invoice.locale, default_locale)
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
+    heading = HEADINGS.get(invoice.document_kind, "Invoice")
     return {
-        "title": f"Invoice {invoice.number}",
+        "title": f"{heading} {invoice.number}",
+        "heading": heading,
+        "corrects": (f"corrects {invoice.corrects} ({f.month(invoice.period)})"
+                     if invoice.corrects else ""),
         "number": invoice.number,
         "issuer": {"name": issuer.name, "address": list(issuer.address),
                    "tax_id": issuer.tax_id, "email": issuer.email},

@@ -108,8 +108,10 @@ def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:
     # Header: issuer on the left, invoice number and date on the right.
     top = pdf.get_y()
     pdf.set_xy(pdf.l_margin + full_w / 2, top)
-    pdf.text_line("INVOICE", size=20, style="B", align="R", width=full_w / 2, height=9)
-    for text in (f"No. {view['number']}", f"Issued {view['issued']}"):
+    pdf.text_line(view["heading"].upper(), size=20, style="B", align="R",
+                  width=full_w / 2, height=9)
+    corrects = [view["corrects"].capitalize()] if view["corrects"] else []
+    for text in (f"No. {view['number']}", *corrects, f"Issued {view['issued']}"):
         pdf.set_x(pdf.l_margin + full_w / 2)
         pdf.text_line(text, align="R", width=full_w / 2, grey=True)
     right_bottom = pdf.get_y()
