@@ -35,7 +35,7 @@ from chargeback.core import db
 from chargeback.core.settings import ConfigError, Settings, load
 
 _parsed: dict[tuple[int, str], PriceBook] = {}   # (version, sha256) -> book; versions never change
-_file_loaded: set[tuple[str, str]] = set()       # (database url, sha256) done by this process
+_file_loaded: set[tuple[str, str, bool]] = set()  # (database url, sha256, wins) done here
 _lock = threading.Lock()
 
 
@@ -96,7 +96,7 @@ def ensure_file_loaded(settings: Settings) -> None:
     """Store the deployed pricebook.yml when no version exists yet, or activate it when
     PRICEBOOK_FILE_WINS (once per process); see the module."""
     text = file_text(settings)
-    key = (settings.database_url or "", sha256_text(text))
+    key = (settings.database_url or "", sha256_text(text), settings.pricebook_file_wins)
     if key in _file_loaded:
         return
     try:
