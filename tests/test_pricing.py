@@ -188,3 +188,53 @@ def test_a_window_inside_one_hour_is_all_raw_events():
     start = datetime(2026, 9, 1, 10, 15, tzinfo=timezone.utc)
     split = split_window(start, start.replace(minute=45))
     assert split.hours_from == split.days_from == split.days_to == split.hours_to == split.end
+
+
+@pytest.mark.parametrize("currency, digits", [
+    ("JPY", 0), ("EUR", 2), ("KWD", 3), ("IQD", 3), ("RSD", 2)])
+def test_minor_units_are_iso_4217s_not_cldrs(currency, digits):
+    # ISO 4217 (the list maintained by SIX): IQD has 3 decimals, RSD 2 (CLDR rounds both to 0)
+    assert pricing.minor_units(currency) == digits
+
+
+def test_tax_is_rounded_half_up_unless_the_operator_asks_for_half_even():
+    # EUR 11.50 at 19 % = 2.185: an accountant writes 2.19
+    assert pricing.totals([D("11.50")], D("0.19"), "EUR").tax == D("2.19")
+    assert pricing.totals([D("11.50")], D("0.19"), "EUR", "half_even").tax == D("2.18")
+
+
+def test_a_discounted_line_shows_gross_less_discount_equal_to_its_amount():
+    # 720 node-hours x 1.25 = 900.00 gross, 60 % spot discount 540.00, amount 360.00
+    book = parse(BOOK_TEXT_SPOT)
+    book = type(book)(book.default_plan, book.plans, book.prices, book.content_sha256, 1)
+    [line] = build(inputs({("node_hours", "", True, 0): D(720)}, plan="spot"), {1: book}).lines
+    assert (line.gross, line.discount, line.amount) == (D("900.00"), D("540.00"), D("360.00"))
+    # and for every quantity, the three shown figures add up (rounding each apart):
+    # 0.003 node-hours x 1.25 = 0.00375 -> 0.00 gross, 0.00225 -> 0.00 discount, 0.00
+    for thousandths in range(1, 400, 7):
+        quantity = D(thousandths) / 1000
+        [line] = build(inputs({("node_hours", "", True, 0): quantity}, plan="spot"),
+                       {1: book}).lines
+        assert line.gross - line.discount == line.amount, quantity
+        assert line.gross == pricing.round_money(quantity * D("1.25"), "USD")
+
+
+BOOK_TEXT_SPOT = """
+default_plan: spot
+plans:
+  spot: {currency: USD, price_list: usd, spot_discount_percent: 60}
+price_lists:
+  usd:
+    currency: USD
+    meters:
+      node_hours: {"*": {unit_price: "1.25"}}
+"""
+
+
+def test_the_tier_rows_shown_sum_to_their_line():
+    # three tiers of one unit at 0.005: exact 0.005 each, 0.015 in all; rounded one by
+    # one they would show 0.00 + 0.00 + 0.00 (half-even) against a line of 0.02
+    tiers = (Tier(D(1), D("0.005")), Tier(D(2), D("0.005")), Tier(None, D("0.005")))
+    [priced] = price_sequence([(D(3), Price(T0, tiers=tiers, tier_mode="graduated"))])
+    shown = pricing.shown_tiers(priced.tiers, "USD")
+    assert sum(t.amount for t in shown) == pricing.round_money(priced.gross, "USD") == D("0.02")
