@@ -6,13 +6,16 @@ for usage lines (GB-s, invocations), per line and local day for capacity lines
 note), the rows are its month's usage as known now, and one `billed earlier`
 row with what earlier documents of the month already billed, negated: each
 line's rows add up to its quantity (capacity to within
-the 1e-12 unit-hour rounding of each day). aggregate-month answers it for
-{"export": number}; email-invoice attaches the same text.
+the 1e-12 unit-hour rounding of each day). The CSV is built once, when
+the document is finalized, and stored with it (its SHA-256 beside the other
+hashes): aggregate-month answers {"export": number}, email-invoice attaches
+and rerender renders that same text, forever.
 """
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -28,46 +31,91 @@ COLUMNS = ("line_no", "kind", "meter", "sku", "spot", "day", "function_name", "q
 
 _LINES = """
 SELECT l.line_no, l.kind, l.meter, l.sku, l.spot, l.unit, l.price_from, l.price_to,
-       l.adjustment_period, l.quantity, i.namespace, i.billing_timezone, i.document_kind
-  FROM openfaas_metering.invoice_lines l
-  JOIN openfaas_metering.invoices i USING (invoice_id)
- WHERE l.invoice_id = %s AND l.meter IS NOT NULL
+       l.quantity, i.namespace, i.billing_timezone, i.document_kind, i.usage_csv
+  FROM openfaas_metering.invoices i
+  LEFT JOIN openfaas_metering.invoice_lines l
+    ON l.invoice_id = i.invoice_id AND l.meter IS NOT NULL
+ WHERE i.invoice_id = %s
  ORDER BY l.line_no"""
 
 
+@dataclass(frozen=True)
+class CsvLine:
+    line_no: int
+    kind: str
+    meter: str
+    sku: str
+    spot: bool
+    unit: str
+    price_from: datetime
+    price_to: datetime
+    quantity: Decimal
+
+
 def usage_csv(conn: psycopg.Connection, invoice_id) -> str:
-    """The CSV (header + rows, see the module) of the invoice `invoice_id`."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    usage_cache: dict[tuple[datetime, datetime], list] = {}
-    capacity_cache: dict[tuple[datetime, datetime], list] = {}
-    for (line_no, kind, meter, sku, spot, unit, price_from, price_to, adjustment_period,
-         quantity, namespace, tz, document_kind) in conn.execute(_LINES, (invoice_id,)).fetchall():
-        shown = Decimal(0)
-        for day, start, end in local_days(price_from.astimezone(timezone.utc),
-                                          price_to.astimezone(timezone.utc), tz):
-            key = (start, end)
-            if meter in (GB_SECONDS, INVOCATIONS):
-                if key not in usage_cache:
-                    usage_cache[key] = billing_store.usage_by_function(conn, start, end,
-                                                                       [namespace])
-                for _, function, invocations, gb_seconds in sorted(usage_cache[key],
-                                                                    key=lambda r: r[1]):
-                    value = gb_seconds if meter == GB_SECONDS else Decimal(invocations)
-                    if value:
-                        shown += value
-                        writer.writerow((line_no, kind, meter, sku, spot, day.isoformat(),
-                                         function, canon(value), unit))
-            else:
-                if key not in capacity_cache:
-                    capacity_cache[key] = billing_store.capacity(conn, start, end, [namespace])
-                for _, c_meter, c_sku, c_spot, hours in capacity_cache[key]:
-                    if (c_meter, c_sku, c_spot) == (meter, sku, spot) and hours:
-                        shown += hours
-                        writer.writerow((line_no, kind, meter, sku, spot, day.isoformat(), "",
-                                         canon(hours), unit))
-        if adjustment_period or document_kind != "invoice":
-            writer.writerow((line_no, kind, meter, sku, spot, "billed earlier", "",
-                             canon(quantity - shown), unit))
-    return out.getvalue()
+    """The CSV of the document `invoice_id`: the one stored at its finalization, or (a
+    draft, a document finalized before CSVs were stored) built from the rows now."""
+    rows = conn.execute(_LINES, (invoice_id,)).fetchall()
+    if rows and rows[0][12] is not None:
+        return rows[0][12]
+    if not rows:
+        return build_csvs(conn, "UTC", {None: (False, [])})[None]
+    namespace, tz, kind = rows[0][9], rows[0][10], rows[0][11]
+    lines = [CsvLine(*row[:6], row[6].astimezone(timezone.utc),
+                     row[7].astimezone(timezone.utc), row[8]) for row in rows if row[0]]
+    return build_csvs(conn, tz, {namespace: (kind != "invoice", lines)})[namespace]
+
+
+def build_csvs(conn: psycopg.Connection, tz: str,
+               documents: dict[str, tuple[bool, list[CsvLine]]]) -> dict[str, str]:
+    """namespace -> CSV (see the module) for one document per namespace: (is a
+    correction, its lines with a meter). Each local day is read once for all of them."""
+    namespaces = [ns for ns in documents if ns is not None]
+    usage_cache: dict[tuple[datetime, datetime], dict] = {}
+    capacity_cache: dict[tuple[datetime, datetime], dict] = {}
+    out = {}
+    for namespace, (correction, lines) in documents.items():
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for line in lines:
+            shown = Decimal(0)
+            for day, start, end in local_days(line.price_from, line.price_to, tz):
+                key = (start, end)
+                if line.meter in (GB_SECONDS, INVOCATIONS):
+                    if key not in usage_cache:
+                        usage_cache[key] = _by_namespace(billing_store.usage_by_function(
+                            conn, start, end, namespaces))
+                    for _, function, invocations, gb_seconds in sorted(
+                            usage_cache[key].get(namespace, ()), key=lambda r: r[1]):
+                        value = gb_seconds if line.meter == GB_SECONDS else Decimal(invocations)
+                        if value:
+                            shown += value
+                            writer.writerow((line.line_no, line.kind, line.meter, line.sku,
+                                             line.spot, day.isoformat(), function,
+                                             canon(value), line.unit))
+                else:
+                    if key not in capacity_cache:
+                        capacity_cache[key] = _by_namespace(billing_store.capacity(
+                            conn, start, end, namespaces))
+                    for _, c_meter, c_sku, c_spot, hours in capacity_cache[key].get(
+                            namespace, ()):
+                        if (c_meter, c_sku, c_spot) == (line.meter, line.sku, line.spot) \
+                                and hours:
+                            shown += hours
+                            writer.writerow((line.line_no, line.kind, line.meter, line.sku,
+                                             line.spot, day.isoformat(), "", canon(hours),
+                                             line.unit))
+            if correction:
+                writer.writerow((line.line_no, line.kind, line.meter, line.sku, line.spot,
+                                 "billed earlier", "", canon(line.quantity - shown),
+                                 line.unit))
+        out[namespace] = text.getvalue()
+    return out
+
+
+def _by_namespace(rows) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(row)
+    return out

@@ -535,6 +535,13 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
         "namespace", "status", "reasons", "plan", "currency", "name", "email", "locale",
         "subtotal", "tax_rate", "tax", "total", "number", "seq", "inputs", "inputs_sha256",
         "lines_sha256", "kind", "corrects", "correction_no", "usage_csv", "usage_csv_sha256")}
+    # the usage CSV of every final document, written with it (a finalized row never changes)
+    csvs = invoice_export.build_csvs(conn, p.timezone, {
+        doc.draft.namespace: (doc.kind != "invoice", [
+            invoice_export.CsvLine(n, line.kind, line.meter, line.sku, line.spot, line.unit,
+                                   line.price_from, line.price_to, line.quantity)
+            for n, line in enumerate(doc.draft.lines, 1) if line.meter])
+        for doc in documents if not doc.draft.reasons})
     for doc in documents:
         draft, (_, _, _, name, email, locale, *_) = doc.draft, doc.details
         number = seq = None
@@ -555,7 +562,9 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
                 ("inputs_sha256", sha256_json(doc.inputs)),
                 ("lines_sha256", draft.lines_sha256), ("kind", doc.kind),
                 ("corrects", doc.corrects), ("correction_no", doc.correction_no),
-                ("usage_csv", None), ("usage_csv_sha256", None)):
+                ("usage_csv", csvs.get(draft.namespace)),
+                ("usage_csv_sha256", hashlib.sha256(csvs[draft.namespace].encode()).hexdigest()
+                 if draft.namespace in csvs else None)):
             rows[key].append(value)
     if not documents:
         return
