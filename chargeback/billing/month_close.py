@@ -657,11 +657,14 @@ def run(settings: Settings, options: Options, now: datetime,
                 "invoices": [draft_json(d) for _, d, _ in computed]}
     if options.period:
         with db.transaction(settings) as conn:
-            todo = [resolve(conn, options.period, tz)]
-        p = todo[0].period
-        if p.end > now:
-            raise RequestError(400, f"period: {p.name} has not ended (it ends "
-                                    f"{p.end.isoformat()}); use dry_run for an estimate")
+            asked = resolve(conn, options.period, tz)
+            # closing a month also corrects the closed months before it that got late usage
+            todo = [resolve(conn, name, tz) for name in _late_periods(conn)
+                    if name < options.period] + [asked]
+        if asked.period.end > now:
+            raise RequestError(400, f"period: {asked.period.name} has not ended (it ends "
+                                    f"{asked.period.end.isoformat()}); use dry_run for an "
+                                    "estimate")
     else:
         todo = _periods_to_settle(settings, now)
     results = []
@@ -670,7 +673,7 @@ def run(settings: Settings, options: Options, now: datetime,
             results.append(settle(conn, settings, resolved, book, namespaces))
     queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
     # a closed month looked at again for late usage is shown only when it changed
-    shown = [r for r in results if options.period or not r.was_closed
+    shown = [r for r in results if r.period == options.period or not r.was_closed
              or r.invoices or r.drafts or r.held]
     return {"price_book_version": book.version, "periods": [r.as_json() for r in shown],
             "queued": queued, "queue_errors": errors}
@@ -690,13 +693,17 @@ SELECT DISTINCT c.period
  ORDER BY 1"""
 
 
+def _late_periods(conn: psycopg.Connection) -> list[str]:
+    return [name for (name,) in conn.execute(_LATE, {"lookback": LATE_USAGE_LOOKBACK})]
+
+
 def _periods_to_settle(settings: Settings, now: datetime) -> list[Resolved]:
     """Closed periods with late usage, then every period from the first activity to the
     latest due one that is not closed, in order."""
     tz = settings.billing_timezone
     last = _due(settings, now)
     with db.transaction(settings) as conn:
-        late = [name for (name,) in conn.execute(_LATE, {"lookback": LATE_USAGE_LOOKBACK})]
+        late = _late_periods(conn)
         first_at = billing_store.first_activity(conn)
         closed = {name for (name,) in conn.execute(
             "SELECT period FROM openfaas_metering.closed_periods")}

@@ -218,7 +218,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     return {
         "title": f"{heading} {invoice.number}",
         "heading": heading,
-        "corrects": (f"corrects {invoice.corrects} ({f.month(invoice.period)})"
+        "corrects": (f"Corrects {invoice.corrects} ({f.month(invoice.period)})"
                      if invoice.corrects else ""),
         "number": invoice.number,
         "issuer": {"name": issuer.name, "address": list(issuer.address),

@@ -110,7 +110,7 @@ def render_pdf(view: dict[str, Any], issued_at: datetime) -> bytes:
     pdf.set_xy(pdf.l_margin + full_w / 2, top)
     pdf.text_line(view["heading"].upper(), size=20, style="B", align="R",
                   width=full_w / 2, height=9)
-    corrects = [view["corrects"].capitalize()] if view["corrects"] else []
+    corrects = [view["corrects"]] if view["corrects"] else []
     for text in (f"No. {view['number']}", *corrects, f"Issued {view['issued']}"):
         pdf.set_x(pdf.l_margin + full_w / 2)
         pdf.text_line(text, align="R", width=full_w / 2, grey=True)
