@@ -82,7 +82,12 @@ plans:
   pro: {currency: USD, price_list: usd, base_fee: "10", minimum_commitment: "50",
         tax_rate: "0.1"}
   cheap: {currency: USD, price_list: usd, spot_discount_percent: 25}
+  spot: {currency: USD, price_list: spot, spot_discount_percent: 60}
 price_lists:
+  spot:
+    currency: USD
+    meters:
+      node_hours: {"*": {unit_price: "1.25"}}
   usd:
     currency: USD
     meters:
@@ -205,8 +210,7 @@ def test_tax_is_rounded_half_up_unless_the_operator_asks_for_half_even():
 
 def test_a_discounted_line_shows_gross_less_discount_equal_to_its_amount():
     # 720 node-hours x 1.25 = 900.00 gross, 60 % spot discount 540.00, amount 360.00
-    book = parse(BOOK_TEXT_SPOT)
-    book = type(book)(book.default_plan, book.plans, book.prices, book.content_sha256, 1)
+    book = BOOK
     [line] = build(inputs({("node_hours", "", True, 0): D(720)}, plan="spot"), {1: book}).lines
     assert (line.gross, line.discount, line.amount) == (D("900.00"), D("540.00"), D("360.00"))
     # and for every quantity, the three shown figures add up (rounding each apart):
@@ -217,18 +221,6 @@ def test_a_discounted_line_shows_gross_less_discount_equal_to_its_amount():
                        {1: book}).lines
         assert line.gross - line.discount == line.amount, quantity
         assert line.gross == pricing.round_money(quantity * D("1.25"), "USD")
-
-
-BOOK_TEXT_SPOT = """
-default_plan: spot
-plans:
-  spot: {currency: USD, price_list: usd, spot_discount_percent: 60}
-price_lists:
-  usd:
-    currency: USD
-    meters:
-      node_hours: {"*": {unit_price: "1.25"}}
-"""
 
 
 def test_the_tier_rows_shown_sum_to_their_line():
