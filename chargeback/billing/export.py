@@ -69,8 +69,11 @@ def usage_csv(conn: psycopg.Connection, invoice_id) -> str:
 def build_csvs(conn: psycopg.Connection, tz: str,
                documents: dict[str, tuple[bool, list[CsvLine]]]) -> dict[str, str]:
     """namespace -> CSV (see the module) for one document per namespace: (is a
-    correction, its lines with a meter). Each local day is read once for all of them."""
-    namespaces = [ns for ns in documents if ns is not None]
+    correction, its lines with a meter). Each local day is read once for all of them
+    (every namespace: an array of a thousand names costs the scan more than the rows
+    it leaves out), its rows sorted and formatted once."""
+    many = len(documents) > 1
+    only = None if many else [ns for ns in documents if ns is not None]
     usage_cache: dict[tuple[datetime, datetime], dict] = {}
     capacity_cache: dict[tuple[datetime, datetime], dict] = {}
     out = {}
@@ -80,37 +83,42 @@ def build_csvs(conn: psycopg.Connection, tz: str,
         writer.writerow(COLUMNS)
         for line in lines:
             shown = Decimal(0)
+            head = (line.line_no, line.kind, line.meter, line.sku, line.spot)
             for day, start, end in local_days(line.price_from, line.price_to, tz):
-                key = (start, end)
+                key, day_text = (start, end), day.isoformat()
                 if line.meter in (GB_SECONDS, INVOCATIONS):
                     if key not in usage_cache:
-                        usage_cache[key] = _by_namespace(billing_store.usage_by_function(
-                            conn, start, end, namespaces))
-                    for _, function, invocations, gb_seconds in sorted(
-                            usage_cache[key].get(namespace, ()), key=lambda r: r[1]):
-                        value = gb_seconds if line.meter == GB_SECONDS else Decimal(invocations)
-                        if value:
-                            shown += value
-                            writer.writerow((line.line_no, line.kind, line.meter, line.sku,
-                                             line.spot, day.isoformat(), function,
-                                             canon(value), line.unit))
+                        usage_cache[key] = _usage_rows(billing_store.usage_by_function(
+                            conn, start, end, only))
+                    rows = usage_cache[key].get(namespace, ())
+                    column = 1 if line.meter == GB_SECONDS else 3
+                    for row in rows:
+                        if row[column + 1]:
+                            shown += row[column + 1]
+                            writer.writerow((*head, day_text, row[0], row[column], line.unit))
                 else:
                     if key not in capacity_cache:
                         capacity_cache[key] = _by_namespace(billing_store.capacity(
-                            conn, start, end, namespaces))
+                            conn, start, end, only))
                     for _, c_meter, c_sku, c_spot, hours in capacity_cache[key].get(
                             namespace, ()):
                         if (c_meter, c_sku, c_spot) == (line.meter, line.sku, line.spot) \
                                 and hours:
                             shown += hours
-                            writer.writerow((line.line_no, line.kind, line.meter, line.sku,
-                                             line.spot, day.isoformat(), "", canon(hours),
-                                             line.unit))
+                            writer.writerow((*head, day_text, "", canon(hours), line.unit))
             if correction:
-                writer.writerow((line.line_no, line.kind, line.meter, line.sku, line.spot,
-                                 "billed earlier", "", canon(line.quantity - shown),
+                writer.writerow((*head, "billed earlier", "", canon(line.quantity - shown),
                                  line.unit))
         out[namespace] = text.getvalue()
+    return out
+
+
+def _usage_rows(rows) -> dict[str, list[tuple]]:
+    """namespace -> [(function, GB-s text, GB-s, invocations text, invocations)] by function."""
+    out: dict[str, list] = {}
+    for ns, function, invocations, gb_seconds in sorted(rows, key=lambda r: (r[0], r[1])):
+        out.setdefault(ns, []).append((function, canon(gb_seconds), gb_seconds,
+                                       str(invocations), Decimal(invocations)))
     return out
 
 
