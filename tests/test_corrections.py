@@ -326,3 +326,24 @@ def test_the_usage_csv_is_the_one_stored_at_finalization(database_url, tmp_path)
     assert attached.data == before.encode()
     report = month_close.verify(s, invoice["number"])
     assert report["usage_csv_sha256"] == hashlib.sha256(before.encode()).hexdigest()
+
+
+def test_the_usage_csv_formatted_by_postgres_equals_the_day_by_day_one(database_url, tmp_path):
+    from chargeback.billing import export
+    s = settings_for(database_url, tmp_path, book=BOOK)
+    send(s, [event("acme", f"2026-09-{d:02d}T{h:02d}:00:00.5Z", (d * 7 + h) * NS + 123,
+                   function_name=f"f{(d + h) % 3}") for d in (1, 2, 30) for h in (0, 13)]
+         + [event("beta", "2026-09-03T00:00:00Z", 5 * NS)])
+    close(s, OCT_2)
+    with db.transaction(s) as conn:
+        lines = [export.CsvLine(n, kind, m, "", False, unit, start, end, q)
+                 for n, kind, m, unit, start, end, q in conn.execute(
+                     """SELECT line_no, kind, meter, unit, price_from, price_to, quantity
+                          FROM openfaas_metering.invoice_lines JOIN openfaas_metering.invoices
+                         USING (invoice_id) WHERE namespace = 'acme' AND meter IS NOT NULL
+                         ORDER BY line_no""")]
+        docs = {"acme": (False, lines), "beta": (False, [])}
+        fast = export.build_csvs(conn, "UTC", docs)
+        slow = export.build_csvs(conn, "UTC", docs, sql_days=False)
+    # 3 days x 2 functions a day, for GB-s and for invocations, and the header
+    assert fast == slow and fast["acme"].count("\n") == 1 + 2 * 6
