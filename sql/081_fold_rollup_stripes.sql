@@ -23,12 +23,14 @@ BEGIN
     WITH moved AS (
         DELETE FROM openfaas_metering.function_usage_hourly_stripes
          WHERE stripe > 0 AND hour_start < before
-        RETURNING namespace, function_name, hour_start, invocations, duration_ns, gb_seconds
+        RETURNING namespace, function_name, hour_start, invocations, duration_ns, gb_seconds,
+                  updated_at
     )
     INSERT INTO openfaas_metering.function_usage_hourly_stripes AS h
-        (namespace, function_name, hour_start, stripe, invocations, duration_ns, gb_seconds)
+        (namespace, function_name, hour_start, stripe, invocations, duration_ns, gb_seconds,
+         updated_at)
     SELECT namespace, function_name, hour_start, 0, sum(invocations), sum(duration_ns),
-           sum(gb_seconds)
+           sum(gb_seconds), max(updated_at)
       FROM moved
      GROUP BY namespace, function_name, hour_start
      ORDER BY namespace, function_name, hour_start
@@ -36,18 +38,22 @@ BEGIN
        SET invocations = h.invocations + excluded.invocations,
            duration_ns = h.duration_ns + excluded.duration_ns,
            gb_seconds  = h.gb_seconds + excluded.gb_seconds,
-           updated_at  = now();
+           -- when the usage was written, not when it was folded: month close's
+           -- late-usage check reads it
+           updated_at  = greatest(h.updated_at, excluded.updated_at);
     GET DIAGNOSTICS hourly = ROW_COUNT;
 
     WITH moved AS (
         DELETE FROM openfaas_metering.function_usage_daily_stripes
          WHERE stripe > 0 AND day_start + interval '1 day' <= before
-        RETURNING day_start, namespace, function_name, invocations, duration_ns, gb_seconds
+        RETURNING day_start, namespace, function_name, invocations, duration_ns, gb_seconds,
+                  updated_at
     )
     INSERT INTO openfaas_metering.function_usage_daily_stripes AS d
-        (day_start, namespace, function_name, stripe, invocations, duration_ns, gb_seconds)
+        (day_start, namespace, function_name, stripe, invocations, duration_ns, gb_seconds,
+         updated_at)
     SELECT day_start, namespace, function_name, 0, sum(invocations), sum(duration_ns),
-           sum(gb_seconds)
+           sum(gb_seconds), max(updated_at)
       FROM moved
      GROUP BY day_start, namespace, function_name
      ORDER BY day_start, namespace, function_name
@@ -55,7 +61,7 @@ BEGIN
        SET invocations = d.invocations + excluded.invocations,
            duration_ns = d.duration_ns + excluded.duration_ns,
            gb_seconds  = d.gb_seconds + excluded.gb_seconds,
-           updated_at  = now();
+           updated_at  = greatest(d.updated_at, excluded.updated_at);
     GET DIAGNOSTICS daily = ROW_COUNT;
     RETURN hourly + daily;
 END

@@ -36,21 +36,29 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "tax 19 %" in invoices and "2,687.13 EUR" in invoices
     assert "Minimum commitment 100.00 USD: top-up" in invoices
     october = invoices.split("closed 2026-10:", 1)[1]
-    assert "initech-ci  2026-10" in october
-    assert "Late usage of 2026-09: Function compute" in october and "21,600 GB-s" in october
-    assert "0.36 USD" in october
+    # the late September usage re-prices September: a supplementary invoice referencing
+    # September's invoice, not a line on October's (3 runs x 3,600 s x 2 GiB = 21,600 GB-s)
+    assert "2026-09 re-priced: 1 correction(s)" in october
+    assert ("supplementary invoice INV-2026-000010  initech-ci  2026-09  plan standard"
+            "  (finalized)  corrects INV-2026-000005") in october
+    assert "21,600 GB-s" in october and "0.36 USD" in october
+    assert "initech-ci  2026-10" not in october
+    # a tenant meter-capacity still lists owes October's base fee and commitment
+    assert "helix-ai  2026-10" in october and "Base fee, plan gpu-dedicated" in october
     email = out.split("== email:", 1)[1]
-    assert "9 of 10 invoices sent, 1 undeliverable" in email
+    assert "12 of 13 invoices sent, 1 undeliverable" in email
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
     mail_dir = tmp_path / "var" / "demo" / "mail"
-    assert len(list(mail_dir.glob("*.eml"))) == 9
+    assert len(list(mail_dir.glob("*.eml"))) == 12
     pdf = mail_dir / "examplefunctions-2026-09-INV-2026-000007.pdf"  # <supplier>-<period>-<number>
     assert pdf.read_bytes().startswith(b"%PDF")
     assert f"  {mail_dir / 'examplefunctions-2026-10-INV-2026-000010.pdf'}" in email
-    # the October invoice with the late September usage, as the customer reads it
+    # the supplementary invoice for the late September usage, as the customer reads it
     text = email.split("--- the plain-text part of INV-2026-000010", 1)[1]
-    assert "Bill to: Initech, Inc." in text and "adjustment for September 2026" in text
-    assert "Total (USD)" in text and "$0.36" in text
+    assert "Subject: Supplementary invoice INV-2026-000010" in text
+    assert "SUPPLEMENTARY INVOICE INV-2026-000010" in text
+    assert "Corrects INV-2026-000005 (September 2026)" in text
+    assert "Bill to: Initech, Inc." in text and "Total (USD)" in text and "$0.36" in text
     # usage/current asked before the close equals every invoice; then one tenant's link
     portal = out.split("== portal: what each tenant saw", 1)[1]
     assert portal.count("  equal") == 9 and "DIFFERENT" not in portal

@@ -95,7 +95,9 @@ def test_an_empty_month_closes_without_invoices(database_url, tmp_path):
     send(s, [event("acme", "2026-08-10T10:00:00Z", NS)])
     out = close(s, period="2026-09")
     assert out["periods"] == [{"period": "2026-09", "closed": True, "invoices": [],
-                               "drafts": []}]
+                               "drafts": [], "period_start": "2026-09-01T00:00:00+00:00",
+                               "period_end": "2026-10-01T00:00:00+00:00",
+                               "price_book_version": 1}]
     assert invoices(s) == {}
 
 
@@ -125,28 +127,41 @@ def test_convergent_run_closes_every_past_month_from_the_first_usage_not_1970(
     assert sorted(invoices(s)) == ["acme 2026-07", "acme 2026-09"]
 
 
-def test_late_usage_becomes_one_adjustment_line_on_the_next_invoice(database_url, tmp_path):
+def documents(settings, namespace, period):
+    with db.transaction(settings) as conn:
+        return conn.execute(
+            """SELECT d.document_kind, d.number, d.total, c.number
+                 FROM openfaas_metering.invoices d
+                 LEFT JOIN openfaas_metering.invoices c ON c.invoice_id = d.corrects_invoice_id
+                WHERE d.namespace = %s AND d.period = %s AND d.status <> 'draft'
+                ORDER BY d.issued_at, d.correction_no NULLS FIRST""",
+            (namespace, period)).fetchall()
+
+
+def test_late_usage_of_a_closed_month_is_a_supplementary_invoice_referencing_it(
+        database_url, tmp_path):
     s = settings_for(database_url, tmp_path)
     send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
     close(s, period="2026-08")
     send(s, [event("acme", "2026-08-20T10:00:00Z", 500 * NS),   # late: August is final
              event("acme", "2026-09-03T10:00:00Z", 100 * NS)])
-    close(s, period="2026-09")
-    close(s, period="2026-09")  # a re-run changes nothing
-    adjustments = [(m, q, a, adj) for kind, m, _, _, q, a, adj in lines(s, "acme", "2026-09")
-                   if kind == "adjustment"]
-    assert adjustments == [("gb_seconds", gb_s(500 * NS), Decimal("0.50"), "2026-08"),
-                           ("invocations", 1, Decimal("0.0000"), "2026-08")]
-    # the August invoice never changes
-    assert usage_line(s, "acme", "2026-08") == (gb_s(1000 * NS), Decimal("1.00"))
-    # late again, after the adjustment was made: only the new part, once
+    close(s, now=datetime(2026, 10, 2, tzinfo=timezone.utc))   # the hourly run
+    close(s, now=datetime(2026, 10, 2, 1, tzinfo=timezone.utc))  # a re-run changes nothing
+    # August re-priced whole: 1500 GB-s x 0.001 = 1.50, billed 1.00: 0.50 more
+    assert documents(s, "acme", "2026-08") == [
+        ("invoice", "INV-2026-000001", Decimal("1.00"), None),
+        ("supplementary", "INV-2026-000002", Decimal("0.50"), "INV-2026-000001")]
+    # September's invoice carries September only
+    assert [(m, q) for kind, m, _, _, q, a, adj in lines(s, "acme", "2026-09")
+            if m == "gb_seconds"] == [("gb_seconds", gb_s(100 * NS))]
+    # late again: only the new part, once
     send(s, [event("acme", "2026-08-21T10:00:00Z", 200 * NS)])
-    close(s, period="2026-10")
-    close(s, period="2026-10")
-    oct_adjustments = [(m, q, a) for kind, m, _, _, q, a, adj in lines(s, "acme", "2026-10")
-                       if kind == "adjustment"]
-    assert oct_adjustments == [("gb_seconds", gb_s(200 * NS), Decimal("0.20")),
-                               ("invocations", 1, Decimal("0.0000"))]
+    close(s, now=datetime(2026, 11, 2, tzinfo=timezone.utc))
+    close(s, now=datetime(2026, 11, 2, 1, tzinfo=timezone.utc))
+    got = documents(s, "acme", "2026-08")
+    assert [(kind, total) for kind, _, total, _ in got] == [
+        ("invoice", Decimal("1.00")), ("supplementary", Decimal("0.50")),
+        ("supplementary", Decimal("0.20"))]
 
 
 def test_an_unpriced_sku_keeps_only_that_tenant_in_draft(database_url, tmp_path):
@@ -170,13 +185,14 @@ def test_capacity_is_priced_with_spot_discount_and_a_mid_month_price_change(
           [start + timedelta(hours=h) for h in range(5)], plan="pro")
     close(s, period="2026-09")
     got = [(kind, m, spot, q, a) for kind, m, _, spot, q, a, _ in lines(s, "render", "2026-09")]
+    # subscribed from the first tick (15 September): 16 of September's 30 days
     assert got == [
         ("capacity", "node_hours", True, Decimal(8), Decimal("3.20")),  # 8 x 1.00 - 60 %
         ("capacity", "loadbalancer_hours", False, Decimal(2), Decimal("0.20")),  # before 16th
         ("capacity", "loadbalancer_hours", False, Decimal(2), Decimal("0.10")),  # after
-        ("base_fee", None, False, 1, Decimal("10.00")),
-        ("commitment", None, False, 1, Decimal("46.50"))]
-    assert invoices(s)["render 2026-09"][2] == Decimal("72.00")  # 60.00 + 20 % tax
+        ("base_fee", None, False, 1, Decimal("5.33")),     # 10.00 x 16/30
+        ("commitment", None, False, 1, Decimal("23.17"))]  # 50.00 x 16/30 = 26.67 - 3.50
+    assert invoices(s)["render 2026-09"][2] == Decimal("38.40")  # 32.00 + 20 % tax
 
 
 def test_currency_minor_units_come_from_the_currency(database_url, tmp_path):
@@ -347,7 +363,9 @@ def test_a_changed_price_book_file_is_a_new_version_and_old_invoices_keep_theirs
     s = settings_for(database_url, tmp_path)
     send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
     close(s, period="2026-08")
-    s2 = settings_for(database_url, tmp_path, book=BOOK.replace('"0.001"', '"0.002"'))
+    # a deployed file replaces the stored version only when the operator says so
+    s2 = settings_for(database_url, tmp_path, book=BOOK.replace('"0.001"', '"0.002"'),
+                      PRICEBOOK_FILE_WINS="true")
     send(s2, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
     close(s2, period="2026-09")
     with db.transaction(s) as conn:
@@ -405,18 +423,18 @@ def test_the_daily_rollup_ingest_keeps_equals_the_hourly_one_exactly(database_ur
     assert daily == hourly and len(daily) > 10
 
 
-def test_a_new_tenants_usage_in_a_closed_month_is_billed_once_as_an_adjustment(
+def test_a_new_tenants_usage_in_a_closed_month_is_invoiced_once_in_that_month(
         database_url, tmp_path):
     s = settings_for(database_url, tmp_path)
     send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])
     close(s, period="2026-08")
     send(s, [event("newco", "2026-08-11T10:00:00Z", 1000 * NS)])  # late, and newco is new
-    close(s, period="2026-08")   # re-closing a closed month invoices nobody new
     close(s, period="2026-09")
     close(s, now=datetime(2026, 12, 1, 12, tzinfo=timezone.utc))  # the hourly run, later
-    assert sorted(invoices(s)) == ["acme 2026-08", "newco 2026-09"]
-    assert [(kind, q, adj) for kind, m, _, _, q, a, adj in lines(s, "newco", "2026-09")
-            if m == "gb_seconds"] == [("adjustment", gb_s(1000 * NS), "2026-08")]
+    close(s, period="2026-08")   # re-closing the closed month invoices nobody twice
+    assert sorted(invoices(s)) == ["acme 2026-08", "newco 2026-08"]
+    assert [(kind, q) for kind, m, _, _, q, a, adj in lines(s, "newco", "2026-08")
+            if m == "gb_seconds"] == [("usage", gb_s(1000 * NS))]
 
 
 def test_a_month_with_a_draft_invoices_a_new_tenant_there_not_as_late_usage(
@@ -453,7 +471,7 @@ def test_a_re_run_changes_no_finalized_invoice(database_url, tmp_path):
     assert snapshot() == before and close(s, now=NOW)["periods"] == []
 
 
-def test_late_usage_waits_on_the_tenants_earlier_draft_instead_of_being_billed_twice(
+def test_late_usage_is_corrected_in_its_own_month_while_a_later_month_is_a_draft(
         database_url, tmp_path):
     s = settings_for(database_url, tmp_path)
     send(s, [event("acme", "2026-07-10T10:00:00Z", 1000 * NS)])
@@ -461,24 +479,21 @@ def test_late_usage_waits_on_the_tenants_earlier_draft_instead_of_being_billed_t
     ticks(s, "acme", [("gpu_hours", "NVIDIA-B200", False, "1")],
           [datetime(2026, 8, 1, h, tzinfo=timezone.utc) for h in range(2)])
     send(s, [event("acme", "2026-07-11T10:00:00Z", 500 * NS)])   # late July usage
-    close(s, period="2026-08")   # acme's August stays a draft, holding July's adjustment
-    close(s, period="2026-09")
+    close(s, now=datetime(2026, 9, 2, tzinfo=timezone.utc))  # acme's August stays a draft
+    close(s, now=datetime(2026, 9, 2, 1, tzinfo=timezone.utc))
     got = invoices(s)
-    assert got["acme 2026-08"][0] == "draft" and "acme 2026-09" not in got
-    with db.transaction(s) as conn:
-        held = conn.execute(
-            """SELECT count(*) FROM openfaas_metering.invoice_lines JOIN
-                      openfaas_metering.invoices USING (invoice_id)
-                WHERE adjustment_period = '2026-07'""").fetchone()[0]
-    assert held == 2  # GB-s and invocations, on the August draft only
+    assert got["acme 2026-08"][0] == "draft"
+    # July: 1.00 invoiced, then 500 GB-s more at July's 0.001 = 0.50, once
+    assert [(k, t) for k, _, t, _ in documents(s, "acme", "2026-07")] == [
+        ("invoice", Decimal("1.00")), ("supplementary", Decimal("0.50"))]
 
 
-def test_the_export_of_an_adjustment_adds_up_to_its_quantity(database_url, tmp_path):
+def test_the_export_of_a_supplementary_invoice_adds_up_to_its_quantity(database_url, tmp_path):
     s = settings_for(database_url, tmp_path)
     send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS, function_name="a")])
     close(s, period="2026-08")
     send(s, [event("acme", "2026-08-20T10:00:00Z", 500 * NS, function_name="b")])
-    number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
+    number = close(s, period="2026-08")["periods"][0]["invoices"][0]["number"]
     rows = [r.split(",") for r in month_close.export(s, number).splitlines()[1:]]
     gb = [(r[5], r[6], Decimal(r[7])) for r in rows if r[2] == "gb_seconds"]
     assert gb == [("2026-08-10", "a", Decimal(1000)), ("2026-08-20", "b", Decimal(500)),
@@ -486,3 +501,5 @@ def test_the_export_of_an_adjustment_adds_up_to_its_quantity(database_url, tmp_p
     assert sum(q for _, _, q in gb) == gb_s(500 * NS)
     report = month_close.verify(s, number)
     assert report["match"] and report["late_usage"] == []
+
+

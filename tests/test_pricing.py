@@ -82,7 +82,12 @@ plans:
   pro: {currency: USD, price_list: usd, base_fee: "10", minimum_commitment: "50",
         tax_rate: "0.1"}
   cheap: {currency: USD, price_list: usd, spot_discount_percent: 25}
+  spot: {currency: USD, price_list: spot, spot_discount_percent: 60}
 price_lists:
+  spot:
+    currency: USD
+    meters:
+      node_hours: {"*": {unit_price: "1.25"}}
   usd:
     currency: USD
     meters:
@@ -144,16 +149,6 @@ def test_unknown_plan_or_other_currency_is_a_draft_never_another_plan():
         "tenant currency EUR differs from plan 'pro' currency USD"]
 
 
-def test_late_usage_is_priced_incrementally_at_its_months_prices():
-    late = {"period": "2026-08", "plan": "cheap", "price_book_version": 1,
-            "windows": [["2026-08-01T00:00:00+00:00", "2026-09-01T00:00:00+00:00"]],
-            "quantities": quantities_rows({("gb_seconds", "", False, 0): D(150)}),
-            "billed": [["gb_seconds", "", False, "2026-08-01T00:00:00+00:00", "100"]]}
-    draft = build(inputs({}, plan="cheap", late=[late]), {1: BOOK})
-    assert [(l.kind, l.quantity, l.amount, l.adjustment_period) for l in draft.lines] == [
-        ("adjustment", D(50), D("0.50"), "2026-08")]
-
-
 @pytest.mark.parametrize("text, field", [
     ("default_plan: x\nplans: {}\nprice_lists: {}", "default_plan"),
     ("plans: {a: {currency: ABC, price_list: l}}\nprice_lists: {l: {currency: ABC, meters: {}}}",
@@ -198,3 +193,40 @@ def test_a_window_inside_one_hour_is_all_raw_events():
     start = datetime(2026, 9, 1, 10, 15, tzinfo=timezone.utc)
     split = split_window(start, start.replace(minute=45))
     assert split.hours_from == split.days_from == split.days_to == split.hours_to == split.end
+
+
+@pytest.mark.parametrize("currency, digits", [
+    ("JPY", 0), ("EUR", 2), ("KWD", 3), ("IQD", 3), ("RSD", 2)])
+def test_minor_units_are_iso_4217s_not_cldrs(currency, digits):
+    # ISO 4217 (the list maintained by SIX): IQD has 3 decimals, RSD 2 (CLDR rounds both to 0)
+    assert pricing.minor_units(currency) == digits
+
+
+def test_tax_is_rounded_half_up_unless_the_operator_asks_for_half_even():
+    # EUR 11.50 at 19 % = 2.185: an accountant writes 2.19
+    assert pricing.totals([D("11.50")], D("0.19"), "EUR").tax == D("2.19")
+    assert pricing.totals([D("11.50")], D("0.19"), "EUR", "half_even").tax == D("2.18")
+
+
+def test_a_discounted_line_shows_gross_less_discount_equal_to_its_amount():
+    # 720 node-hours x 1.25 = 900.00 gross, 60 % spot discount 540.00, amount 360.00
+    book = BOOK
+    [line] = build(inputs({("node_hours", "", True, 0): D(720)}, plan="spot"), {1: book}).lines
+    assert (line.gross, line.discount, line.amount) == (D("900.00"), D("540.00"), D("360.00"))
+    # and for every quantity, the three shown figures add up (rounding each apart):
+    # 0.003 node-hours x 1.25 = 0.00375 -> 0.00 gross, 0.00225 -> 0.00 discount, 0.00
+    for thousandths in range(1, 400, 7):
+        quantity = D(thousandths) / 1000
+        [line] = build(inputs({("node_hours", "", True, 0): quantity}, plan="spot"),
+                       {1: book}).lines
+        assert line.gross - line.discount == line.amount, quantity
+        assert line.gross == pricing.round_money(quantity * D("1.25"), "USD")
+
+
+def test_the_tier_rows_shown_sum_to_their_line():
+    # three tiers of one unit at 0.005: exact 0.005 each, 0.015 in all; rounded one by
+    # one they would show 0.00 + 0.00 + 0.00 (half-even) against a line of 0.02
+    tiers = (Tier(D(1), D("0.005")), Tier(D(2), D("0.005")), Tier(None, D("0.005")))
+    [priced] = price_sequence([(D(3), Price(T0, tiers=tiers, tier_mode="graduated"))])
+    shown = pricing.shown_tiers(priced.tiers, "USD")
+    assert sum(t.amount for t in shown) == pricing.round_money(priced.gross, "USD") == D("0.02")

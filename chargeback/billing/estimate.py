@@ -50,7 +50,8 @@ def month_to_date(conn: psycopg.Connection, settings: Settings, now: datetime,
         book = pricebook_store.latest(conn)
         if book is None:
             return []
-        computed = month_close.compute(conn, p, book, namespaces, until=until)
+        computed = month_close.compute(conn, p, book, namespaces, until=until,
+                                       tax_rounding=settings.tax_rounding)
     elapsed_s = (until - p.start).total_seconds()
     scale = Decimal((p.end - p.start).total_seconds()) / Decimal(elapsed_s) if elapsed_s > 0 else None
     out = []

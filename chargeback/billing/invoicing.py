@@ -1,24 +1,25 @@
-"""One tenant's invoice for one month, from its canonical inputs. Pure.
+"""One tenant's invoice for one month, from its canonical inputs; and a
+correction of a month as the difference from what was billed. Pure.
 
 `Inputs` is everything an invoice is computed from: the period, the tenant's
 plan and tax details, the price book version, the usage and capacity
 quantities per meter, SKU, spot flag and window (the period cut at every
-price change), and for each earlier finalized month the quantities known now
-beside those already billed (late usage). `build()` turns it into lines and
-totals; the same inputs always give the same lines, so an invoice is verified
-by building it again from its stored inputs, and its inputs by reading the
-rows again.
+price change), and the tenant's subscription days in the period. `build()`
+turns it into lines and totals; the same inputs always give the same lines,
+so a document is verified by building it again from its stored inputs, and
+its inputs by reading the rows again.
 
 Decisions (see the README):
-- a tenant is invoiced for a month in which it had usage, capacity or late
-  usage of an earlier month; the plan's base fee and minimum commitment apply
-  to each such invoice;
-- the minimum commitment tops up this month's usage and capacity charges
-  (after discounts), not the base fee or adjustments;
-- late usage is priced incrementally at its own month's plan and price book
-  version: (price of everything now known) - (price of what was billed), so
-  allowances and tiers are never granted twice; usage never shrinks, so a
-  difference below what was billed (none expected) is not credited;
+- a tenant seen by meter-capacity is subscribed from the first tick that
+  listed its namespace until the first that did not; every month of that span
+  is invoiced with the base fee and minimum commitment prorated by the days
+  subscribed ("12 of 30 days"). A tenant only ever seen through usage is
+  invoiced in months with usage, with the whole base fee and commitment;
+- the minimum commitment tops up the month's usage and capacity charges
+  (after discounts), not the base fee;
+- late usage of a finalized month M re-prices M as a whole (`build` with M's
+  inputs and the quantities known now); `correction()` is the difference from
+  everything already billed for M, line by line and in total;
 - spot capacity is discounted by the plan's spot_discount_percent; on-demand
   units take the allowance and the lower tiers first within a window.
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
@@ -36,9 +36,10 @@ from chargeback.billing.pricebook import Plan, PriceBook, price_at
 from chargeback.billing.pricing import EXACT, ZERO, Price, canon
 from chargeback.core.meters import UNITS, USAGE_METERS
 
-# kinds, in display order
+# kinds, in display order (adjustment: late usage on a later invoice, before corrections)
 USAGE, CAPACITY, BASE_FEE, COMMITMENT, ADJUSTMENT = (
     "usage", "capacity", "base_fee", "commitment", "adjustment")
+INVOICE, SUPPLEMENTARY, CREDIT_NOTE = "invoice", "supplementary", "credit_note"
 _DESCRIPTIONS = {"gb_seconds": "Function compute", "invocations": "Function invocations",
                  "node_hours": "Dedicated nodes", "cpu_core_hours": "Dedicated CPU cores",
                  "memory_gib_hours": "Dedicated memory", "gpu_hours": "GPUs",
@@ -65,6 +66,9 @@ class Line:
     price_from: datetime | None = None
     price_to: datetime | None = None
     adjustment_period: str | None = None
+    gross: Decimal | None = None        # rounded; amount = gross - discount
+    billed_days: int | None = None      # base fee, commitment: days subscribed ...
+    period_days: int | None = None      # ... of the period's days
 
     def canonical(self) -> dict:
         return {"kind": self.kind, "meter": self.meter, "sku": self.sku, "spot": self.spot,
@@ -76,7 +80,9 @@ class Line:
                 "discount_percent": canon(self.discount_percent),
                 "discount": canon(self.discount), "amount": canon(self.amount),
                 "price_from": _iso(self.price_from), "price_to": _iso(self.price_to),
-                "adjustment_period": self.adjustment_period}
+                "adjustment_period": self.adjustment_period,
+                "gross": None if self.gross is None else canon(self.gross),
+                "billed_days": self.billed_days, "period_days": self.period_days}
 
 
 @dataclass
@@ -163,11 +169,9 @@ def _describe(meter: str, sku: str, spot: bool) -> str:
     return text + (" (spot)" if spot else "")
 
 
-def _priced_lines(book: PriceBook, plan: Plan, windows, current: Quantities,
-                  billed: dict | None, kind: str, adjustment_period: str | None
+def _priced_lines(book: PriceBook, plan: Plan, windows, current: Quantities
                   ) -> tuple[list[Line], list[str]]:
-    """Lines for the quantities; with `billed` ({(meter, sku, spot, price_from): qty}),
-    only what exceeds it, priced incrementally."""
+    """Lines for the quantities, one per meter/SKU, price segment and spot flag."""
     lines, reasons = [], []
     keys = sorted({(m, s) for (m, s, _, _), q in current.items() if q},
                   key=lambda k: (_METER_ORDER.get(k[0], 99), k[1]))
@@ -178,52 +182,63 @@ def _priced_lines(book: PriceBook, plan: Plan, windows, current: Quantities,
             reasons.append(f"no price for {meter} {sku}".rstrip()
                            + f" in plan {plan.name!r}")
             continue
-        pieces, billed_pieces, where = [], [], []
+        pieces, where = [], []
         for seg in segments:
             for spot in (False, True):
                 with localcontext(EXACT):
                     quantity = sum((current.get((meter, sku, spot, w), ZERO)
                                     for w in seg.windows), ZERO)
-                before = (billed or {}).get((meter, sku, spot, seg.start), ZERO)
-                if not quantity and not before:
-                    continue
-                pieces.append((quantity, seg.price))
-                billed_pieces.append((min(before, quantity), seg.price))
-                where.append((seg, spot))
-        now_priced = pricing.price_sequence(pieces)
-        before_priced = pricing.price_sequence(billed_pieces) if billed is not None else None
-        for i, ((quantity, price), priced, (seg, spot)) in enumerate(
-                zip(pieces, now_priced, where)):
-            gross, allowance, tiers = priced.gross, priced.allowance_used, priced.tiers
-            if before_priced is not None:
-                quantity = quantity - billed_pieces[i][0]
-                with localcontext(EXACT):
-                    gross = gross - before_priced[i].gross
-                    allowance = allowance - before_priced[i].allowance_used
-                tiers = ()
-            if not quantity:
-                continue
+                if quantity:
+                    pieces.append((quantity, seg.price))
+                    where.append((seg, spot))
+        for (quantity, price), priced, (seg, spot) in zip(
+                pieces, pricing.price_sequence(pieces), where):
             percent = plan.spot_discount_percent if spot else ZERO
-            discount = pricing.discount_of(gross, percent)
+            money = pricing.line_money(priced.gross, pricing.discount_of(priced.gross, percent),
+                                       plan.currency)
             description = _describe(meter, sku, spot)
             if len(segments) > 1:
                 description += f", {seg.start:%Y-%m-%d %H:%M} to {seg.end:%Y-%m-%d %H:%M} UTC"
-            if adjustment_period:
-                description = f"Late usage of {adjustment_period}: {description}"
+            tiers = pricing.shown_tiers(priced.tiers, plan.currency) if price.tiers else None
             lines.append(Line(
-                kind=kind, description=description, quantity=quantity, unit=UNITS[meter],
-                amount=pricing.line_amount(gross, discount, plan.currency), meter=meter,
+                kind=USAGE if meter in USAGE_METERS else CAPACITY, description=description,
+                quantity=quantity, unit=UNITS[meter], amount=money.amount, meter=meter,
                 sku=sku, spot=spot, unit_price=price.unit_price,
-                tiers=tuple(t.as_json() for t in tiers) if price.tiers and billed is None
-                else None,
-                tier_mode=price.tier_mode, allowance=allowance, discount_percent=percent,
-                discount=pricing.round_money(discount, plan.currency),
-                price_from=seg.start, price_to=seg.end, adjustment_period=adjustment_period))
+                tiers=tuple(t.as_json() for t in tiers) if tiers is not None else None,
+                tier_mode=price.tier_mode, allowance=priced.allowance_used,
+                discount_percent=percent, discount=money.discount,
+                price_from=seg.start, price_to=seg.end, gross=money.gross))
     return lines, reasons
 
 
 def windows_of(inputs: dict) -> list[tuple[datetime, datetime]]:
     return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in inputs["windows"]]
+
+
+def _fixed_lines(plan: Plan, usage_amount: Decimal, subscription: dict | None) -> list[Line]:
+    """Base fee and commitment top-up, prorated by `subscription` ({"days", "of"}: days
+    subscribed of the period's days; None: the whole month)."""
+    days = of = None
+    share = Decimal(1)
+    note = ""
+    if subscription and subscription["days"] != subscription["of"]:
+        days, of = subscription["days"], subscription["of"]
+        share = Decimal(days) / Decimal(of)
+        note = f", {days} of {of} days"
+    fixed = []
+    with localcontext(EXACT):
+        base_fee = pricing.round_money(plan.base_fee * share, plan.currency)
+        minimum = pricing.round_money(plan.minimum_commitment * share, plan.currency)
+    if base_fee:
+        fixed.append(Line(BASE_FEE, f"Base fee, plan {plan.name}{note}", Decimal(1), "month",
+                          base_fee, unit_price=plan.base_fee, gross=base_fee,
+                          billed_days=days, period_days=of))
+    top_up = pricing.commitment_top_up(usage_amount, minimum)
+    if top_up:
+        fixed.append(Line(COMMITMENT, f"Minimum commitment {minimum} {plan.currency}"
+                          f"{note}: top-up", Decimal(1), "month", top_up, unit_price=top_up,
+                          gross=top_up, billed_days=days, period_days=of))
+    return fixed
 
 
 def build(inputs: dict, books: dict[int, PriceBook]) -> Draft:
@@ -237,62 +252,78 @@ def build(inputs: dict, books: dict[int, PriceBook]) -> Draft:
                   plan.currency if plan else None, tax_rate, reasons=list(reasons))
     if plan is None or reasons:
         return draft
-    current = quantities_of(inputs["quantities"])
-    usage_lines, reasons = _priced_lines(book, plan, windows_of(inputs), current, None,
-                                         "", None)
+    usage_lines, reasons = _priced_lines(book, plan, windows_of(inputs),
+                                         quantities_of(inputs["quantities"]))
     draft.reasons += reasons
-    usage_lines = [_with_kind(line, USAGE if line.meter in USAGE_METERS else CAPACITY)
-                   for line in usage_lines]
-    adjustment_lines = []
-    for late in inputs["late"]:
-        late_book = books[late["price_book_version"]]
-        # the plan that month's invoice used; none (a tenant new to a closed month): its own
-        late_plan, late_reasons = resolve_plan(late_book, late["plan"] or inputs["plan"], None)
-        if late_plan is not None and late_plan.currency != plan.currency:
-            late_reasons = [f"late usage of {late['period']} is in {late_plan.currency}, "
-                            f"this invoice in {plan.currency}"]
-        if late_reasons:
-            draft.reasons += [f"late usage of {late['period']}: {r}" for r in late_reasons]
-            continue
-        billed = {(m, s, sp, datetime.fromisoformat(f)): Decimal(q)
-                  for m, s, sp, f, q in late["billed"]}
-        lines, reasons = _priced_lines(late_book, late_plan, windows_of(late),
-                                       quantities_of(late["quantities"]), billed,
-                                       ADJUSTMENT, late["period"])
-        adjustment_lines += lines
-        draft.reasons += [f"late usage of {late['period']}: {r}" for r in reasons]
     if draft.reasons:  # what could be priced, for the operator to see; no totals
-        draft.lines = usage_lines + adjustment_lines
+        draft.lines = usage_lines
         return draft
     with localcontext(EXACT):
         usage_amount = sum((line.amount for line in usage_lines), ZERO)
-    fixed = []
-    if plan.base_fee:
-        fixed.append(Line(BASE_FEE, f"Base fee, plan {plan.name}", Decimal(1), "month",
-                          pricing.round_money(plan.base_fee, plan.currency),
-                          unit_price=plan.base_fee))
-    top_up = pricing.round_money(pricing.commitment_top_up(usage_amount,
-                                                           plan.minimum_commitment),
-                                 plan.currency)
-    if top_up:
-        fixed.append(Line(COMMITMENT, f"Minimum commitment {plan.minimum_commitment} "
-                          f"{plan.currency}: top-up", Decimal(1), "month", top_up,
-                          unit_price=top_up))
-    draft.lines = usage_lines + fixed + adjustment_lines
-    totals = pricing.totals([line.amount for line in draft.lines], tax_rate, plan.currency)
+    draft.lines = usage_lines + _fixed_lines(plan, usage_amount, inputs.get("subscription"))
+    totals = pricing.totals([line.amount for line in draft.lines], tax_rate, plan.currency,
+                            inputs.get("tax_rounding", "half_even"))
     draft.subtotal, draft.tax, draft.total = totals.subtotal, totals.tax, totals.total
     return draft
 
 
-def _with_kind(line: Line, kind: str) -> Line:
-    return Line(**{**line.__dict__, "kind": kind})
+def _line_key(line: Line) -> tuple:
+    return (line.kind, line.meter, line.sku, line.spot, _iso(line.price_from))
 
 
-def billed_rows(lines: list[tuple]) -> list[list]:
-    """[meter, sku, spot, price_from iso, quantity] summed from stored line rows
-    (meter, sku, spot, price_from, quantity), for `Inputs.late[].billed`."""
-    summed: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+def correction(month: Draft, billed: list[Line], billed_subtotal: Decimal,
+               billed_tax: Decimal) -> Draft:
+    """What is still owed for a month: `month` (the month priced now, whole) less
+    everything billed for it (the lines and figures of its invoice and earlier
+    corrections). Lines are the differences per line of the month (meter, SKU,
+    spot flag, price segment; base fee; commitment), so the documents of a month
+    add up line by line; figures are the differences of the month's figures, so
+    they add up to the cent. Negative: the month is credited."""
+    summed: dict[tuple, dict] = {}
     with localcontext(EXACT):
-        for meter, sku, spot, price_from, quantity in lines:
-            summed[(meter, sku, spot, _iso(price_from))] += quantity
-    return sorted([m, s, sp, f, canon(q)] for (m, s, sp, f), q in summed.items())
+        for line in billed:
+            got = summed.setdefault(_line_key(line), {
+                "quantity": ZERO, "amount": ZERO, "gross": ZERO, "discount": ZERO,
+                "allowance": ZERO, "line": line})
+            for name in ("quantity", "amount", "discount", "allowance"):
+                got[name] += getattr(line, name)
+            got["gross"] += line.gross if line.gross is not None else line.amount + line.discount
+        lines = []
+        now_keys = set()
+        for line in month.lines:
+            key = _line_key(line)
+            now_keys.add(key)
+            was = summed.get(key)
+            if was is None:
+                lines.append(line)
+                continue
+            delta = _delta(line, was, +1)
+            if delta is not None:
+                lines.append(delta)
+        for key, was in summed.items():  # billed, no longer owed (a commitment now met)
+            if key not in now_keys:
+                gone = _delta(was["line"], was, -1, zero=True)
+                if gone is not None:
+                    lines.append(gone)
+        subtotal = month.subtotal - billed_subtotal
+        tax = month.tax - billed_tax
+    return Draft(month.namespace, month.period, month.plan, month.currency, month.tax_rate,
+                 lines=lines, subtotal=subtotal, tax=tax, total=subtotal + tax)
+
+
+def _delta(line: Line, was: dict, sign: int, zero: bool = False) -> Line | None:
+    """`line` (or nothing, `zero`) less what was billed for its key; None: no difference."""
+    def now(name):
+        if zero:
+            return ZERO
+        value = getattr(line, name)
+        return value if value is not None else line.amount + line.discount
+    quantity = now("quantity") - was["quantity"]
+    amount = now("amount") - was["amount"]
+    if not quantity and not amount:
+        return None
+    return Line(**{**line.__dict__, "quantity": quantity, "amount": amount,
+                   "gross": now("gross") - was["gross"],
+                   "discount": now("discount") - was["discount"],
+                   "allowance": now("allowance") - was["allowance"], "tiers": None,
+                   "unit_price": line.unit_price if not line.tier_mode else None})

@@ -1,18 +1,36 @@
-"""aggregate-month's work: close periods into invoices, re-queue unsent ones, verify, export.
+"""aggregate-month's work: close periods into invoices, correct closed months that got
+late usage, re-queue unsent documents, verify, export.
 
-Closing a period takes a transaction-scoped advisory lock on it, so two calls
-at once produce one set of invoices: the second finds them finalized. Within
-the transaction every tenant with usage, capacity or late usage of an earlier
-month gets one invoice: finalized with a number (gap-free per calendar year of
-issue, taken from invoice_number_counters in this transaction, so a rollback
-gives the numbers back), or kept in draft with the reasons. A finalized
-invoice is never recomputed. After the commit each finalized invoice that is
-neither sent nor undeliverable, and was not queued within REQUEUE_MINUTES, is
-claimed (queued_at, queued_count) and handed to email-invoice by
-asynchronous invocation with {"invoice_id": ...}.
+Every close and correction holds one transaction-scoped advisory lock
+(`CLOSE_LOCK`) from its first read to its commit, so two calls at once (the
+hourly run beside an operator's request, two periods) never bill anything
+twice: the second reads what the first committed.
+
+Settling a period P (`settle`): P's bounds are what was stored for it (its
+first close fixed them; a change of BILLING_TIMEZONE starts the next period
+at the last closed period's end: one transitional period), priced with the
+price book version current when P was first closed. Every tenant with usage,
+capacity or a subscription in P without a finalized invoice for P gets one:
+finalized with a number (gap-free per calendar year of issue, from
+invoice_number_counters in this transaction, so a rollback gives the numbers
+back) or kept in draft with the reasons. A tenant whose invoice for P is
+finalized is re-priced at P's terms (its invoice's stored plan, currency, tax
+and subscription) from everything now known for P; the difference from all
+documents billed for P becomes a supplementary invoice (positive, invoice
+numbers) or a credit note (negative, CREDIT_NOTE_PREFIX numbers), unless it
+is below CORRECTION_MIN_AMOUNT (held back, recomputed at every close). A
+closed period is re-read only when the daily rollup holds rows of its days
+written after it was last checked, so a close costs the new month plus the
+months that really got late usage, not the whole history.
+
+After the commit each finalized document that is neither sent nor
+undeliverable, and was not queued within REQUEUE_MINUTES, is claimed
+(queued_at, queued_count) and handed to email-invoice by asynchronous
+invocation with {"invoice_id": ...}.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,16 +45,16 @@ from chargeback.billing import store as billing_store
 from chargeback.billing.invoicing import (
     Draft,
     Line,
-    billed_rows,
     quantities_rows,
     sha256_json,
 )
 from chargeback.billing.periods import (
     Period,
     PeriodError,
+    following,
+    local_days,
     period,
     period_of,
-    periods_between,
     preceding,
 )
 from chargeback.billing.pricebook import PriceBook
@@ -117,91 +135,101 @@ def _iso_windows(ws) -> list[list[str]]:
     return [[a.isoformat(), b.isoformat()] for a, b in ws]
 
 
+# One lock for every close and correction: what a close reads (usage, documents of
+# the period) and writes (documents, numbers) is never read by another close at once.
+CLOSE_LOCK = "chargeback close"
+# A rollup row written by a transaction that began before a check but committed
+# after it carries an earlier updated_at: look back this far (longer than any
+# ingest transaction may run; every statement and lock wait is bounded).
+LATE_USAGE_LOOKBACK = timedelta(minutes=10)
+
+
 @dataclass
 class PeriodResult:
     period: str
+    period_start: datetime
+    period_end: datetime
+    price_book_version: int
+    transitional: bool = False
+    was_closed: bool = False      # closed before: this settle looked for late usage
     invoices: list[dict] = field(default_factory=list)
     drafts: list[dict] = field(default_factory=list)
+    held: list[dict] = field(default_factory=list)
     closed: bool = False
 
     def as_json(self) -> dict:
-        return {"period": self.period, "closed": self.closed, "invoices": self.invoices,
-                "drafts": self.drafts}
+        out = {"period": self.period, "closed": self.closed,
+               "period_start": self.period_start.isoformat(),
+               "period_end": self.period_end.isoformat(),
+               "price_book_version": self.price_book_version,
+               "invoices": self.invoices, "drafts": self.drafts}
+        if self.transitional:
+            out["transitional"] = True
+        if self.held:
+            out["held"] = self.held
+        return out
+
+
+# What fixed a period's bounds and price book version: its close, or its first
+# documents (drafts included) when some tenant kept it open.
+_FIXED = """
+SELECT period_start, period_end, billing_timezone, price_book_version, 0 AS o
+  FROM openfaas_metering.closed_periods WHERE period = %(name)s
+UNION ALL
+(SELECT period_start, period_end, billing_timezone, price_book_version, 1
+   FROM openfaas_metering.invoices
+  WHERE period = %(name)s AND document_kind = 'invoice' AND price_book_version IS NOT NULL
+  ORDER BY computed_at LIMIT 1)
+ORDER BY o LIMIT 1"""
+
+
+def _fixed(conn: psycopg.Connection, name: str) -> tuple[Period, int] | None:
+    row = conn.execute(_FIXED, {"name": name}).fetchone()
+    if row is None:
+        return None
+    return Period(name, _utc(row[0]), _utc(row[1]), row[2]), row[3]
+
+
+def _name_before(name: str) -> str:
+    return preceding(period(name, "UTC")).name
+
+
+def _name_after(name: str) -> str:
+    return following(period(name, "UTC")).name
+
+
+@dataclass(frozen=True)
+class Resolved:
+    period: Period
+    version: int | None     # None: not fixed yet (the version current now)
+    transitional: bool
+
+
+def resolve(conn: psycopg.Connection, name: str, tz: str) -> Resolved:
+    """Period `name` as stored, or as it will be: in `tz`, starting where the month
+    before it ended when that month is fixed (a changed BILLING_TIMEZONE)."""
+    fixed = _fixed(conn, name)
+    if fixed is not None:
+        p, version = fixed
+        return Resolved(p, version, p.start != period(name, p.timezone).start)
+    p = period(name, tz)
+    before = _fixed(conn, _name_before(name))
+    if before is not None and before[0].end != p.start and before[0].end < p.end:
+        return Resolved(Period(name, before[0].end, p.end, tz), None, True)
+    return Resolved(p, None, False)
 
 
 _TENANTS = """
 SELECT namespace, coalesce(plan_override, plan), coalesce(currency_override, currency),
        tax_rate_override, coalesce(display_name_override, display_name, namespace),
-       coalesce(email_override, email), coalesce(locale_override, locale, 'en')
+       coalesce(email_override, email), coalesce(locale_override, locale, 'en'),
+       subscribed_at, gone_at
   FROM openfaas_metering.tenants WHERE namespace = ANY(%s)"""
 
-_BILLED = """
-SELECT i.namespace, coalesce(l.adjustment_period, i.period), l.meter, l.sku, l.spot,
-       l.price_from, l.quantity
-  FROM openfaas_metering.invoice_lines l
-  JOIN openfaas_metering.invoices i USING (invoice_id)
- WHERE i.status <> 'draft' AND l.kind IN ('usage', 'capacity', 'adjustment')
-   AND coalesce(l.adjustment_period, i.period) = ANY(%(periods)s)
-   AND (%(all)s OR i.namespace = ANY(%(namespaces)s))"""
-
-
-def _late_inputs(conn: psycopg.Connection, p: Period, latest: PriceBook,
-                 namespaces: list[str] | None) -> dict[str, list[dict]]:
-    """namespace -> late-usage inputs for earlier months (finalized or closed) whose
-    quantities now exceed what was billed for them."""
-    closed = {name for (name,) in conn.execute(
-        "SELECT period FROM openfaas_metering.closed_periods WHERE period < %s", (p.name,))}
-    earlier = conn.execute(
-        """SELECT period FROM openfaas_metering.closed_periods WHERE period < %(p)s
-           UNION
-           SELECT DISTINCT period FROM openfaas_metering.invoices
-            WHERE period < %(p)s AND status <> 'draft'
-              AND (%(all)s OR namespace = ANY(%(namespaces)s))
-           ORDER BY 1""",
-        {"p": p.name, "all": namespaces is None, "namespaces": namespaces or []}).fetchall()
-    if not earlier:
-        return {}
-    names = [row[0] for row in earlier]
-    billed: dict[tuple[str, str], list[tuple]] = {}
-    for ns, q_period, meter, sku, spot, price_from, quantity in conn.execute(
-            _BILLED, {"periods": names, "all": namespaces is None,
-                      "namespaces": namespaces or []}):
-        billed.setdefault((ns, q_period), []).append((meter, sku, spot, price_from, quantity))
-    invoiced = {(ns, per): (plan, version) for ns, per, plan, version, status in conn.execute(
-        """SELECT namespace, period, plan, price_book_version, status
-             FROM openfaas_metering.invoices WHERE period = ANY(%s)""", (names,))
-        if status != "draft"}
-    # drafts before this month: late usage of a month before a draft goes on that draft
-    drafts: dict[str, list[str]] = {}
-    for ns, per in conn.execute("SELECT namespace, period FROM openfaas_metering.invoices"
-                                " WHERE period < %s AND status = 'draft'", (p.name,)):
-        drafts.setdefault(ns, []).append(per)
-    out: dict[str, list[dict]] = {}
-    for name in names:
-        q = period(name, p.timezone)
-        versions = {v for (_, per), (_, v) in invoiced.items() if per == name}
-        books = [latest] + [pricebook_store.version(conn, v) for v in sorted(versions)]
-        ws = windows(q, books)
-        for ns, current in billing_store.quantities(conn, ws, namespaces).items():
-            if (ns, name) not in invoiced and name not in closed:
-                continue  # that month's own close (still open for it) will invoice it
-            if any(name <= draft < p.name for draft in drafts.get(ns, ())):
-                continue  # its own draft, or an earlier draft that will bill it
-            plan, version = invoiced.get((ns, name), (None, latest.version))
-            rows = billed_rows(billed.get((ns, name), []))
-            billed_q = {}
-            for m, s, sp, f, qty in rows:
-                billed_q[(m, s, sp)] = billed_q.get((m, s, sp), Decimal(0)) + Decimal(qty)
-            now_q = {}
-            for (m, s, sp, _), qty in current.items():
-                now_q[(m, s, sp)] = now_q.get((m, s, sp), Decimal(0)) + qty
-            if all(qty <= billed_q.get(k, 0) for k, qty in now_q.items()):
-                continue
-            out.setdefault(ns, []).append({
-                "period": name, "plan": plan, "price_book_version": version,
-                "windows": _iso_windows(ws), "quantities": quantities_rows(current),
-                "billed": rows})
-    return out
+_SUBSCRIBED = """
+SELECT namespace FROM openfaas_metering.tenants
+ WHERE subscribed_at < %(end)s AND (gone_at IS NULL OR gone_at > %(start)s)
+   AND (%(all)s OR namespace = ANY(%(namespaces)s))"""
 
 
 def _tenants(conn: psycopg.Connection, namespaces: list[str]) -> dict[str, tuple]:
@@ -212,68 +240,88 @@ def _tenants(conn: psycopg.Connection, namespaces: list[str]) -> dict[str, tuple
     return {row[0]: row[1:] for row in conn.execute(_TENANTS, (namespaces,))}
 
 
+def subscription(p: Period, subscribed_at: datetime | None, gone_at: datetime | None
+                 ) -> dict | None:
+    """{"days": local days of `p` the tenant was subscribed (a day begun counts),
+    "of": the period's local days}; None for a tenant never seen by meter-capacity."""
+    if subscribed_at is None:
+        return None
+    start, end = max(p.start, subscribed_at), min(p.end, gone_at or p.end)
+    days = local_days(p.start, p.end, p.timezone)
+    return {"days": sum(1 for _, a, b in days if a < end and start < b), "of": len(days)}
+
+
+def _inputs(ns: str, p: Period, version: int, details: tuple, ws, quantities: dict,
+            settings_rounding: str) -> dict:
+    plan, currency, tax_override, *_, subscribed_at, gone_at = details
+    return {"namespace": ns, "period": p.name, "timezone": p.timezone,
+            "price_book_version": version, "plan": plan, "tenant_currency": currency,
+            "tax_rate_override": None if tax_override is None else str(tax_override),
+            "tax_rounding": settings_rounding,
+            "subscription": subscription(p, subscribed_at, gone_at),
+            "windows": _iso_windows(ws), "quantities": quantities_rows(quantities)}
+
+
 def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
-            namespaces: list[str] | None, until: datetime | None = None
-            ) -> list[tuple[dict, Draft, tuple]]:
-    """(inputs, draft, tenant details) for every tenant of the period not yet finalized."""
-    invoiced = dict(conn.execute(
-        "SELECT namespace, status FROM openfaas_metering.invoices WHERE period = %s",
-        (p.name,)).fetchall())
-    closed = conn.execute("SELECT 1 FROM openfaas_metering.closed_periods WHERE period = %s",
-                          (p.name,)).fetchone() is not None
+            namespaces: list[str] | None, until: datetime | None = None,
+            tax_rounding: str = "half_up") -> list[tuple[dict, Draft, tuple]]:
+    """(inputs, draft, tenant details) for every tenant of the period without a
+    finalized invoice for it: usage or capacity in [p.start, until or p.end), or
+    subscribed during p. A subscribed tenant with nothing to bill is left out."""
+    finalized = {ns for (ns,) in conn.execute(
+        """SELECT namespace FROM openfaas_metering.invoices
+            WHERE period = %s AND document_kind = 'invoice' AND status <> 'draft'""",
+        (p.name,))}
     ws = windows(p, [book], until)
     current = billing_store.quantities(conn, ws, namespaces)
-    late = _late_inputs(conn, p, book, namespaces) if until is None else {}
-    # A closed month only recomputes its drafts (none by definition): usage that
-    # arrives for it later is late usage, billed on the next invoice instead.
-    billable = sorted(ns for ns in set(current) | set(late)
-                      if invoiced.get(ns, "draft") == "draft"
-                      and not (closed and ns not in invoiced))
+    subscribed = {ns for (ns,) in conn.execute(_SUBSCRIBED, {
+        "start": p.start, "end": p.end, "all": namespaces is None,
+        "namespaces": namespaces or []})}
+    billable = sorted((set(current) | subscribed) - finalized)
     details = _tenants(conn, billable) if billable else {}
-    books = {book.version: book}
     out = []
     for ns in billable:
-        plan, currency, tax_override, *_ = details[ns]
-        for entry in late.get(ns, []):
-            books.setdefault(entry["price_book_version"],
-                             pricebook_store.version(conn, entry["price_book_version"]))
-        inputs = {"namespace": ns, "period": p.name, "timezone": p.timezone,
-                  "price_book_version": book.version, "plan": plan,
-                  "tenant_currency": currency,
-                  "tax_rate_override": None if tax_override is None else str(tax_override),
-                  "windows": _iso_windows(ws),
-                  "quantities": quantities_rows(current.get(ns, {})),
-                  "late": late.get(ns, [])}
-        out.append((inputs, invoicing.build(inputs, books), details[ns]))
+        inputs = _inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),
+                         tax_rounding)
+        draft = invoicing.build(inputs, {book.version: book})
+        if not draft.lines and not draft.reasons:
+            continue   # subscribed, nothing to bill this month
+        out.append((inputs, draft, details[ns]))
     return out
 
 
-# Every invoice of the close in one statement (arrays in namespace order); a
-# finalized invoice is never overwritten.
-_UPSERT_INVOICES = """
+# Every document of the settle in one statement (arrays in namespace order): a
+# month's invoice (a draft is recomputed in place, a finalized one never
+# overwritten) or a correction of it.
+_UPSERT_DOCUMENTS = """
 INSERT INTO openfaas_metering.invoices AS i
     (namespace, period, period_start, period_end, billing_timezone, status, draft_reasons,
      plan, currency, price_book_version, bill_to_name, bill_to_email, locale, subtotal,
      tax_rate, tax, total, number, number_year, number_seq, issued_at, inputs,
-     inputs_sha256, lines_sha256, computed_at)
+     inputs_sha256, lines_sha256, computed_at, document_kind, corrects_invoice_id,
+     correction_no, usage_csv, usage_csv_sha256)
 SELECT namespace, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
        status, reasons, plan, currency, %(version)s, name, email, locale, subtotal,
        tax_rate, tax, total, number,
        CASE WHEN number IS NOT NULL THEN %(year)s::integer END, seq,
        CASE WHEN number IS NOT NULL THEN %(issued_at)s::timestamptz END,
-       inputs, inputs_sha256, lines_sha256, now()
+       inputs, inputs_sha256, lines_sha256, now(), kind, corrects, correction_no,
+       usage_csv, usage_csv_sha256
   FROM unnest(%(namespace)s::text[], %(status)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(name)s::text[], %(email)s::text[],
               %(locale)s::text[], %(subtotal)s::numeric[], %(tax_rate)s::numeric[],
               %(tax)s::numeric[], %(total)s::numeric[], %(number)s::text[],
-              %(seq)s::integer[], %(inputs_sha256)s::text[], %(lines_sha256)s::text[])
+              %(seq)s::integer[], %(inputs_sha256)s::text[], %(lines_sha256)s::text[],
+              %(kind)s::text[], %(corrects)s::uuid[], %(correction_no)s::integer[],
+              %(usage_csv)s::text[], %(usage_csv_sha256)s::text[])
        WITH ORDINALITY
        AS v(namespace, status, plan, currency, name, email, locale, subtotal,
-            tax_rate, tax, total, number, seq, inputs_sha256, lines_sha256, n)
+            tax_rate, tax, total, number, seq, inputs_sha256, lines_sha256, kind, corrects,
+            correction_no, usage_csv, usage_csv_sha256, n)
   -- JSON documents travel as one JSON array each (a jsonb[] array would be escaped twice)
   JOIN jsonb_array_elements(%(reasons)s::jsonb) WITH ORDINALITY AS r(reasons, n) USING (n)
   JOIN jsonb_array_elements(%(inputs)s::jsonb) WITH ORDINALITY AS j(inputs, n) USING (n)
-ON CONFLICT (namespace, period) DO UPDATE SET
+ON CONFLICT (namespace, period) WHERE document_kind = 'invoice' DO UPDATE SET
     status = excluded.status, draft_reasons = excluded.draft_reasons, plan = excluded.plan,
     currency = excluded.currency, price_book_version = excluded.price_book_version,
     bill_to_name = excluded.bill_to_name, bill_to_email = excluded.bill_to_email,
@@ -282,7 +330,8 @@ ON CONFLICT (namespace, period) DO UPDATE SET
     number_year = excluded.number_year, number_seq = excluded.number_seq,
     issued_at = excluded.issued_at, inputs = excluded.inputs,
     inputs_sha256 = excluded.inputs_sha256, lines_sha256 = excluded.lines_sha256,
-    computed_at = now()
+    computed_at = now(), usage_csv = excluded.usage_csv,
+    usage_csv_sha256 = excluded.usage_csv_sha256
  WHERE i.status = 'draft'
 RETURNING namespace, invoice_id"""
 
@@ -290,86 +339,270 @@ _COPY_LINES = """
 COPY openfaas_metering.invoice_lines
     (invoice_id, line_no, kind, meter, sku, spot, description, quantity, unit, unit_price,
      tiers, tier_mode, allowance, discount_percent, discount, amount, price_from, price_to,
-     adjustment_period) FROM STDIN"""
+     adjustment_period, gross, billed_days, period_days) FROM STDIN"""
 
-# Numbers for `n` invoices in one statement: the counter row is locked until
-# the finalizing transaction ends, so concurrent finalizers queue here and a
-# rollback hands the numbers back: no gap.
-_TAKE_NUMBERS = """
+# Numbers for `n` documents of a series in one statement: the counter row is
+# locked until the finalizing transaction ends, so concurrent finalizers queue
+# here and a rollback hands the numbers back: no gap.
+_TAKE_NUMBERS = {
+    "invoice": """
 INSERT INTO openfaas_metering.invoice_number_counters AS c (year, last_seq)
 VALUES (%(year)s, %(n)s)
 ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq + %(n)s
-RETURNING last_seq"""
+RETURNING last_seq""",
+    "credit_note": """
+INSERT INTO openfaas_metering.credit_note_number_counters AS c (year, last_seq)
+VALUES (%(year)s, %(n)s)
+ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq + %(n)s
+RETURNING last_seq"""}
+
+# Every document of the period (for the tenants asked), its stored inputs and figures.
+_DOCUMENTS = """
+SELECT namespace, invoice_id, document_kind, status, number, inputs, subtotal, tax
+  FROM openfaas_metering.invoices
+ WHERE period = %(period)s AND (%(all)s OR namespace = ANY(%(namespaces)s))
+ ORDER BY namespace, document_kind = 'invoice' DESC, correction_no"""
+
+_BILLED_LINES = """
+SELECT i.namespace, l.kind, l.description, l.quantity, l.unit, l.amount, l.meter, l.sku,
+       l.spot, l.unit_price, l.tiers, l.tier_mode, l.allowance, l.discount_percent,
+       l.discount, l.price_from, l.price_to, l.adjustment_period, l.gross, l.billed_days,
+       l.period_days
+  FROM openfaas_metering.invoice_lines l
+  JOIN openfaas_metering.invoices i USING (invoice_id)
+ WHERE i.period = %(period)s AND i.status <> 'draft'
+   AND (%(all)s OR i.namespace = ANY(%(namespaces)s))
+ ORDER BY i.namespace, i.issued_at, l.line_no"""
 
 
 def format_number(prefix: str, year: int, seq: int) -> str:
     return f"{prefix}{year}-{seq:06d}"
 
 
-def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
-                 namespaces: list[str] | None = None) -> PeriodResult:
-    """Close `p` inside the caller's transaction (see the module); what it did."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                 (f"chargeback close {p.name}",))
-    computed = compute(conn, p, book, namespaces)
+def stored_line(row) -> Line:
+    """A Line from the invoice_lines columns in _BILLED_LINES' order (after namespace)."""
+    (kind, description, quantity, unit, amount, meter, sku, spot, unit_price, tiers,
+     tier_mode, allowance, discount_percent, discount, price_from, price_to,
+     adjustment_period, gross, billed_days, period_days) = row
+    return Line(kind, description, quantity, unit, amount, meter, sku, spot, unit_price,
+                tuple(tiers) if tiers is not None else None, tier_mode, allowance,
+                discount_percent, discount, price_from, price_to, adjustment_period, gross,
+                billed_days, period_days)
+
+
+@dataclass
+class _Billed:
+    """What has been billed for one tenant's period so far."""
+    invoice_id: object = None
+    number: str | None = None
+    inputs: dict | None = None
+    corrections: int = 0
+    subtotal: Decimal = Decimal(0)
+    tax: Decimal = Decimal(0)
+    lines: list = field(default_factory=list)
+
+
+def _billed(conn: psycopg.Connection, p: Period, namespaces: list[str] | None
+            ) -> dict[str, _Billed]:
+    params = {"period": p.name, "all": namespaces is None, "namespaces": namespaces or []}
+    out: dict[str, _Billed] = {}
+    for ns, invoice_id, kind, status, number, inputs, subtotal, tax in conn.execute(
+            _DOCUMENTS, params):
+        if status == "draft":
+            continue
+        b = out.setdefault(ns, _Billed())
+        if kind == "invoice":
+            b.invoice_id, b.number, b.inputs = invoice_id, number, inputs
+        else:
+            b.corrections += 1
+        b.subtotal += subtotal
+        b.tax += tax
+    if out:
+        for row in conn.execute(_BILLED_LINES, params):
+            if row[0] in out:
+                out[row[0]].lines.append(stored_line(row[1:]))
+    return out
+
+
+@dataclass
+class _Document:
+    kind: str
+    inputs: dict
+    draft: Draft
+    details: tuple
+    corrects: object = None       # the corrected invoice's id
+    corrects_number: str | None = None
+    correction_no: int | None = None
+
+
+def settle(conn: psycopg.Connection, settings: Settings, resolved: Resolved,
+           latest: PriceBook, namespaces: list[str] | None = None) -> PeriodResult:
+    """Close or correct the period inside the caller's transaction (see the module)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (CLOSE_LOCK,))
+    # what another close committed while this one waited decides the bounds and version
+    resolved = resolve(conn, resolved.period.name, resolved.period.timezone) \
+        if resolved.version is None else resolved
+    p = resolved.period
+    book = latest if resolved.version is None else pricebook_store.version(
+        conn, resolved.version)
+    result = PeriodResult(p.name, p.start, p.end, book.version, resolved.transitional)
+    result.was_closed = conn.execute(
+        "SELECT 1 FROM openfaas_metering.closed_periods WHERE period = %s",
+        (p.name,)).fetchone() is not None
+    documents = [_Document("invoice", inputs, draft, details) for inputs, draft, details
+                 in compute(conn, p, book, namespaces, tax_rounding=settings.tax_rounding)]
+    billed = _billed(conn, p, namespaces)
+    held = False
+    if billed:
+        held = _corrections(conn, settings, p, book, billed, documents, result)
     issued_at = conn.execute("SELECT now()").fetchone()[0]
     year = _local_year(issued_at, settings)  # the calendar year of issue
-    final = [c for c in computed if not c[1].reasons]
-    last_seq = 0
-    if final:
-        last_seq = conn.execute(_TAKE_NUMBERS, {"year": year, "n": len(final)}).fetchone()[0]
-    seq = last_seq - len(final)
-    result = PeriodResult(p.name)
+    _finalize(conn, settings, p, book, documents, issued_at, year, result)
+    if namespaces is None and not result.drafts:
+        result.closed = True
+        if not held:  # a held correction is looked at again at the next close
+            conn.execute(
+                """INSERT INTO openfaas_metering.closed_periods
+                       (period, period_start, period_end, billing_timezone, price_book_version,
+                        invoices, usage_checked_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, now())
+                   ON CONFLICT (period) DO UPDATE SET usage_checked_at = now()""",
+                (p.name, p.start, p.end, p.timezone, book.version, len(result.invoices)))
+        else:
+            conn.execute(
+                """INSERT INTO openfaas_metering.closed_periods
+                       (period, period_start, period_end, billing_timezone, price_book_version,
+                        invoices, usage_checked_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, '-infinity')
+                   ON CONFLICT (period) DO NOTHING""",
+                (p.name, p.start, p.end, p.timezone, book.version, len(result.invoices)))
+    return result
+
+
+def _corrections(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
+                 billed: dict[str, _Billed], documents: list[_Document],
+                 result: PeriodResult) -> bool:
+    """Append a correction to `documents` for every tenant whose finalized month now
+    prices differently; True when one was held back (CORRECTION_MIN_AMOUNT, a draft)."""
+    held = False
+    by_windows: dict[str, list] = {}
+    for ns, b in billed.items():
+        if b.inputs is not None:
+            by_windows.setdefault(json.dumps(b.inputs["windows"]), []).append(ns)
+    for windows_json, names in by_windows.items():
+        ws = [(datetime.fromisoformat(a), datetime.fromisoformat(z))
+              for a, z in json.loads(windows_json)]
+        current = billing_store.quantities(conn, ws, names)
+        for ns in names:
+            b = billed[ns]
+            inputs = {**b.inputs, "quantities": quantities_rows(current.get(ns, {}))}
+            inputs.pop("late", None)  # invoices made before corrections carried late usage
+            month = invoicing.build(inputs, {book.version: book} if
+                                    inputs["price_book_version"] == book.version else
+                                    {inputs["price_book_version"]: pricebook_store.version(
+                                        conn, inputs["price_book_version"])})
+            if month.reasons:
+                held = True
+                result.held.append({"tenant": ns, "corrects": b.number,
+                                    "reasons": month.reasons})
+                continue
+            owed = invoicing.correction(month, b.lines, b.subtotal, b.tax)
+            if not owed.total:
+                continue
+            if abs(owed.total) < settings.correction_min_amount:
+                held = True
+                result.held.append({"tenant": ns, "corrects": b.number,
+                                    "total": str(owed.total), "currency": owed.currency,
+                                    "reasons": ["below CORRECTION_MIN_AMOUNT"]})
+                continue
+            kind = invoicing.SUPPLEMENTARY if owed.total > 0 else invoicing.CREDIT_NOTE
+            details = _tenants(conn, [ns])[ns]
+            documents.append(_Document(kind, {**inputs, "corrects": b.number}, owed, details,
+                                       b.invoice_id, b.number, b.corrections + 1))
+    return held
+
+
+def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
+              documents: list[_Document], issued_at: datetime, year: int,
+              result: PeriodResult) -> None:
+    """Number the final documents and write them and their lines, one statement each."""
+    seqs = {}
+    for series in ("invoice", "credit_note"):
+        n = sum(1 for d in documents if not d.draft.reasons
+                and (d.kind == "credit_note") == (series == "credit_note"))
+        if n:
+            last = conn.execute(_TAKE_NUMBERS[series], {"year": year, "n": n}).fetchone()[0]
+            seqs[series] = last - n
     rows: dict[str, list] = {k: [] for k in (
         "namespace", "status", "reasons", "plan", "currency", "name", "email", "locale",
         "subtotal", "tax_rate", "tax", "total", "number", "seq", "inputs", "inputs_sha256",
-        "lines_sha256")}
-    for inputs, draft, (_, _, _, name, email, locale) in computed:
-        number = None
+        "lines_sha256", "kind", "corrects", "correction_no", "usage_csv", "usage_csv_sha256")}
+    # the usage CSV of every final document, written with it (a finalized row never changes)
+    csvs = invoice_export.build_csvs(conn, p.timezone, {
+        doc.draft.namespace: (doc.kind != "invoice", [
+            invoice_export.CsvLine(n, line.kind, line.meter, line.sku, line.spot, line.unit,
+                                   line.price_from, line.price_to, line.quantity)
+            for n, line in enumerate(doc.draft.lines, 1) if line.meter])
+        for doc in documents if not doc.draft.reasons})
+    for doc in documents:
+        draft, (_, _, _, name, email, locale, *_) = doc.draft, doc.details
+        number = seq = None
         if not draft.reasons:
-            seq += 1
-            number = format_number(settings.invoice_prefix, year, seq)
+            series = "credit_note" if doc.kind == "credit_note" else "invoice"
+            seqs[series] += 1
+            seq = seqs[series]
+            prefix = settings.credit_note_prefix if series == "credit_note" \
+                else settings.invoice_prefix
+            number = format_number(prefix, year, seq)
         for key, value in (
                 ("namespace", draft.namespace), ("reasons", draft.reasons),
                 ("status", "draft" if draft.reasons else "finalized"), ("plan", draft.plan),
                 ("currency", draft.currency), ("name", name), ("email", email),
                 ("locale", locale), ("subtotal", draft.subtotal), ("tax_rate", draft.tax_rate),
                 ("tax", draft.tax), ("total", draft.total), ("number", number),
-                ("seq", seq if number else None), ("inputs", inputs),
-                ("inputs_sha256", sha256_json(inputs)), ("lines_sha256", draft.lines_sha256)):
+                ("seq", seq), ("inputs", doc.inputs),
+                ("inputs_sha256", sha256_json(doc.inputs)),
+                ("lines_sha256", draft.lines_sha256), ("kind", doc.kind),
+                ("corrects", doc.corrects), ("correction_no", doc.correction_no),
+                ("usage_csv", csvs.get(draft.namespace)),
+                ("usage_csv_sha256", hashlib.sha256(csvs[draft.namespace].encode()).hexdigest()
+                 if draft.namespace in csvs else None)):
             rows[key].append(value)
-    ids = dict(conn.execute(_UPSERT_INVOICES, {
+    if not documents:
+        return
+    ids = dict(conn.execute(_UPSERT_DOCUMENTS, {
         "period": p.name, "period_start": p.start, "period_end": p.end,
         "timezone": p.timezone, "version": book.version, "year": year,
         "issued_at": issued_at, **rows, "reasons": Jsonb(rows["reasons"]),
-        "inputs": Jsonb(rows["inputs"])}).fetchall()) if computed else {}
+        "inputs": Jsonb(rows["inputs"])}).fetchall())
     conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = ANY(%s)",
                  (list(ids.values()),))
     with conn.cursor().copy(_COPY_LINES) as copy:
-        for _, draft, _ in computed:
-            for line_no, line in enumerate(draft.lines, 1):
-                copy.write_row(_line_row(ids[draft.namespace], line_no, line))
+        for doc in documents:
+            for line_no, line in enumerate(doc.draft.lines, 1):
+                copy.write_row(_line_row(ids[doc.draft.namespace], line_no, line))
     # documents: the legal fields (addresses, tax IDs, supplier, due date, tax note) go on
-    # the finalized invoices in this transaction, before the database seals them
+    # the finalized documents in this transaction, before the database seals them
     legal.freeze(conn, settings, book,
-                 [ids[draft.namespace] for _, draft, _ in computed if not draft.reasons])
-    for (_, draft, _), number in zip(computed, rows["number"]):
+                 [ids[doc.draft.namespace] for doc in documents if not doc.draft.reasons])
+    for doc, number in zip(documents, rows["number"]):
+        draft = doc.draft
         if number:
-            result.invoices.append({"number": number, "tenant": draft.namespace,
-                                    "total": str(draft.total), "currency": draft.currency,
-                                    "status": "finalized",
-                                    "invoice_id": str(ids[draft.namespace])})
+            entry = {"number": number, "tenant": draft.namespace, "total": str(draft.total),
+                     "currency": draft.currency, "status": "finalized",
+                     "invoice_id": str(ids[draft.namespace])}
+            if doc.kind != "invoice":
+                entry.update(kind=doc.kind, corrects=doc.corrects_number)
+            result.invoices.append(entry)
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
-    if namespaces is None and not result.drafts:
-        conn.execute(
-            """INSERT INTO openfaas_metering.closed_periods
-                   (period, period_start, period_end, billing_timezone, price_book_version,
-                    invoices)
-               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (period) DO NOTHING""",
-            (p.name, p.start, p.end, p.timezone, book.version, len(result.invoices)))
-        result.closed = True
-    return result
+
+
+def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
+                 namespaces: list[str] | None = None) -> PeriodResult:
+    """Settle period `p` (named; its stored bounds win) with `book` as the version in
+    force now, inside the caller's transaction."""
+    return settle(conn, settings, Resolved(p, None, False), book, namespaces)
 
 
 def _local_year(instant: datetime, settings: Settings) -> int:
@@ -381,7 +614,8 @@ def _line_row(invoice_id, line_no: int, line: Line) -> tuple:
             line.quantity, line.unit, line.unit_price,
             Jsonb(list(line.tiers)) if line.tiers is not None else None, line.tier_mode,
             line.allowance, line.discount_percent, line.discount, line.amount,
-            line.price_from, line.price_to, line.adjustment_period)
+            line.price_from, line.price_to, line.adjustment_period, line.gross,
+            line.billed_days, line.period_days)
 
 
 def draft_json(draft: Draft) -> dict:
@@ -415,45 +649,79 @@ def run(settings: Settings, options: Options, now: datetime,
     with db.transaction(settings) as conn:
         book = pricebook_store.latest(conn)
     if options.dry_run:
-        p = period(options.period, tz) if options.period else period_of(now, tz)
         with db.transaction(settings) as conn:
+            name = options.period or period_of(now, tz).name
+            resolved = resolve(conn, name, tz)
+            p = resolved.period
+            if resolved.version is not None:
+                book = pricebook_store.version(conn, resolved.version)
             computed = compute(conn, p, book, namespaces, until=min(now, p.end)
-                               if now < p.end else None)
+                               if now < p.end else None, tax_rounding=settings.tax_rounding)
             conn.rollback()  # dry run: not even the tenants it would create are kept
-        return {"dry_run": True, "period": p.name,
+        return {"dry_run": True, "period": p.name, "price_book_version": book.version,
                 "month_to_date": now < p.end,
                 "invoices": [draft_json(d) for _, d, _ in computed]}
     if options.period:
-        p = period(options.period, tz)
-        if p.end > now:
-            raise RequestError(400, f"period: {p.name} has not ended (it ends "
-                                    f"{p.end.isoformat()}); use dry_run for an estimate")
-        todo = [p]
-    else:
-        todo = _periods_to_close(settings, now)
-    results = []
-    for p in todo:
         with db.transaction(settings) as conn:
-            results.append(close_period(conn, settings, p, book, namespaces))
+            asked = resolve(conn, options.period, tz)
+            # closing a month also corrects the closed months before it that got late usage
+            todo = [resolve(conn, name, tz) for name in _late_periods(conn)
+                    if name < options.period] + [asked]
+        if asked.period.end > now:
+            raise RequestError(400, f"period: {asked.period.name} has not ended (it ends "
+                                    f"{asked.period.end.isoformat()}); use dry_run for an "
+                                    "estimate")
+    else:
+        todo = _periods_to_settle(settings, now)
+    results = []
+    for resolved in todo:
+        with db.transaction(settings) as conn:
+            results.append(settle(conn, settings, resolved, book, namespaces))
     queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
-    return {"price_book_version": book.version, "periods": [r.as_json() for r in results],
+    # a closed month looked at again for late usage is shown only when it changed
+    shown = [r for r in results if r.period == options.period or not r.was_closed
+             or r.invoices or r.drafts or r.held]
+    return {"price_book_version": book.version, "periods": [r.as_json() for r in shown],
             "queued": queued, "queue_errors": errors}
 
 
-def _periods_to_close(settings: Settings, now: datetime) -> list[Period]:
+# Closed periods with rollup rows of their days written since they were last
+# checked (late usage), oldest first: the daily rollup's updated_at index finds
+# the few rows written lately, whatever the history's length.
+_LATE = """
+SELECT DISTINCT c.period
+  FROM openfaas_metering.closed_periods c
+  -- the stripes themselves (sql/080): the view's max(updated_at) cannot use the index
+  JOIN openfaas_metering.function_usage_daily_stripes d
+    ON d.updated_at > c.usage_checked_at - %(lookback)s
+   AND d.day_start > c.period_start - interval '1 day' AND d.day_start < c.period_end
+ WHERE d.updated_at > (SELECT min(usage_checked_at) FROM openfaas_metering.closed_periods)
+                      - %(lookback)s
+ ORDER BY 1"""
+
+
+def _late_periods(conn: psycopg.Connection) -> list[str]:
+    return [name for (name,) in conn.execute(_LATE, {"lookback": LATE_USAGE_LOOKBACK})]
+
+
+def _periods_to_settle(settings: Settings, now: datetime) -> list[Resolved]:
+    """Closed periods with late usage, then every period from the first activity to the
+    latest due one that is not closed, in order."""
     tz = settings.billing_timezone
     last = _due(settings, now)
     with db.transaction(settings) as conn:
+        late = _late_periods(conn)
         first_at = billing_store.first_activity(conn)
-        if first_at is None:
-            return []
-        first = period_of(first_at, tz)
-        if first.start > last.start:
-            return []
         closed = {name for (name,) in conn.execute(
-            "SELECT period FROM openfaas_metering.closed_periods WHERE period >= %s",
-            (first.name,))}
-    return [p for p in periods_between(first, last) if p.name not in closed]
+            "SELECT period FROM openfaas_metering.closed_periods")}
+        out = [resolve(conn, name, tz) for name in late]
+        if first_at is not None:
+            name = period_of(first_at, tz).name
+            while name <= last.name:
+                if name not in closed:
+                    out.append(resolve(conn, name, tz))
+                name = _name_after(name)
+    return [r for r in out if r.period.end <= now]
 
 
 _CLAIM = """
@@ -496,61 +764,92 @@ def requeue(settings: Settings, client: GatewayClient, namespaces: list[str] | N
     return queued, errors
 
 
-_STORED_LINES = """
-SELECT kind, description, quantity, unit, amount, meter, sku, spot, unit_price, tiers,
-       tier_mode, allowance, discount_percent, discount, price_from, price_to,
-       adjustment_period
-  FROM openfaas_metering.invoice_lines WHERE invoice_id = %s ORDER BY line_no"""
-
-
 def _invoice_by_number(conn: psycopg.Connection, number: str, field_name: str) -> tuple:
     row = conn.execute(
         """SELECT invoice_id, namespace, period, status, inputs, inputs_sha256, lines_sha256,
-                  subtotal, tax, total
+                  subtotal, tax, total, document_kind, issued_at, usage_csv, usage_csv_sha256
              FROM openfaas_metering.invoices WHERE number = %s""", (number,)).fetchone()
     if row is None:
         raise RequestError(404, f"{field_name}: no invoice numbered {number!r}")
     return row
 
 
+_MONTH_DOCUMENTS = """
+SELECT invoice_id, number, document_kind, issued_at, subtotal, tax, total
+  FROM openfaas_metering.invoices
+ WHERE namespace = %s AND period = %s AND status <> 'draft'
+ ORDER BY issued_at, document_kind <> 'invoice', correction_no"""
+
+
 def verify(settings: Settings, number: str) -> dict:
-    """Recompute a finalized invoice's inputs (from the rows now) and lines (from its
-    stored inputs and price book version) and report every difference; changes nothing."""
+    """Check a finalized document (invoice, supplementary invoice, credit note) and its
+    month; changes nothing. The document: its stored inputs, lines and usage CSV
+    against their hashes, and its lines rebuilt from its inputs (a correction: from
+    its month re-priced less the documents before it). The month: re-derived from
+    the raw events and capacity intervals (not the rollups) at the month's terms and
+    compared with everything billed for it, both ways: rows now below what was
+    billed is a mismatch; rows above it is late usage the next close corrects."""
     with db.transaction(settings) as conn:
         (invoice_id, ns, period_name, status, inputs, inputs_sha256, lines_sha256,
-         subtotal, tax, total) = _invoice_by_number(conn, number, "verify")
-        versions = {inputs["price_book_version"]} | {
-            late["price_book_version"] for late in inputs["late"]}
-        books = {v: pricebook_store.version(conn, v) for v in versions}
-        rebuilt = invoicing.build(inputs, books)
-        stored = [Line(*row[:9], tuple(row[9]) if row[9] is not None else None, *row[10:])
-                  for row in conn.execute(_STORED_LINES, (invoice_id,))]
-        now_rows = quantities_rows(billing_store.quantities(
+         subtotal, tax, total, kind, issued_at, usage, usage_sha256) = _invoice_by_number(
+            conn, number, "verify")
+        if inputs is None:
+            raise RequestError(409, f"verify: {number} is a draft; nothing to verify")
+        book = pricebook_store.version(conn, inputs["price_book_version"])
+        books = {book.version: book}
+        month_docs = conn.execute(_MONTH_DOCUMENTS, (ns, period_name)).fetchall()
+        lines_of = {doc[0]: [stored_line(row) for row in conn.execute(
+            _STORED_LINES, (doc[0],))] for doc in month_docs}
+        raw = quantities_rows(billing_store.quantities_raw(
             conn, invoicing.windows_of(inputs), [ns]).get(ns, {}))
-        adjusted_on = [n for (n,) in conn.execute(
-            """SELECT DISTINCT i.number FROM openfaas_metering.invoice_lines l
-                 JOIN openfaas_metering.invoices i USING (invoice_id)
-                WHERE l.adjustment_period = %s AND i.namespace = %s AND i.status <> 'draft'
-                ORDER BY 1""", (period_name, ns))]
     differences = []
     if sha256_json(inputs) != inputs_sha256:
         differences.append("stored inputs do not match inputs_sha256")
+    stored = lines_of.get(invoice_id, [])
     if sha256_json([line.canonical() for line in stored]) != lines_sha256:
         differences.append("stored lines do not match lines_sha256")
+    if usage is not None and hashlib.sha256(usage.encode()).hexdigest() != usage_sha256:
+        differences.append("stored usage CSV does not match usage_csv_sha256")
+    month_inputs = {k: v for k, v in inputs.items() if k not in ("corrects", "late")}
+    rebuilt = invoicing.build(month_inputs, books)
+    if kind != "invoice":
+        # one document per tenant and settle: the month's documents in order of issue
+        before = month_docs[:[d[0] for d in month_docs].index(invoice_id)]
+        rebuilt = invoicing.correction(
+            rebuilt, [line for d in before for line in lines_of[d[0]]],
+            sum((d[4] for d in before), Decimal(0)), sum((d[5] for d in before), Decimal(0)))
     if rebuilt.lines_sha256 != lines_sha256 or (rebuilt.subtotal, rebuilt.tax,
                                                 rebuilt.total) != (subtotal, tax, total):
         differences.append("lines recomputed from the inputs differ from the stored lines")
+    # the month as the raw rows price it now, against every document billed for it
+    from_raw = invoicing.build({**month_inputs, "quantities": raw}, books)
+    billed_total = sum((d[6] for d in month_docs), Decimal(0))
     stored_rows = {tuple(r[:4]): r[4] for r in inputs["quantities"]}
-    current_rows = {tuple(r[:4]): r[4] for r in now_rows}
+    raw_rows = {tuple(r[:4]): r[4] for r in raw}
+    keys = sorted(set(stored_rows) | set(raw_rows), key=str)
+    below = [k for k in keys if Decimal(raw_rows.get(k, "0")) < Decimal(stored_rows.get(k, "0"))]
+    if below or (from_raw.total is not None and from_raw.total < billed_total):
+        differences.append(f"raw usage of {period_name} is below what was billed for it "
+                           f"(billed {billed_total}, the raw rows price at {from_raw.total})")
     late = [{"meter": k[0], "sku": k[1], "spot": k[2], "window": k[3],
-             "invoiced": stored_rows.get(k, "0"), "now": current_rows.get(k, "0")}
-            for k in sorted(set(stored_rows) | set(current_rows), key=str)
-            if stored_rows.get(k) != current_rows.get(k)]
-    return {"verify": number, "status": status, "match": not differences,
+             "invoiced": stored_rows.get(k, "0"), "now": raw_rows.get(k, "0")}
+            for k in keys if stored_rows.get(k) != raw_rows.get(k)]
+    return {"verify": number, "kind": kind, "status": status, "match": not differences,
             "differences": differences, "inputs_sha256": inputs_sha256,
-            "lines_sha256": lines_sha256,
-            # usage stored after finalization: billed as adjustments, not a difference
-            "late_usage": late, "late_usage_adjusted_on": adjusted_on}
+            "lines_sha256": lines_sha256, "usage_csv_sha256": usage_sha256,
+            "month": {"period": period_name, "documents": [d[1] for d in month_docs],
+                      "billed_total": str(billed_total),
+                      "from_raw_total": None if from_raw.total is None
+                      else str(from_raw.total)},
+            # usage stored after this document was made: a later close corrects it
+            "late_usage": late}
+
+
+_STORED_LINES = """
+SELECT kind, description, quantity, unit, amount, meter, sku, spot, unit_price, tiers,
+       tier_mode, allowance, discount_percent, discount, price_from, price_to,
+       adjustment_period, gross, billed_days, period_days
+  FROM openfaas_metering.invoice_lines WHERE invoice_id = %s ORDER BY line_no"""
 
 
 def export(settings: Settings, number: str) -> str:

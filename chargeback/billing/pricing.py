@@ -14,17 +14,21 @@ a cheap tier twice.
   total billable units reach (a tier's `up_to` is inclusive: exactly 1,000
   units with `up_to: 1000` stay in that tier).
 
-Amounts are exact until each line is rounded once, half-even, to the
-currency's minor unit (`minor_units`, from babel's CLDR data).
+Amounts are exact until a line is rounded, to the currency's ISO 4217 minor
+unit (`minor_units`, from the iso4217 package's copy of the ISO 4217 list):
+its gross and its discount are each rounded half-even and the amount is their
+difference, so what a document shows (quantity x price = gross, discount,
+amount) adds up exactly; tier rows are rounded so that they sum to the gross.
+Tax is rounded half-up by default (TAX_ROUNDING=half_even for banker's rounding).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, localcontext
 
-from babel.numbers import get_currency_precision, list_currencies
+from iso4217 import Currency
 
 # GB-seconds carry up to 39 decimals and months of them 7 more digits before
 # the point: far beyond Decimal's default 28 digits. Every sum and product
@@ -40,21 +44,25 @@ class CurrencyError(ValueError):
     pass
 
 
+ROUNDINGS = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
+
+
 def minor_units(currency: str) -> int:
-    """Digits after the point in `currency` (JPY 0, EUR 2, KWD 3), from CLDR via babel."""
+    """Digits after the point in `currency` per ISO 4217 (JPY 0, EUR 2, KWD 3, IQD 3)."""
     code = (currency or "").upper()
-    if code not in _CURRENCIES:
+    try:
+        exponent = Currency(code).exponent
+    except ValueError:
+        exponent = None
+    if exponent is None:  # not a code, or a fund/metal without a minor unit (XAU)
         raise CurrencyError(f"unknown currency {currency!r} (expected an ISO 4217 code)")
-    return get_currency_precision(code)
+    return exponent
 
 
-_CURRENCIES = frozenset(list_currencies())
-
-
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """`amount` rounded half-even to the currency's minor unit (the one rounding per line)."""
+def round_money(amount: Decimal, currency: str, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """`amount` rounded to the currency's minor unit (half-even unless `rounding`)."""
     with localcontext(EXACT):
-        return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), ROUND_HALF_EVEN)
+        return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding)
 
 
 @dataclass(frozen=True)
@@ -157,10 +165,32 @@ def discount_of(gross: Decimal, percent: Decimal) -> Decimal:
         return gross * percent / HUNDRED
 
 
-def line_amount(gross: Decimal, discount: Decimal, currency: str) -> Decimal:
-    """What a line charges: gross less discount, rounded once."""
+@dataclass(frozen=True)
+class LineMoney:
+    gross: Decimal      # rounded
+    discount: Decimal   # rounded
+    amount: Decimal     # gross - discount, exactly
+
+
+def line_money(gross: Decimal, discount: Decimal, currency: str) -> LineMoney:
+    """What a line shows: gross and discount each rounded, the amount their difference."""
+    g, d = round_money(gross, currency), round_money(discount, currency)
     with localcontext(EXACT):
-        return round_money(gross - discount, currency)
+        return LineMoney(g, d, g - d)
+
+
+def shown_tiers(tiers: Sequence[TierApplied], currency: str) -> tuple[TierApplied, ...]:
+    """The tiers with amounts rounded so that they sum to the rounded gross: each
+    row is round(running total) - round(running total before it)."""
+    out, running, shown = [], ZERO, ZERO
+    with localcontext(EXACT):
+        for tier in tiers:
+            running += tier.amount
+            upto = round_money(running, currency)
+            out.append(TierApplied(tier.from_units, tier.to_units, tier.unit_price,
+                                   tier.quantity, upto - shown))
+            shown = upto
+    return tuple(out)
 
 
 def commitment_top_up(usage_amount: Decimal, minimum: Decimal) -> Decimal:
@@ -175,9 +205,12 @@ class Totals:
     total: Decimal
 
 
-def totals(line_amounts: Sequence[Decimal], tax_rate: Decimal, currency: str) -> Totals:
-    """Subtotal = sum of rounded lines; tax = one rounding of subtotal x rate; total."""
+def totals(line_amounts: Sequence[Decimal], tax_rate: Decimal, currency: str,
+           tax_rounding: str = "half_up") -> Totals:
+    """Subtotal = sum of rounded lines; tax = one rounding of subtotal x rate
+    (TAX_ROUNDING: half_up or half_even); total. A document carries one tax rate
+    (a correction is its own document at its month's rate), so one tax group."""
     with localcontext(EXACT):
         subtotal = sum(line_amounts, ZERO)
-        tax = round_money(subtotal * tax_rate, currency)
+        tax = round_money(subtotal * tax_rate, currency, ROUNDINGS[tax_rounding])
         return Totals(subtotal, tax, subtotal + tax)

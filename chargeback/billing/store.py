@@ -104,6 +104,34 @@ def quantities(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]
     return out
 
 
+# verify: the same quantities from the raw events alone (the audit trail), by started_ns
+_RAW_USAGE = """
+SELECT namespace, count(*), sum(duration_ns::numeric * memory_bytes * %(k)s::numeric)
+  FROM openfaas_metering.function_usage
+ WHERE started_ns >= %(start_ns)s AND started_ns < %(end_ns)s
+   AND started BETWEEN %(start)s::timestamptz - %(us)s AND %(end)s::timestamptz + %(us)s
+   AND (%(all)s OR namespace = ANY(%(namespaces)s))
+ GROUP BY namespace"""
+
+
+def quantities_raw(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]],
+                   namespaces: list[str] | None = None
+                   ) -> dict[str, dict[tuple[str, str, bool, int], Decimal]]:
+    """`quantities()` re-derived from the raw events and the capacity intervals, never
+    the rollups: what `verify` checks the documents against."""
+    out: dict[str, dict] = defaultdict(dict)
+    with localcontext(EXACT):
+        for i, (start, end) in enumerate(windows):
+            for ns, invocations, gb_seconds in conn.execute(
+                    _RAW_USAGE, window_params(start, end, namespaces)):
+                out[ns][(INVOCATIONS, "", False, i)] = Decimal(invocations)
+                out[ns][(GB_SECONDS, "", False, i)] = gb_seconds
+            for ns, meter, sku, spot, hours in capacity(conn, start, end, namespaces):
+                if hours:
+                    out[ns][(meter, sku, spot, i)] = hours
+    return out
+
+
 def first_activity(conn: psycopg.Connection) -> datetime | None:
     """The earliest instant anything billable may have happened: the first usage event
     (the raw table's key leads with started_ns, so this is an index lookup per

@@ -96,9 +96,9 @@ def reading_digest(samples: Iterable[Sample]) -> bytes:
 _UPSERT_TENANTS = """
 INSERT INTO openfaas_metering.tenants AS t
        (namespace, display_name, email, plan, currency, locale, address, tax_id,
-        first_seen_at, updated_at)
+        first_seen_at, updated_at, subscribed_at)
 SELECT namespace, display_name, email, plan, currency, locale, address, tax_id,
-       %(seen_at)s, now()
+       %(seen_at)s, now(), %(seen_at)s
   FROM unnest(%(namespace)s::text[], %(display_name)s::text[], %(email)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(locale)s::text[],
               %(address)s::text[], %(tax_id)s::text[])
@@ -107,11 +107,22 @@ ON CONFLICT (namespace) DO UPDATE
    SET display_name = excluded.display_name, email = excluded.email,
        plan = excluded.plan, currency = excluded.currency, locale = excluded.locale,
        address = excluded.address, tax_id = excluded.tax_id,
-       first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now()
+       first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now(),
+       subscribed_at = least(t.subscribed_at, excluded.subscribed_at), gone_at = NULL
  WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.address, t.tax_id)
        IS DISTINCT FROM (excluded.display_name, excluded.email, excluded.plan,
                          excluded.currency, excluded.locale, excluded.address, excluded.tax_id)
     OR excluded.first_seen_at < t.first_seen_at
+    OR t.subscribed_at IS NULL OR excluded.subscribed_at < t.subscribed_at
+    OR t.gone_at IS NOT NULL
+"""
+
+# A subscribed namespace the tick no longer lists is gone from this slot on
+# (billing's subscription ends; a later tick that lists it again resumes it).
+_GONE_TENANTS = """
+UPDATE openfaas_metering.tenants SET gone_at = %(seen_at)s, updated_at = now()
+ WHERE subscribed_at IS NOT NULL AND gone_at IS NULL AND subscribed_at < %(seen_at)s
+   AND NOT namespace = ANY(%(namespace)s)
 """
 
 # The reading is copied into a staging table (ON COMMIT DELETE ROWS: created
@@ -230,6 +241,7 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "address": [t.address for t in tenants],
         "tax_id": [t.tax_id for t in tenants],
     })
+    conn.execute(_GONE_TENANTS, {"seen_at": slot, "namespace": [t.namespace for t in tenants]})
     if digest == previous.reading_sha256:
         # The open intervals are always exactly the latest tick's reading: nothing changed.
         opened = closed = 0

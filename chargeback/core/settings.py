@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -98,6 +99,24 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r}: expected true or false")
 
 
+def _amount(environ: Mapping[str, str], name: str) -> Decimal:
+    raw = environ.get(name, "").strip() or "0"
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{name}={raw!r}: expected an amount of zero or more (e.g. 0.50)")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
 def _list(environ: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = environ.get(name)
     raw = default if raw is None else raw
@@ -165,6 +184,12 @@ class Settings:
     pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
     # tenant-portal's public address: set, every invoice e-mail links to its hosted page
     portal_url: str | None = None
+    # the deployed pricebook.yml is stored only when no version exists, unless this is set
+    pricebook_file_wins: bool = False
+    credit_note_prefix: str = "CN-"
+    # a correction smaller than this (in the document's currency) waits for a later close
+    correction_min_amount: Decimal = Decimal(0)
+    tax_rounding: str = "half_up"  # or half_even
 
 
 def _lines(raw: str | None) -> tuple[str, ...]:
@@ -217,6 +242,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         invoice_prefix=environ.get("INVOICE_PREFIX", Settings.invoice_prefix),
         pricebook_file=environ.get("PRICEBOOK_FILE") or None,
         portal_url=(environ.get("PORTAL_URL") or "").strip() or None,
+        pricebook_file_wins=_bool(environ, "PRICEBOOK_FILE_WINS", False),
+        credit_note_prefix=environ.get("CREDIT_NOTE_PREFIX", Settings.credit_note_prefix),
+        correction_min_amount=_amount(environ, "CORRECTION_MIN_AMOUNT"),
+        tax_rounding=_choice(environ, "TAX_ROUNDING", ("half_up", "half_even")),
         # email-invoice
         smtp_url=environ.get("SMTP_URL") or read_secret("smtp-url", environ),
         smtp_timeout_s=_positive(environ, "SMTP_TIMEOUT_SECONDS", Settings.smtp_timeout_s),

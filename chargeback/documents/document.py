@@ -99,6 +99,9 @@ class Invoice:
     due_date: date | None = None
     payment_terms_days: int | None = None
     tax_note: str | None = None
+    document_kind: str = "invoice"  # invoice, supplementary, credit_note
+    corrects: str | None = None     # the number of the invoice a correction corrects
+
 
 
 def parse_tiers(raw: Any) -> tuple[Tier, ...]:
@@ -193,6 +196,8 @@ def _line_view(line: InvoiceLine, f: _Formats, _: Callable[[str], str]) -> dict[
         pricing = tiered.format(quantity=quantity)
     elif line.unit_price is not None:
         pricing = f"{quantity} × {f.price(line.unit_price)}"
+        if line.discount:  # gross and discount are rounded apart: gross - discount = amount
+            pricing += f" = {f.money(line.amount + line.discount)}"
     else:
         pricing = quantity
     tiers = []
@@ -238,8 +243,15 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
             date=due, days=invoice.payment_terms_days)
     else:
         payment_due = _("Payment due {date}.").format(date=due) if due else ""
+    title = {"supplementary": _("Supplementary invoice {number}"),
+             "credit_note": _("Credit note {number}")}.get(
+        invoice.document_kind, _("Invoice {number}")).format(number=invoice.number)
     labels = {
-        "heading": _("INVOICE"),
+        "heading": {"supplementary": _("SUPPLEMENTARY INVOICE"),
+                    "credit_note": _("CREDIT NOTE")}.get(invoice.document_kind, _("INVOICE")),
+        "corrects": (_("Corrects {number} ({period})").format(number=invoice.corrects,
+                                                              period=period)
+                     if invoice.corrects else ""),
         "number": _("No. {number}").format(number=invoice.number),
         "issued": _("Issued {date}").format(date=issued),
         "due": _("Due {date}").format(date=due) if due else "",
@@ -262,18 +274,18 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
             email=issuer.email) if issuer.email else ""),
         "page": _("page {page}/{pages}"),  # formatted by the PDF for each page
     }
-    preview = (_("Invoice {number} for {period}: {total}, due {date}.") if due
-               else _("Invoice {number} for {period}: {total}.")).format(
-        number=invoice.number, period=period, total=total, date=due)
+    preview = (_("{title} for {period}: {total}, due {date}.") if due
+               else _("{title} for {period}: {total}.")).format(
+        title=title, period=period, total=total, date=due)
     mail_note = ""
     if usage_withheld_bytes is not None:
         mail_note = _("The usage detail ({size}) is too large to attach; ask us for it by "
                       "replying to this message.").format(
             size=_size(usage_withheld_bytes, locale))
     return {
-        "title": _("Invoice {number}").format(number=invoice.number),
-        "subject": _("Invoice {number} from {issuer} for {period}: {total}").format(
-            number=invoice.number, issuer=issuer.name, period=period, total=total),
+        "title": title,
+        "subject": _("{title} from {issuer} for {period}: {total}").format(
+            title=title, issuer=issuer.name, period=period, total=total),
         "labels": labels,
         "lang": language,
         "preview": preview,

@@ -95,7 +95,8 @@ def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = No
     pdf.set_xy(pdf.l_margin + full_w / 2, top)
     labels = view["labels"]
     pdf.text_line(labels["heading"], size=20, style="B", align="R", width=full_w / 2, height=9)
-    for text in (labels["number"], labels["issued"], *([labels["due"]] if labels["due"] else [])):
+    for text in (labels["number"], labels["issued"], *([labels["corrects"]] if labels["corrects"] else []),
+                 *([labels["due"]] if labels["due"] else [])):
         pdf.set_x(pdf.l_margin + full_w / 2)
         pdf.text_line(text, align="R", width=full_w / 2, grey=True)
     right_bottom = pdf.get_y()

@@ -15,8 +15,7 @@ WAIT_S = 60
 
 _INVOICES = """
 SELECT number, namespace, status, coalesce(message_id, ''), coalesce(undeliverable_reason, ''),
-       EXISTS (SELECT 1 FROM openfaas_metering.invoice_lines l
-                WHERE l.invoice_id = i.invoice_id AND l.kind = 'adjustment')
+       document_kind <> 'invoice'
   FROM openfaas_metering.invoices AS i
  WHERE status <> 'draft'
  ORDER BY number

@@ -1,6 +1,6 @@
 """Demo section: close September 2026 into invoices through the gateway, print them, then
-send a few late September events and close October, whose invoice bills them as an
-adjustment line."""
+send a few late September events and close October: September is re-priced as a whole
+and the difference is a supplementary invoice referencing September's invoice."""
 from __future__ import annotations
 
 import psycopg
@@ -40,18 +40,28 @@ def _quantity(value) -> str:
     return text if len(text) <= 18 else f"{value:.6e}"
 
 
-def print_invoices(database_url: str, period: str, only: set[str] | None = None) -> None:
+KINDS = {"invoice": "", "supplementary": "supplementary invoice ",
+         "credit_note": "credit note "}
+
+
+def print_invoices(database_url: str, period: str, only: set[str] | None = None,
+                   corrections_only: bool = False) -> None:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            """SELECT invoice_id, number, namespace, plan, currency, subtotal, tax_rate, tax,
-                      total, status, draft_reasons
-                 FROM openfaas_metering.invoices WHERE period = %s ORDER BY namespace""",
+            """SELECT i.invoice_id, i.number, i.namespace, i.plan, i.currency, i.subtotal,
+                      i.tax_rate, i.tax, i.total, i.status, i.draft_reasons, i.document_kind,
+                      c.number
+                 FROM openfaas_metering.invoices i
+                 LEFT JOIN openfaas_metering.invoices c
+                        ON c.invoice_id = i.corrects_invoice_id
+                WHERE i.period = %s ORDER BY i.namespace, i.issued_at""",
             (period,)).fetchall()
         for (invoice_id, number, ns, plan, currency, subtotal, tax_rate, tax, total, status,
-             reasons) in rows:
-            if only and ns not in only:
+             reasons, kind, corrects) in rows:
+            if (only and ns not in only) or (corrections_only and kind == "invoice"):
                 continue
-            print(f"\n{number or 'DRAFT'}  {ns}  {period}  plan {plan}  ({status})")
+            print(f"\n{KINDS[kind]}{number or 'DRAFT'}  {ns}  {period}  plan {plan}  ({status})"
+                  + (f"  corrects {corrects}" if corrects else ""))
             if reasons:
                 print(f"  draft: {'; '.join(reasons)}")
                 continue
@@ -80,6 +90,9 @@ def run(gateway_url: str, database_url: str, webhook_secret: str, admin_token: s
                                      != len(LATE_EVENTS)):
         raise DemoError(f"late events: {answer.status_code} {answer.text[:200]}")
     print(f"\n{len(LATE_EVENTS)} late September events for {LATE_TENANT} arrive after the close")
-    october = close(gateway_url, "2026-10", admin_token)["periods"][0]
-    print(f"closed 2026-10: {len(october['invoices'])} invoice(s) finalized")
+    periods = {p["period"]: p for p in close(gateway_url, "2026-10", admin_token)["periods"]}
+    corrections = periods.get("2026-09", {"invoices": []})["invoices"]
+    print(f"closed 2026-10: {len(periods['2026-10']['invoices'])} invoice(s) finalized; "
+          f"2026-09 re-priced: {len(corrections)} correction(s)")
+    print_invoices(database_url, "2026-09", corrections_only=True)
     print_invoices(database_url, "2026-10")
