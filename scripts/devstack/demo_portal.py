@@ -48,7 +48,9 @@ def run(gateway_url: str, database_url: str, signing_key: str) -> None:
         invoices = conn.execute(
             """SELECT namespace, number, currency, subtotal, tax, total
                  FROM openfaas_metering.invoices
-                WHERE period = '2026-09' AND status <> 'draft' ORDER BY namespace""").fetchall()
+                WHERE period = '2026-09' AND status <> 'draft'
+                  AND document_kind = 'invoice'  -- the close's invoice, not later corrections
+                ORDER BY namespace""").fetchall()
     print(f"{'tenant':<14} {'usage/current before the close':>32}   {'the invoice':>28}")
     for ns, number, currency, subtotal, tax, total in invoices:
         month = _asked.get(ns)
