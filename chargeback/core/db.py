@@ -10,9 +10,14 @@ DB_CONNECT_TIMEOUT, every statement, lock wait and idle transaction
 server-side (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT,
 DB_IDLE_IN_TRANSACTION_TIMEOUT, set on each connection as it is opened),
 migrations by DB_MIGRATION_TIMEOUT per statement and DB_LOCK_TIMEOUT for the
-migration lock. After an outage the pool reconnects every
-RECONNECT_INTERVAL_S, so it serves again within a second of the server's
-return.
+migration lock.
+
+After an outage the process serves again with the first request after the
+server's return: a pool that could not hand out a working connection is
+dropped, and the next request builds a fresh one, which connects directly
+(failing at once, with a 503, while the server is still away). Only
+psycopg_pool's public API is used; its own reconnect backoff, which doubles
+from 1 s, never decides when service resumes.
 """
 from __future__ import annotations
 
@@ -23,7 +28,6 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from psycopg_pool.base import AttemptWithBackoff
 
 from chargeback.core import migrate, partitions
 from chargeback.core.responses import ServiceError
@@ -33,10 +37,6 @@ log = logging.getLogger("chargeback")
 # While the server is away the pool logs each reconnect attempt (4 a second);
 # handlers log one line per refused request instead.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-
-# While the server is away, try again this often (psycopg_pool's own backoff
-# doubles from 1 s, so after a 10 s outage it would wait ~8 s more).
-RECONNECT_INTERVAL_S = 0.25
 
 # Keyed by everything a pool is built from (URL, session bounds, size): a
 # changed secret or setting gets a new pool, and the old one is closed.
@@ -102,21 +102,6 @@ _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout,
                 psycopg.errors.IdleInTransactionSessionTimeout)
 
 
-class _PromptAttempt(AttemptWithBackoff):
-    """Reconnect attempts at a fixed short interval instead of a doubling backoff."""
-
-    INITIAL_DELAY = RECONNECT_INTERVAL_S
-    DELAY_BACKOFF = 1.0
-
-
-class _Pool(ConnectionPool):
-    def _add_connection(self, attempt=None, growing=False):
-        # psycopg_pool (pinned) starts each reconnect chain with a fresh
-        # AttemptWithBackoff when given none; give it ours.
-        super()._add_connection(attempt or _PromptAttempt(timeout=self.reconnect_timeout),
-                                growing)
-
-
 def pool(settings: Settings) -> ConnectionPool:
     """The process-wide pool for settings.database_url, created and migrated once.
 
@@ -148,7 +133,7 @@ def pool(settings: Settings) -> ConnectionPool:
                 partitions.ensure_ahead(conn)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(one_line(exc)) from exc
-        created = _Pool(
+        created = ConnectionPool(
             url,
             min_size=1,
             max_size=max(1, settings.db_pool_max),
@@ -173,11 +158,28 @@ def pool(settings: Settings) -> ConnectionPool:
 @contextmanager
 def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
     """A connection inside one transaction: committed on success, rolled back on error."""
+    serving = pool(settings)
+    conn = None
     try:
-        with pool(settings).connection() as conn:
+        with serving.connection() as conn:
             yield conn
     except _UNAVAILABLE as exc:
+        if conn is None or conn.broken:  # the server went away, not one statement failed
+            _drop(serving)
         raise DatabaseUnavailable(one_line(exc)) from exc
+
+
+def _drop(broken: ConnectionPool) -> None:
+    """Forget a pool whose server went away, so the next request connects afresh.
+
+    Closing waits for the pool's worker threads, so it happens off the request."""
+    with _pools_lock:
+        keys = [key for key, existing in _pools.items() if existing is broken]
+        for key in keys:
+            del _pools[key]
+    if keys:
+        threading.Thread(target=broken.close, name="chargeback-pool-close",
+                         daemon=True).start()
 
 
 def close_all() -> None:
