@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import queue
+import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -151,3 +152,21 @@ def test_cron_supports_every_and_macros():
     assert Schedule("0 1 1 * *").next_after(t) == datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="not a cron expression"):
         Schedule("every tuesday")
+
+
+def test_a_body_announced_over_the_limit_is_refused_by_the_function_at_once(runtime):
+    """A client announces 1 GiB and sends none of it: the function's 413 (from its
+    Content-Length, MAX_BODY_BYTES unset = 1 MiB) comes back through the gateway within
+    seconds, which it cannot if the gateway waits for the body first."""
+    host, port = runtime.gateway_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"POST /function/echo HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b"Content-Length: 1073741824\r\n\r\n" + b"{" * 1000)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = raw.recv(65536)  # times out (10 s) if the gateway waits for the body
+            assert chunk, answer
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert b" 413 " in status_line, answer[:300]

@@ -11,20 +11,30 @@
 """
 from __future__ import annotations
 
+import http.client
 import itertools
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import ClientDisconnected
 
 from .stack import FunctionSpec
 
 log = logging.getLogger("devstack.gateway")
+
+# A body up to this size is read, then sent on a kept-alive connection; a larger
+# one (or a chunked one) is streamed through as it arrives, so the function can
+# refuse it from its headers at once, as the OpenFaaS gateway lets it.
+READ_WHOLE_BODY_BYTES = 1024 * 1024
+STREAM_CHUNK_BYTES = 64 * 1024
 
 RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # Hop-by-hop headers are not forwarded (RFC 7230 6.1) and neither is the length,
@@ -100,6 +110,41 @@ class Gateway:
         url = f"{next(self._next_replica[fn.name])}/{path}" + (f"?{query.decode()}" if query else "")
         return self.upstream.request(method, url, body=body, headers=headers, redirect=False)
 
+    def stream(self, fn: FunctionSpec, method: str, path: str, query: bytes, body,
+               length: int | None, headers: dict[str, str]) -> Response:
+        """One call whose body is copied from `body` (a stream) while the answer is awaited:
+        a function that answers before reading the body (413) is answered at once."""
+        base = urlsplit(next(self._next_replica[fn.name]))
+        conn = http.client.HTTPConnection(base.hostname, base.port, timeout=self.timeout_s)
+        try:
+            conn.putrequest(method, f"{base.path.rstrip('/')}/{path}"
+                            + (f"?{query.decode()}" if query else ""), skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            if length is None:
+                conn.putheader("Transfer-Encoding", "chunked")
+            else:
+                conn.putheader("Content-Length", str(length))
+            conn.putheader("Connection", "close")
+            conn.endheaders()
+
+            def send_body():
+                try:
+                    while chunk := body.read(STREAM_CHUNK_BYTES):
+                        conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                                  if length is None else chunk)
+                    if length is None:
+                        conn.send(b"0\r\n\r\n")
+                except (OSError, ValueError, ClientDisconnected):
+                    pass  # the function answered and closed, or the client went away
+
+            threading.Thread(target=send_body, daemon=True, name="gateway-body").start()
+            answer = conn.getresponse()
+            data = answer.read()
+            return Response(data, answer.status, _forwardable(answer.headers))
+        finally:
+            conn.close()
+
     def run_async(self, fn: FunctionSpec, call_id: str, path: str, query: bytes, body: bytes,
                   headers: dict[str, str], callback_url: str | None) -> None:
         policy = self.retry.for_function(fn)
@@ -160,10 +205,16 @@ class Gateway:
             fn = self.resolve(target)
             if fn is None:
                 return not_found(target)
+            length = request.content_length
+            chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
             try:
+                if chunked or (length or 0) > READ_WHOLE_BODY_BYTES:
+                    return self.stream(fn, request.method, path, request.query_string,
+                                       request.stream, None if chunked else length,
+                                       _forwardable(request.headers))
                 response = self.call(fn, request.method, path, request.query_string,
                                      request.get_data(), _forwardable(request.headers))
-            except urllib3.exceptions.HTTPError as exc:
+            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
                 return Response(f"cannot reach {fn.name}: {exc}\n", 502)
             return Response(response.data, response.status, _forwardable(response.headers))
 
