@@ -16,7 +16,6 @@ the duplicate. That window cannot be closed with SMTP; it is kept short.
 """
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from chargeback.billing.export import usage_csv
-from chargeback.core import db
+from chargeback.core import db, jsonbody
 from chargeback.core.responses import RETRY_AFTER_S, RequestError
 from chargeback.core.settings import Settings
 from chargeback.documents import smtp as mailer
@@ -126,9 +125,9 @@ def requested_invoice_id(body: bytes) -> str:
     """The invoice id from a request body {"invoice_id": "<uuid>"}; RequestError 400 otherwise."""
     expected = 'body: expected JSON {"invoice_id": "<uuid>"}'
     try:
-        payload = json.loads(body) if body and body.strip() else None
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        raise RequestError(400, expected) from None
+        payload = jsonbody.parse(body, allow_empty=True)
+    except jsonbody.JsonBodyError as exc:
+        raise RequestError(400, f"{expected}; {exc}") from None
     if payload is None:
         raise RequestError(400, f"{expected}, got an empty body")
     raw = payload.get("invoice_id") if isinstance(payload, dict) else None
