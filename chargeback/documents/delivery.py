@@ -190,12 +190,21 @@ def rerender(settings: Settings, invoice_id: str) -> Rendered:
     return render(invoice, settings, usage)
 
 
-def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, datetime, str] | Outcome:
+class _NotClaimed(Exception):
+    """The invoice is not this request's to send; `outcome` is the answer."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, datetime, str]:
+    """The claimed invoice, its claim time and its usage CSV; _NotClaimed otherwise."""
     with db.transaction(settings) as conn:
         row = conn.execute(_CLAIM, {"invoice_id": invoice_id,
                                     "stale_s": settings.send_claim_timeout_s}).fetchone()
         if row is None:
-            return _not_claimed(conn, invoice_id)
+            raise _NotClaimed(_not_claimed(conn, invoice_id))
         invoice, usage = read_invoice(conn, invoice_id)
     return invoice, row[0], usage
 
@@ -227,10 +236,10 @@ def _record(settings: Settings, statement: str, **params) -> None:
 def deliver(settings: Settings, invoice_id: str) -> Outcome:
     """Send invoice `invoice_id` unless it was sent; see the module docstring."""
     server = mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)  # before claiming
-    claimed = _claim(settings, invoice_id)
-    if isinstance(claimed, Outcome):
-        return claimed
-    invoice, claimed_at, usage = claimed
+    try:
+        invoice, claimed_at, usage = _claim(settings, invoice_id)
+    except _NotClaimed as refused:
+        return refused.outcome
     try:
         rendered = render(invoice, settings, usage)
         msg, envelope = build(invoice, subject=subject(invoice, rendered, settings),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chargeback.core.responses import RequestError
-from chargeback.core.settings import ConfigError, Settings, read_secret
+from chargeback.core.settings import ConfigError, Settings
 from chargeback.usage import events as usage
 from chargeback.usage import ingest, webhook
 
@@ -26,9 +26,9 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def webhook_keys() -> list[bytes]:
+def webhook_keys(settings: Settings) -> list[bytes]:
     """The HMAC keys from the webhook-secret (as stored, and trimmed); ConfigError if none."""
-    secret = read_secret("webhook-secret", raw=True)
+    secret = settings.webhook_secret
     keys = webhook.signing_keys(secret or "")
     if not keys or not secret.strip():
         raise ConfigError("no webhook secret: create the webhook-secret secret "
@@ -48,7 +48,7 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
                                 f"{settings.max_body_bytes} (MAX_BODY_BYTES)")
     try:
         webhook.verify_signature(body, webhook.header(headers, webhook.SIGNATURE_HEADER),
-                                 webhook_keys())
+                                 webhook_keys(settings))
     except webhook.SignatureError as exc:
         raise RequestError(401, str(exc)) from None
 
