@@ -7,7 +7,7 @@ import time
 import psycopg
 import pytest
 from devstack import stack as stackfile
-from devstack.pg import EmbeddedPostgres, free_port
+from devstack.pg import free_port
 
 from chargeback.core import db, migrate
 from chargeback.core.gateway import GatewayClient, GatewayError
@@ -41,37 +41,6 @@ def test_unreachable_database_is_unavailable_not_a_crash():
     with pytest.raises(db.DatabaseUnavailable):
         with db.transaction(settings):
             pass
-
-
-def test_serves_again_within_a_second_of_the_database_returning(tmp_path):
-    """A 4 s outage: psycopg_pool's own backoff (1 s, doubling, +-10 %) would next try at
-    about 7 s, 3 s after the server is back; the process must serve within 1 s of it."""
-    server = EmbeddedPostgres(tmp_path / "pg", free_port(), durable=False).start()
-    settings = load({"DATABASE_URL": server.url, "DB_CONNECT_TIMEOUT": "1"})
-    try:
-        with db.transaction(settings) as conn:
-            conn.execute("SELECT 1")
-        server.stop()
-        stopped = time.monotonic()
-        while time.monotonic() - stopped < 4:  # requests keep arriving during the outage
-            with pytest.raises(db.DatabaseUnavailable):
-                with db.transaction(settings) as conn:
-                    conn.execute("SELECT 1")
-            time.sleep(0.1)
-        server.start()
-        returned = time.monotonic()
-        while True:
-            try:
-                with db.transaction(settings) as conn:
-                    conn.execute("SELECT 1")
-                break
-            except db.DatabaseUnavailable:
-                assert time.monotonic() - returned < 1, "not serving 1 s after the return"
-                time.sleep(0.05)
-        assert time.monotonic() - returned < 1
-    finally:
-        db.close_all()
-        server.discard()
 
 
 @pytest.fixture
