@@ -2,6 +2,7 @@
 server that receives and parses the mail; the async fan-out through the local gateway."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 import email
 import io
@@ -90,9 +91,14 @@ def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
     found = parts(msg)
     assert set(found) == {"text/plain", "text/html", f"invoice-{number}.pdf",
                           f"invoice-{number}-lines.csv", f"invoice-{number}-usage.csv"}
-    # aggregate-month's export: the adjustment's quantity, billed for August
-    assert found[f"invoice-{number}-usage.csv"].decode().splitlines()[0].startswith(
-        "line_no,kind,meter")
+    # aggregate-month's export: the adjustment's quantity, billed for August. The sample
+    # invoice's line 5 is an adjustment of 30000 GB-s for 2026-08 (sample_invoices.LINES);
+    # its rows (August days, then what was billed earlier) add up to that quantity.
+    usage_rows = list(csv.DictReader(io.StringIO(found[f"invoice-{number}-usage.csv"].decode())))
+    adjustment = [row for row in usage_rows if row["kind"] == "adjustment"]
+    assert adjustment and sum(Decimal(row["quantity"]) for row in adjustment) == 30000
+    assert all(row["day"].startswith("2026-08") or row["day"] == "billed earlier"
+               for row in adjustment)
     assert [p.get_content_type() for p in msg.iter_parts()][0] == "multipart/alternative"
 
 
