@@ -1,17 +1,9 @@
 """aggregate-month over HTTP behind the local gateway: the hand-off to email-invoice."""
-import json
-import time
-
 import requests
 
 from chargeback.core import db
 
-
-def _recorded(directory, expected, timeout_s=20):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and len(list(directory.iterdir())) < expected:
-        time.sleep(0.05)
-    return sorted(json.loads(p.read_bytes())["invoice_id"] for p in directory.iterdir())
+from .invoices import recorded as _recorded
 
 
 def test_each_unsent_invoice_is_queued_to_email_invoice_exactly_once(close_via_gateway):

@@ -16,7 +16,7 @@ from chargeback.core import db, partitions
 from chargeback.core.settings import load
 
 from .conftest import WEBHOOK_SECRET
-from .test_receive_usage import NOTHING, counts, ev, query, stored
+from .usage_helpers import NOTHING, counts, ev, query, stored
 
 
 @pytest.fixture

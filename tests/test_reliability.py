@@ -31,7 +31,7 @@ from chargeback.usage.events import parse_started
 from chargeback.usage.webhook import sign
 
 from .conftest import WEBHOOK_SECRET
-from .test_receive_usage import ev, query, stored
+from .usage_helpers import ev, query, stored
 
 USAGE_TABLES = ["function_usage", "function_usage_hourly", "usage_deliveries",
                 "usage_delivery_namespaces", "usage_rejected_events",

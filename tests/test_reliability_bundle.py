@@ -24,8 +24,8 @@ from devstack.pg import free_port
 
 from .invoices import (MAIL_ENV, RecordingSmtp, email_invoice_behind_gateway,
                        finalized_invoice, invoice_row, start_smtp)
-from .test_aggregate_month_http import _recorded
-from .test_meter_capacity import H100, T0, rows, start_meter, tick, unit_seconds  # noqa: F401
+from .invoices import recorded as _recorded
+from .capacity_helpers import H100, T0, rows, tick, unit_seconds
 
 
 def _wait_for_lock_wait(database_url, timeout_s: float = 20) -> None:
