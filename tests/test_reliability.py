@@ -112,7 +112,8 @@ class FailNthStatement:
 def in_process(database_url, secrets_dir, monkeypatch):
     """receive-usage's whole path (receiver.receive) in this process, on its own database."""
     monkeypatch.setenv("SECRETS_DIR", str(secrets_dir))
-    settings = load({"DATABASE_URL": database_url, "DB_CONNECT_TIMEOUT": "2"})
+    settings = load({"DATABASE_URL": database_url, "DB_CONNECT_TIMEOUT": "2",
+                     "SECRETS_DIR": str(secrets_dir)})
     yield settings
     db.close_all()
 

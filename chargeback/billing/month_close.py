@@ -62,12 +62,10 @@ class Options:
 def parse_options(body: bytes) -> Options:
     """The JSON body's options; RequestError(400) naming the field that is wrong."""
     try:
-        doc = jsonbody.parse(body, allow_empty=True)
+        doc = jsonbody.parse(body, empty={})
     except jsonbody.JsonBodyError as exc:
-        raise RequestError(400, f'{exc} (expected a JSON object such as {{"period": "2026-09"}})'
-                           ) from None
-    if doc is None:
-        return Options()
+        raise RequestError(400, 'body: expected a JSON object such as {"period": "2026-09"}; '
+                                f"{exc}") from None
     if not isinstance(doc, dict):
         raise RequestError(400, "body: expected a JSON object")
     for key in doc:

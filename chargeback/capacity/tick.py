@@ -43,10 +43,10 @@ def requested_now(body: bytes, settings: Settings) -> datetime | None:
     only name a past minute (run_tick refuses one ahead of the database clock).
     """
     try:
-        payload = jsonbody.parse(body, allow_empty=True)
+        payload = jsonbody.parse(body, empty=None)
     except jsonbody.JsonBodyError as exc:
-        raise RequestError(400, f"{exc} (expected empty, as cron-connector sends, or JSON)"
-                           ) from None
+        raise RequestError(400, "body: expected empty (as cron-connector sends) or JSON; "
+                                f"{exc}") from None
     if not isinstance(payload, dict) or "now" not in payload:
         return None
     if not settings.allow_clock_override:

@@ -15,10 +15,14 @@ class JsonBodyError(ValueError):
     """The body is not usable JSON; the message is one line, starting with "body"."""
 
 
-def parse(body: bytes, *, allow_empty: bool = False) -> Any:
-    """The body's JSON value; None for an empty (or blank) body when allow_empty."""
-    if allow_empty and (not body or not body.strip()):
-        return None
+_REFUSE = object()
+
+
+def parse(body: bytes, *, empty: Any = _REFUSE) -> Any:
+    """The body's JSON value; `empty` for an empty (or blank) body when given
+    (otherwise an empty body is JsonBodyError, as JSON it is not)."""
+    if empty is not _REFUSE and (not body or not body.strip()):
+        return empty
     try:
         return json.loads(body)
     except UnicodeDecodeError as exc:

@@ -125,7 +125,7 @@ def requested_invoice_id(body: bytes) -> str:
     """The invoice id from a request body {"invoice_id": "<uuid>"}; RequestError 400 otherwise."""
     expected = 'body: expected JSON {"invoice_id": "<uuid>"}'
     try:
-        payload = jsonbody.parse(body, allow_empty=True)
+        payload = jsonbody.parse(body, empty=None)
     except jsonbody.JsonBodyError as exc:
         raise RequestError(400, f"{expected}; {exc}") from None
     if payload is None:
