@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -174,3 +175,27 @@ def close_via_gateway(local_runtime, database_url, secrets_dir, tmp_path):
                             cron=False)
     return (f"{runtime.gateway_url}/function/aggregate-month.openfaas-system", settings,
             record, runtime)
+
+
+@pytest.fixture
+def start_meter(serve_function, database_url, kube_api):
+    def start(**env):
+        return serve_function("meter-capacity", env={
+            "DATABASE_URL": database_url, "KUBECONFIG": str(kube_api.kubeconfig),
+            "ALLOW_CLOCK_OVERRIDE": "true", **env})
+    return start
+
+
+@pytest.fixture
+def up_env(tmp_path):
+    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
+               SMTP_PORT=str(free_port()))
+    yield env
+    # Whatever happened, leave no embedded server behind.
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
+                    "import sys; from devstack.pg import EmbeddedPostgres as E;"
+                    "E(sys.argv[1], 0).discard()", str(tmp_path / "var" / "pg")],
+                   env=env, capture_output=True)
+
+
+from .stack_helpers import _env  # noqa: E402 (the up_env fixture's environment)

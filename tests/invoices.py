@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import json
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -98,3 +100,11 @@ def email_invoice_behind_gateway(local_runtime, product_stack, database_url: str
                                                               max_wait_s=max_wait_s),
                          function_env={"DATABASE_URL": database_url, "SMTP_URL": smtp_url,
                                        **MAIL_ENV})
+
+
+def recorded(directory, expected, timeout_s=20):
+    """The invoice ids a recording stand-in saw, once `expected` arrived (or timeout_s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(list(directory.iterdir())) < expected:
+        time.sleep(0.05)
+    return sorted(json.loads(p.read_bytes())["invoice_id"] for p in directory.iterdir())

@@ -5,7 +5,7 @@ import subprocess
 from devstack.pg import EmbeddedPostgres, free_port, port_in_use
 
 from .conftest import ROOT
-from .test_stack import _env
+from .stack_helpers import _env
 
 
 def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(tmp_path):

@@ -186,3 +186,19 @@ def test_a_body_above_the_streaming_threshold_arrives_whole(local_runtime, tests
     assert r.status_code == 200, r.text[:200]
     body = r.json()
     assert (len(body["body"]), body["query"], body["header"]) == (len(payload), {"k": "v"}, "big")
+def test_a_body_announced_over_the_limit_is_refused_by_the_function_at_once(runtime):
+    """A client announces 1 GiB and sends none of it: the function's 413 (from its
+    Content-Length, MAX_BODY_BYTES unset = 1 MiB) comes back through the gateway within
+    seconds, which it cannot if the gateway waits for the body first."""
+    host, port = runtime.gateway_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"POST /function/echo HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b"Content-Length: 1073741824\r\n\r\n" + b"{" * 1000)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = raw.recv(65536)  # times out (10 s) if the gateway waits for the body
+            assert chunk, answer
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert b" 413 " in status_line, answer[:300]

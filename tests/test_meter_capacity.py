@@ -17,42 +17,12 @@ from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.capacity.store import record_tick
 
 from .conftest import ROOT
-
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
-H100 = "NVIDIA-H100-80GB-HBM3"
-
-
-@pytest.fixture
-def start_meter(serve_function, database_url, kube_api):
-    def start(**env):
-        return serve_function("meter-capacity", env={
-            "DATABASE_URL": database_url, "KUBECONFIG": str(kube_api.kubeconfig),
-            "ALLOW_CLOCK_OVERRIDE": "true", **env})
-    return start
+from .capacity_helpers import H100, T0, rows, tick, unit_seconds
 
 
 @pytest.fixture
 def meter(start_meter):
     return start_meter()
-
-
-def tick(fn, at: datetime, session=requests):
-    return session.post(fn.url, json={"now": at.isoformat()}, timeout=30)
-
-
-def rows(database_url, sql, *args):
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
-def unit_seconds(database_url, namespace, meter, sku=None):
-    """units held by a tenant times the seconds billed, over every tick (exact NUMERIC)."""
-    (total,) = rows(database_url,
-                    "SELECT coalesce(sum(unit_seconds), 0) FROM openfaas_metering.capacity_usage("
-                    "  '2000-01-01Z', '2100-01-01Z')"
-                    " WHERE namespace = %s AND meter = %s AND (%s::text IS NULL OR sku = %s)",
-                    namespace, meter, sku, sku)[0]
-    return total
 
 
 def test_the_first_tick_is_a_baseline_then_each_tick_bills_the_minute_since(meter, database_url):

@@ -13,19 +13,9 @@ from chargeback.billing.month_close import Options
 from chargeback.core import db
 
 from .billing_helpers import NS, GiB, event, send, settings_for, ticks
+from .billing_helpers import Recorder
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
-
-
-class Recorder:
-    """Stands in for the gateway client where the hand-off is not what a test is about."""
-
-    def __init__(self):
-        self.calls = []
-
-    def invoke_async(self, function, body=b"", **kwargs):
-        self.calls.append((function, body))
-        return "call"
 
 
 def close(settings, now=NOW, **options):

@@ -33,7 +33,7 @@ from chargeback.documents import delivery as invoice_delivery
 from .conftest import ADMIN
 from .billing_helpers import NS, event, send, settings_for
 from .invoices import RecordingSmtp, start_smtp
-from .test_month_close import Recorder
+from .billing_helpers import Recorder
 
 FUZZ_REQUESTS = 4_500      # about 1,500 a function, on top of receive-usage's 10,000
 FUZZ_BATCH = 30            # requests per hypothesis example

@@ -9,9 +9,7 @@ from devstack import stack as stackfile
 from devstack.pg import free_port
 
 from .conftest import ROOT
-
-FUNCTIONS = {"receive-usage", "meter-capacity", "aggregate-month", "email-invoice",
-             "tenant-portal"}
+from .stack_helpers import FUNCTIONS, _env
 
 
 def test_stack_declares_the_five_functions_in_openfaas_system(product_stack):
@@ -97,9 +95,3 @@ def test_port_in_use_is_reported_with_number_and_variable(tmp_path):
         f"scripts/up: port {port} is in use: set GATEWAY_PORT to another port"
 
 
-def _env(tmp_path, **extra):
-    import os
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "SECRETS_DIR", "SMTP_URL", "KUBECONFIG")}
-    env.update(CHARGEBACK_VAR=str(tmp_path / "var"), **extra)
-    return env

@@ -1,5 +1,6 @@
 """The python3-http template server, run as the image would run it."""
 import json
+
 import socket
 
 import pytest

@@ -5,43 +5,10 @@ import subprocess
 import time
 
 import psycopg
-import pytest
 import requests
+from devstack.pg import port_in_use
 
-from devstack.pg import free_port, port_in_use
-
-from .conftest import ROOT
-from .test_stack import FUNCTIONS, _env
-
-
-def _start(env):
-    return subprocess.Popen([str(ROOT / "scripts" / "up")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _wait_up(proc, gateway, timeout_s=15):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if requests.get(f"{gateway}/healthz", timeout=1).status_code == 200:
-                return time.monotonic()
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"scripts/up did not answer /healthz within {timeout_s}s")
-
-
-@pytest.fixture
-def up_env(tmp_path):
-    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
-               SMTP_PORT=str(free_port()))
-    yield env
-    # Whatever happened, leave no embedded server behind.
-    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
-                    "import sys; from devstack.pg import EmbeddedPostgres as E;"
-                    "E(sys.argv[1], 0).discard()", str(tmp_path / "var" / "pg")],
-                   env=env, capture_output=True)
+from .stack_helpers import FUNCTIONS, _start, _wait_up
 
 
 def test_up_serves_every_function_then_stops_everything(up_env):

@@ -4,7 +4,7 @@ import signal
 
 import requests
 
-from .test_up import _start, _wait_up, up_env  # noqa: F401 (up_env is a fixture)
+from .stack_helpers import _start, _wait_up
 
 
 def test_up_serves_a_fixture_cluster_to_meter_capacity_when_no_kubeconfig(up_env):

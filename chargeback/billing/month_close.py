@@ -58,7 +58,7 @@ from chargeback.billing.periods import (
     preceding,
 )
 from chargeback.billing.pricebook import PriceBook
-from chargeback.core import db, partitions
+from chargeback.core import db, jsonbody, partitions
 from chargeback.core.gateway import GatewayClient, GatewayError
 from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
@@ -81,13 +81,11 @@ class Options:
 
 def parse_options(body: bytes) -> Options:
     """The JSON body's options; RequestError(400) naming the field that is wrong."""
-    if not body or not body.strip():
-        return Options()
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        raise RequestError(400, "body: expected a JSON object such as "
-                                '{"period": "2026-09"}') from None
+        doc = jsonbody.parse(body, empty={})
+    except jsonbody.JsonBodyError as exc:
+        raise RequestError(400, 'body: expected a JSON object such as {"period": "2026-09"}; '
+                                f"{exc}") from None
     if not isinstance(doc, dict):
         raise RequestError(400, "body: expected a JSON object")
     for key in doc:

@@ -14,13 +14,12 @@ minute list the cluster once.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from chargeback.capacity import holdings as capacity
 from chargeback.capacity import kube
 from chargeback.capacity import store as capacity_store
-from chargeback.core import db
+from chargeback.core import db, jsonbody
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
 
@@ -43,12 +42,11 @@ def requested_now(body: bytes, settings: Settings) -> datetime | None:
     the function could otherwise bill any time they like. Even then it may
     only name a past minute (run_tick refuses one ahead of the database clock).
     """
-    if not body or not body.strip():
-        return None
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        raise RequestError(400, "body: expected empty (as cron-connector sends) or JSON") from None
+        payload = jsonbody.parse(body, empty=None)
+    except jsonbody.JsonBodyError as exc:
+        raise RequestError(400, "body: expected empty (as cron-connector sends) or JSON; "
+                                f"{exc}") from None
     if not isinstance(payload, dict) or "now" not in payload:
         return None
     if not settings.allow_clock_override:

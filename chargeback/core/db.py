@@ -10,11 +10,14 @@ DB_CONNECT_TIMEOUT, every statement, lock wait and idle transaction
 server-side (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT,
 DB_IDLE_IN_TRANSACTION_TIMEOUT, set on each connection as it is opened),
 migrations by DB_MIGRATION_TIMEOUT per statement and DB_LOCK_TIMEOUT for the
-migration lock. After an outage a request that finds the pool unable to
-hand out a connection discards that pool (whose own reconnect backoff doubles
-to many seconds); the next request builds a fresh one, which connects at
-once, so the function serves again within a second of the server's return.
-Only psycopg_pool's public API is used.
+migration lock.
+
+After an outage the process serves again with the first request after the
+server's return: a pool that could not hand out a working connection is
+dropped, and the next request builds a fresh one, which connects directly
+(failing at once, with a 503, while the server is still away). Only
+psycopg_pool's public API is used; its own reconnect backoff, which doubles
+from 1 s, never decides when service resumes.
 """
 from __future__ import annotations
 
@@ -155,27 +158,28 @@ def pool(settings: Settings) -> ConnectionPool:
 @contextmanager
 def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
     """A connection inside one transaction: committed on success, rolled back on error."""
-    current = pool(settings)
+    serving = pool(settings)
+    conn = None
     try:
-        with current.connection() as conn:
+        with serving.connection() as conn:
             yield conn
-    except PoolTimeout as exc:
-        # No connection within DB_CONNECT_TIMEOUT: the server is away, and the
-        # pool's reconnect backoff (doubling from 1 s) would keep this process
-        # waiting long after it returns. Drop the pool; the next request builds
-        # one that connects at once (or fails fast while the server is down).
-        _discard(current)
-        raise DatabaseUnavailable(one_line(exc)) from exc
     except _UNAVAILABLE as exc:
+        if conn is None or conn.broken:  # the server went away, not one statement failed
+            _drop(serving)
         raise DatabaseUnavailable(one_line(exc)) from exc
 
 
-def _discard(stale: ConnectionPool) -> None:
+def _drop(broken: ConnectionPool) -> None:
+    """Forget a pool whose server went away, so the next request connects afresh.
+
+    Closing waits for the pool's worker threads, so it happens off the request."""
     with _pools_lock:
-        for key, existing in list(_pools.items()):
-            if existing is stale:
-                del _pools[key]
-    stale.close(timeout=0)
+        keys = [key for key, existing in _pools.items() if existing is broken]
+        for key in keys:
+            del _pools[key]
+    if keys:
+        threading.Thread(target=broken.close, name="chargeback-pool-close",
+                         daemon=True).start()
 
 
 def close_all() -> None:

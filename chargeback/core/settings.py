@@ -3,14 +3,25 @@
 Secrets follow the OpenFaaS convention, one file per secret under
 /var/openfaas/secrets/<name>; SECRETS_DIR points elsewhere for local runs.
 A setting that is not given means "use the local default", never a crash.
+
+Each setting is declared once, on `Settings`, with the variable it is read
+from and its parser:
+
+    max_gap_seconds: int = setting("MAX_GAP_SECONDS", _positive, 300)
+
+`load()` parses every declared setting; one that is present but unusable is
+kept as the ConfigError naming its variable and raised when the setting is
+read, so a function refuses to serve over its own settings only, never over
+another function's variable that happens to share the environment.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SECRETS_DIR = "/var/openfaas/secrets"
@@ -99,8 +110,56 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r}: expected true or false")
 
 
-def _amount(environ: Mapping[str, str], name: str) -> Decimal:
-    raw = environ.get(name, "").strip() or "0"
+def _list(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated; the default only when unset (an empty value is an empty list)."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _text(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """The variable as given; the default when unset or empty."""
+    return environ.get(name) or default
+
+
+def _stripped(environ: Mapping[str, str], name: str, default: str) -> str:
+    """The variable trimmed; the default only when unset (an empty value is kept)."""
+    return environ.get(name, default).strip()
+
+
+def _as_given(environ: Mapping[str, str], name: str, default: str) -> str:
+    """The variable exactly as given, empty included; the default only when unset."""
+    return environ.get(name, default)
+
+
+def _url(environ: Mapping[str, str], name: str, default: str) -> str:
+    return (environ.get(name) or default).rstrip("/")
+
+
+def _lines(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Address lines: real newlines or the two characters \\n (easier in stack.yml)."""
+    text = (environ.get(name) or "").replace("\\n", "\n")
+    return tuple(line.strip() for line in text.splitlines() if line.strip()) or default
+
+
+def _or_secret(secret: str) -> Callable[[Mapping[str, str], str, None], str | None]:
+    """The variable when set (a local run), else the OpenFaaS secret `secret`."""
+    def parse(environ: Mapping[str, str], name: str, default: None) -> str | None:
+        return environ.get(name) or read_secret(secret, environ)
+    return parse
+
+
+def _raw_secret(environ: Mapping[str, str], name: str, default: None) -> str | None:
+    """The secret `name` exactly as stored (the webhook signature check tries both ways)."""
+    return read_secret(name, environ, raw=True)
+
+
+def _amount(environ: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    """An amount of money of zero or more (e.g. 0.50)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -110,156 +169,127 @@ def _amount(environ: Mapping[str, str], name: str) -> Decimal:
     return value
 
 
-def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = environ.get(name, "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
-    return raw
+def _choice(*choices: str) -> Callable[[Mapping[str, str], str, str], str]:
+    """One of `choices` (case-insensitive); the default when unset."""
+    def parse(environ: Mapping[str, str], name: str, default: str) -> str:
+        raw = environ.get(name, "").strip().lower() or default
+        if raw not in choices:
+            raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+        return raw
+    return parse
 
 
-def _list(environ: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    raw = environ.get(name)
-    raw = default if raw is None else raw
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
+def setting(variable: str, parse: Callable[[Mapping[str, str], str, Any], Any],
+            default: Any = None, *, secret: bool = False) -> Any:
+    """A field of Settings read from `variable` by `parse(environ, variable, default)`;
+    a secret is left out of the settings' repr."""
+    return field(default=default, repr=not secret,
+                 metadata={"variable": variable, "parse": parse})
+
+
+@dataclass(frozen=True)
+class _Invalid:
+    """A setting that was present but unusable: raised when the setting is read."""
+
+    error: ConfigError
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything a function may be configured with. Build it with `load()`."""
 
-    database_url: str | None = None
-    gateway_url: str = "http://127.0.0.1:8080"
-    function_namespace: str = "openfaas-system"
-    exclude_namespaces: tuple[str, ...] = ("openfaas-system",)
-    db_pool_max: int = 4
+    database_url: str | None = setting("DATABASE_URL", _or_secret("database-url"))
+    gateway_url: str = setting("GATEWAY_URL", _url, "http://127.0.0.1:8080")
+    function_namespace: str = setting("FUNCTION_NAMESPACE", _text, "openfaas-system")
+    exclude_namespaces: tuple[str, ...] = setting("EXCLUDE_NAMESPACES", _list,
+                                                  ("openfaas-system",))
+    db_pool_max: int = setting("DB_POOL_MAX", _positive, 4)
     # Connecting, and waiting for a free pool connection.
-    db_connect_timeout_s: int = 5
+    db_connect_timeout_s: int = setting("DB_CONNECT_TIMEOUT", _positive, 5)
     # Every statement, every lock wait (row, table, advisory) and every
     # transaction left idle are bounded server-side; past the bound PostgreSQL
     # cancels and the function answers 503. Defaults stay below the functions'
     # 30 s exec_timeout. A function that runs long statements (month close)
     # raises DB_STATEMENT_TIMEOUT in its own stack.yml environment.
-    db_statement_timeout_s: float = 15.0
-    db_lock_timeout_s: float = 5.0
-    db_idle_in_transaction_timeout_s: float = 60.0
+    db_statement_timeout_s: float = setting("DB_STATEMENT_TIMEOUT", _seconds, 15.0)
+    db_lock_timeout_s: float = setting("DB_LOCK_TIMEOUT", _seconds, 5.0)
+    db_idle_in_transaction_timeout_s: float = setting("DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                                                      _seconds, 60.0)
     # Migrations (at a replica's first database use) may build indexes.
-    db_migration_timeout_s: float = 300.0
+    db_migration_timeout_s: float = setting("DB_MIGRATION_TIMEOUT", _seconds, 300.0)
     # meter-capacity
-    kubeconfig: str | None = None
-    tenant_annotation_prefix: str = "chargeback/"
-    tenant_node_labels: tuple[str, ...] = ("chargeback/tenant",)
-    max_gap_seconds: int = 300
-    kube_timeout_s: int = 10
-    kube_page_size: int = 500
+    kubeconfig: str | None = setting("KUBECONFIG", _text)
+    tenant_annotation_prefix: str = setting("TENANT_ANNOTATION_PREFIX", _stripped,
+                                            "chargeback/")
+    tenant_node_labels: tuple[str, ...] = setting("TENANT_NODE_LABELS", _list,
+                                                  ("chargeback/tenant",))
+    max_gap_seconds: int = setting("MAX_GAP_SECONDS", _positive, 300)
+    kube_timeout_s: int = setting("KUBE_TIMEOUT_SECONDS", _positive, 10)
+    kube_page_size: int = setting("KUBE_PAGE_SIZE", _positive, 500)
     # Lets a caller choose the tick's time ({"now": ...} in the body): for the
     # demo and tests only. Never set it in stack.yml: a caller could bill any time.
-    allow_clock_override: bool = False
-    # receive-usage: the webhook-secret exactly as stored (the signature check
-    # tries the key with and without its trailing newline)
-    webhook_secret: str | None = field(default=None, repr=False)
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_future_skew_s: int = 300
+    allow_clock_override: bool = setting("ALLOW_CLOCK_OVERRIDE", _bool, False)
+    # receive-usage
+    max_body_bytes: int = setting("MAX_BODY_BYTES", _positive, 16 * 1024 * 1024)
+    max_future_skew_s: int = setting("MAX_FUTURE_SKEW_SECONDS", _nonnegative, 300)
+    # The HMAC key the gateway's eventSubscription signs with, as stored.
+    webhook_secret: str | None = setting("webhook-secret", _raw_secret, secret=True)
     # email-invoice: SMTP_URL wins over the smtp-url secret, as DATABASE_URL does
-    smtp_url: str | None = None
-    smtp_timeout_s: int = 20
-    smtp_ca_file: str | None = None  # a private CA for smtps:// and smtp+starttls://
-    mail_from: str = "Billing <billing@chargeback.invalid>"
-    mail_reply_to: str | None = None
-    mail_bcc: str | None = None  # an archive copy of every invoice mail, never shown
-    issuer_name: str = "chargeback"
-    issuer_address: tuple[str, ...] = ()
-    issuer_tax_id: str | None = None
-    issuer_payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL, lines
-    default_locale: str = "en"
-    # a usage CSV larger than this is not attached (the mail says how to get it)
-    max_attachment_bytes: int = 2 * 1024 * 1024
+    smtp_url: str | None = setting("SMTP_URL", _or_secret("smtp-url"))
+    smtp_timeout_s: int = setting("SMTP_TIMEOUT_SECONDS", _positive, 20)
+    # a private CA for smtps:// and smtp+starttls://
+    smtp_ca_file: str | None = setting("SMTP_CA_FILE", _text)
+    mail_from: str = setting("MAIL_FROM", _text, "Billing <billing@chargeback.invalid>")
+    mail_reply_to: str | None = setting("MAIL_REPLY_TO", _text)
+    # an archive copy of every invoice mail, never shown
+    mail_bcc: str | None = setting("MAIL_BCC", _text)
+    issuer_name: str = setting("ISSUER_NAME", _text, "chargeback")
+    issuer_address: tuple[str, ...] = setting("ISSUER_ADDRESS", _lines, ())
+    issuer_tax_id: str | None = setting("ISSUER_TAX_ID", _text)
+    # IBAN/BIC or a payment URL, as lines; frozen on each invoice at finalization
+    issuer_payment_details: tuple[str, ...] = setting("ISSUER_PAYMENT_DETAILS", _lines, ())
+    # a larger usage CSV is not attached; the mail says so
+    max_attachment_bytes: int = setting("MAX_ATTACHMENT_BYTES", _positive, 2 * 1024 * 1024)
+    # tenant-portal's public address: set, every invoice e-mail links to its hosted page
+    portal_url: str | None = setting("PORTAL_URL", _text)
+    default_locale: str = setting("DEFAULT_LOCALE", _text, "en")
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.
-    send_claim_timeout_s: int = 120
+    send_claim_timeout_s: int = setting("SEND_CLAIM_TIMEOUT_SECONDS", _positive, 120)
     # aggregate-month
-    billing_timezone: str = "UTC"
-    close_grace_hours: int = 6
-    requeue_minutes: int = 60
-    invoice_prefix: str = "INV-"
-    pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
-    # tenant-portal's public address: set, every invoice e-mail links to its hosted page
-    portal_url: str | None = None
+    billing_timezone: str = setting("BILLING_TIMEZONE", _timezone, "UTC")
+    close_grace_hours: int = setting("CLOSE_GRACE_HOURS", _nonnegative, 6)
+    requeue_minutes: int = setting("REQUEUE_MINUTES", _positive, 60)
+    invoice_prefix: str = setting("INVOICE_PREFIX", _as_given, "INV-")
+    # None: the pricebook.yml shipped beside chargeback/
+    pricebook_file: str | None = setting("PRICEBOOK_FILE", _text)
     # the deployed pricebook.yml is stored only when no version exists, unless this is set
-    pricebook_file_wins: bool = False
-    credit_note_prefix: str = "CN-"
+    pricebook_file_wins: bool = setting("PRICEBOOK_FILE_WINS", _bool, False)
+    credit_note_prefix: str = setting("CREDIT_NOTE_PREFIX", _as_given, "CN-")
     # a correction smaller than this (in the document's currency) waits for a later close
-    correction_min_amount: Decimal = Decimal(0)
-    tax_rounding: str = "half_up"  # or half_even
+    correction_min_amount: Decimal = setting("CORRECTION_MIN_AMOUNT", _amount, Decimal(0))
+    tax_rounding: str = setting("TAX_ROUNDING", _choice("half_up", "half_even"), "half_up")
 
-
-def _lines(raw: str | None) -> tuple[str, ...]:
-    """Address lines: real newlines or the two characters \\n (easier in stack.yml)."""
-    text = (raw or "").replace("\\n", "\n")
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if type(value) is _Invalid:
+            raise value.error
+        return value
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `environ` (default: os.environ) and the secrets directory.
 
     DATABASE_URL in the environment wins over the `database-url` secret, so a
-    local run can point at another database without touching secret files.
+    local run can point at another database without touching secret files. A
+    present but unusable setting raises its ConfigError when it is read.
     """
     environ = os.environ if environ is None else environ
-    return Settings(
-        database_url=environ.get("DATABASE_URL") or read_secret("database-url", environ),
-        gateway_url=(environ.get("GATEWAY_URL") or Settings.gateway_url).rstrip("/"),
-        function_namespace=environ.get("FUNCTION_NAMESPACE") or Settings.function_namespace,
-        exclude_namespaces=_list(environ, "EXCLUDE_NAMESPACES", "openfaas-system"),
-        db_pool_max=_positive(environ, "DB_POOL_MAX", Settings.db_pool_max),
-        db_connect_timeout_s=_positive(environ, "DB_CONNECT_TIMEOUT",
-                                       Settings.db_connect_timeout_s),
-        db_statement_timeout_s=_seconds(environ, "DB_STATEMENT_TIMEOUT",
-                                        Settings.db_statement_timeout_s),
-        db_lock_timeout_s=_seconds(environ, "DB_LOCK_TIMEOUT", Settings.db_lock_timeout_s),
-        db_idle_in_transaction_timeout_s=_seconds(
-            environ, "DB_IDLE_IN_TRANSACTION_TIMEOUT",
-            Settings.db_idle_in_transaction_timeout_s),
-        db_migration_timeout_s=_seconds(environ, "DB_MIGRATION_TIMEOUT",
-                                        Settings.db_migration_timeout_s),
-        # meter-capacity
-        kubeconfig=environ.get("KUBECONFIG") or None,
-        tenant_annotation_prefix=environ.get("TENANT_ANNOTATION_PREFIX",
-                                             Settings.tenant_annotation_prefix).strip(),
-        tenant_node_labels=_list(environ, "TENANT_NODE_LABELS", "chargeback/tenant"),
-        max_gap_seconds=_positive(environ, "MAX_GAP_SECONDS", Settings.max_gap_seconds),
-        kube_timeout_s=_positive(environ, "KUBE_TIMEOUT_SECONDS", Settings.kube_timeout_s),
-        kube_page_size=_positive(environ, "KUBE_PAGE_SIZE", Settings.kube_page_size),
-        allow_clock_override=_bool(environ, "ALLOW_CLOCK_OVERRIDE", False),
-        # receive-usage
-        webhook_secret=read_secret("webhook-secret", environ, raw=True),
-        max_body_bytes=_positive(environ, "MAX_BODY_BYTES", Settings.max_body_bytes),
-        max_future_skew_s=_nonnegative(environ, "MAX_FUTURE_SKEW_SECONDS",
-                                        Settings.max_future_skew_s),
-        # aggregate-month
-        billing_timezone=_timezone(environ, "BILLING_TIMEZONE", Settings.billing_timezone),
-        close_grace_hours=_nonnegative(environ, "CLOSE_GRACE_HOURS", Settings.close_grace_hours),
-        requeue_minutes=_positive(environ, "REQUEUE_MINUTES", Settings.requeue_minutes),
-        invoice_prefix=environ.get("INVOICE_PREFIX", Settings.invoice_prefix),
-        pricebook_file=environ.get("PRICEBOOK_FILE") or None,
-        portal_url=(environ.get("PORTAL_URL") or "").strip() or None,
-        pricebook_file_wins=_bool(environ, "PRICEBOOK_FILE_WINS", False),
-        credit_note_prefix=environ.get("CREDIT_NOTE_PREFIX", Settings.credit_note_prefix),
-        correction_min_amount=_amount(environ, "CORRECTION_MIN_AMOUNT"),
-        tax_rounding=_choice(environ, "TAX_ROUNDING", ("half_up", "half_even")),
-        # email-invoice
-        smtp_url=environ.get("SMTP_URL") or read_secret("smtp-url", environ),
-        smtp_timeout_s=_positive(environ, "SMTP_TIMEOUT_SECONDS", Settings.smtp_timeout_s),
-        smtp_ca_file=environ.get("SMTP_CA_FILE") or None,
-        mail_from=environ.get("MAIL_FROM") or Settings.mail_from,
-        mail_reply_to=environ.get("MAIL_REPLY_TO") or None,
-        mail_bcc=environ.get("MAIL_BCC") or None,
-        issuer_name=environ.get("ISSUER_NAME") or Settings.issuer_name,
-        issuer_address=_lines(environ.get("ISSUER_ADDRESS")),
-        issuer_tax_id=environ.get("ISSUER_TAX_ID") or None,
-        issuer_payment_details=_lines(environ.get("ISSUER_PAYMENT_DETAILS")),
-        default_locale=environ.get("DEFAULT_LOCALE") or Settings.default_locale,
-        max_attachment_bytes=_positive(environ, "MAX_ATTACHMENT_BYTES",
-                                       Settings.max_attachment_bytes),
-        send_claim_timeout_s=_positive(environ, "SEND_CLAIM_TIMEOUT_SECONDS",
-                                       Settings.send_claim_timeout_s),
-    )
+    values = {}
+    for declared in fields(Settings):
+        try:
+            values[declared.name] = declared.metadata["parse"](
+                environ, declared.metadata["variable"], declared.default)
+        except ConfigError as exc:
+            values[declared.name] = _Invalid(exc)
+    return Settings(**values)

@@ -16,7 +16,6 @@ the duplicate. That window cannot be closed with SMTP; it is kept short.
 """
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from chargeback.billing.export import usage_csv
-from chargeback.core import db
+from chargeback.core import db, jsonbody
 from chargeback.core.responses import RETRY_AFTER_S, RequestError
 from chargeback.core.settings import Settings
 from chargeback.documents import einvoice, legal
@@ -132,9 +131,9 @@ def requested_invoice_id(body: bytes) -> str:
     """The invoice id from a request body {"invoice_id": "<uuid>"}; RequestError 400 otherwise."""
     expected = 'body: expected JSON {"invoice_id": "<uuid>"}'
     try:
-        payload = json.loads(body) if body and body.strip() else None
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        raise RequestError(400, expected) from None
+        payload = jsonbody.parse(body, empty=None)
+    except jsonbody.JsonBodyError as exc:
+        raise RequestError(400, f"{expected}; {exc}") from None
     if payload is None:
         raise RequestError(400, f"{expected}, got an empty body")
     raw = payload.get("invoice_id") if isinstance(payload, dict) else None
@@ -216,13 +215,22 @@ def rerender(settings: Settings, invoice_id: str) -> Rendered:
     return render(invoice, supplier, settings, usage)
 
 
-def _claim(settings: Settings, invoice_id: str
-           ) -> tuple[Invoice, Issuer, datetime, str] | Outcome:
+class _NotClaimed(Exception):
+    """The invoice is not this request's to send; `outcome` is the answer."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, Issuer, datetime, str]:
+    """The claimed invoice, its supplier, its claim time and its usage CSV; _NotClaimed
+    otherwise."""
     with db.transaction(settings) as conn:
         row = conn.execute(_CLAIM, {"invoice_id": invoice_id,
                                     "stale_s": settings.send_claim_timeout_s}).fetchone()
         if row is None:
-            return _not_claimed(conn, invoice_id)
+            raise _NotClaimed(_not_claimed(conn, invoice_id))
         invoice, supplier, usage = read_invoice(conn, invoice_id, settings)
     return invoice, supplier, row[0], usage
 
@@ -254,10 +262,10 @@ def _record(settings: Settings, statement: str, **params) -> None:
 def deliver(settings: Settings, invoice_id: str) -> Outcome:
     """Send invoice `invoice_id` unless it was sent; see the module docstring."""
     server = mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)  # before claiming
-    claimed = _claim(settings, invoice_id)
-    if isinstance(claimed, Outcome):
-        return claimed
-    invoice, supplier, claimed_at, usage = claimed
+    try:
+        invoice, supplier, claimed_at, usage = _claim(settings, invoice_id)
+    except _NotClaimed as refused:
+        return refused.outcome
     try:
         rendered = render(invoice, supplier, settings, usage)
         msg, envelope = build(invoice, subject=subject(invoice, rendered),

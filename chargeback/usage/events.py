@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 
 from chargeback.core.meters import DNS_LABEL
+from chargeback.core import jsonbody
 
 EVENT_TYPE = "function_usage"
 NS_PER_S = 1_000_000_000
@@ -102,19 +103,12 @@ class Batch:
 def parse_body(body: bytes) -> list:
     """The body's JSON array, or BodyError with a reason a sender can act on."""
     try:
-        items = json.loads(body)
-    except UnicodeDecodeError as exc:
-        raise BodyError(f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise BodyError(f"body is not JSON: {exc.msg} at line {exc.lineno} "
-                        f"column {exc.colno}") from None
-    except RecursionError:
-        raise BodyError(f"body is nested too deeply (events are JSON objects nested at "
-                        f"most {MAX_JSON_DEPTH} levels)") from None
-    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
-        raise BodyError(f"body is not usable JSON: {_first_line(exc)}") from None
+        items = jsonbody.parse(body)
+    except jsonbody.JsonBodyError as exc:
+        raise BodyError(str(exc)) from None
     if not isinstance(items, list):
-        raise BodyError(f"body must be a JSON array of events, got a JSON {_kind(items)}")
+        raise BodyError(
+            f"body must be a JSON array of events, got a JSON {jsonbody.kind(items)}")
     return items
 
 
@@ -207,7 +201,7 @@ def parse_started(text: Any) -> int:
             if hour_s is not None:
                 return (hour_s + int(minute) * 60) * NS_PER_S + int(second_ns)
     if not isinstance(text, str):
-        raise ValueError(f"started must be an RFC 3339 string, got {_kind(text)}")
+        raise ValueError(f"started must be an RFC 3339 string, got {jsonbody.kind(text)}")
     match = _RFC3339.fullmatch(text)
     if not match:
         raise ValueError(f"started {_short(text)} is not RFC 3339 "
@@ -258,7 +252,7 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
     for index, item in enumerate(items):
         try:
             if type(item) is not dict:
-                raise ValueError(f"event must be a JSON object, got {_kind(item)}")
+                raise ValueError(f"event must be a JSON object, got {jsonbody.kind(item)}")
             try:
                 kind, namespace, function_name = (item["event"], item["namespace"],
                                                   item["function_name"])
@@ -399,18 +393,8 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _kind(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
 def _short(value: Any, limit: int = 60) -> str:
     if isinstance(value, (dict, list)) and _deeper_than(value, MAX_JSON_DEPTH):
-        return f"a JSON {_kind(value)} nested more than {MAX_JSON_DEPTH} levels deep"
+        return f"a JSON {jsonbody.kind(value)} nested more than {MAX_JSON_DEPTH} levels deep"
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -4,10 +4,11 @@
    runs in its own process (so it does not share our GIL), the database is an
    embedded PostgreSQL in var/bench/ (fsync off, a fresh database each run).
    Before timing, one tick sets the baseline (the first tick bills nothing)
-   and warms the client and the pool; each timed tick is then a full tick for
-   a new minute, exactly as run_tick does it: the slot's lock, list
-   everything page by page, measure, record the tick, the tenants and the
-   holdings in one transaction. The cluster does not change between ticks
+   and warms the client and the pool; each timed tick is then run_tick itself
+   for a new minute (the slot's lock, list everything page by page, measure,
+   record the tick, the tenants and the holdings in one transaction), failing
+   unless it recorded 60 s; the listing and measuring are timed again alone,
+   so the write is the difference. The rows stored are read back. The cluster does not change between ticks
    (steady state), so the rows written are the tick row alone. Baseline: the
    client's model deserialisation; storage baseline: the per-tick samples
    the previous design wrote (one row per holding per tick).
@@ -36,7 +37,6 @@ import psycopg
 from devstack.pg import EmbeddedPostgres, free_port
 
 from chargeback.capacity import holdings as capacity
-from chargeback.capacity import kube
 from chargeback.capacity import store as capacity_store
 from chargeback.capacity import tick as capacity_tick
 from chargeback.core import db
@@ -59,24 +59,29 @@ def start_kube_api(args, kubeconfig: Path) -> subprocess.Popen:
 
 
 def timed(settings, at: datetime, decode_models: bool) -> dict:
-    """One full tick, made of the same calls as capacity_tick.run_tick, each timed."""
-    seconds = {}
+    """One tick through capacity_tick.run_tick itself, timed whole; fails unless it recorded
+    the minute and billed its 60 s. The listing and measuring are timed again on their own
+    (measure_cluster, which run_tick calls), so the write is the difference."""
     started = time.perf_counter()
-    slot = capacity_tick.tick_slot(at)
-    with db.transaction(settings) as conn:
-        assert capacity_store.lock_slot(conn, slot)
-        assert capacity_store.already_metered(conn, slot) is None
-        cluster = kube.read_cluster(settings, decode_models=decode_models)
-        seconds["list + decode"] = time.perf_counter() - started
-        reading = capacity.measure(cluster.namespaces, cluster.nodes,
-                                   cluster.persistentvolumeclaims, cluster.services,
-                                   capacity_tick.rules(settings))
-        seconds["measure"] = time.perf_counter() - started - sum(seconds.values())
-        outcome = capacity_store.record_tick(conn, slot, reading, settings.max_gap_seconds)
-    seconds["write"] = time.perf_counter() - started - sum(seconds.values())
-    seconds["tick"] = time.perf_counter() - started
-    assert outcome.recorded
-    return {"seconds": seconds, "reading": reading, "outcome": outcome}
+    body = capacity_tick.run_tick(settings, at, decode_models=decode_models)
+    tick_s = time.perf_counter() - started
+    if not body["recorded"] or body["billed_seconds"] != 60:
+        sys.exit(f"bench: the tick at {at} did not record 60 s: {body}")
+    started = time.perf_counter()
+    reading = capacity_tick.measure_cluster(settings, decode_models=decode_models)
+    read_s = time.perf_counter() - started
+    return {"seconds": {"list + decode + measure": read_s,
+                        "write (by difference)": max(0.0, tick_s - read_s), "tick": tick_s},
+            "reading": reading, "body": body}
+
+
+def stored_rows(url: str) -> tuple[int, int]:
+    """Tick rows and holding rows in the database."""
+    with psycopg.connect(url) as conn:
+        return (conn.execute("SELECT count(*) FROM openfaas_metering.capacity_ticks"
+                             ).fetchone()[0],
+                conn.execute("SELECT count(*) FROM openfaas_metering.capacity_holdings"
+                             ).fetchone()[0])
 
 
 class SimulatedCluster:
@@ -207,26 +212,33 @@ def main() -> int:
                          "EXCLUDE_NAMESPACES": "openfaas-system"})
         t0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
         capacity_tick.run_tick(settings, t0)  # baseline tick + warm-up
+        before = stored_rows(settings.database_url)
         raw = [timed(settings, t0 + timedelta(minutes=i + 1), False) for i in range(args.runs)]
+        after = stored_rows(settings.database_url)
         models = timed(settings, t0 + timedelta(minutes=args.runs + 1), True)
         raw_s = statistics.median(r["seconds"]["tick"] for r in raw)
         median_run = sorted(raw, key=lambda r: r["seconds"]["tick"])[len(raw) // 2]
-        reading, outcome = median_run["reading"], median_run["outcome"]
+        reading = median_run["reading"]
         print(f"cluster: {len(reading.tenants):,} tenants, {reading.dedicated_nodes:,} dedicated "
               f"nodes ({reading.not_ready_nodes} NotReady), {len(reading.samples):,} holdings, "
               f"page size {settings.kube_page_size}")
-        written = 1 + outcome.holdings_opened + outcome.holdings_closed
-        print(f"rows written per tick, steady state: {written} (the tick; "
-              f"{outcome.holdings_opened} opened, {outcome.holdings_closed} closed); "
-              f"per-tick samples (the previous storage): {outcome.samples:,}")
+        # read back: the steady cluster adds one tick row per tick and no holding rows
+        ticks_added, holdings_added = after[0] - before[0], after[1] - before[1]
+        if ticks_added != args.runs or holdings_added != 0:
+            sys.exit(f"bench: {args.runs} steady ticks stored {ticks_added} tick rows and "
+                     f"{holdings_added} holding rows (expected {args.runs} and 0)")
+        print(f"rows written per tick, steady state (read back): "
+              f"{(ticks_added + holdings_added) / args.runs:g} (the tick); "
+              f"per-tick samples (the previous storage): {len(reading.samples):,}")
         print(f"tick, raw JSON (median of {args.runs}): {raw_s:6.2f} s  "
               f"({_phases(median_run['seconds'])})  goal <= {GOAL_S:.0f} s: "
               f"{'met' if raw_s <= GOAL_S else 'NOT met'}")
         print(f"tick, client models (baseline):  {models['seconds']['tick']:6.2f} s  "
               f"({_phases(models['seconds'])})")
+        read = "list + decode + measure"
         print(f"ratio: {models['seconds']['tick'] / raw_s:.1f}x (whole tick), "
-              f"{models['seconds']['list + decode'] / median_run['seconds']['list + decode']:.1f}x"
-              " (listing + decoding)")
+              f"{models['seconds'][read] / median_run['seconds'][read]:.1f}x"
+              " (listing + decoding + measuring)")
         if args.only is None:
             bench_month(pg, args)
     finally:

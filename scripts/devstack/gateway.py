@@ -30,13 +30,18 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import ClientDisconnected
 
 from .stack import FunctionSpec
 
 log = logging.getLogger("devstack.gateway")
 
-STREAM_ABOVE_BYTES = 1 << 20
-_CHUNK_BYTES = 1 << 16
+# A body up to this size is read, then sent on a kept-alive connection; a larger
+# one (or a chunked one) is streamed through as it arrives, so the function can
+# refuse it from its headers at once, as the OpenFaaS gateway lets it.
+READ_WHOLE_BODY_BYTES = 1024 * 1024
+STREAM_CHUNK_BYTES = 64 * 1024
+
 RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # Hop-by-hop headers are not forwarded (RFC 7230 6.1) and neither is the length,
 # which the client library recomputes.
@@ -111,37 +116,38 @@ class Gateway:
         url = f"{next(self._next_replica[fn.name])}/{path}" + (f"?{query.decode()}" if query else "")
         return self.upstream.request(method, url, body=body, headers=headers, redirect=False)
 
-    def call_streaming(self, fn: FunctionSpec, method: str, path: str, query: bytes,
-                       stream, length: int, headers: dict[str, str]
-                       ) -> tuple[int, bytes, dict[str, str]]:
-        """One call whose body is copied from `stream` while the answer is awaited, so an
-        early answer (413 on the announced length) comes back before the body is sent."""
+    def stream(self, fn: FunctionSpec, method: str, path: str, query: bytes, body,
+               length: int | None, headers: dict[str, str]) -> Response:
+        """One call whose body is copied from `body` (a stream) while the answer is awaited:
+        a function that answers before reading the body (413) is answered at once."""
         base = urlsplit(next(self._next_replica[fn.name]))
         conn = http.client.HTTPConnection(base.hostname, base.port, timeout=self.timeout_s)
         try:
-            conn.putrequest(method, f"/{path}" + (f"?{query.decode()}" if query else ""),
-                            skip_accept_encoding=True)
-            for name, value in {**headers, "Content-Length": str(length)}.items():
+            conn.putrequest(method, f"{base.path.rstrip('/')}/{path}"
+                            + (f"?{query.decode()}" if query else ""), skip_accept_encoding=True)
+            for name, value in headers.items():
                 conn.putheader(name, value)
+            if length is None:
+                conn.putheader("Transfer-Encoding", "chunked")
+            else:
+                conn.putheader("Content-Length", str(length))
+            conn.putheader("Connection", "close")
             conn.endheaders()
 
-            def pump() -> None:
-                remaining = length
+            def send_body():
                 try:
-                    while remaining > 0:
-                        chunk = stream.read(min(_CHUNK_BYTES, remaining))
-                        if not chunk:
-                            return
-                        conn.sock.sendall(chunk)
-                        remaining -= len(chunk)
-                except (OSError, AttributeError):  # the function answered and closed
-                    return
+                    while chunk := body.read(STREAM_CHUNK_BYTES):
+                        conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                                  if length is None else chunk)
+                    if length is None:
+                        conn.send(b"0\r\n\r\n")
+                except (OSError, ValueError, ClientDisconnected):
+                    pass  # the function answered and closed, or the client went away
 
-            threading.Thread(target=pump, daemon=True, name="gateway-body").start()
-            response = conn.getresponse()
-            return response.status, response.read(), _forwardable(response.headers)
-        except (OSError, http.client.HTTPException) as exc:
-            raise urllib3.exceptions.HTTPError(str(exc)) from exc
+            threading.Thread(target=send_body, daemon=True, name="gateway-body").start()
+            answer = conn.getresponse()
+            data = answer.read()
+            return Response(data, answer.status, _forwardable(answer.headers))
         finally:
             conn.close()
 
@@ -207,17 +213,16 @@ class Gateway:
             fn = self.resolve(target)
             if fn is None:
                 return not_found(target)
-            headers = _forwardable(request.headers)
+            length = request.content_length
+            chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
             try:
-                length = request.content_length or 0
-                if length > STREAM_ABOVE_BYTES:
-                    status, data, out_headers = self.call_streaming(
-                        fn, request.method, path, request.query_string, request.stream,
-                        length, headers)
-                    return Response(data, status, out_headers)
+                if chunked or (length or 0) > READ_WHOLE_BODY_BYTES:
+                    return self.stream(fn, request.method, path, request.query_string,
+                                       request.stream, None if chunked else length,
+                                       _forwardable(request.headers))
                 response = self.call(fn, request.method, path, request.query_string,
-                                     request.get_data(), headers)
-            except urllib3.exceptions.HTTPError as exc:
+                                     request.get_data(), _forwardable(request.headers))
+            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
                 return Response(f"cannot reach {fn.name}: {exc}\n", 502)
             return Response(response.data, response.status, _forwardable(response.headers))
 

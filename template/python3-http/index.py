@@ -60,7 +60,14 @@ MAX_BODY_BYTES = max_body_bytes()
 # (test_a_declared_oversized_body_is_refused_before_a_byte_of_it_is_sent, the
 # header-injection cases): re-check the seam before raising the pin.
 class JsonErrorTask(ErrorTask):
-    """waitress's own refusals (413 over the limit, 400 malformed HTTP) as one-line JSON."""
+    """waitress's own refusals (413 over the limit, 400 malformed HTTP) as one-line JSON.
+
+    waitress documents no hook for its error answers, so this uses two of its
+    internals: ErrorTask (self.request.error, write, set_close_on_finish) and
+    HTTPChannel.error_task_class, swapped in after create_server. Checked against
+    waitress 3.0.2 (pinned in requirements.txt); tests/test_template.py's oversized-body
+    tests compare the whole JSON body, so they fail if a waitress release moves either.
+    """
 
     def execute(self):
         error = self.request.error
