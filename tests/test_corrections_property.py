@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 from datetime import datetime, timezone
-from decimal import Decimal
 
 import psycopg
 from hypothesis import HealthCheck, example, given, settings

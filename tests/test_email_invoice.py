@@ -2,7 +2,6 @@
 server that receives and parses the mail; the async fan-out through the local gateway."""
 from __future__ import annotations
 
-import csv
 import dataclasses
 import email
 import io

@@ -2,7 +2,6 @@
 client against the fixture API server, with the clock chosen per call (ALLOW_CLOCK_OVERRIDE)."""
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import random
 import uuid
-from pathlib import Path
 
 CREATED = "2026-09-01T00:00:00Z"
 _rng_uuid = random.Random(0)
