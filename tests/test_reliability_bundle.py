@@ -235,8 +235,9 @@ def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
         f"billing@tenant-{i}.example" for i in range(3)]  # one mail each
     attempts = [invoice_row(database_url, i)["send_attempts"] for i in ids]
     assert all(invoice_row(database_url, i)["status"] == "sent" for i in ids)
-    # the three (or more) refused while SMTP was down, and the one that sent
-    assert all(a >= 4 for a in attempts), attempts
+    # at least three attempts each while SMTP was down (counted when claimed, so the
+    # third may be the one that was claimed just before the server came up and sent)
+    assert all(a >= 3 for a in attempts), attempts
     print(f"\nSMTP down, then up: 3 invoices queued twice each (6 calls), {attempts} send "
           f"attempts, {len(handler.received)} mails: each invoice once")
 
