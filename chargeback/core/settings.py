@@ -104,6 +104,16 @@ def _list(environ: Mapping[str, str], name: str, default: str) -> tuple[str, ...
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _percentages(environ: Mapping[str, str], name: str, default: str) -> tuple[int, ...]:
+    """Whole percentages, e.g. 50,80,100 (sorted, each once)."""
+    values = set()
+    for item in _list(environ, name, default):
+        if not item.isdigit() or not 0 < int(item) <= 1000:
+            raise ConfigError(f"{name}: {item!r} is not a whole percentage between 1 and 1000")
+        values.add(int(item))
+    return tuple(sorted(values))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a function may be configured with. Build it with `load()`."""
@@ -158,6 +168,14 @@ class Settings:
     requeue_minutes: int = 60
     invoice_prefix: str = "INV-"
     pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
+    # deliver-webhooks: endpoints as given (chargeback.webhooks.endpoints checks them)
+    webhook_urls: tuple[str, ...] = ()
+    webhook_timeout_s: float = 10.0        # one attempt to one endpoint, connect to last byte
+    webhook_retry_base_s: float = 5.0      # first retry after ~this, doubling, with jitter
+    webhook_retry_window_s: float = 86400.0  # then `failed` (24 h)
+    webhook_concurrency: int = 4           # attempts in flight per drainer
+    # evaluate-budgets: percent of the monthly budget
+    budget_thresholds: tuple[int, ...] = (50, 80, 100)
 
 
 def _lines(raw: str | None) -> tuple[str, ...]:
@@ -220,4 +238,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         default_locale=environ.get("DEFAULT_LOCALE") or Settings.default_locale,
         send_claim_timeout_s=_positive(environ, "SEND_CLAIM_TIMEOUT_SECONDS",
                                        Settings.send_claim_timeout_s),
+        # deliver-webhooks
+        webhook_urls=_list(environ, "WEBHOOK_URLS", ""),
+        webhook_timeout_s=_seconds(environ, "WEBHOOK_TIMEOUT_SECONDS",
+                                   Settings.webhook_timeout_s),
+        webhook_retry_base_s=_seconds(environ, "WEBHOOK_RETRY_BASE_SECONDS",
+                                      Settings.webhook_retry_base_s),
+        webhook_retry_window_s=_seconds(environ, "WEBHOOK_RETRY_WINDOW_SECONDS",
+                                        Settings.webhook_retry_window_s),
+        webhook_concurrency=_positive(environ, "WEBHOOK_CONCURRENCY",
+                                      Settings.webhook_concurrency),
+        # evaluate-budgets
+        budget_thresholds=_percentages(environ, "BUDGET_THRESHOLDS", "50,80,100"),
     )
