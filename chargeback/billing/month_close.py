@@ -45,6 +45,9 @@ from chargeback.core.gateway import GatewayClient, GatewayError
 from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
+# billing reports its facts to the operator's endpoints through the outbox, in the
+# transaction that makes them (the event exists exactly when the invoice does)
+from chargeback.webhooks import outbox as webhook_outbox
 
 EMAIL_FUNCTION = "email-invoice"
 _OPTIONS = ("period", "tenant", "dry_run", "verify", "export")
@@ -355,6 +358,8 @@ def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: 
                                     "invoice_id": str(ids[draft.namespace])})
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
+    for invoice in result.invoices:  # the webhook, in the finalizing transaction
+        webhook_outbox.emit(conn, "invoice.finalized", {**invoice, "period": p.name})
     if namespaces is None and not result.drafts:
         conn.execute(
             """INSERT INTO openfaas_metering.closed_periods
@@ -429,7 +434,10 @@ def run(settings: Settings, options: Options, now: datetime,
     for p in todo:
         with db.transaction(settings) as conn:
             results.append(close_period(conn, settings, p, book, namespaces))
-    queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
+    client = client or GatewayClient(settings)
+    if any(r.invoices for r in results):
+        webhook_outbox.wake(settings, client)
+    queued, errors = requeue(settings, client, namespaces)
     return {"price_book_version": book.version, "periods": [r.as_json() for r in results],
             "queued": queued, "queue_errors": errors}
 

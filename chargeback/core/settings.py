@@ -170,6 +170,7 @@ class Settings:
     pricebook_file: str | None = None  # None: the pricebook.yml shipped beside chargeback/
     # deliver-webhooks: endpoints as given (chargeback.webhooks.endpoints checks them)
     webhook_urls: tuple[str, ...] = ()
+    webhook_signing_secret: str | None = None  # the webhook-signing-secret secret
     webhook_timeout_s: float = 10.0        # one attempt to one endpoint, connect to last byte
     webhook_retry_base_s: float = 5.0      # first retry after ~this, doubling, with jitter
     webhook_retry_window_s: float = 86400.0  # then `failed` (24 h)
@@ -240,6 +241,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                                        Settings.send_claim_timeout_s),
         # deliver-webhooks
         webhook_urls=_list(environ, "WEBHOOK_URLS", ""),
+        webhook_signing_secret=read_secret("webhook-signing-secret", environ),
         webhook_timeout_s=_seconds(environ, "WEBHOOK_TIMEOUT_SECONDS",
                                    Settings.webhook_timeout_s),
         webhook_retry_base_s=_seconds(environ, "WEBHOOK_RETRY_BASE_SECONDS",

@@ -27,6 +27,8 @@ from chargeback.usage.events import (
     hourly_rollups,
     months_of,
 )
+# a delivery with rejected events is reported through the outbox, in its own transaction
+from chargeback.webhooks import outbox as webhook_outbox
 
 # A deadlock or serialization failure between replicas is retried here, at
 # once; anything else that is transient becomes a 503 and the sender retries.
@@ -162,6 +164,7 @@ ON CONFLICT (event_type, day) DO UPDATE
        last_received_at = now(),
        last_delivery_id = excluded.last_delivery_id"""
 MAX_EVENT_TYPE_CHARS = 100
+REJECTED_REASONS_SHOWN = 5  # in the usage.rejected webhook
 
 
 @dataclass
@@ -236,6 +239,10 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
             for r in batch.rejected:
                 copy.write_row((delivery_id, body_sha256, r.index, _storable(r.namespace),
                                 _storable(r.reason), json.dumps(r.event)))
+        webhook_outbox.emit(conn, "usage.rejected", {
+            "delivery": delivery_id, "count": len(batch.rejected),
+            "first": [{"index": r.index, "reason": _storable(r.reason)}
+                      for r in batch.rejected[:REJECTED_REASONS_SHOWN]]})
     return summary
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import re
 import threading
 import time
 from collections import Counter
@@ -174,7 +175,7 @@ def drain(settings: Settings, budget_s: float = DRAIN_BUDGET_S) -> dict:
     if not endpoints:
         return {"endpoints": 0, "fanned_out": 0, "delivered": 0, "retrying": 0, "failed": 0,
                 "note": "WEBHOOK_URLS is empty: events wait until an endpoint is configured"}
-    signer = signing.signer()
+    signer = signing.signer(settings.webhook_signing_secret)
     stop_at = time.monotonic() + budget_s
     fanned = 0
     while True:

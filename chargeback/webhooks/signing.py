@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from datetime import datetime
 
 from standardwebhooks import Webhook
 
-from chargeback.core.settings import ConfigError, read_secret
+from chargeback.core.settings import ConfigError
 
 SECRET_NAME = "webhook-signing-secret"
 PREFIX = "whsec_"
 
 
-def signer(environ: Mapping[str, str] | None = None) -> Webhook:
-    """The signer for the configured secret; ConfigError naming the secret when unusable."""
-    secret = (read_secret(SECRET_NAME, environ) or "").strip()
+def signer(secret: str | None) -> Webhook:
+    """The signer for the secret's text; ConfigError naming the secret when unusable."""
+    secret = (secret or "").strip()
     if not secret:
         raise ConfigError(f"no webhook signing secret: create the {SECRET_NAME} secret "
                           f"({PREFIX} followed by base64 of at least 24 random bytes)")
