@@ -10,7 +10,8 @@ from devstack.pg import free_port
 
 from .conftest import ROOT
 
-FUNCTIONS = {"receive-usage", "meter-capacity", "aggregate-month", "email-invoice"}
+FUNCTIONS = {"receive-usage", "meter-capacity", "aggregate-month", "email-invoice",
+             "deliver-webhooks", "evaluate-budgets"}
 
 
 def test_stack_declares_the_four_functions_in_openfaas_system(product_stack):

@@ -434,10 +434,9 @@ def run(settings: Settings, options: Options, now: datetime,
     for p in todo:
         with db.transaction(settings) as conn:
             results.append(close_period(conn, settings, p, book, namespaces))
-    client = client or GatewayClient(settings)
     if any(r.invoices for r in results):
-        webhook_outbox.wake(settings, client)
-    queued, errors = requeue(settings, client, namespaces)
+        webhook_outbox.wake(settings)
+    queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
     return {"price_book_version": book.version, "periods": [r.as_json() for r in results],
             "queued": queued, "queue_errors": errors}
 
