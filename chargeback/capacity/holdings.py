@@ -53,6 +53,7 @@ OPENFAAS_ANNOTATION = "openfaas"
 DEFAULT_STORAGE_CLASS = "default"  # a PVC without storageClassName uses the cluster default
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")  # BCP 47, e.g. de-CH
+_BUDGET = re.compile(r"^[0-9]{1,15}(?:\.[0-9]{1,6})?$")  # 500.00; zero means no budget
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Tenant:
     plan: str | None = None
     currency: str | None = None
     locale: str | None = None
+    budget: Decimal | None = None  # monthly, in the plan's currency (budgets capability)
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,11 @@ def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
 
         currency = note("currency", _CURRENCY, "a 3-letter ISO 4217 code")
         locale = note("locale", _LOCALE, "a language tag such as en or de-CH")
+        budget = note("budget", _BUDGET, "an amount such as 500.00")
         tenants.append(Tenant(name, display_name=note("name"), email=note("email"),
                               plan=note("plan"), currency=currency and currency.upper(),
-                              locale=locale and locale.replace("_", "-")))
+                              locale=locale and locale.replace("_", "-"),
+                              budget=Decimal(budget) if budget and Decimal(budget) else None))
     return tenants
 
 

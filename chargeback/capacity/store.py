@@ -95,18 +95,21 @@ def reading_digest(samples: Iterable[Sample]) -> bytes:
 
 _UPSERT_TENANTS = """
 INSERT INTO openfaas_metering.tenants AS t
-       (namespace, display_name, email, plan, currency, locale, first_seen_at, updated_at)
-SELECT namespace, display_name, email, plan, currency, locale, %(seen_at)s, now()
+       (namespace, display_name, email, plan, currency, locale, budget, first_seen_at,
+        updated_at)
+SELECT namespace, display_name, email, plan, currency, locale, budget, %(seen_at)s, now()
   FROM unnest(%(namespace)s::text[], %(display_name)s::text[], %(email)s::text[],
-              %(plan)s::text[], %(currency)s::text[], %(locale)s::text[])
-       AS a(namespace, display_name, email, plan, currency, locale)
+              %(plan)s::text[], %(currency)s::text[], %(locale)s::text[],
+              %(budget)s::numeric[])
+       AS a(namespace, display_name, email, plan, currency, locale, budget)
 ON CONFLICT (namespace) DO UPDATE
    SET display_name = excluded.display_name, email = excluded.email,
        plan = excluded.plan, currency = excluded.currency, locale = excluded.locale,
+       budget = excluded.budget,
        first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now()
- WHERE (t.display_name, t.email, t.plan, t.currency, t.locale)
+ WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.budget)
        IS DISTINCT FROM (excluded.display_name, excluded.email, excluded.plan,
-                         excluded.currency, excluded.locale)
+                         excluded.currency, excluded.locale, excluded.budget)
     OR excluded.first_seen_at < t.first_seen_at
 """
 
@@ -223,6 +226,7 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "plan": [t.plan for t in tenants],
         "currency": [t.currency for t in tenants],
         "locale": [t.locale for t in tenants],
+        "budget": [t.budget for t in tenants],
     })
     if digest == previous.reading_sha256:
         # The open intervals are always exactly the latest tick's reading: nothing changed.
