@@ -42,12 +42,18 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "9 of 10 invoices sent, 1 undeliverable" in email
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
     mail_dir = tmp_path / "var" / "demo" / "mail"
-    assert len(list(mail_dir.glob("*.eml"))) == 9
+    assert len(list(mail_dir.glob("*.eml"))) == 9 + 3  # the invoices, then 3 budget alerts
     assert (mail_dir / "invoice-INV-2026-000007.pdf").read_bytes().startswith(b"%PDF")
     assert f"  {mail_dir / 'invoice-INV-2026-000010.pdf'}" in email
     # the October invoice with the late September usage, as the customer reads it
     text = email.split("--- the plain-text part of INV-2026-000010", 1)[1]
     assert "Bill to: Initech, Inc." in text and "adjustment for September 2026" in text
     assert "Total (USD)" in text and "$0.36" in text
+    # a budget crossed by one delivery: 50, 80 and 100 % once each, by mail and webhook
+    budgets = out.split("== budgets and webhooks:", 1)[1]
+    assert '"crossed": 3' in budgets and "nothing more: crossed 0" in budgets
+    assert "Budgetwarnung: ACME Shop GmbH hat 100" in budgets
+    assert "3 budget.threshold_crossed, 10 invoice.finalized, 9 invoice.sent" in budgets
+    assert "signature checked by the sink with standardwebhooks: valid" in budgets
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

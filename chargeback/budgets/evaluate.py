@@ -66,7 +66,16 @@ RETURNING crossing_id, namespace, kind, threshold_percent, budget, amount, month
 
 
 def evaluate(settings: Settings, now: datetime | None = None) -> dict:
-    """One evaluation (see the module); counts only, no tenant or amount."""
+    """One evaluation (see the module): the crossings, then their mails; counts only,
+    no tenant or amount."""
+    out = fire_crossings(settings, now)
+    if out.get("crossed"):
+        outbox.wake(settings)
+    return {**out, "mails": budget_mail.send_pending(settings)}
+
+
+def fire_crossings(settings: Settings, now: datetime | None = None) -> dict:
+    """Steps 1-4 of the module, in one transaction; counts."""
     with db.transaction(settings) as conn:
         if not conn.execute(_LOCK).fetchone()[0]:
             return {"status": "in progress: another evaluation holds this minute"}
@@ -105,11 +114,8 @@ def evaluate(settings: Settings, now: datetime | None = None) -> dict:
             if fire["namespace"] else []
         for row in inserted:
             outbox.emit(conn, *event_of(p.name, *row))
-    if inserted:
-        outbox.wake(settings)
-    mails = budget_mail.send_pending(settings)
     return {"period": p.name, "budgets": len(budgets), "not_priced": not_priced,
-            "crossed": len(inserted), "rearmed": len(rearm["namespace"]), "mails": mails}
+            "crossed": len(inserted), "rearmed": len(rearm["namespace"])}
 
 
 def event_of(period: str, crossing_id, namespace: str, kind: str, threshold: int, budget,
