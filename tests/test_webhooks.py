@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 import requests
+from devstack.pg import free_port
+from devstack.webhook_sink import WebhookSink
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -67,7 +69,6 @@ def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it
         local_runtime, product_stack, database_url, signed_secrets, tmp_path, receiver):
     hook = receiver()
     smtp = RecordingSmtp()
-    from devstack.pg import free_port
     controller = start_smtp(smtp, free_port())
     try:
         settings = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets))
@@ -99,6 +100,14 @@ def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it
                                   body, WEBHOOK_SECRET),
                               usage_webhook.DELIVERY_HEADER: "with-a-bad-event"})
         assert r.status_code == 200 and len(r.json()["rejected"]) == 1, r.text
+        # a signed delivery whose body is unusable: kept in quarantine, and reported too
+        garbage = b'{"not": "an array"'
+        r = requests.post(f"{runtime.gateway_url}/function/receive-usage.openfaas-system",
+                          data=garbage, timeout=30, headers={
+                              usage_webhook.SIGNATURE_HEADER: usage_webhook.sign(
+                                  garbage, WEBHOOK_SECRET),
+                              usage_webhook.DELIVERY_HEADER: "unusable"})
+        assert r.status_code == 400, r.text
         # the documents branch's facts: their emit calls, as they will make them
         _emit(settings,
               ("credit_note.finalized", {"credit_note_id": str(uuid.uuid4()),
@@ -108,7 +117,7 @@ def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it
               ("invoice.voided", {"invoice_id": str(uuid.uuid4()), "tenant": "acme",
                                   "number": "INV-2026-000002"}))
         wanted = {"invoice.finalized": 2, "invoice.sent": 1, "invoice.undeliverable": 1,
-                  "usage.rejected": 1, "credit_note.finalized": 1, "invoice.voided": 1}
+                  "usage.rejected": 2, "credit_note.finalized": 1, "invoice.voided": 1}
         drain_url = f"{runtime.gateway_url}/function/deliver-webhooks.openfaas-system"
 
         def complete(hits):
@@ -133,10 +142,14 @@ def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it
     assert sent["total"] == "1.00"
     assert by_type["invoice.undeliverable"]["tenant"] == "no-contact"
     assert "e-mail" in by_type["invoice.undeliverable"]["reason"]
-    rejected = by_type["usage.rejected"]
-    assert rejected["delivery"] == "with-a-bad-event" and rejected["count"] == 1
-    assert rejected["first"][0]["index"] == 1 and "duration" in rejected["first"][0]["reason"]
-    assert not any("body" in d or "secret" in json.dumps(d) for d in by_type.values())
+    rejected = {h.event["data"]["delivery"]: h.event["data"] for h in hits
+                if h.event["type"] == "usage.rejected"}
+    bad_event = rejected["with-a-bad-event"]
+    assert bad_event["count"] == 1 and bad_event["first"][0]["index"] == 1
+    assert "duration" in bad_event["first"][0]["reason"]
+    assert rejected["unusable"]["count"] is None and rejected["unusable"]["first"][0]["reason"]
+    for secret in (WEBHOOK_SECRET, SIGNING_SECRET, database_url):  # no secret travels
+        assert not any(secret in h.body.decode() for h in hits)
 
 
 def test_a_tampered_body_or_an_old_timestamp_is_rejected_by_the_verifier():
@@ -217,6 +230,25 @@ def test_a_slow_endpoint_times_out_without_holding_the_others(
             "SELECT last_error FROM openfaas_metering.webhook_deliveries WHERE endpoint = %s",
             (slow.url,))}
     assert len(errors) == 1 and "timed out" in errors.pop()
+
+
+def test_the_local_sink_writes_each_webhook_with_its_headers_and_checks_the_signature(
+        serve_function, database_url, signed_secrets, tmp_path):
+    sink = WebhookSink(tmp_path / "webhooks", 0, SIGNING_SECRET).start()
+    try:
+        settings = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets))
+        [event_id] = _emit(settings, ("invoice.voided", {"number": "INV-7"}))
+        fn = serve_function("deliver-webhooks", env=_function_env(
+            database_url, signed_secrets, sink.url))
+        assert _drain(fn.url).json()["delivered"] == 1
+    finally:
+        sink.stop()
+    [path] = (tmp_path / "webhooks").glob("*.json")
+    record = json.loads(path.read_text())
+    assert event_id in path.name and record["signature"] == "valid"
+    headers = {k.lower(): v for k, v in record["headers"].items()}
+    assert headers["webhook-id"] == event_id and headers["webhook-signature"].startswith("v1,")
+    assert json.loads(record["body"])["data"] == {"number": "INV-7"}
 
 
 def test_after_the_retry_window_a_delivery_is_failed_listed_and_replayed_by_the_operator(

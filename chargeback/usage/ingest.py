@@ -298,7 +298,11 @@ def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
                         event_type: str | None, body: bytes, reason: str) -> None:
     """Keep a signed delivery whose body is unusable, raw, for audit (once per body)."""
     with db.transaction(settings) as conn:
-        conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason, body))
+        if conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason,
+                                      body)).rowcount:  # the first time: its webhook
+            webhook_outbox.emit(conn, "usage.rejected", {
+                "delivery": delivery_id, "count": None,  # the whole body, unusable
+                "first": [{"index": None, "reason": _storable(reason)}]})
 
 
 def count_other_delivery(settings: Settings, event_type: str, delivery_id: str,
