@@ -157,3 +157,14 @@ def close_via_gateway(local_runtime, database_url, tmp_path):
                             cron=False)
     return (f"{runtime.gateway_url}/function/aggregate-month.openfaas-system", settings,
             record, runtime)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free port recording every message; .url"""
+    from .invoices import RecordingSmtp, start_smtp
+    handler = RecordingSmtp()
+    controller = start_smtp(handler, free_port())
+    handler.url = f"smtp://127.0.0.1:{controller.port}"
+    yield handler
+    controller.stop()

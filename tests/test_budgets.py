@@ -12,7 +12,6 @@ from decimal import Decimal
 import psycopg
 import pytest
 import requests
-from devstack.pg import free_port
 from standardwebhooks import Webhook
 
 from chargeback.budgets import evaluate
@@ -24,7 +23,7 @@ from chargeback.usage import webhook as usage_webhook
 
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import WEBHOOK_SECRET
-from .invoices import MAIL_ENV, RecordingSmtp, start_smtp
+from .invoices import MAIL_ENV
 from .webhook_receiver import SIGNING_SECRET, Receiver, runtime_with, write_signing_secret
 
 D = Decimal
@@ -86,15 +85,6 @@ def test_the_budget_annotation_is_read_with_the_other_tenant_details(database_ur
 
 
 # -- end to end -----------------------------------------------------------------------
-
-@pytest.fixture
-def smtp():
-    handler = RecordingSmtp()
-    controller = start_smtp(handler, free_port())
-    handler.url = f"smtp://127.0.0.1:{controller.port}"
-    yield handler
-    controller.stop()
-
 
 @pytest.fixture
 def hook():

@@ -36,15 +36,6 @@ from .invoices import (
 
 
 @pytest.fixture
-def smtp():
-    handler = RecordingSmtp()
-    controller = start_smtp(handler, free_port())
-    handler.url = f"smtp://127.0.0.1:{controller.port}"
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
 def emailer(serve_function, database_url, smtp):
     def start(**env):
         return serve_function("email-invoice", env={

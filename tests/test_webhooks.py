@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 import requests
-from devstack.pg import free_port
 from devstack.webhook_sink import WebhookSink
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -26,7 +25,7 @@ from chargeback.webhooks import events, outbox, policy, signing
 
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN, WEBHOOK_SECRET
-from .invoices import MAIL_ENV, RecordingSmtp, start_smtp
+from .invoices import MAIL_ENV
 from .webhook_receiver import SIGNING_SECRET, Receiver, runtime_with, write_signing_secret
 
 FAST_RETRIES = {"WEBHOOK_RETRY_BASE_SECONDS": "0.05", "WEBHOOK_TIMEOUT_SECONDS": "2"}
@@ -66,69 +65,64 @@ def _emit(settings, *typed_data) -> list[str]:
 
 
 def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it(
-        local_runtime, product_stack, database_url, signed_secrets, tmp_path, receiver):
+        local_runtime, product_stack, database_url, signed_secrets, tmp_path, receiver, smtp):
     hook = receiver()
-    smtp = RecordingSmtp()
-    controller = start_smtp(smtp, free_port())
-    try:
-        settings = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets))
-        runtime = runtime_with(local_runtime, product_stack,
-                               ["deliver-webhooks", "email-invoice", "receive-usage"],
-                               _function_env(database_url, signed_secrets, hook.url,
-                                             PRICEBOOK_FILE=settings.pricebook_file,
-                                             SMTP_URL=f"smtp://127.0.0.1:{controller.port}",
-                                             **MAIL_ENV))
-        # September's usage for two tenants; one has a billing address, the other none
-        send(settings, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS),
-                        event("no-contact", "2026-09-11T10:00:00Z", 2000 * NS)])
-        with db.transaction(settings) as conn:
-            conn.execute("INSERT INTO openfaas_metering.tenants (namespace, email_override)"
-                         " VALUES ('acme', 'billing@acme.example')")
-        # the close finalizes both (invoice.finalized x2), wakes deliver-webhooks and hands
-        # both invoices to email-invoice: acme's is sent, no-contact's undeliverable
-        closing = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets),
-                               GATEWAY_URL=runtime.gateway_url)
-        month_close.run(closing, month_close.Options(period="2026-09"),
-                        datetime(2026, 10, 2, tzinfo=timezone.utc))
-        # a signed metering delivery with one invalid event: usage.rejected (count, reasons)
-        body = json.dumps([event("acme", "2026-10-01T10:00:00Z", 5 * NS),
-                           {**event("acme", "2026-10-01T10:00:00Z", 5 * NS),
-                            "duration": -1}]).encode()
-        r = requests.post(f"{runtime.gateway_url}/function/receive-usage.openfaas-system",
-                          data=body, timeout=30, headers={
-                              usage_webhook.SIGNATURE_HEADER: usage_webhook.sign(
-                                  body, WEBHOOK_SECRET),
-                              usage_webhook.DELIVERY_HEADER: "with-a-bad-event"})
-        assert r.status_code == 200 and len(r.json()["rejected"]) == 1, r.text
-        # a signed delivery whose body is unusable: kept in quarantine, and reported too
-        garbage = b'{"not": "an array"'
-        r = requests.post(f"{runtime.gateway_url}/function/receive-usage.openfaas-system",
-                          data=garbage, timeout=30, headers={
-                              usage_webhook.SIGNATURE_HEADER: usage_webhook.sign(
-                                  garbage, WEBHOOK_SECRET),
-                              usage_webhook.DELIVERY_HEADER: "unusable"})
-        assert r.status_code == 400, r.text
-        # the documents branch's facts: their emit calls, as they will make them
-        _emit(settings,
-              ("credit_note.finalized", {"credit_note_id": str(uuid.uuid4()),
-                                         "number": "CN-2026-000001", "tenant": "acme",
-                                         "invoice_number": "INV-2026-000001",
-                                         "total": "-1.00", "currency": "USD"}),
-              ("invoice.voided", {"invoice_id": str(uuid.uuid4()), "tenant": "acme",
-                                  "number": "INV-2026-000002"}))
-        wanted = {"invoice.finalized": 2, "invoice.sent": 1, "invoice.undeliverable": 1,
-                  "usage.rejected": 2, "credit_note.finalized": 1, "invoice.voided": 1}
-        drain_url = f"{runtime.gateway_url}/function/deliver-webhooks.openfaas-system"
+    settings = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets))
+    runtime = runtime_with(local_runtime, product_stack,
+                           ["deliver-webhooks", "email-invoice", "receive-usage"],
+                           _function_env(database_url, signed_secrets, hook.url,
+                                         PRICEBOOK_FILE=settings.pricebook_file,
+                                         SMTP_URL=smtp.url,
+                                         **MAIL_ENV))
+    # September's usage for two tenants; one has a billing address, the other none
+    send(settings, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS),
+                    event("no-contact", "2026-09-11T10:00:00Z", 2000 * NS)])
+    with db.transaction(settings) as conn:
+        conn.execute("INSERT INTO openfaas_metering.tenants (namespace, email_override)"
+                     " VALUES ('acme', 'billing@acme.example')")
+    # the close finalizes both (invoice.finalized x2), wakes deliver-webhooks and hands
+    # both invoices to email-invoice: acme's is sent, no-contact's undeliverable
+    closing = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets),
+                           GATEWAY_URL=runtime.gateway_url)
+    month_close.run(closing, month_close.Options(period="2026-09"),
+                    datetime(2026, 10, 2, tzinfo=timezone.utc))
+    # a signed metering delivery with one invalid event: usage.rejected (count, reasons)
+    body = json.dumps([event("acme", "2026-10-01T10:00:00Z", 5 * NS),
+                       {**event("acme", "2026-10-01T10:00:00Z", 5 * NS),
+                        "duration": -1}]).encode()
+    r = requests.post(f"{runtime.gateway_url}/function/receive-usage.openfaas-system",
+                      data=body, timeout=30, headers={
+                          usage_webhook.SIGNATURE_HEADER: usage_webhook.sign(
+                              body, WEBHOOK_SECRET),
+                          usage_webhook.DELIVERY_HEADER: "with-a-bad-event"})
+    assert r.status_code == 200 and len(r.json()["rejected"]) == 1, r.text
+    # a signed delivery whose body is unusable: kept in quarantine, and reported too
+    garbage = b'{"not": "an array"'
+    r = requests.post(f"{runtime.gateway_url}/function/receive-usage.openfaas-system",
+                      data=garbage, timeout=30, headers={
+                          usage_webhook.SIGNATURE_HEADER: usage_webhook.sign(
+                              garbage, WEBHOOK_SECRET),
+                          usage_webhook.DELIVERY_HEADER: "unusable"})
+    assert r.status_code == 400, r.text
+    # the documents branch's facts: their emit calls, as they will make them
+    _emit(settings,
+          ("credit_note.finalized", {"credit_note_id": str(uuid.uuid4()),
+                                     "number": "CN-2026-000001", "tenant": "acme",
+                                     "invoice_number": "INV-2026-000001",
+                                     "total": "-1.00", "currency": "USD"}),
+          ("invoice.voided", {"invoice_id": str(uuid.uuid4()), "tenant": "acme",
+                              "number": "INV-2026-000002"}))
+    wanted = {"invoice.finalized": 2, "invoice.sent": 1, "invoice.undeliverable": 1,
+              "usage.rejected": 2, "credit_note.finalized": 1, "invoice.voided": 1}
+    drain_url = f"{runtime.gateway_url}/function/deliver-webhooks.openfaas-system"
 
-        def complete(hits):
-            got = {}
-            for h in hits:
-                got[h.event["type"]] = got.get(h.event["type"], 0) + 1
-            return got == wanted
-        # the wake-ups deliver most of it; a drain as cron would call it, the rest
-        hits = hook.wait_for(complete, poke=lambda: _drain(drain_url))
-    finally:
-        controller.stop()
+    def complete(hits):
+        got = {}
+        for h in hits:
+            got[h.event["type"]] = got.get(h.event["type"], 0) + 1
+        return got == wanted
+    # the wake-ups deliver most of it; a drain as cron would call it, the rest
+    hits = hook.wait_for(complete, poke=lambda: _drain(drain_url))
     verifier = Webhook(SIGNING_SECRET)
     for hit in hits:
         assert hit.headers["webhook-signature"].startswith("v1,")
@@ -317,3 +311,11 @@ def test_a_signing_secret_not_in_the_standard_format_is_refused():
                         ("whsec_!!", "not base64"), ("whsec_QUJD", "at least 24")):
         with pytest.raises(ConfigError, match=reason):
             signing.signer(bad)
+
+
+def test_deliver_webhooks_and_evaluate_budgets_run_every_minute(product_stack):
+    for name in ("deliver-webhooks", "evaluate-budgets"):
+        fn = product_stack.functions[name]
+        assert fn.schedule == "* * * * *" and fn.namespace == "openfaas-system", name
+    assert product_stack.functions["deliver-webhooks"].environment["WEBHOOK_URLS"] == ""
+    assert "webhook-signing-secret" in product_stack.functions["deliver-webhooks"].secrets

@@ -28,15 +28,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import psycopg
-from bench.close import NoGateway, PERIOD, VAR, load_capacity, load_usage
-from devstack.pg import EmbeddedPostgres, free_port
+from bench.close import PERIOD, NoGateway, generated_month, month_options
 
 from chargeback.billing import estimate, month_close
 from chargeback.billing.month_close import Options
 from chargeback.budgets import evaluate
 from chargeback.core import db
-from chargeback.core.settings import load
 
 GOAL_S = 2.0
 # the month's last microsecond: its month to date is the invoice (less a microsecond of
@@ -103,24 +100,12 @@ def check(settings, thresholds: tuple[int, ...]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench/budgets",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--tenants", type=int, default=1_000)
-    parser.add_argument("--functions", type=int, default=20_000)
+    month_options(parser)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--naive-sample", type=int, default=100)
     args = parser.parse_args()
-    VAR.mkdir(parents=True, exist_ok=True)
-    pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
-    try:
-        settings = load({"DATABASE_URL": pg.fresh_database("bench_budgets"),
-                         "DB_POOL_MAX": "2", "DB_STATEMENT_TIMEOUT": "120"})
-        print(f"loading {args.events:,} events ({args.tenants:,} tenants, "
-              f"{args.functions:,} functions) and a month of capacity ...", flush=True)
-        load_usage(settings, args)
-        load_capacity(settings, args)
+    with generated_month(args, "bench_budgets", DB_STATEMENT_TIMEOUT="120") as settings:
         set_budgets(settings, args.tenants)
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
         first_s, first = timed(lambda: evaluate.fire_crossings(settings, NOW))
         print(f"first evaluation: {first_s:5.2f} s ({first['budgets']:,} budgets, "
               f"{first['crossed']:,} crossings fired, {first['not_priced']} not priced)",
@@ -145,9 +130,6 @@ def main() -> int:
         print(f"ratio: {naive_s / per_minute:.1f}x")
         print(f"check: {checked:,} crossings, each at its tenant's invoice total, exactly the "
               "thresholds that total reaches, one webhook event each")
-    finally:
-        db.close_all()
-        pg.stop()
     return 0
 
 

@@ -21,6 +21,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +37,7 @@ from chargeback.billing.periods import period, to_ns
 from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.core import db
-from chargeback.core.settings import load
+from chargeback.core.settings import Settings, load
 from chargeback.usage import ingest
 from chargeback.usage.events import OPENFAAS_DOCS_MONTHLY_QUERY, months_of
 
@@ -144,23 +146,41 @@ def timed_baseline(settings) -> float:
         return time.perf_counter() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench/close", description=__doc__.split("\n")[0])
+def month_options(parser: argparse.ArgumentParser) -> None:
+    """The generated month's size (scripts/bench/budgets evaluates the same month)."""
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--tenants", type=int, default=1_000)
     parser.add_argument("--functions", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+
+
+@contextmanager
+def generated_month(args, database: str, **env: str) -> Iterator[Settings]:
+    """An embedded PostgreSQL (fsync off) with a fresh `database` holding the generated
+    month, vacuumed and analyzed: its settings; the server stops on leaving."""
     VAR.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
     try:
-        settings = load({"DATABASE_URL": pg.fresh_database("bench_close"), "DB_POOL_MAX": "2"})
+        settings = load({"DATABASE_URL": pg.fresh_database(database), "DB_POOL_MAX": "2",
+                         **env})
         print(f"loading {args.events:,} events ({args.tenants:,} tenants, "
               f"{args.functions:,} functions) and a month of capacity ...", flush=True)
         load_usage(settings, args)
         load_capacity(settings, args)
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
+        yield settings
+    finally:
+        db.close_all()
+        pg.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench/close", description=__doc__.split("\n")[0])
+    month_options(parser)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with generated_month(args, "bench_close") as settings:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
             rows = conn.execute(
                 """SELECT (SELECT count(*) FROM openfaas_metering.function_usage_hourly),
                           (SELECT count(*) FROM openfaas_metering.function_usage_daily)"""
@@ -182,9 +202,6 @@ def main() -> int:
               f"(goal <= {GOAL_S:.0f} s: {'reached' if close_s <= GOAL_S else 'NOT reached'})")
         print(f"baseline, the docs' monthly query over the raw events: {baseline_s:.2f} s")
         print(f"ratio: {baseline_s / close_s:.1f}x (goal >= 10x)")
-    finally:
-        db.close_all()
-        pg.stop()
     return 0
 
 
