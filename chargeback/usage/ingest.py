@@ -295,14 +295,17 @@ def _storable(text: str | None) -> str | None:
 
 
 def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
-                        event_type: str | None, body: bytes, reason: str) -> None:
-    """Keep a signed delivery whose body is unusable, raw, for audit (once per body)."""
+                        event_type: str | None, body: bytes, reason: str) -> bool:
+    """Keep a signed delivery whose body is unusable, raw, for audit (once per body);
+    True the first time (its usage.rejected webhook was written with it)."""
     with db.transaction(settings) as conn:
-        if conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason,
-                                      body)).rowcount:  # the first time: its webhook
+        kept = conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason,
+                                          body)).rowcount
+        if kept:
             webhook_outbox.emit(conn, "usage.rejected", {
                 "delivery": delivery_id, "count": None,  # the whole body, unusable
                 "first": [{"index": None, "reason": _storable(reason)}]})
+    return bool(kept)
 
 
 def count_other_delivery(settings: Settings, event_type: str, delivery_id: str,

@@ -73,9 +73,9 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
                                          max_future_skew_s=settings.max_future_skew_s,
                                          exclude_namespaces=settings.exclude_namespaces)
     except usage.BodyError as exc:
-        ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
-                                   str(exc))
-        webhook_outbox.wake(settings)  # its usage.rejected event
+        if ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
+                                      str(exc)):
+            webhook_outbox.wake(settings)  # its usage.rejected event
         raise RequestError(400, f"{exc}; the delivery is kept in quarantine") from None
     summary = ingest.store(settings, delivery_id, body_sha256, batch)
     if summary.rejected and not summary.replayed:
