@@ -196,9 +196,10 @@ def drain(settings: Settings, budget_s: float = DRAIN_BUDGET_S) -> dict:
                 claimed = _claim(settings, endpoints, lease_s)
                 if claimed is None:
                     return
-                outcome = _post(session, signer, claimed, settings.webhook_timeout_s)
+                code, error = _post(session, signer, claimed, settings.webhook_timeout_s)
+                outcome = _record(settings, claimed, code, error)
                 with lock:
-                    counts[_record(settings, claimed, *outcome)] += 1
+                    counts[outcome] += 1
 
     workers = max(1, min(settings.webhook_concurrency, settings.db_pool_max))
     with ThreadPoolExecutor(workers) as pool:
