@@ -199,3 +199,14 @@ def up_env(tmp_path):
 
 
 from .stack_helpers import _env  # noqa: E402 (the up_env fixture's environment)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free port recording every message; .url"""
+    from .invoices import RecordingSmtp, start_smtp
+    handler = RecordingSmtp()
+    controller = start_smtp(handler, free_port())
+    handler.url = f"smtp://127.0.0.1:{controller.port}"
+    yield handler
+    controller.stop()

@@ -10,7 +10,7 @@ from .conftest import ROOT
 
 
 FUNCTIONS = {"receive-usage", "meter-capacity", "aggregate-month", "email-invoice",
-             "tenant-portal"}
+             "tenant-portal", "deliver-webhooks", "evaluate-budgets"}
 
 
 def _env(tmp_path, **extra):

@@ -49,7 +49,7 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "12 of 13 invoices sent, 1 undeliverable" in email
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
     mail_dir = tmp_path / "var" / "demo" / "mail"
-    assert len(list(mail_dir.glob("*.eml"))) == 12
+    assert len(list(mail_dir.glob("*.eml"))) == 12 + 3  # the documents, then 3 budget alerts
     pdf = mail_dir / "examplefunctions-2026-09-INV-2026-000007.pdf"  # <supplier>-<period>-<number>
     assert pdf.read_bytes().startswith(b"%PDF")
     assert f"  {mail_dir / 'examplefunctions-2026-09-INV-2026-000010.pdf'}" in email
@@ -64,5 +64,11 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert portal.count("  equal") == 9 and "DIFFERENT" not in portal
     assert re.search(r"\n  http://127\.0\.0\.1:\d+/function/tenant-portal\.openfaas-system/"
                      r"\?token=[\w.-]+&period=2026-09\n", portal)
+    # a budget crossed by one delivery: 50, 80 and 100 % once each, by mail and webhook
+    budgets = out.split("== budgets and webhooks:", 1)[1]
+    assert '"crossed": 3' in budgets and "nothing more: crossed 0" in budgets
+    assert "Budgetwarnung: ACME Shop GmbH hat 100" in budgets
+    assert "3 budget.threshold_crossed, 13 invoice.finalized, 12 invoice.sent" in budgets
+    assert "signature checked by the sink with standardwebhooks: valid" in budgets
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

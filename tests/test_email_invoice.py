@@ -39,15 +39,6 @@ STEM = "examplefunctions-2026-09-"
 
 
 @pytest.fixture
-def smtp():
-    handler = RecordingSmtp()
-    controller = start_smtp(handler, free_port())
-    handler.url = f"smtp://127.0.0.1:{controller.port}"
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
 def emailer(serve_function, database_url, smtp):
     def start(**env):
         return serve_function("email-invoice", env={

@@ -33,6 +33,9 @@ def test_up_serves_every_function_then_stops_everything(up_env):
     assert proc.returncode == 0, out
     assert "gateway    " + gateway in out and "database   postgresql://" in out
     assert "mail       " in out
+    webhooks = os.path.join(up_env["CHARGEBACK_VAR"], "webhooks")
+    assert f"webhooks   {webhooks}/*.json (webhook sink http://127.0.0.1:" in out
+    assert open(os.path.join(secrets, "webhook-signing-secret")).read().startswith("whsec_")
     assert not port_in_use(int(up_env["GATEWAY_PORT"]))
     assert not port_in_use(int(up_env["PG_PORT"]))
     assert subprocess.run(["pgrep", "-f", up_env["CHARGEBACK_VAR"]]).returncode == 1

@@ -65,6 +65,9 @@ from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
 # billing freezes documents' legal fields inside the finalizing transaction
 from chargeback.documents import legal
+# billing reports its facts to the operator's endpoints through the outbox, in the
+# transaction that makes them (the event exists exactly when the invoice does)
+from chargeback.webhooks import outbox as webhook_outbox
 
 EMAIL_FUNCTION = "email-invoice"
 _OPTIONS = ("period", "tenant", "dry_run", "verify", "export")
@@ -592,6 +595,9 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
             if doc.kind != "invoice":
                 entry.update(kind=doc.kind, corrects=doc.corrects_number)
             result.invoices.append(entry)
+            # the webhook, in the finalizing transaction
+            webhook_outbox.emit(conn, "credit_note.finalized" if doc.kind == "credit_note"
+                                else "invoice.finalized", {**entry, "period": p.name})
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
 
@@ -675,6 +681,8 @@ def run(settings: Settings, options: Options, now: datetime,
     for resolved in todo:
         with db.transaction(settings) as conn:
             results.append(settle(conn, settings, resolved, book, namespaces))
+    if any(r.invoices for r in results):
+        webhook_outbox.wake(settings)  # after the commits: the outbox rows exist
     queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
     # a closed month looked at again for late usage is shown only when it changed
     shown = [r for r in results if r.period == options.period or not r.was_closed

@@ -53,6 +53,7 @@ OPENFAAS_ANNOTATION = "openfaas"
 DEFAULT_STORAGE_CLASS = "default"  # a PVC without storageClassName uses the cluster default
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")  # BCP 47, e.g. de-CH
+_BUDGET = re.compile(r"^[0-9]{1,15}(?:\.[0-9]{1,6})?$")  # 500.00; zero means no budget
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Tenant:
     locale: str | None = None
     address: str | None = None  # postal address, lines separated by newlines or \n
     tax_id: str | None = None   # VAT or other tax ID
+    budget: Decimal | None = None  # monthly, in the plan's currency (budgets capability)
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,13 @@ def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
         currency = note("currency", _CURRENCY, "a 3-letter ISO 4217 code")
         locale = note("locale", _LOCALE, "a language tag such as en or de-CH")
         address = note("address")  # lines: real newlines or the two characters \n
+        budget = note("budget", _BUDGET, "an amount such as 500.00")
         tenants.append(Tenant(name, display_name=note("name"), email=note("email"),
                               plan=note("plan"), currency=currency and currency.upper(),
                               locale=locale and locale.replace("_", "-"),
                               address=address and address.replace("\\n", "\n"),
-                              tax_id=note("tax-id")))
+                              tax_id=note("tax-id"),
+                              budget=Decimal(budget) if budget and Decimal(budget) else None))
     return tenants
 
 

@@ -194,6 +194,22 @@ class _Invalid:
     error: ConfigError
 
 
+def _percentages(environ: Mapping[str, str], name: str,
+                 default: tuple[int, ...]) -> tuple[int, ...]:
+    """Whole percentages, e.g. 50,80,100 (sorted, each once)."""
+    values = set()
+    for item in _list(environ, name, tuple(str(v) for v in default)):
+        if not item.isdigit() or not 0 < int(item) <= 1000:
+            raise ConfigError(f"{name}: {item!r} is not a whole percentage between 1 and 1000")
+        values.add(int(item))
+    return tuple(sorted(values))
+
+
+def _secret(environ: Mapping[str, str], name: str, default: None) -> str | None:
+    """The OpenFaaS secret `name` (one trailing newline removed)."""
+    return read_secret(name, environ)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a function may be configured with. Build it with `load()`."""
@@ -269,6 +285,19 @@ class Settings:
     # a correction smaller than this (in the document's currency) waits for a later close
     correction_min_amount: Decimal = setting("CORRECTION_MIN_AMOUNT", _amount, Decimal(0))
     tax_rounding: str = setting("TAX_ROUNDING", _choice("half_up", "half_even"), "half_up")
+    # deliver-webhooks: endpoints as given (chargeback.webhooks.endpoints checks them)
+    webhook_urls: tuple[str, ...] = setting("WEBHOOK_URLS", _list, ())
+    webhook_signing_secret: str | None = setting("webhook-signing-secret", _secret,
+                                                 secret=True)
+    # one attempt to one endpoint, connect to last byte
+    webhook_timeout_s: float = setting("WEBHOOK_TIMEOUT_SECONDS", _seconds, 10.0)
+    # first retry after ~this, doubling, with jitter; then `failed` after the window
+    webhook_retry_base_s: float = setting("WEBHOOK_RETRY_BASE_SECONDS", _seconds, 5.0)
+    webhook_retry_window_s: float = setting("WEBHOOK_RETRY_WINDOW_SECONDS", _seconds, 86400.0)
+    webhook_concurrency: int = setting("WEBHOOK_CONCURRENCY", _positive, 4)  # per drainer
+    # evaluate-budgets: percent of the monthly budget
+    budget_thresholds: tuple[int, ...] = setting("BUDGET_THRESHOLDS", _percentages,
+                                                 (50, 80, 100))
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

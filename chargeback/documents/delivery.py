@@ -47,6 +47,9 @@ from chargeback.documents.message import (
 )
 from chargeback.documents.pdf import render_pdf
 from chargeback.portal.links import hosted_invoice_url
+# a sent or bounced invoice is reported to the operator's endpoints through the
+# outbox, in the transaction that records it
+from chargeback.webhooks import outbox as webhook_outbox
 
 _CLAIM = """
 UPDATE openfaas_metering.invoices
@@ -254,9 +257,20 @@ def _not_claimed(conn, invoice_id: str) -> Outcome:
                    {"Retry-After": str(RETRY_AFTER_S)})
 
 
-def _record(settings: Settings, statement: str, **params) -> None:
+def _record(settings: Settings, statement: str, event: tuple[str, dict] | None = None,
+            **params) -> None:
     with db.transaction(settings) as conn:
-        conn.execute(statement, params)
+        moved = conn.execute(statement, params).rowcount
+        if event and moved:  # the status moved: its webhook, once
+            webhook_outbox.emit(conn, *event)
+    if event and moved:
+        webhook_outbox.wake(settings)
+
+
+def _webhook_data(invoice: Invoice) -> dict:
+    return {"invoice_id": invoice.invoice_id, "number": invoice.number,
+            "tenant": invoice.namespace, "period": invoice.period,
+            "total": str(invoice.total), "currency": invoice.currency}
 
 
 def deliver(settings: Settings, invoice_id: str) -> Outcome:
@@ -277,7 +291,8 @@ def deliver(settings: Settings, invoice_id: str) -> Outcome:
                                       settings.smtp_ca_file)
     except (Undeliverable, mailer.SmtpRejected) as exc:
         _record(settings, _UNDELIVERABLE, invoice_id=invoice_id, reason=str(exc),
-                claimed_at=claimed_at)
+                claimed_at=claimed_at, event=("invoice.undeliverable", {
+                    **_webhook_data(invoice), "reason": str(exc)}))
         return Outcome(200, {"status": "undeliverable", "invoice_id": invoice_id,
                              "reason": str(exc)})
     except mailer.SmtpTransient as exc:
@@ -293,6 +308,7 @@ def deliver(settings: Settings, invoice_id: str) -> Outcome:
         raise
     note = "; ".join(f"archive copy to {a} refused: {r}" for a, r in archive_refused.items())
     mid = message_id(invoice, settings.mail_from)
-    _record(settings, _SENT, invoice_id=invoice_id, message_id=mid, note=note or None)
+    _record(settings, _SENT, invoice_id=invoice_id, message_id=mid, note=note or None,
+            event=("invoice.sent", {**_webhook_data(invoice), "message_id": mid}))
     return Outcome(200, {"status": "sent", "invoice_id": invoice_id, "number": invoice.number,
                          "message_id": mid, "to": envelope.recipients[0]})

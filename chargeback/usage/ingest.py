@@ -31,6 +31,8 @@ from chargeback.usage.events import (
     hourly_rollups,
     months_of,
 )
+# a delivery with rejected events is reported through the outbox, in its own transaction
+from chargeback.webhooks import outbox as webhook_outbox
 
 log = logging.getLogger("chargeback")
 
@@ -178,6 +180,7 @@ ON CONFLICT (event_type, day) DO UPDATE
        last_received_at = now(),
        last_delivery_id = excluded.last_delivery_id"""
 MAX_EVENT_TYPE_CHARS = 100
+REJECTED_REASONS_SHOWN = 5  # in the usage.rejected webhook
 
 
 @dataclass
@@ -249,6 +252,10 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
             for r in batch.rejected:
                 copy.write_row((delivery_id, body_sha256, r.index, _storable(r.namespace),
                                 _storable(r.reason), json.dumps(r.event)))
+        webhook_outbox.emit(conn, "usage.rejected", {
+            "delivery": delivery_id, "count": len(batch.rejected),
+            "first": [{"index": r.index, "reason": _storable(r.reason)}
+                      for r in batch.rejected[:REJECTED_REASONS_SHOWN]]})
     return summary
 
 
@@ -341,10 +348,17 @@ def _storable(text: str | None) -> str | None:
 
 
 def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
-                        event_type: str | None, body: bytes, reason: str) -> None:
-    """Keep a signed delivery whose body is unusable, raw, for audit (once per body)."""
+                        event_type: str | None, body: bytes, reason: str) -> bool:
+    """Keep a signed delivery whose body is unusable, raw, for audit (once per body);
+    True the first time (its usage.rejected webhook was written with it)."""
     with db.transaction(settings) as conn:
-        conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason, body))
+        kept = conn.execute(_QUARANTINE, (delivery_id, body_sha256, event_type, reason,
+                                          body)).rowcount
+        if kept:
+            webhook_outbox.emit(conn, "usage.rejected", {
+                "delivery": delivery_id, "count": None,  # the whole body, unusable
+                "first": [{"index": None, "reason": _storable(reason)}]})
+    return bool(kept)
 
 
 def count_other_delivery(settings: Settings, event_type: str, delivery_id: str,

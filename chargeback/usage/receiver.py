@@ -17,6 +17,7 @@ from chargeback.core.responses import RequestError
 from chargeback.core.settings import ConfigError, Settings
 from chargeback.usage import events as usage
 from chargeback.usage import ingest, webhook
+from chargeback.webhooks import outbox as webhook_outbox
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,13 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
                                          max_future_skew_s=settings.max_future_skew_s,
                                          exclude_namespaces=settings.exclude_namespaces)
     except usage.BodyError as exc:
-        ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
-                                   str(exc))
+        if ingest.quarantine_delivery(settings, delivery_id, body_sha256, event_type, body,
+                                      str(exc)):
+            webhook_outbox.wake(settings)  # its usage.rejected event
         raise RequestError(400, f"{exc}; the delivery is kept in quarantine") from None
     summary = ingest.store(settings, delivery_id, body_sha256, batch)
+    if summary.rejected and not summary.replayed:
+        webhook_outbox.wake(settings)  # its usage.rejected event
     return Outcome(200, summary.as_json(),
                    {"X-Delivery-Replayed": "true"} if summary.replayed else {})
 

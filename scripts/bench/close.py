@@ -33,6 +33,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -47,7 +49,7 @@ from chargeback.billing.periods import period, preceding, to_ns
 from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.core import db
-from chargeback.core.settings import load
+from chargeback.core.settings import Settings, load
 from chargeback.usage import ingest
 from chargeback.usage.events import OPENFAAS_DOCS_MONTHLY_QUERY, months_of
 
@@ -247,33 +249,56 @@ def timed_hourly(settings) -> tuple[float, list[str], int]:
     return hourly_s, [p["period"] for p in out["periods"]], corrections
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench/close", description=__doc__.split("\n")[0])
+def month_options(parser: argparse.ArgumentParser, history: bool = False) -> None:
+    """The generated month's size (scripts/bench/budgets evaluates the same month);
+    `history`: also the closed months before it and late usage for some tenants."""
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--tenants", type=int, default=1_000)
     parser.add_argument("--functions", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--history-months", type=int, default=12)
-    parser.add_argument("--history-events", type=int, default=200_000,
-                        help="events in each earlier month")
-    parser.add_argument("--late-share", type=float, default=0.10,
-                        help="share of tenants with late usage of the month before")
-    args = parser.parse_args()
+    if history:
+        parser.add_argument("--history-months", type=int, default=12)
+        parser.add_argument("--history-events", type=int, default=200_000,
+                            help="events in each earlier month")
+        parser.add_argument("--late-share", type=float, default=0.10,
+                            help="share of tenants with late usage of the month before")
+
+
+@contextmanager
+def generated_month(args, database: str, **env: str) -> Iterator[Settings]:
+    """An embedded PostgreSQL (fsync off) with a fresh `database` holding the generated
+    month (and, with --history-months, the closed months before it and late usage:
+    `args.late` names those tenants), vacuumed and analyzed: its settings; the server
+    stops on leaving."""
     VAR.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres(VAR / "pg", free_port(), durable=False).start()
+    history = getattr(args, "history_months", 0)
     try:
         # loading ages a year of rollups in one statement: beyond the 15 s default bound
-        settings = load({"DATABASE_URL": pg.fresh_database("bench_close"), "DB_POOL_MAX": "2",
-                         "DB_STATEMENT_TIMEOUT": "600"})
-        print(f"loading {args.history_months} closed months of {args.history_events:,} "
-              f"events, {args.events:,} events ({args.tenants:,} tenants, "
+        settings = load({"DATABASE_URL": pg.fresh_database(database), "DB_POOL_MAX": "2",
+                         "DB_STATEMENT_TIMEOUT": "600", **env})
+        print(f"loading {history} closed months, {args.events:,} events ({args.tenants:,} tenants, "
               f"{args.functions:,} functions) and a month of capacity ...", flush=True)
-        load_history(settings, args)
+        if history:
+            load_history(settings, args)
         load_usage(settings, args)
         load_capacity(settings, args)
-        late = load_late(settings, args)
+        args.late = load_late(settings, args) if history else []
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
+        yield settings
+    finally:
+        db.close_all()
+        pg.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench/close", description=__doc__.split("\n")[0])
+    month_options(parser, history=True)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with generated_month(args, "bench_close") as settings:
+        late = args.late
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
             rows = conn.execute(
                 """SELECT (SELECT count(*) FROM openfaas_metering.function_usage_hourly),
                           (SELECT count(*) FROM openfaas_metering.function_usage_daily)"""
@@ -314,9 +339,6 @@ def main() -> int:
         print(f"baseline, the docs' monthly query over the raw events: {baseline_s:.2f} s")
         print(f"ratio: {baseline_s / close_s:.1f}x; with history and corrections "
               f"{baseline_s / hourly_s:.1f}x (goal >= 10x)")
-    finally:
-        db.close_all()
-        pg.stop()
     return 0
 
 

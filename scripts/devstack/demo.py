@@ -22,11 +22,13 @@ import requests
 from chargeback.core import migrate
 from chargeback.core.db import one_line
 
-from . import demo_capacity, demo_email, demo_invoices, demo_portal, demo_usage
+from . import (demo_budgets, demo_capacity, demo_email, demo_invoices, demo_portal,
+               demo_usage)
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
 from .up import (ROOT, VAR, UpError, database, env_port, kubernetes, mail, portal_url,
+                 webhooks,
                  write_secrets)
 
 DEMO_DATABASE = "chargeback_demo"
@@ -41,6 +43,7 @@ class DemoEnv:
     # True when we started meter-capacity with the clock override (our own runtime)
     clock_override: bool = False
     mail_dir: Path | None = None  # where the SMTP sink writes .eml files (None: SMTP_URL)
+    webhook_dir: Path | None = None  # where the webhook sink writes (None: WEBHOOK_URLS)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def secret(self, name: str) -> str:
@@ -79,6 +82,8 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
     ("portal: what each tenant saw beside its invoice, and a link to its page",
      lambda env: demo_portal.run(env.gateway_url, env.database_url,
                                  env.secret("portal-signing-key"))),
+    ("budgets and webhooks: a budget crossed, told by mail and by signed webhook",
+     demo_budgets.run),
 ]
 
 
@@ -95,7 +100,8 @@ def _reuse(gateway_url: str) -> DemoEnv:
     database_url = os.environ.get("DATABASE_URL") or (secrets_dir / "database-url").read_text()
     print(f"using the runtime already up at {gateway_url} (its database {database_url})")
     return DemoEnv(gateway_url, database_url, secrets_dir, fresh_database=False,
-                   mail_dir=None if os.environ.get("SMTP_URL") else VAR / "mail")
+                   mail_dir=None if os.environ.get("SMTP_URL") else VAR / "mail",
+                   webhook_dir=None if os.environ.get("WEBHOOK_URLS") else VAR / "webhooks")
 
 
 def _start(gateway_port: int) -> DemoEnv:
@@ -122,6 +128,12 @@ def _start(gateway_port: int) -> DemoEnv:
             env.stoppers.append(sink.stop)
             env.mail_dir = mail_dir
         write_secrets(env.secrets_dir, env.database_url, smtp_url)
+        webhook_dir = demo_var / "webhooks"  # this run's webhooks only
+        shutil.rmtree(webhook_dir, ignore_errors=True)
+        webhook_urls, _, hooks = webhooks(webhook_dir, env.secrets_dir)
+        if hooks is not None:
+            env.stoppers.append(hooks.stop)
+            env.webhook_dir = webhook_dir
         (demo_var / "log").mkdir(parents=True, exist_ok=True)
         kubeconfig, kube = kubernetes(demo_var)
         if kube is not None:
@@ -134,6 +146,7 @@ def _start(gateway_port: int) -> DemoEnv:
                                         "KUBECONFIG": kubeconfig,
                                         "SMTP_URL": smtp_url,
                                         "PORTAL_URL": portal_url(gateway_port),
+                                        "WEBHOOK_URLS": webhook_urls,
                                         **demo_capacity.FUNCTION_ENV}).start()
         env.stoppers.append(runtime.stop)
         env.clock_override = True
@@ -168,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"({title.split(':')[0]}: {time.monotonic() - section_started:.1f} s)")
     except (StackError, PortInUse, UpError, demo_usage.DemoFailed,
             demo_capacity.DemoError, demo_invoices.DemoError, demo_email.DemoError,
-            demo_portal.DemoError) as exc:
+            demo_portal.DemoError,
+            demo_budgets.DemoError) as exc:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:

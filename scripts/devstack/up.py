@@ -2,13 +2,15 @@
 
 Each real service replaces its stand-in when its setting is given:
 DATABASE_URL (else embedded PostgreSQL in var/pg), SMTP_URL (else an SMTP sink
-writing var/mail/*.eml), SECRETS_DIR (else var/secrets, created here),
+writing var/mail/*.eml), WEBHOOK_URLS (else a webhook sink writing
+var/webhooks/*.json), SECRETS_DIR (else var/secrets, created here),
 KUBECONFIG (else the fixture Kubernetes API, with var/kubeconfig pointing at it).
 CHARGEBACK_VAR moves var/ elsewhere.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import os
 import secrets
@@ -27,6 +29,7 @@ from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .smtp import SmtpSink
 from .stack import StackError, load
+from .webhook_sink import WebhookSink
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where local state lives: embedded database, secrets, mail, logs, build dirs.
@@ -85,6 +88,9 @@ def write_secrets(directory: Path, database_url: str, smtp_url: str | None = Non
         path = directory / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
+    signing = directory / "webhook-signing-secret"  # Standard Webhooks: whsec_ + base64
+    if not signing.exists():
+        signing.write_text("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
     (directory / "database-url").write_text(database_url)
     if smtp_url:
         (directory / "smtp-url").write_text(smtp_url)
@@ -108,6 +114,21 @@ def mail(mail_dir: Path) -> tuple[str, str, SmtpSink | None]:
         raise UpError(f"port {smtp_port} is in use: set SMTP_PORT to another port")
     sink = SmtpSink(mail_dir, smtp_port).start()
     return sink.url, f"{mail_dir}/*.eml (SMTP sink {sink.url})", sink
+
+
+def webhooks(webhook_dir: Path, secret_dir: Path) -> tuple[str, str, WebhookSink | None]:
+    """WEBHOOK_URLS when set; else a sink on WEBHOOK_SINK_PORT (default a free port)
+    writing webhook_dir/*.json. Returns the URLs, where events go (for people), the sink."""
+    if os.environ.get("WEBHOOK_URLS"):
+        return os.environ["WEBHOOK_URLS"], os.environ["WEBHOOK_URLS"], None
+    port = env_port("WEBHOOK_SINK_PORT", 0) if os.environ.get("WEBHOOK_SINK_PORT") else 0
+    signing = secret_dir / "webhook-signing-secret"
+    try:
+        sink = WebhookSink(webhook_dir, port, signing.read_text().strip()
+                           if signing.exists() else None).start()
+    except OSError:
+        raise UpError(f"port {port} is in use: set WEBHOOK_SINK_PORT to another port") from None
+    return sink.url, f"{webhook_dir}/*.json (webhook sink {sink.url})", sink
 
 
 def kubernetes(var: Path) -> tuple[str, FixtureKubeApi | None]:
@@ -134,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    pg = sink = runtime = kube = None
+    pg = sink = runtime = kube = hooks = None
     try:
         stack = load(args.stack)
         gateway_port = env_port("GATEWAY_PORT", 8080)
@@ -145,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             applied = migrate.apply(conn)
         smtp_url, mail_where, sink = mail(var / "mail")
         secret_dir = secrets_dir(var, database_url, smtp_url)
+        webhook_urls, webhooks_where, hooks = webhooks(var / "webhooks", secret_dir)
         kubeconfig, kube = kubernetes(var)
         (var / "log").mkdir(parents=True, exist_ok=True)
         runtime = Runtime(stack, build_root=var / "build", log_dir=var / "log",
@@ -153,14 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                                         "DATABASE_URL": database_url,
                                         "SMTP_URL": smtp_url,
                                         "PORTAL_URL": portal_url(gateway_port),
+                                        "WEBHOOK_URLS": webhook_urls,
                                         "KUBECONFIG": kubeconfig}).start()
     except (StackError, PortInUse, UpError) as exc:
         print(f"scripts/up: {exc}", file=sys.stderr)
-        _shutdown(runtime, sink, pg, kube)
+        _shutdown(runtime, sink, pg, kube, hooks)
         return 2
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError) as exc:
         print(f"scripts/up: {one_line(exc)}", file=sys.stderr)
-        _shutdown(runtime, sink, pg, kube)
+        _shutdown(runtime, sink, pg, kube, hooks)
         return 1
     crons = ", ".join(f'{n} "{f.schedule}"' for n, f in stack.functions.items() if f.schedule)
     print(f"""
@@ -170,6 +193,7 @@ chargeback local runtime is up
   database   {database_url}{'  (embedded, data in ' + str(var / 'pg') + ')' if pg else ''}
              migrations applied now: {', '.join(applied) or 'none (up to date)'}
   mail       {mail_where}
+  webhooks   {webhooks_where}
   kubernetes {kube.url + ' (fixture cluster, ' + kubeconfig + ')' if kube else kubeconfig}
   secrets    {secret_dir}
   logs       {var / 'log'}/<function>.log
@@ -178,12 +202,12 @@ Ctrl-C stops everything.""", flush=True)
     while not stopping.wait(1.0):
         runtime.restart_dead()
     print("scripts/up: stopping", flush=True)
-    _shutdown(runtime, sink, pg, kube)
+    _shutdown(runtime, sink, pg, kube, hooks)
     return 0
 
 
-def _shutdown(runtime, sink, pg, kube) -> None:
-    for part in (runtime, sink, pg):
+def _shutdown(runtime, sink, pg, kube, hooks=None) -> None:
+    for part in (runtime, sink, hooks, pg):
         if part is not None:
             try:
                 part.stop()

@@ -1,0 +1,53 @@
+"""What an outbound event is: its type, and the body every attempt posts. Pure.
+
+Body: {"type": ..., "timestamp": <when the fact happened, RFC 3339 UTC>, "data": {...}}
+serialized once, the same way for every attempt (compact JSON, keys in the
+order stored), so a receiver that hashes bodies sees the same bytes again.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+INVOICE_FINALIZED = "invoice.finalized"
+INVOICE_SENT = "invoice.sent"
+INVOICE_UNDELIVERABLE = "invoice.undeliverable"
+INVOICE_VOIDED = "invoice.voided"            # emitted where the documents capability voids
+CREDIT_NOTE_FINALIZED = "credit_note.finalized"  # emitted where corrections finalize one
+BUDGET_THRESHOLD_CROSSED = "budget.threshold_crossed"
+BUDGET_FORECAST_EXCEEDED = "budget.forecast_exceeded"
+USAGE_REJECTED = "usage.rejected"
+EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_SENT, INVOICE_UNDELIVERABLE, INVOICE_VOIDED,
+               CREDIT_NOTE_FINALIZED, BUDGET_THRESHOLD_CROSSED, BUDGET_FORECAST_EXCEEDED,
+               USAGE_REJECTED)
+
+
+def jsonable(value: Any) -> Any:
+    """JSON for what facts carry: money as a decimal string (never a float), instants as
+    RFC 3339, ids as strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def rfc3339(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def data_json(data: dict) -> str:
+    return json.dumps(data, default=jsonable, separators=(",", ":"))
+
+
+def body(event_type: str, created_at: datetime, data: dict) -> str:
+    """The body of every attempt of one event."""
+    return json.dumps({"type": event_type, "timestamp": rfc3339(created_at), "data": data},
+                      default=jsonable, separators=(",", ":"))
