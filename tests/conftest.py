@@ -103,7 +103,10 @@ def serve_function(tmp_path, product_stack):
         stack = stack or product_stack
         fn = stack.functions[name]
         build_dir = lay_out(stack, fn, tmp_path / "build")
-        process = FunctionProcess(fn, build_dir, free_port(), dict(env or {}),
+        # A lone function has no gateway: the stack's in-cluster GATEWAY_URL would only
+        # wait on DNS; a refused loopback port answers at once (tests that need one pass it).
+        process = FunctionProcess(fn, build_dir, free_port(),
+                                  {"GATEWAY_URL": "http://127.0.0.1:9", **(env or {})},
                                   log_path=tmp_path / f"{name}.log").start()
         started.append(process)
         process.wait_healthy()
