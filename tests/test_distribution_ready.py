@@ -22,6 +22,8 @@ NOT_DISTRIBUTED = {
     "usage_rejected_events": "quarantine; `namespace` is as sent, maybe absent: local",
     "usage_quarantined_deliveries": "quarantine of unreadable bodies: local",
     "webhook_other_events": "per event type and day, not per tenant: local",
+    "webhook_events": "the outbound outbox (any billing fact, not only usage): local",
+    "webhook_deliveries": "one row per outbound event and endpoint: local",
     "capacity_ticks": "one row per tick for the whole cluster: reference",
     "capacity_voided_ticks": "ticks voided for the whole cluster: reference",
 }
