@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from chargeback.capacity.quantity import QuantityError, bytes_to_gib, parse_quantity
-from chargeback.core.meters import CAPACITY_METERS as METERS  # noqa: F401
 from chargeback.core.meters import (
     CPU_CORE_HOURS,
     GPU_HOURS,
