@@ -101,6 +101,7 @@ class Invoice:
     tax_note: str | None = None
     document_kind: str = "invoice"  # invoice, supplementary, credit_note
     corrects: str | None = None     # the number of the invoice a correction corrects
+    corrects_issued: date | None = None  # ... and its issue date (billing timezone)
 
 
 
