@@ -80,7 +80,8 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
 
 _LINES = """
 SELECT line_no, kind, description, quantity, unit, amount, meter, sku, spot, unit_price,
-       tiers, tier_mode, allowance, discount_percent, discount, adjustment_period
+       tiers, tier_mode, allowance, discount_percent, discount, adjustment_period,
+       billed_days, period_days
   FROM openfaas_metering.invoice_lines
  WHERE invoice_id = %s
  ORDER BY line_no
@@ -153,7 +154,8 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                     amount=r[5], meter=r[6], sku=r[7] or "", spot=r[8], unit_price=r[9],
                     tiers=parse_tiers(r[10]), tier_mode=r[11], allowance=r[12] or Decimal(0),
                     discount_percent=r[13] or Decimal(0), discount=r[14] or Decimal(0),
-                    adjustment_period=r[15]) for r in line_rows)
+                    adjustment_period=r[15], billed_days=r[16], period_days=r[17])
+        for r in line_rows)
     return Invoice(invoice_id=row[0], number=row[1], namespace=row[2], period=row[3],
                    period_start=row[4], period_end=row[5], billing_timezone=row[6],
                    issued_at=row[7], currency=row[8], bill_to_name=row[9],
