@@ -171,3 +171,31 @@ def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv(
     invoice = dataclasses.replace(INVOICE, locale="en", lines=(line,))
     assert "178,991.093 GiB-hours × €0.0012" in render_text(present(invoice, ISSUER))
     assert ",178991.092529296876,GiB-hours," in lines_csv(invoice)
+
+
+_RENDER_IN_A_FRESH_PROCESS = """
+import dataclasses, sys
+from tests.test_invoice_document import INVOICE, ISSUER
+from chargeback.documents.document import present
+from chargeback.documents.pdf import render_pdf
+invoice = dataclasses.replace(INVOICE, locale=sys.argv[1])
+sys.stdout.buffer.write(render_pdf(present(invoice, ISSUER), invoice.issued_at))
+"""
+
+
+def test_a_pdf_is_the_same_bytes_in_this_process_and_in_a_fresh_one_with_a_cold_font_cache(
+        tmp_path):
+    locale = "ru_RU"  # Latin and Cyrillic: Noto Sans, regular and bold
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    invoice = dataclasses.replace(INVOICE, locale=locale)
+    here = [render_pdf(present(invoice, ISSUER), invoice.issued_at) for _ in range(2)]
+    root = Path(__file__).resolve().parents[1]
+    fresh = subprocess.run(
+        [sys.executable, "-c", _RENDER_IN_A_FRESH_PROCESS, locale], cwd=root,
+        env={**os.environ, "FONT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(root)},
+        capture_output=True, check=True).stdout
+    assert here[0] == here[1] == fresh
+    assert list(tmp_path.glob("chargeback-fonts/*.ttf"))  # it cut its own fonts
