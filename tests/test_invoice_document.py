@@ -199,3 +199,19 @@ def test_a_pdf_is_the_same_bytes_in_this_process_and_in_a_fresh_one_with_a_cold_
         capture_output=True, check=True).stdout
     assert here[0] == here[1] == fresh
     assert list(tmp_path.glob("chargeback-fonts/*.ttf"))  # it cut its own fonts
+
+
+def test_a_wrapped_attachment_list_keeps_its_size_and_does_not_overlap_itself():
+    # Japanese labels start the line in the fallback font; four long names need two lines
+    names = tuple(f"examplefunctions-2026-09-INV-2026-000042{suffix}" for suffix in (
+        ".pdf", "-lines.csv", "-factur-x.xml", "-usage.csv"))
+    invoice = dataclasses.replace(INVOICE, locale="ja_JP")
+    pdf = pdfium.PdfDocument(render_pdf(present(invoice, ISSUER, attachments=names),
+                                        invoice.issued_at))
+    page = pdf[0].get_textpage()
+    text = page.get_text_range()
+    first, second = (text.index(".csv", text.index(name)) for name in names[1::2])
+    # (left, bottom, right, top) of the "c" of ".csv" at the end of each line
+    box_one, box_two = page.get_charbox(first + 1), page.get_charbox(second + 1)
+    assert abs((box_one[3] - box_one[1]) - (box_two[3] - box_two[1])) < 0.01  # same size
+    assert box_two[3] < box_one[1]  # the second line lies wholly below the first
