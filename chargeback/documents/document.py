@@ -105,6 +105,11 @@ class Invoice:
     document_kind: str = "invoice"  # invoice, supplementary, credit_note
     corrects: str | None = None     # the number of the invoice a correction corrects
     corrects_issued: date | None = None  # ... and its issue date (billing timezone)
+    # VAT also in the member state's currency (documents.vat), frozen at finalization
+    vat_currency: str | None = None
+    vat_exchange_rate: Decimal | None = None  # 1 currency = rate vat_currency
+    vat_exchange_source: str | None = None
+    vat_tax_converted: Decimal | None = None
 
 
 
@@ -349,6 +354,16 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "page": _("page {page}/{pages}"),  # formatted by the PDF for each page
         "hosted": _("View and download this invoice online"),
     }
+    vat_converted = ""
+    if invoice.vat_currency and invoice.vat_tax_converted is not None:
+        vat_converted = _("VAT in {currency}: {amount} (exchange rate 1 {invoice_currency} = "
+                          "{rate} {currency}, {source})").format(
+            currency=invoice.vat_currency, invoice_currency=invoice.currency,
+            amount=format_currency(invoice.vat_tax_converted, invoice.vat_currency,
+                                   locale=locale),
+            rate=format_decimal(_plain(invoice.vat_exchange_rate), locale=locale,
+                                decimal_quantization=False),
+            source=invoice.vat_exchange_source)
     preview = (_("{title} for {period}: {total}, due {date}.") if due
                else _("{title} for {period}: {total}.")).format(
         title=title, period=period, total=total, date=due)
@@ -378,6 +393,8 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "terms_days": invoice.payment_terms_days,
         # why a 0% invoice carries no tax (reverse charge, exemption)
         "tax_note": invoice.tax_note if invoice.tax_note and not invoice.tax_rate else "",
+        # the VAT in ISSUER_VAT_CURRENCY, its rate and the rate's source (art. 230)
+        "vat_converted": vat_converted,
         "period": period,
         "period_days": f.days(invoice.period_start, invoice.period_end),
         "currency": invoice.currency,

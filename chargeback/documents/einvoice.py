@@ -12,7 +12,8 @@ invoice 380; a correction names the invoice it corrects (BT-25, its issue date
 BT-26). A credit note is stored with negative amounts; its XML states them with
 the opposite sign, as type 381 asks (a credit of 10.00 is 10.00 on a 381). A line
 whose amount is negative is quantity -1 at a positive net price (BR-27: no
-negative prices).
+negative prices). VAT also shown in ISSUER_VAT_CURRENCY (documents.vat) is the
+tax currency (BT-6) with its total there (BT-111).
 """
 from __future__ import annotations
 
@@ -75,6 +76,8 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
     _party(agreement.buyer, invoice.bill_to_name, invoice.bill_to_address,
            invoice.bill_to_tax_id)
     settlement.currency_code = invoice.currency
+    if invoice.vat_currency and invoice.vat_tax_converted is not None:
+        settlement.tax_currency_code = invoice.vat_currency  # BT-6
     settlement.payment_means.type_code = "ZZZ"
     if invoice.corrects:
         corrected = settlement.invoice_referenced_document
@@ -115,6 +118,10 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
     totals.allowance_total = Decimal("0.00")
     totals.tax_basis_total = sign * invoice.subtotal
     totals.tax_total = (sign * invoice.tax, invoice.currency)
+    if invoice.vat_currency and invoice.vat_tax_converted is not None:
+        # BT-111: the VAT total in the tax currency
+        totals.tax_total_other_currency.add((sign * invoice.vat_tax_converted,
+                                             invoice.vat_currency))
     totals.grand_total = sign * invoice.total
     totals.due_amount = sign * invoice.total
     return doc.serialize(schema="FACTUR-X_EN16931")

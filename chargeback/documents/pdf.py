@@ -167,6 +167,8 @@ def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = No
     _lines_table(pdf, view, full_w)
     _totals(pdf, view, full_w)
     pdf.ln(6)
+    if view["vat_converted"]:
+        pdf.text_line(view["vat_converted"], size=9)
     if view["tax_note"]:
         pdf.text_line(view["tax_note"], size=9)
     if labels["payment_due"]:
