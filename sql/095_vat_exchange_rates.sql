@@ -21,15 +21,12 @@ ALTER TABLE openfaas_metering.invoices
     ADD COLUMN vat_exchange_source text,
     ADD COLUMN vat_tax_converted   numeric;  -- tax in vat_currency, rounded to its minor unit
 
--- Frozen like the other legal fields (051's list and these four).
-CREATE OR REPLACE FUNCTION openfaas_metering.document_frozen_columns() RETURNS text[]
+-- Frozen like the other legal fields: the list as it stood, and these four.
+ALTER FUNCTION openfaas_metering.document_frozen_columns()
+    RENAME TO document_frozen_columns_before_vat;
+CREATE FUNCTION openfaas_metering.document_frozen_columns() RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT ARRAY['number', 'number_year', 'number_seq', 'namespace', 'period', 'period_start',
-                 'period_end', 'billing_timezone', 'plan', 'currency', 'price_book_version',
-                 'bill_to_name', 'bill_to_email', 'locale', 'subtotal', 'tax_rate', 'tax',
-                 'total', 'issued_at', 'inputs', 'inputs_sha256', 'lines_sha256',
-                 'bill_to_address', 'bill_to_tax_id', 'issuer_name', 'issuer_address',
-                 'issuer_tax_id', 'issuer_payment_details', 'payment_terms_days', 'due_date',
-                 'tax_note', 'vat_currency', 'vat_exchange_rate', 'vat_exchange_source',
-                 'vat_tax_converted']
+    SELECT openfaas_metering.document_frozen_columns_before_vat()
+           || ARRAY['vat_currency', 'vat_exchange_rate', 'vat_exchange_source',
+                    'vat_tax_converted']
 $$;
