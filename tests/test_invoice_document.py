@@ -215,3 +215,13 @@ def test_a_wrapped_attachment_list_keeps_its_size_and_does_not_overlap_itself():
     box_one, box_two = page.get_charbox(first + 1), page.get_charbox(second + 1)
     assert abs((box_one[3] - box_one[1]) - (box_two[3] - box_two[1])) < 0.01  # same size
     assert box_two[3] < box_one[1]  # the second line lies wholly below the first
+
+
+def test_a_long_line_without_spaces_wraps_between_characters_and_keeps_every_one():
+    note = "リバースチャージ方式により受領者が消費税を申告します。" * 6  # no space anywhere
+    invoice = dataclasses.replace(INVOICE, locale="ja_JP", tax_rate=D(0), tax=D("0.00"),
+                                  total=D("1234.50"), tax_note=note)
+    view = present(invoice, ISSUER)
+    text = _pdf_text(render_pdf(view, invoice.issued_at))
+    assert note in "".join(text.split())        # wrapped onto several lines, nothing lost
+    assert note not in text                      # (it did need more than one line)

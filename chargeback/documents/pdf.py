@@ -89,20 +89,21 @@ class _Invoice(FPDF):
             return self.get_string_width(candidate) <= room
 
         rows: list[str] = []
-        row = ""
+        row: str | None = None  # None: nothing on the line yet (leading spaces are kept)
         for word in text.split(" "):
-            if fits(f"{row} {word}" if row else word):
-                row = f"{row} {word}" if row else word
+            candidate = word if row is None else f"{row} {word}"
+            if fits(candidate):
+                row = candidate
                 continue
-            if row:
+            if row is not None:
                 rows.append(row)
-                row = ""
+            row = None
             for char in word:  # a word no line holds: cut between characters
                 if row and not fits(row + char):
                     rows.append(row)
-                    row = ""
-                row += char
-        return rows + [row] if row or not rows else rows
+                    row = None
+                row = (row or "") + char
+        return rows if row is None else rows + [row]
 
 
 def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = None) -> bytes:
