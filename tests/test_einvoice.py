@@ -93,3 +93,16 @@ def test_a_correction_credit_note_is_type_381_naming_the_invoice_it_corrects(
     # the credit note is named like an invoice: supplier, period, its own number
     assert [a.filename for a in rendered.attachments][0] == (
         "examplefunctions-2026-09-CN-2026-000001.pdf")
+
+
+def test_a_supplementary_invoice_is_type_380_naming_the_invoice_it_corrects():
+    extra = dataclasses.replace(LEGAL, document_kind="supplementary", corrects="INV-2026-000041",
+                                corrects_issued=date(2026, 10, 1))
+    xml = cii_xml(extra, ISSUER)
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["380"]
+    assert _xpath(xml, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == [
+        "INV-2026-000041"]
+    assert _xpath(xml, "//ram:InvoiceReferencedDocument//qdt:DateTimeString") == ["20261001"]
+    assert _xpath(xml, "//ram:GrandTotalAmount") == ["1469.06"]  # an invoice's own sign
+    assert not _xpath(cii_xml(LEGAL, ISSUER), "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID")
