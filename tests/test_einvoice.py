@@ -9,16 +9,21 @@ from decimal import Decimal as D
 import facturx
 from lxml import etree
 
+from chargeback.core import db
 from chargeback.core.settings import load
 from chargeback.documents import delivery
 from chargeback.documents.einvoice import cii_xml
 
+from .billing_helpers import event, send, settings_for, NS as NS_PER_S
+from .test_corrections import BOOK, NOV_2, OCT_2, close, on_plan
 from .test_invoice_document import INVOICE, ISSUER
 
 LEGAL = dataclasses.replace(INVOICE, due_date=date(2026, 10, 15), payment_terms_days=14,
                             bill_to_address=("Hauptstraße 5", "80331 München"),
                             bill_to_tax_id="DE999999999")
 NS = {"rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+      "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
+      "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
       "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
 
 
@@ -40,13 +45,12 @@ def test_the_xml_is_valid_en16931_and_says_what_the_invoice_says():
     assert sum(D(a) for a in _xpath(xml, "//ram:LineTotalAmount")[:-1]) == D("1234.50")
 
 
-def test_a_credit_note_is_type_381_and_a_reverse_charge_is_category_ae():
+def test_a_reverse_charge_is_category_ae():
     zero = dataclasses.replace(LEGAL, tax_rate=D(0), tax=D("0.00"), total=D("1234.50"),
                                tax_note="Reverse charge: VAT to be accounted for by the "
                                         "recipient, art. 196 Directive 2006/112/EC")
-    xml = cii_xml(zero, ISSUER, kind="credit_note")
+    xml = cii_xml(zero, ISSUER)
     assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
-    assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["381"]
     assert set(_xpath(xml, "//ram:CategoryCode")) == {"AE"}
     assert _xpath(xml, "//ram:ExemptionReason") == [zero.tax_note]
 
@@ -59,3 +63,46 @@ def test_the_pdf_carries_the_same_xml_the_mail_attaches_and_renders_the_same_byt
     name, embedded = facturx.get_xml_from_pdf(first.pdf, check_xsd=True)
     assert name == "factur-x.xml" and embedded == attached["x.xml"]
     assert first == delivery.render(LEGAL, ISSUER, settings, "line_no\r\n")
+
+
+def test_a_correction_credit_note_is_type_381_naming_the_invoice_it_corrects(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=BOOK, ISSUER_NAME="Example Functions Ltd")
+    on_plan(s, "acme", "volume")
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 5000 * NS_PER_S)])  # 5000 x 2.95 = 14750.00
+    close(s, OCT_2)
+    send(s, [event("acme", "2026-09-11T10:00:00Z", 1 * NS_PER_S)])     # 5001 x 2.60 = 13002.60
+    close(s, NOV_2)                           # credited: 14750.00 - 13002.60 = 1747.40
+    with db.transaction(s) as conn:
+        (credit_id,) = conn.execute("SELECT invoice_id::text FROM openfaas_metering.invoices"
+                                    " WHERE number = 'CN-2026-000001'").fetchone()
+        (invoiced_on,) = conn.execute("SELECT (issued_at AT TIME ZONE billing_timezone)::date"
+                                      " FROM openfaas_metering.invoices"
+                                      " WHERE number = 'INV-2026-000001'").fetchone()
+    rendered = delivery.rerender(s, credit_id)
+    xml = next(a.data for a in rendered.attachments if a.filename.endswith(".xml"))
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["381"]
+    assert _xpath(xml, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == [
+        "INV-2026-000001"]
+    # BT-26: the corrected invoice's issue date, its day in the billing timezone
+    assert _xpath(xml, "//ram:InvoiceReferencedDocument//qdt:DateTimeString") == [
+        f"{invoiced_on:%Y%m%d}"]
+    # a 381 states the credit as a positive amount: the stored -1747.40 (0 % tax)
+    assert _xpath(xml, "//ram:GrandTotalAmount") == ["1747.40"]
+    # the credit note is named like an invoice: supplier, period, its own number
+    assert [a.filename for a in rendered.attachments][0] == (
+        "examplefunctions-2026-09-CN-2026-000001.pdf")
+
+
+def test_a_supplementary_invoice_is_type_380_naming_the_invoice_it_corrects():
+    extra = dataclasses.replace(LEGAL, document_kind="supplementary", corrects="INV-2026-000041",
+                                corrects_issued=date(2026, 10, 1))
+    xml = cii_xml(extra, ISSUER)
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["380"]
+    assert _xpath(xml, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == [
+        "INV-2026-000041"]
+    assert _xpath(xml, "//ram:InvoiceReferencedDocument//qdt:DateTimeString") == ["20261001"]
+    assert _xpath(xml, "//ram:GrandTotalAmount") == ["1469.06"]  # an invoice's own sign
+    assert not _xpath(cii_xml(LEGAL, ISSUER), "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID")

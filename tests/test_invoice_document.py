@@ -171,3 +171,57 @@ def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv(
     invoice = dataclasses.replace(INVOICE, locale="en", lines=(line,))
     assert "178,991.093 GiB-hours × €0.0012" in render_text(present(invoice, ISSUER))
     assert ",178991.092529296876,GiB-hours," in lines_csv(invoice)
+
+
+_RENDER_IN_A_FRESH_PROCESS = """
+import dataclasses, sys
+from tests.test_invoice_document import INVOICE, ISSUER
+from chargeback.documents.document import present
+from chargeback.documents.pdf import render_pdf
+invoice = dataclasses.replace(INVOICE, locale=sys.argv[1])
+sys.stdout.buffer.write(render_pdf(present(invoice, ISSUER), invoice.issued_at))
+"""
+
+
+def test_a_pdf_is_the_same_bytes_in_this_process_and_in_a_fresh_one_with_a_cold_font_cache(
+        tmp_path):
+    locale = "ru_RU"  # Latin and Cyrillic: Noto Sans, regular and bold
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    invoice = dataclasses.replace(INVOICE, locale=locale)
+    here = [render_pdf(present(invoice, ISSUER), invoice.issued_at) for _ in range(2)]
+    root = Path(__file__).resolve().parents[1]
+    fresh = subprocess.run(
+        [sys.executable, "-c", _RENDER_IN_A_FRESH_PROCESS, locale], cwd=root,
+        env={**os.environ, "FONT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(root)},
+        capture_output=True, check=True).stdout
+    assert here[0] == here[1] == fresh
+    assert list(tmp_path.glob("chargeback-fonts/*.ttf"))  # it cut its own fonts
+
+
+def test_a_wrapped_attachment_list_keeps_its_size_and_does_not_overlap_itself():
+    # Japanese labels start the line in the fallback font; four long names need two lines
+    names = tuple(f"examplefunctions-2026-09-INV-2026-000042{suffix}" for suffix in (
+        ".pdf", "-lines.csv", "-factur-x.xml", "-usage.csv"))
+    invoice = dataclasses.replace(INVOICE, locale="ja_JP")
+    pdf = pdfium.PdfDocument(render_pdf(present(invoice, ISSUER, attachments=names),
+                                        invoice.issued_at))
+    page = pdf[0].get_textpage()
+    text = page.get_text_range()
+    first, second = (text.index(".csv", text.index(name)) for name in names[1::2])
+    # (left, bottom, right, top) of the "c" of ".csv" at the end of each line
+    box_one, box_two = page.get_charbox(first + 1), page.get_charbox(second + 1)
+    assert abs((box_one[3] - box_one[1]) - (box_two[3] - box_two[1])) < 0.01  # same size
+    assert box_two[3] < box_one[1]  # the second line lies wholly below the first
+
+
+def test_a_long_line_without_spaces_wraps_between_characters_and_keeps_every_one():
+    note = "リバースチャージ方式により受領者が消費税を申告します。" * 6  # no space anywhere
+    invoice = dataclasses.replace(INVOICE, locale="ja_JP", tax_rate=D(0), tax=D("0.00"),
+                                  total=D("1234.50"), tax_note=note)
+    view = present(invoice, ISSUER)
+    text = _pdf_text(render_pdf(view, invoice.issued_at))
+    assert note in "".join(text.split())        # wrapped onto several lines, nothing lost
+    assert note not in text                      # (it did need more than one line)

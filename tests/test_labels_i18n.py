@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
+from decimal import Decimal as D
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -11,8 +12,15 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from chargeback.documents import i18n
-from chargeback.documents.document import present, render_html, render_text, resolve_locale
+from chargeback.documents import document, i18n
+from chargeback.documents.document import (
+    InvoiceLine,
+    lines_csv,
+    present,
+    render_html,
+    render_text,
+    resolve_locale,
+)
 from chargeback.documents.pdf import render_pdf
 
 from .test_invoice_document import INVOICE, ISSUER
@@ -94,3 +102,109 @@ def test_a_label_missing_from_a_catalog_is_english_never_a_key():
     german = i18n.for_locale(resolve_locale("de"))[1]
     assert german.gettext("Subtotal") == "Zwischensumme"
     assert german.gettext("A label added after the catalog") == "A label added after the catalog"
+
+
+def _line(no, kind, description, meter=None, **fields):
+    return InvoiceLine(no, kind, description, D(1), fields.pop("unit", "month"),
+                       D("10.00"), meter=meter, **fields)
+
+
+# the forms billing.invoicing writes (its _describe and _fixed_lines), as stored
+STORED = (
+    _line(1, "usage", "Function compute", "gb_seconds", unit="GB-s"),
+    _line(2, "capacity", "GPUs nvidia-a10g (spot)", "gpu_hours", unit="GPU-hours",
+          sku="nvidia-a10g", spot=True),
+    _line(3, "usage", "Function invocations, 2026-09-01 00:00 to 2026-09-16 00:00 UTC",
+          "invocations", unit="invocations"),
+    _line(4, "base_fee", "Base fee, plan pro, 12 of 30 days", billed_days=12, period_days=30),
+    _line(5, "commitment", "Minimum commitment 120.00 EUR, 12 of 30 days: top-up",
+          billed_days=12, period_days=30),
+)
+ENGLISH = [line.description for line in STORED] + ["GPU-hours", " month "]
+
+
+def test_a_german_invoice_shows_no_english_line_description():
+    invoice = dataclasses.replace(LEGAL, plan="pro", lines=STORED)
+    view = present(invoice, ISSUER)
+    pdf = pdfium.PdfDocument(render_pdf(view, LEGAL.issued_at))
+    pdf_text = " ".join(" ".join(page.get_textpage().get_text_bounded().split())
+                        for page in pdf)
+    html, text = render_html(view), render_text(view)
+    assert [line["description"] for line in view["lines"]] == [
+        "Funktionsrechenzeit", "GPUs nvidia-a10g (Spot)",
+        "Funktionsaufrufe, 2026-09-01 00:00 bis 2026-09-16 00:00 UTC",
+        "Grundgebühr, Tarif pro, 12 von 30 Tagen",
+        "Mindestumsatz 120,00\xa0€, 12 von 30 Tagen: Aufstockung"]
+    for part in (html, text, pdf_text):
+        for english in ENGLISH:
+            assert english not in part, english
+        assert "Grundgebühr, Tarif pro" in part
+    assert "1 GPU-Stunden" in text and "1 Monat" in text
+    # the lines CSV is data: it keeps the stored description
+    assert "Base fee, plan pro, 12 of 30 days" in lines_csv(invoice)
+
+
+def test_a_description_billing_did_not_write_is_shown_as_stored():
+    odd = _line(1, "base_fee", "Platform fee, plan pro")    # not the form invoicing writes
+    other_plan = _line(2, "base_fee", "Base fee, plan basic")  # names another plan
+    view = present(dataclasses.replace(LEGAL, plan="pro", lines=(odd, other_plan)), ISSUER)
+    assert [line["description"] for line in view["lines"]] == [
+        "Platform fee, plan pro", "Base fee, plan basic"]
+
+
+def test_a_line_label_missing_from_a_catalog_is_english(tmp_path, monkeypatch):
+    source = i18n.catalog_path("de").read_text(encoding="utf-8")
+    without = source.replace('msgid "Function compute"\nmsgstr "Funktionsrechenzeit"\n', "")
+    assert without != source
+    target = tmp_path / "de" / "LC_MESSAGES" / "messages.po"
+    target.parent.mkdir(parents=True)
+    target.write_text(without, encoding="utf-8")
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
+    i18n._translations.cache_clear()
+    try:
+        view = present(dataclasses.replace(LEGAL, plan="pro", lines=STORED), ISSUER)
+    finally:
+        i18n._translations.cache_clear()
+    assert view["labels"]["subtotal"] == "Zwischensumme"     # still German ...
+    assert view["lines"][0]["description"] == "Function compute"  # ... but this one English
+    assert view["lines"][3]["description"] == "Grundgebühr, Tarif pro, 12 von 30 Tagen"
+
+
+def test_the_meter_names_are_the_ones_billing_writes():
+    from chargeback.billing import invoicing
+    assert document._METER_NAMES == invoicing._DESCRIPTIONS
+
+
+@pytest.mark.parametrize("locale", ["en", "de_DE", "fr_FR", "es_ES", "pl_PL", "ja_JP", "ru_RU"])
+def test_every_language_names_the_lines(locale):
+    view = present(dataclasses.replace(LEGAL, plan="pro", lines=STORED, locale=locale),
+                   ISSUER)
+    shown = [line["description"] for line in view["lines"]]
+    if locale == "en":
+        assert shown == [line.description for line in STORED]
+    else:
+        assert not set(shown) & set(ENGLISH), shown
+
+
+def test_a_closed_month_for_a_german_tenant_names_its_lines_in_german(database_url, tmp_path):
+    from chargeback.core import db
+    from chargeback.documents import delivery
+
+    from .billing_helpers import NS, event, send, settings_for
+    from .test_corrections import BOOK, OCT_2, close, on_plan
+
+    s = settings_for(database_url, tmp_path, book=BOOK)
+    on_plan(s, "acme", "committed")
+    with db.transaction(s) as conn:
+        conn.execute("UPDATE openfaas_metering.tenants SET locale = 'de_DE'"
+                     " WHERE namespace = 'acme'")
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 10_000 * NS)])   # 1.10 of usage
+    close(s, OCT_2)
+    with db.transaction(s) as conn:
+        (invoice_id,) = conn.execute("SELECT invoice_id::text FROM openfaas_metering.invoices"
+                                     " WHERE namespace = 'acme'").fetchone()
+    view = delivery.rerender(s, invoice_id).view
+    # usage, invocations (at 0), the 250.00 base fee, the top-up to the 300.00 commitment
+    assert [line["description"] for line in view["lines"]] == [
+        "Funktionsrechenzeit", "Funktionsaufrufe", "Grundgebühr, Tarif committed",
+        "Mindestumsatz 300,00\xa0$: Aufstockung"]

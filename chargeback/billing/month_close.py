@@ -63,8 +63,9 @@ from chargeback.core.gateway import GatewayClient, GatewayError
 from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
-# billing freezes documents' legal fields inside the finalizing transaction
-from chargeback.documents import legal
+# billing freezes documents' legal fields inside the finalizing transaction, and keeps
+# a document whose VAT needs a missing exchange rate in draft
+from chargeback.documents import legal, vat
 # billing reports its facts to the operator's endpoints through the outbox, in the
 # transaction that makes them (the event exists exactly when the invoice does)
 from chargeback.webhooks import outbox as webhook_outbox
@@ -527,6 +528,8 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
               documents: list[_Document], issued_at: datetime, year: int,
               result: PeriodResult) -> None:
     """Number the final documents and write them and their lines, one statement each."""
+    # documents: VAT also shown in ISSUER_VAT_CURRENCY needs the month's rate, else a draft
+    vat.hold_without_rate(conn, settings, p.name, [doc.draft for doc in documents])
     seqs = {}
     for series in ("invoice", "credit_note"):
         n = sum(1 for d in documents if not d.draft.reasons

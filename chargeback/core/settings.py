@@ -143,6 +143,14 @@ def _lines(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> t
     return tuple(line.strip() for line in text.splitlines() if line.strip()) or default
 
 
+def _currency_code(environ: Mapping[str, str], name: str, default: None) -> str | None:
+    """An ISO 4217 code (EUR, pln: PLN); unset or empty: None."""
+    raw = environ.get(name, "").strip().upper()
+    if raw and not (len(raw) == 3 and raw.isascii() and raw.isalpha()):
+        raise ConfigError(f"{name}={raw!r}: expected a three-letter currency code (e.g. PLN)")
+    return raw or None
+
+
 def _or_secret(secret: str) -> Callable[[Mapping[str, str], str, None], str | None]:
     """The variable when set (a local run), else the OpenFaaS secret `secret`."""
     def parse(environ: Mapping[str, str], name: str, default: None) -> str | None:
@@ -264,6 +272,8 @@ class Settings:
     issuer_tax_id: str | None = setting("ISSUER_TAX_ID", _text)
     # IBAN/BIC or a payment URL, as lines; frozen on each invoice at finalization
     issuer_payment_details: tuple[str, ...] = setting("ISSUER_PAYMENT_DETAILS", _lines, ())
+    # the member state's currency VAT is also shown in (documents.vat); None: off
+    issuer_vat_currency: str | None = setting("ISSUER_VAT_CURRENCY", _currency_code, None)
     # a larger usage CSV is not attached; the mail says so
     max_attachment_bytes: int = setting("MAX_ATTACHMENT_BYTES", _positive, 2 * 1024 * 1024)
     # tenant-portal's public address: set, every invoice e-mail links to its hosted page

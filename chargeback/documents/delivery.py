@@ -71,7 +71,8 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
        i.subtotal, i.tax_rate, i.tax, i.total, i.plan,
        i.bill_to_address, i.bill_to_tax_id, i.due_date, i.payment_terms_days, i.tax_note,
        i.issuer_name, i.issuer_address, i.issuer_tax_id, i.issuer_payment_details,
-       i.document_kind, c.number
+       i.document_kind, c.number, (c.issued_at AT TIME ZONE c.billing_timezone)::date,
+       i.vat_currency, i.vat_exchange_rate, i.vat_exchange_source, i.vat_tax_converted
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = i.corrects_invoice_id
@@ -80,7 +81,8 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
 
 _LINES = """
 SELECT line_no, kind, description, quantity, unit, amount, meter, sku, spot, unit_price,
-       tiers, tier_mode, allowance, discount_percent, discount, adjustment_period
+       tiers, tier_mode, allowance, discount_percent, discount, adjustment_period,
+       billed_days, period_days
   FROM openfaas_metering.invoice_lines
  WHERE invoice_id = %s
  ORDER BY line_no
@@ -153,7 +155,8 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                     amount=r[5], meter=r[6], sku=r[7] or "", spot=r[8], unit_price=r[9],
                     tiers=parse_tiers(r[10]), tier_mode=r[11], allowance=r[12] or Decimal(0),
                     discount_percent=r[13] or Decimal(0), discount=r[14] or Decimal(0),
-                    adjustment_period=r[15]) for r in line_rows)
+                    adjustment_period=r[15], billed_days=r[16], period_days=r[17])
+        for r in line_rows)
     return Invoice(invoice_id=row[0], number=row[1], namespace=row[2], period=row[3],
                    period_start=row[4], period_end=row[5], billing_timezone=row[6],
                    issued_at=row[7], currency=row[8], bill_to_name=row[9],
@@ -161,7 +164,9 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                    tax_rate=row[13] or Decimal(0), tax=row[14], total=row[15],
                    lines=lines, plan=row[16], bill_to_address=legal.lines(row[17]),
                    bill_to_tax_id=row[18], due_date=row[19], payment_terms_days=row[20],
-                   tax_note=row[21], document_kind=row[26], corrects=row[27])
+                   tax_note=row[21], document_kind=row[26], corrects=row[27],
+                   corrects_issued=row[28], vat_currency=row[29], vat_exchange_rate=row[30],
+                   vat_exchange_source=row[31], vat_tax_converted=row[32])
 
 
 def issuer_of(row: tuple, settings: Settings) -> Issuer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -62,6 +63,8 @@ class InvoiceLine:
     discount_percent: Decimal = Decimal(0)
     discount: Decimal = Decimal(0)
     adjustment_period: str | None = None  # YYYY-MM it belongs to
+    billed_days: int | None = None   # base fee, commitment: prorated to so many days ...
+    period_days: int | None = None   # ... of the period's days
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ class Invoice:
     tax_note: str | None = None
     document_kind: str = "invoice"  # invoice, supplementary, credit_note
     corrects: str | None = None     # the number of the invoice a correction corrects
+    corrects_issued: date | None = None  # ... and its issue date (billing timezone)
+    # VAT also in the member state's currency (documents.vat), frozen at finalization
+    vat_currency: str | None = None
+    vat_exchange_rate: Decimal | None = None  # 1 currency = rate vat_currency
+    vat_exchange_source: str | None = None
+    vat_tax_converted: Decimal | None = None
 
 
 
@@ -179,7 +188,76 @@ class _Formats:
         return format_interval(first, last, "yMMMd", locale=self.locale)
 
 
-def _line_view(line: InvoiceLine, f: _Formats, _: Callable[[str], str]) -> dict[str, Any]:
+_SEGMENT = re.compile(r", (\d{4}-\d\d-\d\d \d\d:\d\d) to (\d{4}-\d\d-\d\d \d\d:\d\d) UTC")
+_COMMITMENT = re.compile(r"Minimum commitment (\d+(?:\.\d+)?) ([A-Z]{3})(?:, (\d+) of (\d+) days)?"
+                         r": top-up")
+
+
+def _words(_: Callable[[str], str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(meter names, units) in the label language (written out for the catalogs'
+    extraction); GB-s is the same in every language."""
+    meters = {"gb_seconds": _("Function compute"), "invocations": _("Function invocations"),
+              "node_hours": _("Dedicated nodes"), "cpu_core_hours": _("Dedicated CPU cores"),
+              "memory_gib_hours": _("Dedicated memory"), "gpu_hours": _("GPUs"),
+              "storage_gib_hours": _("Storage"), "loadbalancer_hours": _("Load balancers")}
+    units = {"invocations": _("invocations"), "month": _("month"),
+             "node-hours": _("node-hours"), "core-hours": _("core-hours"),
+             "GiB-hours": _("GiB-hours"), "GPU-hours": _("GPU-hours"),
+             "LB-hours": _("LB-hours")}
+    return meters, units
+
+
+# What billing.invoicing stores as a line's description, in English: a meter's name,
+# its SKU, " (spot)" and, when a price changed within the month, the price segment.
+_METER_NAMES = _words(str)[0]
+_ENGLISH = i18n.SOURCE_GETTEXT
+
+
+def _description(line: InvoiceLine, plan: str | None, f: _Formats,
+                 _: Callable[[str], str], meters: dict[str, str]) -> str:
+    """The line's description in the label language, rebuilt from its stored fields
+    (kind, meter, SKU, spot, billed_days/period_days, the invoice's plan) where the
+    stored English text is exactly what billing.invoicing writes for them; the two
+    figures only the text carries (a commitment's minimum, a price segment's bounds)
+    are read from it. Anything else is shown as stored: English, never a key; so is
+    every description of an English document (byte for byte as before)."""
+    stored = line.description
+    if _ is _ENGLISH:
+        return stored
+    prorated = line.billed_days is not None and line.period_days is not None
+    days = {"days": line.billed_days, "period_days": line.period_days}
+    if line.meter in _METER_NAMES:
+        english = _METER_NAMES[line.meter] + (f" {line.sku}" if line.sku else "")
+        name = meters[line.meter] + (f" {line.sku}" if line.sku else "")
+        if line.spot:
+            english += " (spot)"
+            name = _("{description} (spot)").format(description=name)
+        if stored == english:
+            return name
+        segment = _SEGMENT.fullmatch(stored[len(english):]) if stored.startswith(english) else None
+        if segment:
+            return _("{description}, {start} to {end} UTC").format(
+                description=name, start=segment[1], end=segment[2])
+        return stored
+    if line.kind == "base_fee" and plan:
+        note = f", {line.billed_days} of {line.period_days} days" if prorated else ""
+        if stored == f"Base fee, plan {plan}{note}":
+            return (_("Base fee, plan {plan}, {days} of {period_days} days") if prorated
+                    else _("Base fee, plan {plan}")).format(plan=plan, **days)
+        return stored
+    commitment = _COMMITMENT.fullmatch(stored) if line.kind == "commitment" else None
+    if commitment and (commitment[3] is not None) == prorated:
+        amount = format_currency(Decimal(commitment[1]), commitment[2], locale=f.locale)
+        return (_("Minimum commitment {amount}, {days} of {period_days} days: top-up")
+                if prorated else _("Minimum commitment {amount}: top-up")).format(
+            amount=amount, **days)
+    return stored
+
+
+def _line_view(line: InvoiceLine, plan: str | None, f: _Formats,
+               _: Callable[[str], str]) -> dict[str, Any]:
+    meters, units = _words(_)
+    unit = units.get(line.unit, line.unit)
     notes = []
     if line.sku and line.sku not in line.description:
         notes.append(line.sku)
@@ -187,7 +265,7 @@ def _line_view(line: InvoiceLine, f: _Formats, _: Callable[[str], str]) -> dict[
         notes.append(_("spot"))
     if line.adjustment_period:
         notes.append(_("adjustment for {month}").format(month=f.month(line.adjustment_period)))
-    quantity = f"{f.number(line.quantity)} {line.unit}"
+    quantity = f"{f.number(line.quantity)} {unit}"
     if line.tiers or (line.unit_price is None and line.tier_mode):
         # an adjustment of a tiered price stores no tiers: it is the difference
         # between the tiers applied to the whole month and what was billed earlier
@@ -204,20 +282,21 @@ def _line_view(line: InvoiceLine, f: _Formats, _: Callable[[str], str]) -> dict[
     for tier in line.tiers:
         if tier.to_quantity is None:
             span = _("above {quantity} {unit}").format(quantity=f.number(tier.from_quantity),
-                                                      unit=line.unit)
+                                                      unit=unit)
         else:
-            span = f"{f.number(tier.from_quantity)} – {f.number(tier.to_quantity)} {line.unit}"
+            span = f"{f.number(tier.from_quantity)} – {f.number(tier.to_quantity)} {unit}"
         tiers.append({"range": span,
                       "pricing": f"{f.number(tier.quantity)} × {f.price(tier.unit_price)}",
                       "amount": f.money(tier.amount)})
     details = []
     if line.allowance:
         details.append(_("included allowance used: {quantity} {unit}").format(
-            quantity=f.number(line.allowance), unit=line.unit))
+            quantity=f.number(line.allowance), unit=unit))
     if line.discount or line.discount_percent:
         details.append(_("discount {percent}: −{amount}").format(
             percent=f.percent(line.discount_percent / 100), amount=f.money(line.discount)))
-    return {"no": line.line_no, "kind": line.kind, "description": line.description,
+    return {"no": line.line_no, "kind": line.kind,
+            "description": _description(line, plan, f, _, meters),
             "notes": ", ".join(notes), "quantity": quantity, "pricing": pricing,
             "tiers": tiers, "details": details, "amount": f.money(line.amount)}
 
@@ -231,7 +310,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     usage CSV was too large to attach (the mail says so and how to get it)."""
     locale = resolve_locale(invoice.locale, default_locale)
     language, translations = i18n.for_locale(locale)
-    _ = translations.gettext
+    _ = i18n.SOURCE_GETTEXT if language == i18n.SOURCE_LANGUAGE else translations.gettext
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
     issued = f.day(invoice.issued_at)
@@ -273,7 +352,18 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "questions": (_("Questions: reply to this message or write to {email}.").format(
             email=issuer.email) if issuer.email else ""),
         "page": _("page {page}/{pages}"),  # formatted by the PDF for each page
+        "hosted": _("View and download this invoice online"),
     }
+    vat_converted = ""
+    if invoice.vat_currency and invoice.vat_tax_converted is not None:
+        vat_converted = _("VAT in {currency}: {amount} (exchange rate 1 {invoice_currency} = "
+                          "{rate} {currency}, {source})").format(
+            currency=invoice.vat_currency, invoice_currency=invoice.currency,
+            amount=format_currency(invoice.vat_tax_converted, invoice.vat_currency,
+                                   locale=locale),
+            rate=format_decimal(_plain(invoice.vat_exchange_rate), locale=locale,
+                                decimal_quantization=False),
+            source=invoice.vat_exchange_source)
     preview = (_("{title} for {period}: {total}, due {date}.") if due
                else _("{title} for {period}: {total}.")).format(
         title=title, period=period, total=total, date=due)
@@ -303,11 +393,13 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "terms_days": invoice.payment_terms_days,
         # why a 0% invoice carries no tax (reverse charge, exemption)
         "tax_note": invoice.tax_note if invoice.tax_note and not invoice.tax_rate else "",
+        # the VAT in ISSUER_VAT_CURRENCY, its rate and the rate's source (art. 230)
+        "vat_converted": vat_converted,
         "period": period,
         "period_days": f.days(invoice.period_start, invoice.period_end),
         "currency": invoice.currency,
         "locale": str(locale),
-        "lines": [_line_view(line, f, _) for line in lines],
+        "lines": [_line_view(line, invoice.plan, f, _) for line in lines],
         "subtotal": f.money(invoice.subtotal),
         "tax_label": _("Tax {rate}").format(rate=f.percent(invoice.tax_rate)),
         "tax": f.money(invoice.tax),

@@ -7,7 +7,13 @@ than the standard: each invoice line is one unit (C62) at its net amount, its
 quantity and unit in the line's description; the seller's and buyer's
 country is the two letters their VAT ID starts with, when it does; payment
 means are "mutually defined" (ZZZ); the payment details are printed on the PDF.
-A credit note (kind credit_note) is type code 381, an invoice 380.
+A credit note (kind credit_note) is type code 381, an invoice or a supplementary
+invoice 380; a correction names the invoice it corrects (BT-25, its issue date
+BT-26). A credit note is stored with negative amounts; its XML states them with
+the opposite sign, as type 381 asks (a credit of 10.00 is 10.00 on a 381). A line
+whose amount is negative is quantity -1 at a positive net price (BR-27: no
+negative prices). VAT also shown in ISSUER_VAT_CURRENCY (documents.vat) is the
+tax currency (BT-6) with its total there (BT-111).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from chargeback.documents.document import Invoice, Issuer
 
 FILENAME = "factur-x.xml"
 PROFILE = "urn:cen.eu:en16931:2017"
-TYPE_CODES = {"invoice": "380", "credit_note": "381"}
+TYPE_CODES = {"invoice": "380", "supplementary": "380", "credit_note": "381"}
 
 
 def _country(tax_id: str | None) -> str | None:
@@ -56,12 +62,13 @@ def _tax_category(invoice: Invoice) -> tuple[str, str | None]:
     return ("AE" if "reverse charge" in note.lower() else "E"), note
 
 
-def cii_xml(invoice: Invoice, issuer: Issuer, kind: str = "invoice") -> bytes:
+def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
     """The EN 16931 CII XML of `invoice` (drafthorse checks it against its schema)."""
     doc = Document()
     doc.context.guideline_parameter.id = PROFILE
     doc.header.id = invoice.number
-    doc.header.type_code = TYPE_CODES[kind]
+    doc.header.type_code = TYPE_CODES[invoice.document_kind]
+    sign = -1 if invoice.document_kind == "credit_note" else 1
     local = ZoneInfo(invoice.billing_timezone)
     doc.header.issue_date_time = invoice.issued_at.astimezone(local).date()
     agreement, settlement = doc.trade.agreement, doc.trade.settlement
@@ -69,7 +76,14 @@ def cii_xml(invoice: Invoice, issuer: Issuer, kind: str = "invoice") -> bytes:
     _party(agreement.buyer, invoice.bill_to_name, invoice.bill_to_address,
            invoice.bill_to_tax_id)
     settlement.currency_code = invoice.currency
+    if invoice.vat_currency and invoice.vat_tax_converted is not None:
+        settlement.tax_currency_code = invoice.vat_currency  # BT-6
     settlement.payment_means.type_code = "ZZZ"
+    if invoice.corrects:
+        corrected = settlement.invoice_referenced_document
+        corrected.issuer_assigned_id = invoice.corrects
+        if invoice.corrects_issued:
+            corrected.issue_date_time = invoice.corrects_issued
     if invoice.due_date:
         terms = PaymentTerms()
         terms.due = invoice.due_date
@@ -81,16 +95,17 @@ def cii_xml(invoice: Invoice, issuer: Issuer, kind: str = "invoice") -> bytes:
         item.document.line_id = str(line.line_no)
         item.product.name = line.description
         item.product.description = f"{line.quantity.normalize():f} {line.unit}"
-        item.agreement.net.amount = line.amount
-        item.delivery.billed_quantity = (Decimal(1), "C62")
+        amount = sign * line.amount
+        item.agreement.net.amount = abs(amount)
+        item.delivery.billed_quantity = (Decimal(-1 if amount < 0 else 1), "C62")
         item.settlement.trade_tax.type_code = "VAT"
         item.settlement.trade_tax.category_code = category
         item.settlement.trade_tax.rate_applicable_percent = rate_percent
-        item.settlement.monetary_summation.total_amount = line.amount
+        item.settlement.monetary_summation.total_amount = amount
         doc.trade.items.add(item)
     tax = ApplicableTradeTax()
-    tax.calculated_amount = invoice.tax
-    tax.basis_amount = invoice.subtotal
+    tax.calculated_amount = sign * invoice.tax
+    tax.basis_amount = sign * invoice.subtotal
     tax.type_code = "VAT"
     tax.category_code = category
     if reason:
@@ -98,13 +113,17 @@ def cii_xml(invoice: Invoice, issuer: Issuer, kind: str = "invoice") -> bytes:
     tax.rate_applicable_percent = rate_percent
     settlement.trade_tax.add(tax)
     totals = settlement.monetary_summation
-    totals.line_total = invoice.subtotal
+    totals.line_total = sign * invoice.subtotal
     totals.charge_total = Decimal("0.00")
     totals.allowance_total = Decimal("0.00")
-    totals.tax_basis_total = invoice.subtotal
-    totals.tax_total = (invoice.tax, invoice.currency)
-    totals.grand_total = invoice.total
-    totals.due_amount = invoice.total
+    totals.tax_basis_total = sign * invoice.subtotal
+    totals.tax_total = (sign * invoice.tax, invoice.currency)
+    if invoice.vat_currency and invoice.vat_tax_converted is not None:
+        # BT-111: the VAT total in the tax currency
+        totals.tax_total_other_currency.add((sign * invoice.vat_tax_converted,
+                                             invoice.vat_currency))
+    totals.grand_total = sign * invoice.total
+    totals.due_amount = sign * invoice.total
     return doc.serialize(schema="FACTUR-X_EN16931")
 
 

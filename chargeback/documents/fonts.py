@@ -5,11 +5,16 @@ text font; Noto Sans Devanagari and Noto Sans CJK JP are fallbacks fpdf2
 switches to for the characters Noto Sans lacks. fpdf2 embeds only the glyphs
 a document uses (subsetting), so a Latin invoice stays small.
 
-Noto Sans ships as one variable font: its default instance is the regular
-weight; the bold weight is cut from it once (fontTools' instancer, about two
-seconds) and kept in a cache directory, written atomically, with no
-timestamp recalculated, so every process and every machine embeds the same
-bytes.
+Noto Sans ships as one variable font; the regular and bold weights are cut
+from it once (fontTools' instancer, about two seconds each) and kept in a
+cache directory, written atomically, with no timestamp recalculated, so every
+process and every machine embeds the same bytes. A document that needs no
+shaping (every script but Devanagari) is set from copies without the layout
+tables (GSUB, GPOS, GDEF), cut the same way: fpdf2 drops those tables from
+the subset it embeds anyway, but it parses them for every document first,
+which was most of a PDF's time. Nothing parsed is shared between documents
+(fpdf2 subsets the font object in place); within a process the prepared
+files' paths and the fonts' character sets are kept.
 """
 from __future__ import annotations
 
@@ -28,7 +33,9 @@ from fpdf import FPDF
 TEXT = "noto"
 _DEVANAGARI = "noto-devanagari"
 _CJK = "noto-cjk"
+_REGULAR_AXES = {"wght": 400, "wdth": 100}
 _BOLD_AXES = {"wght": 700, "wdth": 100}
+_LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF")
 
 
 def _cache_dir() -> Path:
@@ -36,18 +43,25 @@ def _cache_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
-def _instance(source: Path, axes: tuple[tuple[str, float], ...]) -> Path | None:
-    """A static instance of the variable font `source` at `axes`, cached on disk;
-    None when no cache directory can be written (bold then falls back to regular)."""
+def _prepared(source: Path, axes: tuple[tuple[str, float], ...] = (),
+              layout: bool = True) -> Path | None:
+    """`source` as a static instance at `axes` (a variable font; none: as it is),
+    without the layout tables unless `layout`, cached on disk; None when no cache
+    directory can be written (the caller then uses `source`)."""
     stat = source.stat()
-    key = hashlib.sha256(f"{source.name}|{stat.st_size}|{axes}".encode()).hexdigest()[:16]
-    target = _cache_dir() / f"{source.stem}-{key}.ttf"
+    key = hashlib.sha256(f"{source.name}|{stat.st_size}|{axes}|{layout}".encode()
+                         ).hexdigest()[:16]
+    target = _cache_dir() / f"{source.stem}-{key}{source.suffix}"
     if target.exists():
         return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         font = TTFont(source, recalcTimestamp=False)
-        static = instantiateVariableFont(font, dict(axes), updateFontNames=False)
+        static = (instantiateVariableFont(font, dict(axes), updateFontNames=False)
+                  if axes else font)
+        for tag in () if layout else _LAYOUT_TABLES:
+            if tag in static:
+                del static[tag]
         partial = target.with_suffix(f".{os.getpid()}.part")
         static.save(partial)
         os.replace(partial, target)  # another process may have won: same bytes
@@ -75,16 +89,18 @@ def register(pdf: FPDF, text: str) -> str:
     and the fallback has: parsing and subsetting a font costs time, and the
     same text always picks the same fonts."""
     sans = fontpkg.path("Noto Sans")
-    pdf.add_font(TEXT, "", sans)
-    bold = _instance(sans, tuple(sorted(_BOLD_AXES.items())))
-    pdf.add_font(TEXT, "B", bold or sans)
     missing = {ord(c) for c in text} - _characters(sans)
     needed = [(name, path) for name, path in _fallbacks() if missing & _characters(path)]
+    # Devanagari needs shaping (vowel signs before their consonant, conjuncts): HarfBuzz
+    # reads the layout tables; every other script is set glyph by glyph without them
+    shaped = any(name == _DEVANAGARI for name, _ in needed)
+    for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
+        pdf.add_font(TEXT, style, _prepared(sans, tuple(sorted(axes.items())), shaped) or sans)
     for name, path in needed:
-        pdf.add_font(name, "", path)
+        pdf.add_font(name, "", path if shaped else _prepared(path, layout=False) or path)
     if needed:
         # exact_match=False: bold text in a script without a bold face is set regular
         pdf.set_fallback_fonts([name for name, _ in needed], exact_match=False)
-        # Devanagari needs shaping (vowel signs before their consonant, conjuncts)
+    if shaped:
         pdf.set_text_shaping(True)
     return TEXT

@@ -19,6 +19,7 @@ from babel.messages.pofile import read_po
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 SOURCE_LANGUAGE = "en"
+SOURCE_GETTEXT = str  # the source language's "translation": the label itself
 
 
 def catalog_path(language: str) -> Path:

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 # documents reads billing's price book: payment terms and tax notes are set per plan there
 from chargeback.billing.pricebook import PriceBook
 from chargeback.core.settings import Settings
+from chargeback.documents import vat
 
 # The supplier and sender stack.yml ships, and the code's defaults.
 EXAMPLE_ISSUERS = ("Example Functions Ltd", "chargeback")
@@ -56,6 +57,7 @@ def freeze(conn: psycopg.Connection, settings: Settings, book: PriceBook,
         "terms": Jsonb({name: plan.payment_terms_days for name, plan in book.plans.items()}),
         "notes": Jsonb({name: plan.tax_note for name, plan in book.plans.items()
                         if plan.tax_note})})
+    vat.freeze(conn, settings, invoice_ids)  # VAT in ISSUER_VAT_CURRENCY, when set
 
 
 def refuse_examples(function: str, environ: Mapping[str, str], *, issuer: bool,

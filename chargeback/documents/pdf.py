@@ -60,15 +60,50 @@ class _Invoice(FPDF):
 
     def text_line(self, text: str, *, size: float = 10, style: str = "", grey: bool = False,
                   align: str = "L", width: float = 0, height: float = 5) -> None:
+        """`text` from the current x, `width` wide (0: to the right margin), wrapped
+        onto as many lines as it needs; the cursor ends at the left margin below it."""
         self.set_font(self.text_font, style=style, size=size)
         self.set_text_color(*(_GREY if grey else (17, 24, 39)))
-        text = pdf_safe(text)
-        room = width or (self.w - self.r_margin - self.x)
-        if self.get_string_width(text) < room - 2 * self.c_margin:  # one line: no wrapping
-            self.cell(room, height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        else:
-            self.multi_cell(width, height, text, align=align,
-                            new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        left = self.x
+        room = width or (self.w - self.r_margin - left)
+        for row in self._wrapped(pdf_safe(text), room - 2 * self.c_margin):
+            self._font_afresh(style, size)
+            self.set_x(left)
+            self.cell(room, height, row, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def _font_afresh(self, style: str, size: float) -> None:
+        """Set the text font so that the PDF states it again. A cell that starts in a
+        fallback font (Japanese) states its fonts inside its own graphics state; fpdf2
+        then takes its font as still stated and states none for the next cell, which a
+        reader sets in the font last stated outside (seen: a wrapped line larger than
+        the first). Another size first makes fpdf2 state the font."""
+        self.set_font(self.text_font, style=style, size=size + 1)
+        self.set_font(self.text_font, style=style, size=size)
+
+    def _wrapped(self, text: str, room: float) -> list[str]:
+        """`text` as lines no wider than `room` (the current font): broken at spaces,
+        and a word wider than a line between its characters (Japanese has no spaces).
+        Each line is set as its own cell (fpdf2's multi_cell set a wrapped line with
+        fallback-font characters over itself)."""
+        def fits(candidate: str) -> bool:
+            return self.get_string_width(candidate) <= room
+
+        rows: list[str] = []
+        row: str | None = None  # None: nothing on the line yet (leading spaces are kept)
+        for word in text.split(" "):
+            candidate = word if row is None else f"{row} {word}"
+            if fits(candidate):
+                row = candidate
+                continue
+            if row is not None:
+                rows.append(row)
+            row = None
+            for char in word:  # a word no line holds: cut between characters
+                if row and not fits(row + char):
+                    rows.append(row)
+                    row = None
+                row = (row or "") + char
+        return rows if row is None else rows + [row]
 
 
 def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = None) -> bytes:
@@ -133,6 +168,8 @@ def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = No
     _lines_table(pdf, view, full_w)
     _totals(pdf, view, full_w)
     pdf.ln(6)
+    if view["vat_converted"]:
+        pdf.text_line(view["vat_converted"], size=9)
     if view["tax_note"]:
         pdf.text_line(view["tax_note"], size=9)
     if labels["payment_due"]:

@@ -30,18 +30,20 @@ ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin", "Ger
                 "DE123456789", "accounts@example.com",
                 ("IBAN DE89 3704 0044 0532 0130 00", "BIC COBADEFFXXX"))
 LINES = (
-    InvoiceLine(1, "base_fee", "Platform fee, plan functions", D("1"), "month", D("49.00"),
+    # descriptions as billing.invoicing stores them (English); documents show them localized
+    InvoiceLine(1, "base_fee", "Base fee, plan functions", D("1"), "month", D("49.00"),
                 unit_price=D("49.00")),
     InvoiceLine(2, "usage", "Function compute", D("1234567.89"), "GB-s", D("12.35"),
                 meter="gb_seconds", tier_mode="graduated", allowance=D(400000),
                 tiers=(Tier(D(0), D(400000), D(0), D(400000), D(0)),
                        Tier(D(400000), None, D("0.0000148"), D("834567.89"), D("12.35")))),
-    InvoiceLine(3, "capacity", "GPU hours, NVIDIA-A10G-resize-images-batch-worker (spot)",
-                D("720"), "GPU-hours", D("172.80"), meter="gpu_hours", sku="NVIDIA-A10G",
+    InvoiceLine(3, "capacity", "GPUs NVIDIA-A10G-resize-images-batch-worker (spot)",
+                D("720"), "GPU-hours", D("172.80"), meter="gpu_hours",
+                sku="NVIDIA-A10G-resize-images-batch-worker",
                 spot=True, unit_price=D("0.60"), discount_percent=D(60),
                 discount=D("259.20")),
-    InvoiceLine(4, "adjustment", "Late usage: function resize-images", D("30000"), "GB-s",
-                D("0.50"), meter="gb_seconds", unit_price=D("0.0000166667"),
+    InvoiceLine(4, "usage", "Function invocations", D("2500000"), "invocations",
+                D("0.50"), meter="invocations", unit_price=D("0.0000002"),
                 adjustment_period="2026-08"),
 )
 TENANTS = {
