@@ -31,7 +31,7 @@ from chargeback.webhooks.events import EVENT_TYPES, data_json
 log = logging.getLogger("chargeback")
 
 DELIVER_FUNCTION = "deliver-webhooks"
-WAKE_TIMEOUT_S = 2.0  # the caller's response waits at most this for the gateway's 202
+WAKE_TIMEOUT_S = 2.0  # the waking thread waits at most this for the gateway's 202
 
 _EMIT = """
 INSERT INTO openfaas_metering.webhook_events (type, data) VALUES (%s, %s) RETURNING event_id"""
@@ -49,16 +49,12 @@ def wake(settings: Settings) -> None:
     _waker.ask(settings)
 
 
-def _wake_now(settings: Settings, client: GatewayClient | None = None) -> bool:
-    """Ask deliver-webhooks to run now, waiting for the gateway; False (logged) when the
-    gateway did not take it."""
+def _wake_now(settings: Settings) -> None:
+    """Ask deliver-webhooks to run now, waiting for the gateway; a refusal is logged."""
     try:
-        (client or GatewayClient(settings, timeout_s=WAKE_TIMEOUT_S)).invoke_async(
-            DELIVER_FUNCTION)
-        return True
+        GatewayClient(settings, timeout_s=WAKE_TIMEOUT_S).invoke_async(DELIVER_FUNCTION)
     except GatewayError as exc:
         log.info("deliver-webhooks not woken (its schedule delivers instead): %s", exc)
-        return False
 
 
 class _Waker:
