@@ -1,4 +1,5 @@
 """Kubernetes objects -> per-tenant meter quantities (pure: plain dicts in, samples out)."""
+from collections import Counter
 from decimal import Decimal
 
 import pytest
@@ -25,6 +26,8 @@ from chargeback.capacity.holdings import (
     is_spot,
     measure,
 )
+
+from .capacity_helpers import FIXTURE_HOLDINGS_BY_TENANT
 
 TENANT = "chargeback/tenant"
 
@@ -231,3 +234,5 @@ def test_the_fixture_cluster_measures_as_documented():
     assert _units(reading, LOADBALANCER_HOURS, ns="render-farm") == 1
     assert _units(reading, NODE_HOURS, ns="webshop") == 0
     assert (reading.dedicated_nodes, reading.not_ready_nodes) == (7, 1)
+    # the holdings counted by hand in capacity_helpers, tenant by tenant
+    assert Counter(s.namespace for s in reading.samples) == FIXTURE_HOLDINGS_BY_TENANT

@@ -13,6 +13,8 @@ from psycopg.types.json import Jsonb
 from chargeback.capacity.holdings import Rules, Sample, measure
 from chargeback.core import migrate
 
+from .capacity_helpers import FIXTURE_HOLDINGS
+
 SEPTEMBER = datetime(2026, 9, 1, tzinfo=timezone.utc)
 HOURS = 720
 MAX_GAP_SECONDS = 3600  # the demo's
@@ -115,9 +117,18 @@ def test_converted_storage_answers_capacity_usage_exactly_as_the_samples_did(pg_
     for window, old, new in zip(windows, before, after):
         assert new == old, window
     assert monthly_after == monthly_before
-    # ~23 holdings x 716 ticks became one interval per holding and per change (newco's
-    # node count changes twice every three hours: most of the 308)
-    assert (samples_rows, interval_rows) == (16_765 + 1, 308)
+    # Derived from demo_readings(): 717 ticks (hours 0..720 without 400..403), the first
+    # a baseline, so 716 billed ticks of the fixture's 23 holdings, less render-farm's 5
+    # spot holdings for 24 hours, plus newco's one holding from hour 300 on (421 hours
+    # less the 4 missed); then the future tick's one sample.
+    samples_expected = 716 * FIXTURE_HOLDINGS - 24 * 5 + (421 - 4) + 1      # 16,766
+    # One interval per holding and run of unchanged units: the 23 holdings; render-farm's
+    # 5 spot holdings again after their day away; helix-ai's storage once more when it
+    # doubles at hour 500; newco's units go 1,1,2 by hour % 3: two runs per three hours,
+    # 300..399 = 33 cycles (66) + hour 399 (1); after the gap 404 (2) starts a run, then
+    # 405..719 = 105 cycles (210) and hour 720 (1): 67 + 212 = 279.
+    intervals_expected = FIXTURE_HOLDINGS + 5 + 1 + 279                      # 308
+    assert (samples_rows, interval_rows) == (samples_expected, intervals_expected)
     # the future tick was voided (kept for audit), so the next real tick can be recorded
     assert latest == SEPTEMBER + timedelta(hours=HOURS) and len(voided) == 1
     assert voided[0][1] == 1

@@ -24,13 +24,27 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "check: every tenant's invocations and exact GB-seconds equal the 210,000" in out
     for tenant in ("acme-shop", "globex-data", "initech-ci", "umbrella-ml", "hooli-api"):
         assert f"\n{tenant} " in out
+    # hourly from 2026-09-01 00:00 to 2026-10-01 00:00 inclusive: 30 x 24 + 1 ticks
     assert "721 ticks recorded, 0 already metered" in out
     capacity = out.split("== capacity:", 1)[1]
+    # the fixture cluster holds still all month (720 billed hours): helix-ai's 2 Ready
+    # 8x H100 nodes of 96 cores: 2 x 720 = 1,440 node-h, none spot, 192 x 720 = 138,240
+    # core-h, 16 x 720 = 11,520 H100 hours
     assert "\nhelix-ai       1,440     0  138,240" in capacity
     assert "11,520 NVIDIA-H100-80GB-HBM3" in capacity
     invoices = out.split("== invoices:", 1)[1]
+    # 5 usage tenants (listed above) + the cluster's 4 (helix-ai, render-farm, webshop,
+    # vision-lab), every meter priced
     assert "closed 2026-09: 9 invoices finalized, 0 drafts" in invoices
-    # spot capacity discounted, a mid-month price change split, tax, in the plan's currency
+    # spot capacity discounted, a mid-month price change split, tax, in the plan's currency.
+    # render-farm (plan spot, EUR price list, 60 % spot discount, 19 % tax), 720 h each,
+    # lines rounded to cents: g5.12xlarge 720 x 1.31 = 943.20, less 60 % = 565.92 -> 377.28;
+    # c6i.8xlarge 720 x 1.25 = 900.00 -> 360.00; cores 80 x 720 x 0.0092 = 529.92 -> 211.97;
+    # memory (195,784,208 + 64,890,464) KiB = 248.5987... GiB x 720 x 0.0012 = 214.79
+    # -> 85.92; a10g 4 x 720 x 0.93 = 2,678.40 -> 1,071.36; gp3 1,524 GiB (1 Ti + 500 Gi,
+    # the pending PVC bills nothing) x 720 x 0.000101 = 110.83; one load balancer 360 h x
+    # 0.023 = 8.28 then 360 h x 0.0207 = 7.45; base fee 25.00: subtotal 2,258.09 (above the
+    # 500.00 commitment), tax 429.04, total 2,687.13
     assert "Dedicated nodes g5.12xlarge (spot)" in invoices and "(-565.92 spot)" in invoices
     assert "Load balancers, 2026-09-16 00:00 to 2026-10-01 00:00 UTC" in invoices
     assert "tax 19 %" in invoices and "2,687.13 EUR" in invoices

@@ -6,6 +6,7 @@ import dataclasses
 import email
 import io
 import os
+import re
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +25,6 @@ from chargeback.documents import delivery as invoice_delivery
 from .invoices import (
     HOSTILE_NAME,
     MAIL_ENV,
-    SUBTOTAL,
-    TAX,
-    TOTAL,
     RecordingSmtp,
     email_invoice_behind_gateway,
     finalized_invoice,
@@ -91,23 +89,46 @@ def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
     assert [p.get_content_type() for p in msg.iter_parts()][0] == "multipart/alternative"
 
 
-def test_totals_in_html_text_pdf_and_csv_equal_the_database(emailer, smtp, database_url):
+# What the customer should read for finalized_invoice()'s lines, worked out by hand from
+# each line's quantity and price (lines are rounded to cents, then added):
+BY_HAND = [
+    ("Platform fee, plan pro", "49.00"),         # 1 month x 49.00
+    ("Function usage", "12.35"),                 # (1,234,567.89 - 400,000 included) GB-s
+                                                 #   x 0.0000148 = 12.3516
+    ("Invocations", "0.50"),                     # 2,500,000 x 0.0000002
+    ("GPU hours, NVIDIA-A10G (spot)", "172.80"),  # 720 h x 0.60 = 432.00, less 60 % = 259.20
+    ("Late usage: function resize-images", "0.50"),  # 30,000 GB-s x 0.0000166667 = 0.500001
+]
+SUBTOTAL_BY_HAND = Decimal("235.15")             # 49.00 + 12.35 + 0.50 + 172.80 + 0.50
+TAX_BY_HAND = Decimal("44.68")                   # 19 % of 235.15 = 44.6785
+TOTAL_BY_HAND = Decimal("279.83")                # 235.15 + 44.68
+
+
+def test_the_mail_shows_each_line_and_the_totals_its_prices_give(emailer, smtp, database_url):
     invoice_id = finalized_invoice(database_url)
     assert send(emailer(), invoice_id).status_code == 200
     found = parts(smtp.received[0].message)
-    row = invoice_row(database_url, invoice_id)
-    assert (row["subtotal"], row["tax"], row["total"]) == (SUBTOTAL, TAX, TOTAL)
+    number = invoice_row(database_url, invoice_id)["number"]
+    text = found["text/plain"].decode().replace("\r\n", "\n")
+    # the plain-text table: one block per line, in order, its amount at the right; then
+    # the totals
+    *blocks, totals = text.split("-" * 72)
+    assert len(blocks) == len(BY_HAND)
+    for block, (description, amount) in zip(blocks, BY_HAND):
+        assert description in block, block
+        assert re.search(rf"€{re.escape(amount)}$", block, re.MULTILINE), (amount, block)
+    assert "discount 60%: −€259.20" in blocks[3]
     pdf_text = "".join(page.extract_text() for page in
-                       PdfReader(io.BytesIO(found[f"{STEM}{row['number']}.pdf"])).pages)
-    for shown in (found["text/plain"].decode(), found["text/html"].decode(), pdf_text):
-        for figure in (f"€{SUBTOTAL:,}", f"€{TAX:,}", f"€{TOTAL:,}"):
-            assert figure in shown
+                       PdfReader(io.BytesIO(found[f"{STEM}{number}.pdf"])).pages)
+    for shown in (text, found["text/html"].decode(), pdf_text):
+        for figure in (SUBTOTAL_BY_HAND, TAX_BY_HAND, TOTAL_BY_HAND):
+            assert f"€{figure:,}" in shown
         assert "Tax 19%" in shown and "adjustment for August 2026" in shown
-    csv_rows = found[f"{STEM}{row['number']}-lines.csv"].decode().splitlines()[1:]
-    amounts = [Decimal(line.rsplit(",", 3)[1]) for line in csv_rows]
-    # five lines that add up to the subtotal, then the closing subtotal, tax and total rows
-    assert len(amounts) == 8 and sum(amounts[:5]) == SUBTOTAL
-    assert amounts[5:] == [SUBTOTAL, TAX, TOTAL]
+    csv_rows = found[f"{STEM}{number}-lines.csv"].decode().splitlines()[1:]
+    amounts = [line.rsplit(",", 3)[1] for line in csv_rows]
+    # the five lines, then the closing subtotal, tax and total rows
+    assert amounts == [amount for _, amount in BY_HAND] + [
+        str(SUBTOTAL_BY_HAND), str(TAX_BY_HAND), str(TOTAL_BY_HAND)]
 
 
 def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_sent(

@@ -8,6 +8,8 @@ from kubernetes.client.exceptions import ApiException
 from chargeback.capacity import tick as capacity_tick
 from chargeback.core.settings import load
 
+from .capacity_helpers import FIXTURE_HOLDINGS
+
 
 @pytest.fixture
 def core(kube_api):
@@ -61,4 +63,4 @@ def test_raw_json_decoding_measures_what_the_models_measure(kube_api):
     raw = capacity_tick.measure_cluster(settings)
     models = capacity_tick.measure_cluster(settings, decode_models=True)
     assert raw == models
-    assert len(raw.samples) == 23 and raw.dedicated_nodes == 7
+    assert len(raw.samples) == FIXTURE_HOLDINGS and raw.dedicated_nodes == 7

@@ -16,7 +16,7 @@ from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.capacity.store import record_tick
 
 from .conftest import ROOT
-from .capacity_helpers import H100, T0, rows, tick, unit_seconds
+from .capacity_helpers import FIXTURE_HOLDINGS, H100, T0, rows, tick, unit_seconds
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_the_first_tick_is_a_baseline_then_each_tick_bills_the_minute_since(mete
     assert second["nodes"] == {"dedicated": 7, "not_ready": 1}
     assert second["gaps"] == [] and "former-customer" in second["warnings"][0]
     # the baseline opened an interval per holding; an unchanged cluster writes only the tick
-    assert first.json()["holdings"] == {"opened": 23, "closed": 0}
+    assert first.json()["holdings"] == {"opened": FIXTURE_HOLDINGS, "closed": 0}
     assert second["holdings"] == {"opened": 0, "closed": 0}
     assert unit_seconds(database_url, "helix-ai", "gpu_hours", H100) == 16 * 60
     # tenants were created from the namespace annotations, first seen at the first tick
@@ -129,7 +129,7 @@ def test_api_down_answers_503_and_records_nothing_then_the_next_tick_converges(
     assert "kubernetes API unavailable, nothing recorded" in r.json()["error"]
     assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_ticks") == [(1,)]
     assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_holdings"
-                ) == [(23,)]  # the baseline's, unchanged since
+                ) == [(FIXTURE_HOLDINGS,)]  # the baseline's, unchanged since
     back = FixtureKubeApi(port=port).start()
     try:
         assert tick(meter, T0 + timedelta(minutes=2)).json()["billed_seconds"] == 120

@@ -14,6 +14,7 @@ from chargeback.core import db
 
 from .billing_helpers import NS, GiB, event, send, settings_for, ticks
 from .billing_helpers import Recorder
+from .waiting import until
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -291,24 +292,39 @@ def test_numbers_stay_gap_free_when_a_concurrent_finalization_rolls_back(
     pricebook_store.ensure_file_loaded(s)
     with db.transaction(s) as conn:
         book = pricebook_store.latest(conn)
-    august_numbered, september_done = threading.Event(), []
+    august_numbered, september_pid, september_done = threading.Event(), [], []
 
     def september():
         august_numbered.wait()
-        with psycopg.connect(database_url) as conn:   # waits for August's counter lock
+        with psycopg.connect(database_url) as conn:
+            september_pid.append(conn.info.backend_pid)
             september_done.append(month_close.close_period(conn, s, period("2026-09", "UTC"),
                                                            book))
 
-    other = threading.Thread(target=september)
+    other = threading.Thread(target=september, daemon=True)
     other.start()
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url) as conn, \
+            psycopg.connect(database_url, autocommit=True) as watcher:
         first = month_close.close_period(conn, s, period("2026-08", "UTC"), book)
         assert [i["number"] for i in first.invoices][-1] == "INV-2026-000003"
         august_numbered.set()
-        other.join(timeout=1)
-        assert other.is_alive()  # September is queued behind August's numbers
+        # Seen from a third session: September's backend waits on a lock that August's
+        # open transaction holds. Today that is the close lock (wait_event 'advisory'),
+        # taken before anything is read; without it, September would queue on the
+        # counter row August's numbers locked (wait_event 'transactionid').
+        waiting = until(lambda: september_pid and watcher.execute(
+            """SELECT wait_event_type, wait_event FROM pg_stat_activity
+                WHERE pid = %s AND %s = ANY(pg_blocking_pids(pid))""",
+            (september_pid[0], conn.info.backend_pid)).fetchone(),
+            "September's finalization to queue behind August's open transaction")
+        assert waiting[0] == "Lock", waiting
+        assert not september_done
         conn.rollback()           # forced: August never happened
-    other.join()
+    other.join(timeout=30)
+    assert september_done, "September never finished after August rolled back"
+    # September took the numbers August gave back, 1..3; August, closed again, the next.
+    assert sorted(i["number"] for i in september_done[0].invoices) == [
+        f"INV-2026-{n:06d}" for n in range(1, 4)]
     close(s, period="2026-08")
     got = {k: v[1] for k, v in invoices(s).items()}
     assert sorted(got.values()) == [f"INV-2026-{n:06d}" for n in range(1, 7)]

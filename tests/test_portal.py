@@ -332,3 +332,43 @@ def test_the_portal_renders_invoices_as_email_invoice_does():
     mail, page = (stack.functions[n].environment for n in ("email-invoice", "tenant-portal"))
     assert {k: mail.get(k) for k in shared} == {k: page.get(k) for k in shared}
     assert "portal-signing-key" in stack.functions["tenant-portal"].secrets
+
+
+def test_a_tenant_sees_its_budget_the_share_used_and_its_crossings_and_no_one_elses(
+        portal, october, database_url):
+    from chargeback.budgets import evaluate
+    s, _, _, _ = october
+    # acme's October is 0.09 USD before tax (see the first test); taxed at 19 % here,
+    # 0.0171 -> 0.02, a total of 0.11. Budget 0.20: the share is the total's, 0.11 / 0.20
+    # = 55.00 % (the subtotal's would be 45 %), so 50 % (0.10) is crossed, 80 % is not
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE openfaas_metering.tenants SET budget_override = 0.20,"
+                     " tax_rate_override = 0.19 WHERE namespace = 'acme'")
+    assert evaluate.fire_crossings(s, datetime(2026, 10, 31, 12, tzinfo=timezone.utc)
+                                   )["crossed"] == 1
+    p = portal()
+    t = token_for("acme")
+    r = p.get("/api/v1/budget", t, period="2026-10")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["tenant"], got["period"], got["currency"]) == ("acme", "2026-10", "USD")
+    assert (Decimal(got["budget"]), got["month_to_date"], got["share_used_percent"]) == (
+        Decimal("0.20"), "0.11", "55.00")
+    [crossing] = got["crossings"]
+    assert (crossing["kind"], crossing["threshold_percent"], crossing["month_to_date"],
+            crossing["rearmed"]) == ("threshold", 50, "0.11", False)
+    assert datetime.fromisoformat(crossing["crossed_at"]) > datetime.now(timezone.utc) - \
+        timedelta(minutes=5)
+    # the page shows the same
+    page = p.get("/", t, period="2026-10").text
+    budget = page.split('<section id="budget">', 1)[1].split("</section>", 1)[0]
+    assert ">$0.20<" in budget and ">55.00 %<" in budget and "<td>50 %" in budget
+    # another tenant never sees it: asking for acme answers 404 as the other routes do,
+    # and globex's own budget is none, with no crossing
+    other = p.get("/api/v1/budget", token_for("globex"), tenant="acme", period="2026-10")
+    assert other.status_code == 404 and "0.20" not in other.text
+    own = p.get("/api/v1/budget", token_for("globex"), period="2026-10").json()
+    assert (own["tenant"], own["budget"], own["share_used_percent"], own["crossings"]) == (
+        "globex", None, None, [])
+    globex_page = p.get("/", token_for("globex"), period="2026-10").text
+    assert "No monthly budget is set" in globex_page and "$0.20" not in globex_page

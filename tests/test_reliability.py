@@ -32,6 +32,7 @@ from chargeback.usage.webhook import sign
 
 from .conftest import WEBHOOK_SECRET
 from .usage_helpers import ev, query, stored
+from .waiting import until
 
 USAGE_TABLES = ["function_usage", "function_usage_hourly_stripes",
                 "function_usage_daily_stripes", "usage_deliveries",
@@ -497,7 +498,7 @@ def parse(event: dict) -> tuple:
 def test_postgres_stopped_and_the_function_killed_mid_stream_lose_and_double_nothing(
         local_runtime, product_stack, secrets_dir, tmp_path):
     """Four senders retry every 5xx and every broken connection, as the event-worker
-    does, while PostgreSQL is stopped for 3 s and later the function is killed and
+    does, while PostgreSQL is stopped (until they have had four 503s) and later the function is killed and
     restarted: every delivery ends stored exactly once."""
     server = EmbeddedPostgres(tmp_path / "stream-pg", free_port(), durable=False).start()
     try:
@@ -537,8 +538,8 @@ def test_postgres_stopped_and_the_function_killed_mid_stream_lose_and_double_not
             pending = pool.map(deliver, deliveries)
             for _ in range(15):
                 done.acquire()
-            server.stop()  # PostgreSQL goes away mid-stream ...
-            time.sleep(3)
+            server.stop()  # PostgreSQL goes away mid-stream, until the senders feel it ...
+            until(lambda: failures[503] >= 4, "four 503s from the stopped database", 20)
             server.start()  # ... and comes back
             for _ in range(15):
                 done.acquire()

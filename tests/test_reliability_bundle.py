@@ -26,18 +26,15 @@ from .conftest import ADMIN
 from .invoices import (MAIL_ENV, RecordingSmtp, email_invoice_behind_gateway,
                        finalized_invoice, invoice_row, start_smtp)
 from .invoices import recorded as _recorded
-from .capacity_helpers import H100, T0, rows, tick, unit_seconds
+from .capacity_helpers import FIXTURE_HOLDINGS, H100, T0, rows, tick, unit_seconds
+from .waiting import until
 
 
 def _wait_for_lock_wait(database_url, timeout_s: float = 20) -> None:
     """Until a session of this database waits on a lock (the function, blocked mid-write)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if rows(database_url, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                              " current_database() AND wait_event_type = 'Lock'")[0][0]:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the function never reached the locked table")
+    until(lambda: rows(database_url, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                     " current_database() AND wait_event_type = 'Lock'")[0][0],
+          "the function to reach the locked table", timeout_s)
 
 
 def _holding_lock(database_url, table: str):
@@ -72,7 +69,7 @@ def test_a_kubernetes_api_fault_records_nothing_for_that_slot_and_the_next_tick_
     assert "\n" not in r.json()["error"]
     assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_ticks") == [(1,)]
     assert rows(database_url, "SELECT count(*) FROM openfaas_metering.capacity_holdings"
-                ) == [(23,)]  # the baseline's, untouched
+                ) == [(FIXTURE_HOLDINGS,)]  # the baseline's, untouched
     kube_api.fail_status, kube_api.delay_s, kube_api.truncate_pages = None, 0.0, 0
     # A tick refused while the stalled answers drain records nothing: the same minute again
     deadline = time.monotonic() + 10

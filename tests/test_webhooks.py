@@ -319,3 +319,45 @@ def test_deliver_webhooks_and_evaluate_budgets_run_every_minute(product_stack):
         assert fn.schedule == "* * * * *" and fn.namespace == "openfaas-system", name
     assert product_stack.functions["deliver-webhooks"].environment["WEBHOOK_URLS"] == ""
     assert "webhook-signing-secret" in product_stack.functions["deliver-webhooks"].secrets
+
+
+@pytest.fixture
+def silent_gateway():
+    """A socket that accepts connections (the kernel's backlog) and never answers."""
+    import socket
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_gateway_that_never_answers_does_not_hold_receive_usage_and_the_event_waits(
+        serve_function, database_url, secrets_dir, silent_gateway):
+    # (a name that does not resolve fails at once on this machine's resolver, so it
+    # proves nothing here; a socket that never answers holds any synchronous call)
+    fn = serve_function("receive-usage", env={"DATABASE_URL": database_url,
+                                              "SECRETS_DIR": str(secrets_dir),
+                                              "GATEWAY_URL": silent_gateway})
+
+    def deliver(delivery_id, events):
+        body = json.dumps(events).encode()
+        started = time.monotonic()
+        r = requests.post(fn.url, data=body, timeout=30, headers={
+            usage_webhook.SIGNATURE_HEADER: usage_webhook.sign(body, WEBHOOK_SECRET),
+            usage_webhook.DELIVERY_HEADER: delivery_id})
+        assert r.status_code == 200, r.text
+        return time.monotonic() - started, r.json()
+
+    good = event("acme", "2026-10-01T10:00:00Z", 5 * NS)
+    deliver("warm-up", [good])  # the pool's first connection is not what is measured
+    # two deliveries with a rejected event each: each wakes deliver-webhooks through a
+    # gateway that cannot answer (the waking call waits 2 s), yet answers at once
+    for n in range(2):
+        elapsed_s, answer = deliver(f"bad-{n}", [good, {**good, "duration": -1}])
+        assert len(answer["rejected"]) == 1
+        assert elapsed_s < 1, f"receive-usage answered after {elapsed_s:.2f} s"
+    # the facts wait in the outbox for the minute's drain
+    with psycopg.connect(database_url) as conn:
+        waiting = conn.execute("""SELECT data->>'delivery' FROM openfaas_metering.webhook_events
+                                   WHERE type = 'usage.rejected' AND fanned_out_at IS NULL
+                                   ORDER BY 1""").fetchall()
+    assert waiting == [("bad-0",), ("bad-1",)]

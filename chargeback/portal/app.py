@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
 from urllib.parse import quote
 
 from chargeback.billing import estimate, pricebook_store
@@ -59,7 +60,7 @@ def answer(settings: Settings, req: Request, now: datetime) -> dict:
     if found:
         return _document(settings, who, found.group(1), found.group(2))
     if who.invoice is not None and path in ("/api/v1/usage/current", "/api/v1/usage",
-                                            "/api/v1/rejected"):
+                                            "/api/v1/rejected", "/api/v1/budget"):
         raise RequestError(403, f"this link opens invoice {who.invoice} only")
     if path == "/api/v1/usage/current":
         month = current(settings, who.tenant, _period(settings, req.query, now), now)
@@ -68,6 +69,9 @@ def answer(settings: Settings, req: Request, now: datetime) -> dict:
                                     f"{month['invoiced_as']}; read /api/v1/invoices/"
                                     f"{month['invoiced_as']}")
         return _json(month)
+    if path == "/api/v1/budget":
+        p = _period(settings, req.query, now)
+        return _json(budget(settings, who.tenant, current(settings, who.tenant, p, now)))
     if path == "/api/v1/usage":
         p = period_of(now, settings.billing_timezone)
         q = series.parse(req.query, now, p.start)
@@ -81,7 +85,7 @@ def answer(settings: Settings, req: Request, now: datetime) -> dict:
             return _json({"tenant": who.tenant,
                           "data": store.rejected(conn, who.tenant, limit)})
     raise RequestError(404, f"no route {path}; see /api/v1/usage/current, /api/v1/usage, "
-                            "/api/v1/invoices, /api/v1/rejected")
+                            "/api/v1/budget, /api/v1/invoices, /api/v1/rejected")
 
 
 def _json(body: dict) -> dict:
@@ -136,6 +140,21 @@ def current(settings: Settings, tenant: str, p, now: datetime) -> dict:
             "subtotal": d.subtotal, "tax": d.tax, "total": d.total,
             "projected_total": e.projected_total, "price_book_version": e.price_book_version,
             "reasons": list(d.reasons), "invoiced_as": None}
+
+
+def budget(settings: Settings, tenant: str, month: dict) -> dict:
+    """The tenant's budget beside `month` (usage/current's answer): the share used is
+    the month-to-date total, tax included, over the budget, the very figures
+    evaluate-budgets compares with each threshold; rounded down, so 50.00 % shows
+    only once the 50 % threshold is reached."""
+    with db.transaction(settings) as conn:
+        amount, crossings = store.budget(conn, tenant, month["period"])
+    total = month["total"]
+    share = None if amount is None or total is None else \
+        (Decimal(total) * 100 / amount).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    return {"tenant": tenant, "period": month["period"], "budget": amount,
+            "currency": month["currency"] or next((c["currency"] for c in crossings), None),
+            "month_to_date": total, "share_used_percent": share, "crossings": crossings}
 
 
 def _document_view(doc: store.Document) -> dict:
@@ -205,6 +224,6 @@ def _page(settings: Settings, req: Request, now: datetime) -> dict:
             rejected = store.rejected(conn, who.tenant, 20)
         html = page.render_page(name, locale or settings.default_locale, month, q,
                                 by_function, by_sku, [_document_view(d) for d in docs],
-                                rejected)
+                                rejected, budget(settings, who.tenant, month))
     return respond(200, html, {"Content-Type": "text/html; charset=utf-8",
                                "Content-Security-Policy": page.CSP})

@@ -106,8 +106,23 @@ def _documents(f: _Formats, docs: list[dict]) -> list[dict[str, Any]]:
     return out
 
 
+def _budget(f: _Formats, budget: dict) -> dict[str, Any]:
+    money = _Formats(str(f.locale), budget["currency"])
+    share = budget["share_used_percent"]
+    return {**budget, "amount_text": money.money(budget["budget"]),
+            "share_text": None if share is None else
+            format_decimal(share, "#,##0.00", locale=f.locale) + " %",
+            "crossings": [{**c, "when": f.instant(c["crossed_at"]),
+                           "what": (f"{c['threshold_percent']} %" if c["kind"] == "threshold"
+                                    else "projected month total"),
+                           "budget_text": money.money(c["budget"]),
+                           "month_to_date_text": money.money(c["month_to_date"])}
+                          for c in budget["crossings"]]}
+
+
 def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function: list[tuple],
-                by_sku: list[tuple], docs: list[dict], rejected: list[dict]) -> str:
+                by_sku: list[tuple], docs: list[dict], rejected: list[dict],
+                budget: dict) -> str:
     f = _Formats(locale, month["currency"])
     charts = [
         ("GB-seconds by function", _chart("GB-seconds by function", q,
@@ -127,7 +142,7 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
         total=f.money(month["total"]), projected=f.money(month["projected_total"]),
         subtotal=f.money(month["subtotal"]), tax=f.money(month["tax"]), charts=charts,
         top=[(n, f.number(gb), f.number(calls)) for n, gb, calls in _top(by_function)],
-        documents=_documents(f, docs),
+        documents=_documents(f, docs), budget=_budget(f, budget),
         rejected=[{**r, "received": f.instant(r["received_at"])} for r in rejected])
 
 

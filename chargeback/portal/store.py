@@ -59,6 +59,18 @@ _TENANT = """
 SELECT coalesce(locale_override, locale), coalesce(display_name_override, display_name)
   FROM openfaas_metering.tenants WHERE namespace = %s"""
 
+# The budget evaluate-budgets applies (the operator's override wins over the annotation).
+_BUDGET = """
+SELECT coalesce(budget_override, budget) FROM openfaas_metering.tenants WHERE namespace = %s"""
+
+# The period's crossings, re-armed ones included (they did fire, at the budget then).
+_CROSSINGS = """
+SELECT kind, threshold_percent, crossed_at, budget, month_to_date, currency,
+       rearmed_at IS NOT NULL
+  FROM openfaas_metering.budget_crossings
+ WHERE namespace = %s AND period = %s
+ ORDER BY crossed_at, kind DESC, threshold_percent"""
+
 
 @dataclass(frozen=True)
 class Document:
@@ -114,3 +126,15 @@ def tenant_details(conn: psycopg.Connection, tenant: str) -> tuple[str | None, s
     """The tenant's locale (None: the default) and display name."""
     row = conn.execute(_TENANT, (tenant,)).fetchone()
     return (row[0], row[1] or tenant) if row else (None, tenant)
+
+
+def budget(conn: psycopg.Connection, tenant: str, period: str) -> tuple[Decimal | None, list]:
+    """The tenant's monthly budget (None: no budget) and `period`'s crossings, oldest
+    first, as dicts."""
+    row = conn.execute(_BUDGET, (tenant,)).fetchone()
+    crossings = [{"kind": kind, "threshold_percent": threshold, "crossed_at": at,
+                  "budget": crossed, "month_to_date": month_to_date, "currency": currency,
+                  "rearmed": rearmed}
+                 for kind, threshold, at, crossed, month_to_date, currency, rearmed
+                 in conn.execute(_CROSSINGS, (tenant, period))]
+    return (row[0] if row else None), crossings

@@ -9,12 +9,17 @@
 exactly when the fact does: never lost, never for a fact rolled back.
 `wake` asks deliver-webhooks (asynchronously, through the gateway) to post
 it now; it is best-effort, because deliver-webhooks also runs every minute
-and delivers whatever is waiting. Only this module is imported by the
-emitting capabilities: it needs psycopg and the gateway client, nothing else.
+and delivers whatever is waiting. It returns at once: one daemon thread per
+process makes the call (bounded by WAKE_TIMEOUT_S once connected), and wakes
+asked while one is waiting or in flight fold into one, so a gateway that does
+not resolve or never answers costs the caller's request nothing. Only this
+module is imported by the emitting capabilities: it needs psycopg and the
+gateway client, nothing else.
 """
 from __future__ import annotations
 
 import logging
+import threading
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -26,7 +31,7 @@ from chargeback.webhooks.events import EVENT_TYPES, data_json
 log = logging.getLogger("chargeback")
 
 DELIVER_FUNCTION = "deliver-webhooks"
-WAKE_TIMEOUT_S = 2.0  # the caller's response waits at most this for the gateway's 202
+WAKE_TIMEOUT_S = 2.0  # the waking thread waits at most this for the gateway's 202
 
 _EMIT = """
 INSERT INTO openfaas_metering.webhook_events (type, data) VALUES (%s, %s) RETURNING event_id"""
@@ -39,12 +44,48 @@ def emit(conn: psycopg.Connection, event_type: str, data: dict) -> str:
     return conn.execute(_EMIT, (event_type, Jsonb(data, dumps=data_json))).fetchone()[0]
 
 
-def wake(settings: Settings, client: GatewayClient | None = None) -> bool:
-    """Ask deliver-webhooks to run now; False (logged) when the gateway did not take it."""
+def wake(settings: Settings) -> None:
+    """Ask deliver-webhooks to run soon; never waits on the gateway, never raises."""
+    _waker.ask(settings)
+
+
+def _wake_now(settings: Settings) -> None:
+    """Ask deliver-webhooks to run now, waiting for the gateway; a refusal is logged."""
     try:
-        (client or GatewayClient(settings, timeout_s=WAKE_TIMEOUT_S)).invoke_async(
-            DELIVER_FUNCTION)
-        return True
+        GatewayClient(settings, timeout_s=WAKE_TIMEOUT_S).invoke_async(DELIVER_FUNCTION)
     except GatewayError as exc:
         log.info("deliver-webhooks not woken (its schedule delivers instead): %s", exc)
-        return False
+
+
+class _Waker:
+    """The process's one waking thread. Wakes are keyed by gateway, so any number asked
+    while one is pending become one call; a call stuck on DNS delays only later wakes,
+    which the minute's cron drain makes unnecessary anyway."""
+
+    def __init__(self) -> None:
+        self._asked = threading.Condition()
+        self._pending: dict[tuple[str, str], Settings] = {}
+        self._thread: threading.Thread | None = None
+
+    def ask(self, settings: Settings) -> None:
+        with self._asked:
+            self._pending[(settings.gateway_url, settings.function_namespace)] = settings
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="webhook-wake",
+                                                daemon=True)
+                self._thread.start()
+            self._asked.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._asked:
+                self._asked.wait_for(lambda: self._pending)
+                asked, self._pending = list(self._pending.values()), {}
+            for settings in asked:
+                try:
+                    _wake_now(settings)
+                except Exception:  # noqa: BLE001 (a wake-up must never end the thread)
+                    log.exception("deliver-webhooks wake-up failed")
+
+
+_waker = _Waker()

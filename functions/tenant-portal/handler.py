@@ -5,6 +5,7 @@ its rejected events, with a portal token (or the operator with the admin token a
   /                          the page (?token= from a link sets the cookie)
   /api/v1/usage/current      the month to date, priced by the month close's code
   /api/v1/usage              a series: from, to, window=hour|day, group_by=function|meter|sku
+  /api/v1/budget             the monthly budget, the share of it used, the period's crossings
   /api/v1/invoices[/<number>[.pdf|.html|.csv]]   issued documents, the bytes the e-mail carried
   /api/v1/rejected?limit=    quarantined events, newest first
 
