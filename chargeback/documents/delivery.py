@@ -71,10 +71,11 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
        i.subtotal, i.tax_rate, i.tax, i.total, i.plan,
        i.bill_to_address, i.bill_to_tax_id, i.due_date, i.payment_terms_days, i.tax_note,
        i.issuer_name, i.issuer_address, i.issuer_tax_id, i.issuer_payment_details,
-       i.document_kind, c.number
+       i.document_kind, c.number, r.number, i.credit_reason
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = i.corrects_invoice_id
+  LEFT JOIN openfaas_metering.invoices AS r ON r.invoice_id = i.replaces_invoice_id
  WHERE i.invoice_id = %s
 """
 
@@ -161,7 +162,8 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                    tax_rate=row[13] or Decimal(0), tax=row[14], total=row[15],
                    lines=lines, plan=row[16], bill_to_address=legal.lines(row[17]),
                    bill_to_tax_id=row[18], due_date=row[19], payment_terms_days=row[20],
-                   tax_note=row[21], document_kind=row[26], corrects=row[27])
+                   tax_note=row[21], document_kind=row[26], corrects=row[27],
+                   replaces=row[28], credit_reason=row[29])
 
 
 def issuer_of(row: tuple, settings: Settings) -> Issuer:
