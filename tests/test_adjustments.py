@@ -69,6 +69,9 @@ def test_a_void_credits_everything_left_and_a_late_event_is_waived_not_billed(
     with db.transaction(s) as conn:
         [(data,)] = conn.execute("SELECT data FROM openfaas_metering.webhook_events "
                                  "WHERE type = 'invoice.voided'").fetchall()
+        events = set(conn.execute("SELECT type, data ->> 'number' "
+                                  "FROM openfaas_metering.webhook_events").fetchall())
+    assert ("credit_note.finalized", note["number"]) in events
     assert data["number"] == number and data["credit_note"] == note["number"]
     assert (data["reason"], data["amount"], data["currency"], data["tenant"]) == (
         "duplicated_charge", "-13.69", "EUR", "acme")

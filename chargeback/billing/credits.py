@@ -120,9 +120,14 @@ def build(credit: dict) -> Draft:
     """The credit note `credit` (its inputs) describes: one negative line per line it
     credits (the credited share of the line's quantity), negative figures."""
     out = []
+    currency = credit["currency"]
+
+    def money(text: str) -> Decimal:  # exact already: shown in the currency's minor unit
+        return pricing.round_money(Decimal(text), currency)
+
     with localcontext(EXACT):
         for item in credit["lines"]:
-            amount, whole = Decimal(item["amount"]), Decimal(item["line_amount"])
+            amount, whole = money(item["amount"]), Decimal(item["line_amount"])
             share = Decimal(item["quantity"]) * amount / whole if whole else ZERO
             out.append(Line(
                 item["kind"], item["description"],
@@ -130,7 +135,7 @@ def build(credit: dict) -> Draft:
                 item["unit"], -amount, item["meter"], item["sku"], item["spot"],
                 price_from=_instant(item["price_from"]), price_to=_instant(item["price_to"]),
                 gross=-amount))
-        subtotal, tax = -Decimal(credit["subtotal"]), -Decimal(credit["tax"])
+        subtotal, tax = -money(credit["subtotal"]), -money(credit["tax"])
     return Draft(credit["namespace"], credit["period"], credit["plan"], credit["currency"],
                  Decimal(credit["tax_rate"]), lines=out, subtotal=subtotal, tax=tax,
                  total=subtotal + tax)
