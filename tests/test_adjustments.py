@@ -17,7 +17,7 @@ from chargeback.core.responses import RequestError
 from chargeback.documents import chain
 
 from .billing_helpers import NS, Recorder, event, send, settings_for
-from .test_corrections import BOOK, NOV_2, OCT_2, close, on_plan
+from .test_corrections import BOOK, DEC_2, NOV_2, OCT_2, close, on_plan
 
 
 def _settings(database_url, tmp_path):
@@ -166,3 +166,30 @@ def test_the_database_lets_voided_by_move_once_and_never_again(database_url, tmp
             conn.execute("""UPDATE openfaas_metering.invoices SET voided_by = %s,
                                    voided_at = now() WHERE number = %s""",
                          (note["invoice_id"], other["number"]))
+
+
+def test_a_voided_supplementary_invoice_is_a_concession_the_next_correction_leaves_alone(
+        database_url, tmp_path):
+    s, number = _settings(database_url, tmp_path)
+    send(s, [event("acme", "2026-09-20T10:00:00Z", 1_000 * NS)])
+    [supplementary] = close(s, NOV_2)["periods"][0]["invoices"]   # 1.00 + 0.19
+    assert Decimal(supplementary["total"]) == Decimal("1.19")
+    refused = pytest.raises(RequestError, adjust, s, void=supplementary["number"],
+                            reason="other", reissue=True)
+    assert refused.value.status == 409 and "only a month's invoice" in str(refused.value)
+    # the month's invoice has a correction: a reissue would bill the late 1.19 twice
+    refused = pytest.raises(RequestError, adjust, s, void=number, reason="other", reissue=True)
+    assert refused.value.status == 409 and supplementary["number"] in str(refused.value)
+    note = adjust(s, void=supplementary["number"], reason="duplicated_charge")["credit_note"]
+    assert Decimal(note["total"]) == Decimal("-1.19") and note["corrects"] == supplementary[
+        "number"]
+    # a credit note cannot be voided or credited
+    refused = pytest.raises(RequestError, adjust, s, void=note["number"], reason="other")
+    assert refused.value.status == 409 and "is a credit note" in str(refused.value)
+    # more late usage (2,000 GB-s): 2.00 + 0.38, not the voided 1.19 again
+    send(s, [event("acme", "2026-09-21T10:00:00Z", 2_000 * NS)])
+    [again] = close(s, DEC_2)["periods"][0]["invoices"]
+    assert again["corrects"] == number and Decimal(again["total"]) == Decimal("2.38")
+    for n in documents(s):
+        ok, report = verified(s, n)
+        assert ok, (n, report)
