@@ -11,7 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from chargeback.billing import adjustments, month_close
+from chargeback.billing import adjustments, month_close, pricebook_store
 from chargeback.core import db
 from chargeback.core.responses import RequestError
 from chargeback.documents import chain
@@ -193,3 +193,24 @@ def test_a_voided_supplementary_invoice_is_a_concession_the_next_correction_leav
     for n in documents(s):
         ok, report = verified(s, n)
         assert ok, (n, report)
+
+
+def test_a_reissue_may_use_a_newer_price_book_version_never_an_older_one(
+        database_url, tmp_path):
+    s, number = _settings(database_url, tmp_path)
+    with db.transaction(s) as conn:   # version 2: EUR compute at 0.002 per GB-s
+        newer, _ = pricebook_store.store(conn, BOOK.replace(
+            'eur:\n    currency: EUR\n    meters:\n      gb_seconds: {"*": {unit_price: "0.001"}}',
+            'eur:\n    currency: EUR\n    meters:\n      gb_seconds: {"*": {unit_price: "0.002"}}'))
+    assert newer.version == 2
+    answer = adjust(s, void=number, reason="order_change", reissue=True, price_book_version=2)
+    # 11,500 GB-s x 0.002 = 23.00, tax 4.37 (23.00 x 19 %)
+    assert Decimal(answer["reissue"]["total"]) == Decimal("27.37")
+    assert answer["reissue"]["price_book_version"] == 2
+    # the reissue (version 2) voided and reissued again at version 1: refused, nothing issued
+    older = pytest.raises(RequestError, adjust, s, void=answer["reissue"]["number"],
+                          reason="other", reissue=True, price_book_version=1)
+    assert older.value.status == 409 and str(older.value).startswith(
+        "price_book_version: 1 is older")
+    assert len(documents(s)) == 3
+    assert all(verified(s, n)[0] for n in documents(s))

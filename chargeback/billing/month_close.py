@@ -861,12 +861,20 @@ def verify(settings: Settings, number: str) -> dict:
         live, counted_docs = counted(docs)
         if live is None:  # voided without a reissue: what was billed before the void
             counted_docs = [d for d in docs if not d.operator]
-        # the month's inputs: the document's own, or (an operator's credit note) its month's
-        month_inputs = inputs if "action" not in inputs else next(
-            d[11] for d in month_docs if d[0] == (live or counted_docs[0]).invoice_id)
-        month_inputs = {k: v for k, v in month_inputs.items() if k not in ("corrects", "late")}
-        book = pricebook_store.version(conn, month_inputs["price_book_version"])
-        books = {book.version: book}
+        def strip(doc_inputs: dict) -> dict:
+            return {k: v for k, v in doc_inputs.items() if k not in ("corrects", "late")}
+        # the month the document was priced from (None: an operator's credit note), and
+        # the month compared with the raw rows: the document's own while it counts as
+        # billed, else (voided, superseded, an operator's credit) the live invoice's
+        own = strip(inputs) if "action" not in inputs else None
+        if own is not None and (live is None or invoice_id in {d.invoice_id
+                                                               for d in counted_docs}):
+            month_inputs = own
+        else:
+            month_inputs = strip(next(d[11] for d in month_docs
+                                      if d[0] == (live or counted_docs[0]).invoice_id))
+        books = {v: pricebook_store.version(conn, v) for v in {
+            month_inputs["price_book_version"], (own or month_inputs)["price_book_version"]}}
         lines_of = {doc[0]: [stored_line(row) for row in conn.execute(
             _STORED_LINES, (doc[0],))] for doc in month_docs}
         raw = quantities_rows(billing_store.quantities_raw(
@@ -879,11 +887,12 @@ def verify(settings: Settings, number: str) -> dict:
         differences.append("stored lines do not match lines_sha256")
     if usage is not None and hashlib.sha256(usage.encode()).hexdigest() != usage_sha256:
         differences.append("stored usage CSV does not match usage_csv_sha256")
-    rebuilt = invoicing.build(month_inputs, books)
     this = next(d for d in month_docs if d[0] == invoice_id)
-    if "action" in inputs:  # an operator's credit note: rebuilt from what it credited
+    if own is None:  # an operator's credit note: rebuilt from what it credited
         rebuilt = credits.build(inputs)
-    elif kind != "invoice":
+    else:
+        rebuilt = invoicing.build(own, books)
+    if own is not None and kind != "invoice":
         # the invoice it corrects and the corrections of that invoice before it
         before = [d for d in month_docs if d[0] == this[8] or (
             d[8] == this[8] and not d[10] and d[9] < this[9])]
