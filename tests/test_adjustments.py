@@ -53,6 +53,13 @@ def verified(settings, number):
     return report["match"] and chain.verify(settings, number)["intact"], report
 
 
+def assert_every_document_verifies(settings, ns="acme"):
+    """verify (the document, its month, its series' chain) passes for every document."""
+    for number in documents(settings, ns):
+        ok, report = verified(settings, number)
+        assert ok, (number, report)
+
+
 def test_a_void_credits_everything_left_and_a_late_event_is_waived_not_billed(
         database_url, tmp_path):
     s, number = _settings(database_url, tmp_path)
@@ -64,7 +71,7 @@ def test_a_void_credits_everything_left_and_a_late_event_is_waived_not_billed(
     assert docs[note["number"]]["corrects"] == number
     assert docs[note["number"]]["credit_reason"] == "duplicated_charge"
     assert docs[note["number"]]["credit_memo"] == "billed twice by hand"
-    assert all(verified(s, n)[0] for n in (number, note["number"]))
+    assert_every_document_verifies(s)   # the invoice and its credit note
     # the event, in the void's transaction, names both documents and the amount
     with db.transaction(s) as conn:
         [(data,)] = conn.execute("SELECT data FROM openfaas_metering.webhook_events "
@@ -111,9 +118,7 @@ def test_void_and_reissue_prices_the_month_with_the_tenants_current_details(
     assert supplementary["kind"] == "supplementary"
     assert supplementary["corrects"] == reissue["number"]
     assert Decimal(supplementary["total"]) == Decimal("1.07")
-    for n in documents(s):
-        ok, report = verified(s, n)
-        assert ok, (n, report)
+    assert_every_document_verifies(s)
 
 
 def test_partial_credits_never_take_more_than_is_left_and_are_not_billed_again(
@@ -143,9 +148,7 @@ def test_partial_credits_never_take_more_than_is_left_and_are_not_billed_again(
     [supplementary] = close(s, NOV_2)["periods"][0]["invoices"]
     assert supplementary["corrects"] == number
     assert Decimal(supplementary["total"]) == Decimal("1.19")
-    for n in documents(s):
-        ok, report = verified(s, n)
-        assert ok, (n, report)
+    assert_every_document_verifies(s)
 
 
 def test_the_database_lets_voided_by_move_once_and_never_again(database_url, tmp_path):
@@ -190,9 +193,7 @@ def test_a_voided_supplementary_invoice_is_a_concession_the_next_correction_leav
     send(s, [event("acme", "2026-09-21T10:00:00Z", 2_000 * NS)])
     [again] = close(s, DEC_2)["periods"][0]["invoices"]
     assert again["corrects"] == number and Decimal(again["total"]) == Decimal("2.38")
-    for n in documents(s):
-        ok, report = verified(s, n)
-        assert ok, (n, report)
+    assert_every_document_verifies(s)
 
 
 def test_a_reissue_may_use_a_newer_price_book_version_never_an_older_one(
@@ -213,4 +214,4 @@ def test_a_reissue_may_use_a_newer_price_book_version_never_an_older_one(
     assert older.value.status == 409 and str(older.value).startswith(
         "price_book_version: 1 is older")
     assert len(documents(s)) == 3
-    assert all(verified(s, n)[0] for n in documents(s))
+    assert_every_document_verifies(s)
