@@ -63,7 +63,8 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "12 of 13 invoices sent, 1 undeliverable" in email
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
     mail_dir = tmp_path / "var" / "demo" / "mail"
-    assert len(list(mail_dir.glob("*.eml"))) == 12 + 3  # the documents, then 3 budget alerts
+    # the documents, 3 budget alerts, then the void's credit note, the reissue and a credit note
+    assert len(list(mail_dir.glob("*.eml"))) == 12 + 3 + 3
     pdf = mail_dir / "examplefunctions-2026-09-INV-2026-000007.pdf"  # <supplier>-<period>-<number>
     assert pdf.read_bytes().startswith(b"%PDF")
     assert f"  {mail_dir / 'examplefunctions-2026-09-INV-2026-000010.pdf'}" in email
@@ -84,5 +85,11 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "Budgetwarnung: ACME Shop GmbH hat 100" in budgets
     assert "3 budget.threshold_crossed, 13 invoice.finalized, 12 invoice.sent" in budgets
     assert "signature checked by the sink with standardwebhooks: valid" in budgets
+    # globex-data's September invoice voided and reissued; part of acme-shop's credited
+    adjusted = out.split("== void and credit:", 1)[1]
+    assert re.search(r"voids (INV-2026-\d{6}): credit note CN-2026-000001  -(\d+\.\d\d) USD"
+                     r"\n  reissues it: INV-2026-000014  \2 USD  \(replaces \1,", adjusted)
+    assert "credit note CN-2026-000002" in adjusted
+    assert adjusted.count(": sent") == 3
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

@@ -40,7 +40,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from chargeback.billing import export as invoice_export
-from chargeback.billing import invoicing, pricebook_store
+from chargeback.billing import credits, invoicing, pricebook_store
 from chargeback.billing import store as billing_store
 from chargeback.billing.invoicing import (
     Draft,
@@ -157,6 +157,7 @@ class PeriodResult:
     invoices: list[dict] = field(default_factory=list)
     drafts: list[dict] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
+    waived: list[dict] = field(default_factory=list)   # late usage of a voided month
     closed: bool = False
 
     def as_json(self) -> dict:
@@ -169,6 +170,8 @@ class PeriodResult:
             out["transitional"] = True
         if self.held:
             out["held"] = self.held
+        if self.waived:
+            out["waived"] = self.waived
         return out
 
 
@@ -301,29 +304,31 @@ INSERT INTO openfaas_metering.invoices AS i
      plan, currency, price_book_version, bill_to_name, bill_to_email, locale, subtotal,
      tax_rate, tax, total, number, number_year, number_seq, issued_at, inputs,
      inputs_sha256, lines_sha256, computed_at, document_kind, corrects_invoice_id,
-     correction_no, usage_csv, usage_csv_sha256)
+     correction_no, usage_csv, usage_csv_sha256, replaces_invoice_id)
 SELECT namespace, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
        status, reasons, plan, currency, %(version)s, name, email, locale, subtotal,
        tax_rate, tax, total, number,
        CASE WHEN number IS NOT NULL THEN %(year)s::integer END, seq,
        CASE WHEN number IS NOT NULL THEN %(issued_at)s::timestamptz END,
        inputs, inputs_sha256, lines_sha256, now(), kind, corrects, correction_no,
-       usage_csv, usage_csv_sha256
+       usage_csv, usage_csv_sha256, replaces
   FROM unnest(%(namespace)s::text[], %(status)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(name)s::text[], %(email)s::text[],
               %(locale)s::text[], %(subtotal)s::numeric[], %(tax_rate)s::numeric[],
               %(tax)s::numeric[], %(total)s::numeric[], %(number)s::text[],
               %(seq)s::integer[], %(inputs_sha256)s::text[], %(lines_sha256)s::text[],
               %(kind)s::text[], %(corrects)s::uuid[], %(correction_no)s::integer[],
-              %(usage_csv)s::text[], %(usage_csv_sha256)s::text[])
+              %(usage_csv)s::text[], %(usage_csv_sha256)s::text[], %(replaces)s::uuid[])
        WITH ORDINALITY
        AS v(namespace, status, plan, currency, name, email, locale, subtotal,
             tax_rate, tax, total, number, seq, inputs_sha256, lines_sha256, kind, corrects,
-            correction_no, usage_csv, usage_csv_sha256, n)
+            correction_no, usage_csv, usage_csv_sha256, replaces, n)
   -- JSON documents travel as one JSON array each (a jsonb[] array would be escaped twice)
   JOIN jsonb_array_elements(%(reasons)s::jsonb) WITH ORDINALITY AS r(reasons, n) USING (n)
   JOIN jsonb_array_elements(%(inputs)s::jsonb) WITH ORDINALITY AS j(inputs, n) USING (n)
-ON CONFLICT (namespace, period) WHERE document_kind = 'invoice' DO UPDATE SET
+-- (a reissue, replaces_invoice_id set, is a new row: billing.adjustments)
+ON CONFLICT (namespace, period) WHERE document_kind = 'invoice' AND replaces_invoice_id IS NULL
+DO UPDATE SET
     status = excluded.status, draft_reasons = excluded.draft_reasons, plan = excluded.plan,
     currency = excluded.currency, price_book_version = excluded.price_book_version,
     bill_to_name = excluded.bill_to_name, bill_to_email = excluded.bill_to_email,
@@ -358,15 +363,18 @@ VALUES (%(year)s, %(n)s)
 ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq + %(n)s
 RETURNING last_seq"""}
 
-# Every document of the period (for the tenants asked), its stored inputs and figures.
+# Every finalized document of the period (for the tenants asked), its stored inputs and
+# figures, and what decides whether it counts as billed (see counted()).
 _DOCUMENTS = """
-SELECT namespace, invoice_id, document_kind, status, number, inputs, subtotal, tax
+SELECT namespace, invoice_id, document_kind, number, inputs, subtotal, tax, voided_by,
+       corrects_invoice_id, correction_no, credit_reason IS NOT NULL
   FROM openfaas_metering.invoices
- WHERE period = %(period)s AND (%(all)s OR namespace = ANY(%(namespaces)s))
- ORDER BY namespace, document_kind = 'invoice' DESC, correction_no"""
+ WHERE period = %(period)s AND status <> 'draft'
+   AND (%(all)s OR namespace = ANY(%(namespaces)s))
+ ORDER BY namespace, document_kind = 'invoice' DESC, issued_at, correction_no"""
 
 _BILLED_LINES = """
-SELECT i.namespace, l.kind, l.description, l.quantity, l.unit, l.amount, l.meter, l.sku,
+SELECT i.namespace, l.invoice_id, l.kind, l.description, l.quantity, l.unit, l.amount, l.meter, l.sku,
        l.spot, l.unit_price, l.tiers, l.tier_mode, l.allowance, l.discount_percent,
        l.discount, l.price_from, l.price_to, l.adjustment_period, l.gross, l.billed_days,
        l.period_days
@@ -382,7 +390,8 @@ def format_number(prefix: str, year: int, seq: int) -> str:
 
 
 def stored_line(row) -> Line:
-    """A Line from the invoice_lines columns in _BILLED_LINES' order (after namespace)."""
+    """A Line from the invoice_lines columns in _BILLED_LINES' order (after namespace and
+    invoice id)."""
     (kind, description, quantity, unit, amount, meter, sku, spot, unit_price, tiers,
      tier_mode, allowance, discount_percent, discount, price_from, price_to,
      adjustment_period, gross, billed_days, period_days) = row
@@ -398,31 +407,70 @@ class _Billed:
     invoice_id: object = None
     number: str | None = None
     inputs: dict | None = None
-    corrections: int = 0
+    corrections: int = 0          # the last correction_no against the invoice
     subtotal: Decimal = Decimal(0)
     tax: Decimal = Decimal(0)
     lines: list = field(default_factory=list)
+    ids: set = field(default_factory=set)
+    waived: bool = False          # the month's invoice was voided without a reissue
+
+
+@dataclass(frozen=True)
+class MonthDocument:
+    """A finalized document of one tenant's month, as far as counted() needs it."""
+    invoice_id: object
+    kind: str
+    voided_by: object = None
+    corrects: object = None       # corrects_invoice_id
+    operator: bool = False        # an operator's credit note (credit_reason set)
+
+
+def counted(docs: list[MonthDocument]) -> tuple[MonthDocument | None, list[MonthDocument]]:
+    """(the month's live invoice, the documents that count as billed for the month).
+
+    What a month's usage has been billed is its live invoice (the month's invoice,
+    or the reissue that replaced a voided one) and the corrections of that invoice
+    (supplementary invoices, correction credit notes). An operator's credit note or
+    void is a concession, not a re-pricing: it never counts, so the next close does
+    not bill again what it took off. A month whose invoice was voided without a
+    reissue has no live invoice: it is waived (None, [])."""
+    live = next((d for d in docs if d.kind == "invoice" and d.voided_by is None), None)
+    if live is None:
+        return None, []
+    return live, [d for d in docs if d is live
+                  or (d.corrects == live.invoice_id and not d.operator)]
 
 
 def _billed(conn: psycopg.Connection, p: Period, namespaces: list[str] | None
             ) -> dict[str, _Billed]:
     params = {"period": p.name, "all": namespaces is None, "namespaces": namespaces or []}
+    rows: dict[str, list] = {}
+    for row in conn.execute(_DOCUMENTS, params):
+        rows.setdefault(row[0], []).append(row)
     out: dict[str, _Billed] = {}
-    for ns, invoice_id, kind, status, number, inputs, subtotal, tax in conn.execute(
-            _DOCUMENTS, params):
-        if status == "draft":
+    for ns, docs in rows.items():
+        month = [MonthDocument(r[1], r[2], r[7], r[8], r[10]) for r in docs]
+        live, billed = counted(month)
+        if live is None:
+            voided = next(r for r in docs if r[2] == "invoice")
+            out[ns] = _Billed(voided[1], voided[3], voided[4], waived=True)
             continue
-        b = out.setdefault(ns, _Billed())
-        if kind == "invoice":
-            b.invoice_id, b.number, b.inputs = invoice_id, number, inputs
-        else:
-            b.corrections += 1
-        b.subtotal += subtotal
-        b.tax += tax
+        b = out[ns] = _Billed()
+        ids = {d.invoice_id for d in billed}
+        for (_, invoice_id, kind, number, inputs, subtotal, tax, _, corrects, correction_no,
+             _) in docs:
+            if invoice_id == live.invoice_id:
+                b.invoice_id, b.number, b.inputs = invoice_id, number, inputs
+            if corrects == live.invoice_id:  # operator credit notes take numbers here too
+                b.corrections = max(b.corrections, correction_no)
+            if invoice_id in ids:
+                b.subtotal += subtotal
+                b.tax += tax
+        b.ids = ids
     if out:
         for row in conn.execute(_BILLED_LINES, params):
-            if row[0] in out:
-                out[row[0]].lines.append(stored_line(row[1:]))
+            if row[0] in out and row[1] in out[row[0]].ids:
+                out[row[0]].lines.append(stored_line(row[2:]))
     return out
 
 
@@ -435,6 +483,7 @@ class _Document:
     corrects: object = None       # the corrected invoice's id
     corrects_number: str | None = None
     correction_no: int | None = None
+    replaces: object = None       # a reissue: the voided invoice's id
 
 
 def settle(conn: psycopg.Connection, settings: Settings, resolved: Resolved,
@@ -498,6 +547,10 @@ def _corrections(conn: psycopg.Connection, settings: Settings, p: Period, book: 
         for ns in names:
             b = billed[ns]
             inputs = {**b.inputs, "quantities": quantities_rows(current.get(ns, {}))}
+            if b.waived:  # voided without a reissue: late usage is reported, never billed
+                if inputs["quantities"] != b.inputs["quantities"]:
+                    result.waived.append({"tenant": ns, "voided": b.number})
+                continue
             inputs.pop("late", None)  # invoices made before corrections carried late usage
             month = invoicing.build(inputs, {book.version: book} if
                                     inputs["price_book_version"] == book.version else
@@ -540,7 +593,8 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
     rows: dict[str, list] = {k: [] for k in (
         "namespace", "status", "reasons", "plan", "currency", "name", "email", "locale",
         "subtotal", "tax_rate", "tax", "total", "number", "seq", "inputs", "inputs_sha256",
-        "lines_sha256", "kind", "corrects", "correction_no", "usage_csv", "usage_csv_sha256")}
+        "lines_sha256", "kind", "corrects", "correction_no", "usage_csv", "usage_csv_sha256",
+        "replaces")}
     # the usage CSV of every final document, written with it (a finalized row never changes)
     csvs = invoice_export.build_csvs(conn, p.timezone, {
         doc.draft.namespace: (doc.kind != "invoice", [
@@ -570,7 +624,7 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
                 ("corrects", doc.corrects), ("correction_no", doc.correction_no),
                 ("usage_csv", csvs.get(draft.namespace)),
                 ("usage_csv_sha256", hashlib.sha256(csvs[draft.namespace].encode()).hexdigest()
-                 if draft.namespace in csvs else None)):
+                 if draft.namespace in csvs else None), ("replaces", doc.replaces)):
             rows[key].append(value)
     if not documents:
         return
@@ -689,7 +743,7 @@ def run(settings: Settings, options: Options, now: datetime,
     queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
     # a closed month looked at again for late usage is shown only when it changed
     shown = [r for r in results if r.period == options.period or not r.was_closed
-             or r.invoices or r.drafts or r.held]
+             or r.invoices or r.drafts or r.held or r.waived]
     return {"price_book_version": book.version, "periods": [r.as_json() for r in shown],
             "queued": queued, "queue_errors": errors}
 
@@ -784,7 +838,8 @@ def _invoice_by_number(conn: psycopg.Connection, number: str, field_name: str) -
 
 
 _MONTH_DOCUMENTS = """
-SELECT invoice_id, number, document_kind, issued_at, subtotal, tax, total
+SELECT invoice_id, number, document_kind, issued_at, subtotal, tax, total, voided_by,
+       corrects_invoice_id, correction_no, credit_reason IS NOT NULL, inputs
   FROM openfaas_metering.invoices
  WHERE namespace = %s AND period = %s AND status <> 'draft'
  ORDER BY issued_at, document_kind <> 'invoice', correction_no"""
@@ -804,13 +859,29 @@ def verify(settings: Settings, number: str) -> dict:
             conn, number, "verify")
         if inputs is None:
             raise RequestError(409, f"verify: {number} is a draft; nothing to verify")
-        book = pricebook_store.version(conn, inputs["price_book_version"])
-        books = {book.version: book}
         month_docs = conn.execute(_MONTH_DOCUMENTS, (ns, period_name)).fetchall()
+        docs = [MonthDocument(d[0], d[2], d[7], d[8], d[10]) for d in month_docs]
+        live, counted_docs = counted(docs)
+        if live is None:  # voided without a reissue: what was billed before the void
+            counted_docs = [d for d in docs if not d.operator]
+        def strip(doc_inputs: dict) -> dict:
+            return {k: v for k, v in doc_inputs.items() if k not in ("corrects", "late")}
+        # the month the document was priced from (None: an operator's credit note), and
+        # the month compared with the raw rows: the document's own while it counts as
+        # billed, else (voided, superseded, an operator's credit) the live invoice's
+        own = strip(inputs) if "action" not in inputs else None
+        if own is not None and (live is None or invoice_id in {d.invoice_id
+                                                               for d in counted_docs}):
+            month_inputs = own
+        else:
+            month_inputs = strip(next(d[11] for d in month_docs
+                                      if d[0] == (live or counted_docs[0]).invoice_id))
+        books = {v: pricebook_store.version(conn, v) for v in {
+            month_inputs["price_book_version"], (own or month_inputs)["price_book_version"]}}
         lines_of = {doc[0]: [stored_line(row) for row in conn.execute(
             _STORED_LINES, (doc[0],))] for doc in month_docs}
         raw = quantities_rows(billing_store.quantities_raw(
-            conn, invoicing.windows_of(inputs), [ns]).get(ns, {}))
+            conn, invoicing.windows_of(month_inputs), [ns]).get(ns, {}))
     differences = []
     if sha256_json(inputs) != inputs_sha256:
         differences.append("stored inputs do not match inputs_sha256")
@@ -819,11 +890,15 @@ def verify(settings: Settings, number: str) -> dict:
         differences.append("stored lines do not match lines_sha256")
     if usage is not None and hashlib.sha256(usage.encode()).hexdigest() != usage_sha256:
         differences.append("stored usage CSV does not match usage_csv_sha256")
-    month_inputs = {k: v for k, v in inputs.items() if k not in ("corrects", "late")}
-    rebuilt = invoicing.build(month_inputs, books)
-    if kind != "invoice":
-        # one document per tenant and settle: the month's documents in order of issue
-        before = month_docs[:[d[0] for d in month_docs].index(invoice_id)]
+    this = next(d for d in month_docs if d[0] == invoice_id)
+    if own is None:  # an operator's credit note: rebuilt from what it credited
+        rebuilt = credits.build(inputs)
+    else:
+        rebuilt = invoicing.build(own, books)
+    if own is not None and kind != "invoice":
+        # the invoice it corrects and the corrections of that invoice before it
+        before = [d for d in month_docs if d[0] == this[8] or (
+            d[8] == this[8] and not d[10] and d[9] < this[9])]
         rebuilt = invoicing.correction(
             rebuilt, [line for d in before for line in lines_of[d[0]]],
             sum((d[4] for d in before), Decimal(0)), sum((d[5] for d in before), Decimal(0)))
@@ -832,8 +907,10 @@ def verify(settings: Settings, number: str) -> dict:
         differences.append("lines recomputed from the inputs differ from the stored lines")
     # the month as the raw rows price it now, against every document billed for it
     from_raw = invoicing.build({**month_inputs, "quantities": raw}, books)
-    billed_total = sum((d[6] for d in month_docs), Decimal(0))
-    stored_rows = {tuple(r[:4]): r[4] for r in inputs["quantities"]}
+    # what counts as billed for the month (counted(): no operator credit, no voided invoice)
+    billed_ids = {d.invoice_id for d in counted_docs}
+    billed_total = sum((d[6] for d in month_docs if d[0] in billed_ids), Decimal(0))
+    stored_rows = {tuple(r[:4]): r[4] for r in month_inputs["quantities"]}
     raw_rows = {tuple(r[:4]): r[4] for r in raw}
     keys = sorted(set(stored_rows) | set(raw_rows), key=str)
     below = [k for k in keys if Decimal(raw_rows.get(k, "0")) < Decimal(stored_rows.get(k, "0"))]

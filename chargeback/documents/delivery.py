@@ -72,10 +72,12 @@ SELECT i.invoice_id::text, i.number, i.namespace, i.period, i.period_start, i.pe
        i.bill_to_address, i.bill_to_tax_id, i.due_date, i.payment_terms_days, i.tax_note,
        i.issuer_name, i.issuer_address, i.issuer_tax_id, i.issuer_payment_details,
        i.document_kind, c.number, (c.issued_at AT TIME ZONE c.billing_timezone)::date,
-       i.vat_currency, i.vat_exchange_rate, i.vat_exchange_source, i.vat_tax_converted
+       i.vat_currency, i.vat_exchange_rate, i.vat_exchange_source, i.vat_tax_converted,
+       r.number, i.credit_reason
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = i.corrects_invoice_id
+  LEFT JOIN openfaas_metering.invoices AS r ON r.invoice_id = i.replaces_invoice_id
  WHERE i.invoice_id = %s
 """
 
@@ -166,7 +168,8 @@ def invoice_from_rows(row: tuple, line_rows: list[tuple]) -> Invoice:
                    bill_to_tax_id=row[18], due_date=row[19], payment_terms_days=row[20],
                    tax_note=row[21], document_kind=row[26], corrects=row[27],
                    corrects_issued=row[28], vat_currency=row[29], vat_exchange_rate=row[30],
-                   vat_exchange_source=row[31], vat_tax_converted=row[32])
+                   vat_exchange_source=row[31], vat_tax_converted=row[32],
+                   replaces=row[33], credit_reason=row[34])
 
 
 def issuer_of(row: tuple, settings: Settings) -> Issuer:

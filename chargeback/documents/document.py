@@ -110,6 +110,8 @@ class Invoice:
     vat_exchange_rate: Decimal | None = None  # 1 currency = rate vat_currency
     vat_exchange_source: str | None = None
     vat_tax_converted: Decimal | None = None
+    replaces: str | None = None     # a reissue: the number of the voided invoice it replaces
+    credit_reason: str | None = None  # an operator's credit note: why (billing.credits.REASONS)
 
 
 
@@ -328,9 +330,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     labels = {
         "heading": {"supplementary": _("SUPPLEMENTARY INVOICE"),
                     "credit_note": _("CREDIT NOTE")}.get(invoice.document_kind, _("INVOICE")),
-        "corrects": (_("Corrects {number} ({period})").format(number=invoice.corrects,
-                                                              period=period)
-                     if invoice.corrects else ""),
+        "corrects": _corrects(invoice, period, _),
         "number": _("No. {number}").format(number=invoice.number),
         "issued": _("Issued {date}").format(date=issued),
         "due": _("Due {date}").format(date=due) if due else "",
@@ -406,6 +406,22 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "total": total,
         "attachments": list(attachments),
     }
+
+
+def _corrects(invoice: Invoice, period: str, _: Callable[[str], str]) -> str:
+    """The line naming the document this one corrects, credits or replaces."""
+    if invoice.replaces:
+        return _("Replaces {number} ({period})").format(number=invoice.replaces, period=period)
+    if not invoice.corrects:
+        return ""
+    text = _("Corrects {number} ({period})").format(number=invoice.corrects, period=period)
+    reasons = {"duplicated_charge": _("duplicated charge"),
+               "product_unsatisfactory": _("product unsatisfactory"),
+               "order_change": _("order change"), "order_cancellation": _("order cancellation"),
+               "fraudulent_charge": _("fraudulent charge"), "other": _("other")}
+    if invoice.credit_reason in reasons:
+        text += "; " + _("reason: {reason}").format(reason=reasons[invoice.credit_reason])
+    return text
 
 
 def _size(size_bytes: int, locale: Locale) -> str:

@@ -4,16 +4,23 @@ with options.
 Empty body: close every past period not yet closed whose end plus
 CLOSE_GRACE_HOURS has passed, and re-queue finalized invoices not yet sent.
 JSON options: {"period": "2026-09"}, {"tenant": "acme"}, {"dry_run": true},
-{"verify": "<number>"} (also checks its series' hash chain), {"export": "<number>"} (CSV). Every option is the
-operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
+{"verify": "<number>"} (also checks its series' hash chain), {"export": "<number>"} (CSV),
+{"void": "<number>", "reason": "<code>", "note": "...", "reissue": true,
+"price_book_version": N} (a credit note for everything left of it; with reissue, the
+month priced again into a new invoice that replaces it), {"credit": "<number>",
+"lines": [{"line": 3, "amount": "12.50"}], "reason": "<code>"} (a partial credit
+note); reasons: duplicated_charge, product_unsatisfactory, order_change,
+order_cancellation, fraudulent_charge, other. Every option is the operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
 the cron call's answer says how many, never which tenant, number or amount.
-A bad option answers 400 naming it; the database down 503. The work is in
-chargeback.billing.month_close.
+A bad option answers 400 naming it; an unknown number 404; a document that cannot
+take the adjustment (voided already, a credit note, more than is left) 409; the
+database down 503. The work is in chargeback.billing.month_close and (void, credit)
+chargeback.billing.adjustments.
 """
 import os
 from datetime import datetime, timezone
 
-from chargeback.billing import month_close
+from chargeback.billing import adjustments, month_close
 from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
@@ -37,6 +44,10 @@ def _counts(result: dict) -> dict:
 @guarded
 def handle(event, context):
     require_method(event, "POST")
+    action = adjustments.action_of(event.body)
+    if action:
+        require_operator(event.headers, action)  # before anything about the body is said
+        return respond(200, adjustments.apply(load(), adjustments.parse(event.body)))
     options = month_close.parse_options(event.body)
     for name in _OPERATOR_OPTIONS:
         if getattr(options, name):

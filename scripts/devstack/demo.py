@@ -22,8 +22,8 @@ import requests
 from chargeback.core import migrate
 from chargeback.core.db import one_line
 
-from . import (demo_budgets, demo_capacity, demo_email, demo_invoices, demo_portal,
-               demo_usage)
+from . import (demo_adjustments, demo_budgets, demo_capacity, demo_email, demo_invoices,
+               demo_portal, demo_usage)
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
@@ -84,6 +84,9 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
                                  env.secret("portal-signing-key"))),
     ("budgets and webhooks: a budget crossed, told by mail and by signed webhook",
      demo_budgets.run),
+    ("void and credit: one invoice voided and reissued, part of another credited",
+     lambda env: demo_adjustments.run(env.gateway_url, env.database_url,
+                                      env.secret("admin-token").strip())),
 ]
 
 
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, PortInUse, UpError, demo_usage.DemoFailed,
             demo_capacity.DemoError, demo_invoices.DemoError, demo_email.DemoError,
             demo_portal.DemoError,
-            demo_budgets.DemoError) as exc:
+            demo_budgets.DemoError, demo_adjustments.DemoError) as exc:
         print(f"scripts/demo: {exc}", file=sys.stderr)
         return 1
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError, OSError) as exc:
