@@ -106,3 +106,16 @@ def test_a_supplementary_invoice_is_type_380_naming_the_invoice_it_corrects():
     assert _xpath(xml, "//ram:InvoiceReferencedDocument//qdt:DateTimeString") == ["20261001"]
     assert _xpath(xml, "//ram:GrandTotalAmount") == ["1469.06"]  # an invoice's own sign
     assert not _xpath(cii_xml(LEGAL, ISSUER), "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID")
+
+
+def test_an_address_without_a_vat_id_takes_its_country_from_its_last_line_or_stays_out():
+    named = dataclasses.replace(LEGAL, bill_to_tax_id=None,
+                                bill_to_address=("12 Rue de Rivoli", "75001 Paris", "France"))
+    xml = cii_xml(named, ISSUER)
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert _xpath(xml, "//ram:BuyerTradeParty//ram:CountryID") == ["FR"]
+    assert _xpath(xml, "//ram:BuyerTradeParty//ram:LineOne") == ["12 Rue de Rivoli"]
+    unknown = dataclasses.replace(named, bill_to_address=("Hauptstraße 5", "80331 München"))
+    xml = cii_xml(unknown, ISSUER)      # no country anywhere: valid XML without the address
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert _xpath(xml, "//ram:BuyerTradeParty//ram:LineOne") == []

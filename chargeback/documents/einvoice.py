@@ -5,7 +5,9 @@ The PDF carries it as its PDF/A-3 associated file `factur-x.xml` (documents.pdf)
 and the mail attaches the same bytes. Choices where the data model is thinner
 than the standard: each invoice line is one unit (C62) at its net amount, its
 quantity and unit in the line's description; the seller's and buyer's
-country is the two letters their VAT ID starts with, when it does; payment
+country is the two letters their VAT ID starts with, else their address's last
+line when it names a country ("Germany", "Deutschland", "DE"); an address whose
+country is unknown stays on the PDF but not in the XML (CII requires it); payment
 means are "mutually defined" (ZZZ); the payment details are printed on the PDF.
 A credit note (kind credit_note) is type code 381, an invoice or a supplementary
 invoice 380; a correction names the invoice it corrects (BT-25, its issue date
@@ -18,10 +20,12 @@ tax currency (BT-6) with its total there (BT-111).
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from drafthorse.models.accounting import ApplicableTradeTax
 from drafthorse.models.document import Document
 from drafthorse.models.party import TaxRegistration
@@ -35,20 +39,37 @@ PROFILE = "urn:cen.eu:en16931:2017"
 TYPE_CODES = {"invoice": "380", "supplementary": "380", "credit_note": "381"}
 
 
-def _country(tax_id: str | None) -> str | None:
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    """Every country's name in the catalog languages (and its ISO code), lower-cased
+    -> ISO 3166-1 alpha-2 code, from Babel's CLDR data."""
+    names: dict[str, str] = {}
+    for language in ("en", "de", "fr", "es", "pl", "ja", "ru"):
+        for code, name in Locale.parse(language).territories.items():
+            if len(code) == 2 and code.isalpha():
+                names[name.lower()] = code
+                names[code.lower()] = code
+    return names
+
+
+def _country(tax_id: str | None, address: tuple[str, ...]) -> str | None:
+    """The VAT ID's two-letter prefix; else the address's last line when it is a
+    country's name or code ("Germany", "Deutschland", "DE")."""
     prefix = (tax_id or "")[:2]
-    return prefix.upper() if len(prefix) == 2 and prefix.isalpha() else None
+    if len(prefix) == 2 and prefix.isalpha():
+        return prefix.upper()
+    return _country_names().get(address[-1].strip().lower()) if address else None
 
 
 def _party(party, name: str, address: tuple[str, ...], tax_id: str | None) -> None:
     party.name = name
-    if address:
-        party.address.line_one = address[0]
-        if len(address) > 1:
-            party.address.line_two = ", ".join(address[1:])
-    country = _country(tax_id)
-    if country:
+    country = _country(tax_id, address)
+    if country:  # a postal address without its country is not valid CII: none at all then
         party.address.country_id = country
+        if address:
+            party.address.line_one = address[0]
+            if len(address) > 1:
+                party.address.line_two = ", ".join(address[1:])
     if tax_id:
         party.tax_registrations.add(TaxRegistration(id=("VA", tax_id)))
 
