@@ -316,10 +316,13 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
     issued = f.day(invoice.issued_at)
-    due = f.date(invoice.due_date) if invoice.due_date else ""
+    credit = invoice.document_kind == "credit_note"  # owes nothing: no due date
+    due = f.date(invoice.due_date) if invoice.due_date and not credit else ""
     period = f.month(invoice.period)
     total = f.money(invoice.total)
-    if due and invoice.payment_terms_days is not None:
+    if credit:
+        payment_due = _("Nothing to pay: this amount is credited to your account.")
+    elif due and invoice.payment_terms_days is not None:
         payment_due = _("Payment due {date} ({days} days).").format(
             date=due, days=invoice.payment_terms_days)
     else:
