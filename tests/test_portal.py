@@ -372,3 +372,31 @@ def test_a_tenant_sees_its_budget_the_share_used_and_its_crossings_and_no_one_el
         "globex", None, None, [])
     globex_page = p.get("/", token_for("globex"), period="2026-10").text
     assert "No monthly budget is set" in globex_page and "$0.20" not in globex_page
+
+
+def test_a_voided_invoice_shows_voided_by_its_credit_note_beside_its_reissue(
+        portal, database_url, tmp_path):
+    from chargeback.billing import adjustments
+    from .billing_helpers import BOOK, Recorder
+    s = settings_for(database_url, tmp_path, book=BOOK)
+    # 1,000 GB-s at 0.001 (1.00) and one call inside the 10-call allowance: INV-...1, 1.00
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS, GiB)])
+    month_close.run(s, month_close.parse_options(b'{"period": "2026-09"}'),
+                    datetime(2026, 10, 2, tzinfo=timezone.utc))
+    answer = adjustments.apply(s, adjustments.parse(json.dumps(
+        {"void": "INV-2026-000001", "reason": "duplicated_charge", "reissue": True}).encode()),
+        Recorder())
+    assert (answer["credit_note"]["number"], answer["reissue"]["number"]) == (
+        "CN-2026-000001", "INV-2026-000002")
+    p = portal()
+    t = token_for("acme")
+    docs = {d["number"]: d for d in p.get("/api/v1/invoices", t).json()["data"]}
+    assert {n: (d["kind"], d["status"], d["voided_by"], d["corrects"], d["replaces"], d["total"])
+            for n, d in docs.items()} == {
+        "INV-2026-000001": ("invoice", "voided", "CN-2026-000001", None, None, "1.00"),
+        "CN-2026-000001": ("credit_note", "issued", None, "INV-2026-000001", None, "-1.00"),
+        "INV-2026-000002": ("invoice", "issued", None, None, "INV-2026-000001", "1.00")}
+    invoices = p.get("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
+    assert "voided by CN-2026-000001" in invoices
+    assert "credit note for INV-2026-000001" in invoices
+    assert "replaces INV-2026-000001" in invoices

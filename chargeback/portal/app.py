@@ -161,7 +161,9 @@ def _document_view(doc: store.Document) -> dict:
     # relative to the portal's address (the page's own links resolve against it)
     links = {ext: f"api/v1/invoices/{quote(doc.number, safe='')}.{ext}"
              for ext in ("pdf", "html", "csv")}
-    return {"number": doc.number, "period": doc.period, "status": "issued",
+    return {"number": doc.number, "kind": doc.kind, "period": doc.period,
+            "status": "voided" if doc.voided_by else "issued", "voided_by": doc.voided_by,
+            "corrects": doc.corrects, "replaces": doc.replaces,
             "delivery": doc.status, "issued_at": doc.issued_at, "currency": doc.currency,
             "subtotal": doc.subtotal, "tax": doc.tax, "total": doc.total, "links": links}
 

@@ -45,11 +45,17 @@ SELECT delivery_id, event_index, reason, received_at, event_json
  ORDER BY received_at DESC, delivery_id, event_index
  LIMIT %s"""
 
+# Each issued document with what it says of the others: the invoice a correction or
+# credit note corrects, the voided one a reissue replaces, the credit note that voided it.
 _DOCUMENTS = """
-SELECT number, period, status, issued_at, currency, subtotal, tax, total
-  FROM openfaas_metering.invoices
- WHERE namespace = %s AND status <> 'draft'
- ORDER BY issued_at DESC, number DESC"""
+SELECT d.number, d.period, d.status, d.issued_at, d.currency, d.subtotal, d.tax, d.total,
+       d.document_kind, c.number, r.number, v.number
+  FROM openfaas_metering.invoices AS d
+  LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = d.corrects_invoice_id
+  LEFT JOIN openfaas_metering.invoices AS r ON r.invoice_id = d.replaces_invoice_id
+  LEFT JOIN openfaas_metering.invoices AS v ON v.invoice_id = d.voided_by
+ WHERE d.namespace = %s AND d.status <> 'draft'
+ ORDER BY d.issued_at DESC, d.number DESC"""
 
 _DOCUMENT = """
 SELECT invoice_id::text FROM openfaas_metering.invoices
@@ -82,6 +88,10 @@ class Document:
     subtotal: Decimal
     tax: Decimal
     total: Decimal
+    kind: str                # invoice | supplementary | credit_note
+    corrects: str | None     # a supplementary invoice or credit note: the invoice's number
+    replaces: str | None     # a reissue: the voided invoice's number
+    voided_by: str | None    # a voided invoice: the credit note's number
 
 
 def series(conn: psycopg.Connection, tenant: str, q: SeriesQuery) -> list[tuple]:
