@@ -112,6 +112,12 @@ def test_void_and_reissue_prices_the_month_with_the_tenants_current_details(
     assert (new["period_start"], new["period_end"]) == (docs[number]["period_start"],
                                                         docs[number]["period_end"])
     assert docs[number]["voided"] == answer["credit_note"]["number"]
+    # the reissue's invoice.finalized names the invoice it replaces
+    with db.transaction(s) as conn:
+        [(replaces,)] = conn.execute(
+            "SELECT data ->> 'replaces' FROM openfaas_metering.webhook_events WHERE type ="
+            " 'invoice.finalized' AND data ->> 'number' = %s", (reissue["number"],)).fetchall()
+    assert replaces == number
     # late usage: corrected against the reissue, at its 7 %: 1.00 + 0.07
     send(s, [event("acme", "2026-09-20T10:00:00Z", 1_000 * NS)])
     [supplementary] = close(s, NOV_2)["periods"][0]["invoices"]

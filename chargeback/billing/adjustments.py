@@ -273,7 +273,8 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
                                 "void it without a reissue")
     result = month_close.PeriodResult(p.name, p.start, p.end, book.version)
     month_close._finalize(conn, settings, p, book, [month_close._Document(
-        invoicing.INVOICE, inputs, draft, details, replaces=replaced)], issued_at, year,
+        invoicing.INVOICE, inputs, draft, details, replaces=replaced,
+        replaces_number=request.number)], issued_at, year,
         result)
     [invoice] = result.invoices
     return {**invoice, "replaces": request.number, "price_book_version": book.version}

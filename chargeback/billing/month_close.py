@@ -484,6 +484,7 @@ class _Document:
     corrects_number: str | None = None
     correction_no: int | None = None
     replaces: object = None       # a reissue: the voided invoice's id
+    replaces_number: str | None = None
 
 
 def settle(conn: psycopg.Connection, settings: Settings, resolved: Resolved,
@@ -651,6 +652,8 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
                      "invoice_id": str(ids[draft.namespace])}
             if doc.kind != "invoice":
                 entry.update(kind=doc.kind, corrects=doc.corrects_number)
+            if doc.replaces_number:
+                entry.update(replaces=doc.replaces_number)
             result.invoices.append(entry)
             # the webhook, in the finalizing transaction
             webhook_outbox.emit(conn, "credit_note.finalized" if doc.kind == "credit_note"
