@@ -12,7 +12,7 @@ from chargeback.billing import month_close
 from chargeback.billing.month_close import Options
 from chargeback.core import db
 
-from .billing_helpers import NS, GiB, event, send, settings_for, ticks
+from .billing_helpers import BOOK, NS, GiB, event, send, settings_for, ticks
 from .billing_helpers import Recorder
 from .waiting import until
 
@@ -165,6 +165,32 @@ def test_an_unpriced_sku_keeps_only_that_tenant_in_draft(database_url, tmp_path)
         "no price for gpu_hours NVIDIA-B200 in plan 'standard'"]}]
     assert [i["tenant"] for i in out["invoices"]] == ["acme"] and not out["closed"]
     assert invoices(s)["gpu-co 2026-09"][:2] == ("draft", None)
+
+
+def test_a_draft_with_lines_is_finalized_once_its_tenant_can_be_priced(database_url, tmp_path):
+    # a plan whose price list prices every GPU: the fix an operator makes for the draft
+    book = BOOK.replace("  dinar: {currency: KWD, price_list: kwd}",
+                        "  dinar: {currency: KWD, price_list: kwd}\n"
+                        "  gpu: {currency: USD, price_list: gpu}").replace("  jpy:\n", """  gpu:
+    currency: USD
+    meters:
+      gb_seconds: {"*": {unit_price: "0.001"}}
+      invocations: {"*": {unit_price: "0.0001"}}
+      gpu_hours: {"*": {unit_price: "5.00"}}
+  jpy:
+""")
+    s = settings_for(database_url, tmp_path, book=book)
+    slots = [datetime(2026, 9, 1, h, tzinfo=timezone.utc) for h in range(3)]
+    ticks(s, "gpu-co", [("gpu_hours", "NVIDIA-B200", False, "8")], slots)  # 16 GPU-hours
+    send(s, [event("gpu-co", "2026-09-10T10:00:00Z", 1000 * NS)])          # 1,000 GB-s
+    assert close(s, period="2026-09")["periods"][0]["drafts"]  # no B200 price on 'standard'
+    with db.transaction(s) as conn:  # the draft keeps the lines it could price
+        assert conn.execute("SELECT count(*) FROM openfaas_metering.invoice_lines"
+                            ).fetchone()[0] > 0
+        conn.execute("UPDATE openfaas_metering.tenants SET plan_override = 'gpu'")
+    [invoice] = close(s, period="2026-09")["periods"][0]["invoices"]
+    # 16 x 5.00 + 1,000 x 0.001 + 1 x 0.0001 (0.00) = 81.00, no tax
+    assert (invoice["number"], Decimal(invoice["total"])) == ("INV-2026-000001", Decimal("81.00"))
 
 
 def test_capacity_is_priced_with_spot_discount_and_a_mid_month_price_change(

@@ -629,13 +629,14 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
             rows[key].append(value)
     if not documents:
         return
+    # a draft's lines go while it is still a draft: once the upsert below finalizes it,
+    # the database refuses to change its lines (sql/050)
+    conn.execute(_DELETE_DRAFT_LINES, (p.name, [doc.draft.namespace for doc in documents]))
     ids = dict(conn.execute(_UPSERT_DOCUMENTS, {
         "period": p.name, "period_start": p.start, "period_end": p.end,
         "timezone": p.timezone, "version": book.version, "year": year,
         "issued_at": issued_at, **rows, "reasons": Jsonb(rows["reasons"]),
         "inputs": Jsonb(rows["inputs"])}).fetchall())
-    conn.execute("DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id = ANY(%s)",
-                 (list(ids.values()),))
     with conn.cursor().copy(_COPY_LINES) as copy:
         for doc in documents:
             for line_no, line in enumerate(doc.draft.lines, 1):
@@ -660,6 +661,14 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
                                 else "invoice.finalized", {**entry, "period": p.name})
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
+
+
+_DELETE_DRAFT_LINES = """
+DELETE FROM openfaas_metering.invoice_lines AS l
+ USING openfaas_metering.invoices AS i
+ WHERE l.invoice_id = i.invoice_id AND i.status = 'draft' AND i.period = %s
+   AND i.namespace = ANY(%s) AND i.document_kind = 'invoice' AND i.replaces_invoice_id IS NULL
+"""  # the rows _UPSERT_DOCUMENTS updates; the documents it inserts have no lines yet
 
 
 def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
