@@ -15,6 +15,7 @@ from chargeback.documents import delivery
 from chargeback.documents.einvoice import cii_xml
 
 from .billing_helpers import event, send, settings_for, NS as NS_PER_S
+from .einvoice_rules import SELLER, assert_en16931, broken_rules, give_buyer_address
 from .test_corrections import BOOK, NOV_2, OCT_2, close, on_plan
 from .test_invoice_document import INVOICE, ISSUER
 
@@ -33,7 +34,7 @@ def _xpath(xml: bytes, path: str) -> list[str]:
 
 def test_the_xml_is_valid_en16931_and_says_what_the_invoice_says():
     xml = cii_xml(LEGAL, ISSUER)
-    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert_en16931(xml)
     assert facturx.get_level(etree.fromstring(xml)) == "en16931"
     assert _xpath(xml, "//rsm:ExchangedDocument/ram:ID") == ["INV-2026-000042"]
     assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["380"]
@@ -50,7 +51,7 @@ def test_a_reverse_charge_is_category_ae():
                                tax_note="Reverse charge: VAT to be accounted for by the "
                                         "recipient, art. 196 Directive 2006/112/EC")
     xml = cii_xml(zero, ISSUER)
-    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert_en16931(xml)
     assert set(_xpath(xml, "//ram:CategoryCode")) == {"AE"}
     assert _xpath(xml, "//ram:ExemptionReason") == [zero.tax_note]
 
@@ -67,8 +68,10 @@ def test_the_pdf_carries_the_same_xml_the_mail_attaches_and_renders_the_same_byt
 
 def test_a_correction_credit_note_is_type_381_naming_the_invoice_it_corrects(
         database_url, tmp_path):
-    s = settings_for(database_url, tmp_path, book=BOOK, ISSUER_NAME="Example Functions Ltd")
+    s = settings_for(database_url, tmp_path, book=BOOK, **SELLER)
     on_plan(s, "acme", "volume")
+    with db.transaction(s) as conn:
+        give_buyer_address(conn, "acme")
     send(s, [event("acme", "2026-09-10T10:00:00Z", 5000 * NS_PER_S)])  # 5000 x 2.95 = 14750.00
     close(s, OCT_2)
     send(s, [event("acme", "2026-09-11T10:00:00Z", 1 * NS_PER_S)])     # 5001 x 2.60 = 13002.60
@@ -81,7 +84,7 @@ def test_a_correction_credit_note_is_type_381_naming_the_invoice_it_corrects(
                                       " WHERE number = 'INV-2026-000001'").fetchone()
     rendered = delivery.rerender(s, credit_id)
     xml = next(a.data for a in rendered.attachments if a.filename.endswith(".xml"))
-    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert_en16931(xml)
     assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["381"]
     assert _xpath(xml, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == [
         "INV-2026-000001"]
@@ -99,7 +102,7 @@ def test_a_supplementary_invoice_is_type_380_naming_the_invoice_it_corrects():
     extra = dataclasses.replace(LEGAL, document_kind="supplementary", corrects="INV-2026-000041",
                                 corrects_issued=date(2026, 10, 1))
     xml = cii_xml(extra, ISSUER)
-    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert_en16931(xml)
     assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["380"]
     assert _xpath(xml, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == [
         "INV-2026-000041"]
@@ -112,10 +115,12 @@ def test_an_address_without_a_vat_id_takes_its_country_from_its_last_line_or_sta
     named = dataclasses.replace(LEGAL, bill_to_tax_id=None,
                                 bill_to_address=("12 Rue de Rivoli", "75001 Paris", "France"))
     xml = cii_xml(named, ISSUER)
-    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert_en16931(xml)
     assert _xpath(xml, "//ram:BuyerTradeParty//ram:CountryID") == ["FR"]
     assert _xpath(xml, "//ram:BuyerTradeParty//ram:LineOne") == ["12 Rue de Rivoli"]
     unknown = dataclasses.replace(named, bill_to_address=("Hauptstraße 5", "80331 München"))
     xml = cii_xml(unknown, ISSUER)      # no country anywhere: valid XML without the address
     assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
     assert _xpath(xml, "//ram:BuyerTradeParty//ram:LineOne") == []
+    # ... which EN 16931 requires: the one rule it breaks says what the tenant must add
+    assert [r.split(":")[0] for r in broken_rules(xml)] == ["BR-10", "BR-11"]

@@ -15,6 +15,7 @@ from chargeback.core import db
 from chargeback.documents import delivery, vat
 
 from .billing_helpers import NS, event, send, settings_for
+from .einvoice_rules import SELLER, assert_en16931, give_buyer_address
 from .test_corrections import BOOK, OCT_2, close, on_plan
 from .test_einvoice import NS as XML_NS
 from lxml import etree
@@ -31,8 +32,10 @@ def _document(s, namespace="acme"):
 
 def test_a_euro_invoice_shows_its_vat_in_zloty_at_the_operators_rate(
         database_url, tmp_path, monkeypatch):
-    s = settings_for(database_url, tmp_path, book=BOOK, ISSUER_VAT_CURRENCY="PLN")
+    s = settings_for(database_url, tmp_path, book=BOOK, ISSUER_VAT_CURRENCY="PLN", **SELLER)
     on_plan(s, "acme", "euro")                       # EUR, 19 % tax
+    with db.transaction(s) as conn:
+        give_buyer_address(conn, "acme")
     send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])   # 1000 x 0.001 = 1.00 EUR
     close(s, OCT_2)
     invoice_id, status, reasons, number = _document(s)
@@ -53,7 +56,7 @@ def test_a_euro_invoice_shows_its_vat_in_zloty_at_the_operators_rate(
     assert sentence in rendered.html
     assert sentence in _pdf_text(rendered.pdf)
     xml = next(a.data for a in rendered.attachments if a.filename.endswith(".xml"))
-    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert_en16931(xml)
     tree = etree.fromstring(xml)
     assert tree.xpath("//ram:TaxCurrencyCode/text()", namespaces=XML_NS) == ["PLN"]
     assert sorted((e.get("currencyID"), e.text) for e in tree.xpath(

@@ -90,6 +90,10 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
     doc.header.id = invoice.number
     doc.header.type_code = TYPE_CODES[invoice.document_kind]
     sign = -1 if invoice.document_kind == "credit_note" else 1
+
+    def signed(amount: Decimal) -> Decimal:  # as the XML states it; never "-0.00"
+        return sign * amount if amount else abs(amount)
+
     local = ZoneInfo(invoice.billing_timezone)
     doc.header.issue_date_time = invoice.issued_at.astimezone(local).date()
     agreement, settlement = doc.trade.agreement, doc.trade.settlement
@@ -116,7 +120,7 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
         item.document.line_id = str(line.line_no)
         item.product.name = line.description
         item.product.description = f"{line.quantity.normalize():f} {line.unit}"
-        amount = sign * line.amount
+        amount = signed(line.amount)
         item.agreement.net.amount = abs(amount)
         item.delivery.billed_quantity = (Decimal(-1 if amount < 0 else 1), "C62")
         item.settlement.trade_tax.type_code = "VAT"
@@ -125,8 +129,8 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
         item.settlement.monetary_summation.total_amount = amount
         doc.trade.items.add(item)
     tax = ApplicableTradeTax()
-    tax.calculated_amount = sign * invoice.tax
-    tax.basis_amount = sign * invoice.subtotal
+    tax.calculated_amount = signed(invoice.tax)
+    tax.basis_amount = signed(invoice.subtotal)
     tax.type_code = "VAT"
     tax.category_code = category
     if reason:
@@ -134,17 +138,17 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
     tax.rate_applicable_percent = rate_percent
     settlement.trade_tax.add(tax)
     totals = settlement.monetary_summation
-    totals.line_total = sign * invoice.subtotal
+    totals.line_total = signed(invoice.subtotal)
     totals.charge_total = Decimal("0.00")
     totals.allowance_total = Decimal("0.00")
-    totals.tax_basis_total = sign * invoice.subtotal
-    totals.tax_total = (sign * invoice.tax, invoice.currency)
+    totals.tax_basis_total = signed(invoice.subtotal)
+    totals.tax_total = (signed(invoice.tax), invoice.currency)
     if invoice.vat_currency and invoice.vat_tax_converted is not None:
         # BT-111: the VAT total in the tax currency
-        totals.tax_total_other_currency.add((sign * invoice.vat_tax_converted,
+        totals.tax_total_other_currency.add((signed(invoice.vat_tax_converted),
                                              invoice.vat_currency))
-    totals.grand_total = sign * invoice.total
-    totals.due_amount = sign * invoice.total
+    totals.grand_total = signed(invoice.total)
+    totals.due_amount = signed(invoice.total)
     return doc.serialize(schema="FACTUR-X_EN16931")
 
 
