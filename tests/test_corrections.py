@@ -345,5 +345,14 @@ def test_the_usage_csv_formatted_by_postgres_equals_the_day_by_day_one(database_
         docs = {"acme": (False, lines), "beta": (False, [])}
         fast = export.build_csvs(conn, "UTC", docs)
         slow = export.build_csvs(conn, "UTC", docs, sql_days=False)
-    # 3 days x 2 functions a day, for GB-s and for invocations, and the header
-    assert fast == slow and fast["acme"].count("\n") == 1 + 2 * 6
+        # the same lines as a correction's: each gets its billed_earlier row too
+        as_correction = {"acme": (True, lines)}
+        fast_correction = export.build_csvs(conn, "UTC", as_correction)
+        slow_correction = export.build_csvs(conn, "UTC", as_correction, sql_days=False)
+    # the header, 3 days x 2 functions a day for GB-s and for invocations, a closing row
+    # per line
+    assert fast == slow and fast["acme"].count("\r\n") == 1 + 2 * 6 + 2
+    assert fast_correction == slow_correction
+    assert fast_correction["acme"].count("\r\n") == 1 + 2 * 6 + 2 + 2
+    # nothing billed earlier than the lines themselves: those rows are 0
+    assert fast_correction["acme"].count(",billed_earlier,") == 2

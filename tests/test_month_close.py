@@ -2,6 +2,8 @@
 the real tick store, invoices read back from the tables."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -251,12 +253,21 @@ def test_export_traces_each_line_to_its_rows_per_function_per_day(database_url, 
              event("acme", "2026-09-10T11:00:00Z", 1000 * NS, function_name="b"),
              event("acme", "2026-09-12T10:00:00Z", 1000 * NS, function_name="a")])
     number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
-    rows = [r.split(",") for r in month_close.export(s, number).splitlines()]
+    text = month_close.export(s, number)
+    # the form of the lines CSV: CRLF line ends, true/false, ISO dates
+    assert text.endswith("\r\n") and text.count("\r\n") == text.count("\n")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows[0] == ["line_no", "kind", "meter", "sku", "spot", "day", "function_name",
                        "quantity", "unit"]
-    gb = [(r[5], r[6], r[7]) for r in rows[1:] if r[2] == "gb_seconds"]
-    assert gb == [("2026-09-10", "a", "1000"), ("2026-09-10", "b", "1000"),
-                  ("2026-09-12", "a", "1000")]
+    gb = [(r[1], r[4], r[5], r[6], r[7]) for r in rows[1:] if r[2] == "gb_seconds"]
+    assert gb == [("usage", "false", "2026-09-10", "a", "1000"),
+                  ("usage", "false", "2026-09-10", "b", "1000"),
+                  ("usage", "false", "2026-09-12", "a", "1000"),
+                  # the closing row: the line's quantity, what its rows add up to
+                  ("line_total", "false", "", "", "3000")]
+    calls = [(r[1], r[7]) for r in rows[1:] if r[2] == "invocations"]
+    # one call per function and day: a and b on the 10th, a on the 12th
+    assert calls == [("usage", "1"), ("usage", "1"), ("usage", "1"), ("line_total", "3")]
 
 
 def test_the_docs_monthly_query_agrees_with_the_invoice_within_the_bound(
@@ -527,10 +538,13 @@ def test_the_export_of_a_supplementary_invoice_adds_up_to_its_quantity(database_
     send(s, [event("acme", "2026-08-20T10:00:00Z", 500 * NS, function_name="b")])
     number = close(s, period="2026-08")["periods"][0]["invoices"][0]["number"]
     rows = [r.split(",") for r in month_close.export(s, number).splitlines()[1:]]
-    gb = [(r[5], r[6], Decimal(r[7])) for r in rows if r[2] == "gb_seconds"]
-    assert gb == [("2026-08-10", "a", Decimal(1000)), ("2026-08-20", "b", Decimal(500)),
-                  ("billed earlier", "", Decimal(-1000))]
-    assert sum(q for _, _, q in gb) == gb_s(500 * NS)
+    gb = [(r[1], r[5], r[6], Decimal(r[7])) for r in rows if r[2] == "gb_seconds"]
+    # August as known now, what the invoice billed (negated), the correction's 500 GB-s
+    assert gb == [("usage", "2026-08-10", "a", Decimal(1000)),
+                  ("usage", "2026-08-20", "b", Decimal(500)),
+                  ("billed_earlier", "", "", Decimal(-1000)),
+                  ("line_total", "", "", Decimal(500))]
+    assert sum(q for kind, _, _, q in gb if kind != "line_total") == gb_s(500 * NS)
     report = month_close.verify(s, number)
     assert report["match"] and report["late_usage"] == []
 

@@ -41,11 +41,14 @@ def month_to_date(conn: psycopg.Connection, settings: Settings, now: datetime,
                   ) -> list[Estimate]:
     """Every tenant's (or `namespaces`') month to date at `now`, priced like its invoice.
 
-    `p` defaults to the period holding `now`; a period that has ended by `now` is
-    priced whole (what its close will bill, late usage aside)."""
+    `p` defaults to the period holding `now` as its close will see it
+    (`month_close.resolve`: after a change of BILLING_TIMEZONE, the transitional
+    period starting where the last closed one ended); a period that has ended by
+    `now` is priced whole (what its close will bill, late usage aside)."""
     pricebook_store.ensure_file_loaded(settings)
-    p = p or period_of(now, settings.billing_timezone)
-    until = min(now, p.end)
+    tz = settings.billing_timezone
+    p = p or month_close.resolve(conn, period_of(now, tz).name, tz).period
+    until = max(p.start, min(now, p.end))
     with conn.transaction(force_rollback=True):  # compute() registers tenants it meets
         book = pricebook_store.latest(conn)
         if book is None:

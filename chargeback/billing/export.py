@@ -1,12 +1,15 @@
 """The usage behind an invoice as CSV: every line traced to its rows.
 
-One row per line, local day (BILLING_TIMEZONE of the invoice) and function
-for usage lines (GB-s, invocations), per line and local day for capacity lines
-(meter, SKU, spot). For a line of a correction (supplementary invoice, credit
-note), the rows are its month's usage as known now, and one `billed earlier`
-row with what earlier documents of the month already billed, negated: each
-line's rows add up to its quantity (capacity to within
-the 1e-12 unit-hour rounding of each day). The CSV is built once, when
+The form of the lines CSV (documents.document.lines_csv): RFC 4180 with CRLF,
+`true`/`false`, ISO dates, plain decimals. One row per line, local day
+(BILLING_TIMEZONE of the invoice) and function for usage lines (GB-s,
+invocations), per line and local day for capacity lines (meter, SKU, spot);
+`kind` is the line's kind (usage, capacity). For a line of a correction
+(supplementary invoice, credit note), the rows are its month's usage as known
+now, and one row of kind `billed_earlier` (no day) with what earlier documents
+of the month already billed, negated. The CSV closes with one row of kind
+`line_total` per line holding the line's quantity: a line's other rows add up
+to it (capacity to within the 1e-12 unit-hour rounding of each day). The CSV is built once, when
 the document is finalized, and stored with it (its SHA-256 beside the other
 hashes): aggregate-month answers {"export": number}, email-invoice attaches
 and rerender renders that same text, forever.
@@ -29,6 +32,13 @@ from chargeback.core.meters import GB_SECONDS, INVOCATIONS
 _MIDNIGHT, _DAY = time(0), timedelta(days=1)
 COLUMNS = ("line_no", "kind", "meter", "sku", "spot", "day", "function_name", "quantity",
            "unit")
+CRLF = "\r\n"
+BILLED_EARLIER, LINE_TOTAL = "billed_earlier", "line_total"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
 
 _LINES = """
 SELECT l.line_no, l.kind, l.meter, l.sku, l.spot, l.unit, l.price_from, l.price_to,
@@ -85,27 +95,29 @@ def build_csvs(conn: psycopg.Connection, tz: str,
     out = {}
     for namespace, (correction, lines) in documents.items():
         text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
+        writer = csv.writer(text, lineterminator=CRLF)
         writer.writerow(COLUMNS)
         for line in lines:
             shown = Decimal(0)
-            head = (line.line_no, line.kind, line.meter, line.sku, line.spot)
+            head = (line.line_no, line.kind, line.meter, line.sku, _bool(line.spot))
             span = (line.price_from, line.price_to)
-            if sql_days and not correction and line.meter in (GB_SECONDS, INVOCATIONS):
-                if span not in whole_days:
-                    whole_days[span] = _whole_utc_days(conn, *span, tz, only)
-                if whole_days[span] is not None:
-                    part = whole_days[span].get(namespace, ("", ""))[
-                        0 if line.meter == GB_SECONDS else 1]
-                    if part:  # each row is "day,function,quantity": add the line's columns
-                        prefix = ",".join(map(str, head)) + ","
-                        suffix = "," + line.unit
-                        text.write(prefix + part.replace("\n", suffix + "\n" + prefix)
-                                   + suffix + "\n")
-                    continue
-            for day, start, end in local_days(line.price_from, line.price_to, tz):
+            usage_line = line.meter in (GB_SECONDS, INVOCATIONS)
+            if sql_days and usage_line and span not in whole_days:
+                whole_days[span] = _whole_utc_days(conn, *span, tz, only)
+            fast = whole_days.get(span) if sql_days and usage_line else None
+            if fast is not None:
+                gb, calls = fast.get(namespace, (("", 0), ("", 0)))
+                part, total = gb if line.meter == GB_SECONDS else calls
+                if part:  # each row is "day,function,quantity": add the line's columns
+                    prefix = ",".join(map(str, head)) + ","
+                    suffix = "," + line.unit
+                    text.write(prefix + part.replace("\n", suffix + CRLF + prefix)
+                               + suffix + CRLF)
+                shown = Decimal(total)
+            for day, start, end in (() if fast is not None else
+                                    local_days(line.price_from, line.price_to, tz)):
                 key, day_text = (start, end), day.isoformat()
-                if line.meter in (GB_SECONDS, INVOCATIONS):
+                if usage_line:
                     if key not in usage_cache:
                         usage_cache[key] = _usage_rows(billing_store.usage_by_function(
                             conn, start, end, only))
@@ -126,14 +138,18 @@ def build_csvs(conn: psycopg.Connection, tz: str,
                             shown += hours
                             writer.writerow((*head, day_text, "", canon(hours), line.unit))
             if correction:
-                writer.writerow((*head, "billed earlier", "", canon(line.quantity - shown),
-                                 line.unit))
+                writer.writerow((line.line_no, BILLED_EARLIER, *head[2:], "", "",
+                                 canon(line.quantity - shown), line.unit))
+        for line in lines:   # the closing rows: each line's quantity
+            writer.writerow((line.line_no, LINE_TOTAL, line.meter, line.sku, _bool(line.spot),
+                             "", "", canon(line.quantity), line.unit))
         out[namespace] = text.getvalue()
     return out
 
 
 # A usage line's rows over whole UTC days, per namespace, as "day,function,quantity"
-# lines (function names are DNS labels: nothing to quote; numbers as canon() writes them).
+# lines (function names are DNS labels: nothing to quote; numbers as canon() writes them),
+# and their sums (a correction's billed_earlier row is the line's quantity less them).
 _WHOLE_DAYS = """
 SELECT namespace,
        string_agg(to_char(day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ',' || function_name
@@ -141,7 +157,8 @@ SELECT namespace,
            FILTER (WHERE gb_seconds <> 0),
        string_agg(to_char(day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ',' || function_name
                   || ',' || invocations::text, E'\\n' ORDER BY day_start, function_name)
-           FILTER (WHERE invocations <> 0)
+           FILTER (WHERE invocations <> 0),
+       sum(gb_seconds), sum(invocations)
   FROM openfaas_metering.function_usage_daily
  WHERE day_start >= %(start)s AND day_start < %(end)s
    AND (%(all)s OR namespace = ANY(%(namespaces)s))
@@ -149,14 +166,16 @@ SELECT namespace,
 
 
 def _whole_utc_days(conn: psycopg.Connection, start: datetime, end: datetime, tz: str,
-                    namespaces: list[str] | None) -> dict[str, tuple[str, str]] | None:
-    """namespace -> (GB-s rows, invocation rows) when every local day of [start, end) is a
-    whole UTC day; None otherwise (the rows are then read day by day)."""
+                    namespaces: list[str] | None) -> dict[str, tuple[tuple, tuple]] | None:
+    """namespace -> ((GB-s rows, their sum), (invocation rows, their sum)) when every
+    local day of [start, end) is a whole UTC day; None otherwise (the rows are then read
+    day by day)."""
     days = local_days(start, end, tz)
     if not days or any(a.astimezone(timezone.utc).time() != _MIDNIGHT or b - a != _DAY
                        for _, a, b in days):
         return None
-    return {ns: (gb or "", inv or "") for ns, gb, inv in conn.execute(_WHOLE_DAYS, {
+    return {ns: ((gb or "", gb_sum), (inv or "", inv_sum))
+            for ns, gb, inv, gb_sum, inv_sum in conn.execute(_WHOLE_DAYS, {
         "start": start, "end": end, "all": namespaces is None,
         "namespaces": namespaces or []})}
 
