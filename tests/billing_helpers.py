@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from chargeback.billing import month_close
 from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.core import db
@@ -107,3 +108,18 @@ class Recorder:
     def invoke_async(self, function, body=b"", **kwargs):
         self.calls.append((function, body))
         return "call"
+
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def close(settings, now=NOW, **options):
+    """One month-close run at `now`, the gateway hand-off recorded and dropped."""
+    return month_close.run(settings, month_close.Options(**options), now, Recorder())
+
+
+def on_plan(settings, namespace, plan):
+    with db.transaction(settings) as conn:
+        conn.execute("""INSERT INTO openfaas_metering.tenants (namespace, plan) VALUES (%s, %s)
+                        ON CONFLICT (namespace) DO UPDATE SET plan = excluded.plan""",
+                     (namespace, plan))

@@ -2,6 +2,7 @@
 per test, secrets on disk, and functions served by the template's own server."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -213,3 +214,18 @@ def smtp():
     handler.url = f"smtp://127.0.0.1:{controller.port}"
     yield handler
     controller.stop()
+
+
+@pytest.fixture
+def portal(local_runtime, product_stack, secrets_dir, database_url):
+    """tenant-portal (and `also`) of stack.yml behind the local gateway."""
+    def start(also: tuple[str, ...] = (), port: int | None = None, **env):
+        names = ("tenant-portal", *also)
+        stack = dataclasses.replace(product_stack, functions={
+            n: product_stack.functions[n] for n in names})
+        options = {"gateway_port": port} if port else {}
+        runtime = local_runtime(stack, cron=False, function_env={
+            "SECRETS_DIR": str(secrets_dir), "DATABASE_URL": database_url, **env}, **options)
+        from .portal_helpers import Portal
+        return Portal(f"{runtime.gateway_url}/function/tenant-portal.openfaas-system")
+    return start

@@ -16,8 +16,8 @@ from chargeback.core import db
 from chargeback.core.responses import RequestError
 from chargeback.documents import chain
 
-from .billing_helpers import NS, Recorder, event, send, settings_for
-from .test_corrections import BOOK, DEC_2, NOV_2, OCT_2, close, on_plan
+from .billing_helpers import NS, Recorder, close, event, on_plan, send, settings_for
+from .corrections_helpers import BOOK, DEC_2, NOV_2, OCT_2
 
 
 def _settings(database_url, tmp_path):

@@ -1,7 +1,7 @@
 """Void, reissue and credit end to end: aggregate-month and the real email-invoice behind
 the local gateway, real PostgreSQL, a real aiosmtpd server that receives the mails.
 
-Figures: the `euro` plan of test_corrections (0.001 EUR per GB-s, 19 % tax, half-up).
+Figures: the `euro` plan of corrections_helpers.BOOK (0.001 EUR per GB-s, 19 % tax, half-up).
 acme: 11,500 GB-s = 11.50 + 2.19 = 13.69; beta: 2,000 GB-s = 2.00 + 0.38 = 2.38."""
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import requests
 
 from chargeback.core import db
 
-from .billing_helpers import NS, event, send, settings_for
+from .billing_helpers import NS, event, on_plan, send, settings_for
 from .conftest import ADMIN
+from .corrections_helpers import BOOK
 from .invoices import MAIL_ENV
-from .test_corrections import BOOK, on_plan
 
 
 @pytest.fixture

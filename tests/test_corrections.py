@@ -13,85 +13,11 @@ from decimal import Decimal
 import psycopg
 
 from chargeback.billing import month_close, pricebook_store
-from chargeback.billing.month_close import Options
 from chargeback.billing.periods import period
 from chargeback.core import db
 
-from .billing_helpers import NS, event, send, settings_for
-
-BOOK = """
-default_plan: standard
-plans:
-  standard: {currency: USD, price_list: usd, tax_rate: "0"}
-  committed: {currency: USD, price_list: cheap, base_fee: "250.00",
-              minimum_commitment: "300.00", tax_rate: "0"}
-  volume: {currency: USD, price_list: volume, tax_rate: "0"}
-  changing: {currency: USD, price_list: changing, tax_rate: "0"}
-  graduated: {currency: USD, price_list: graduated, tax_rate: "0"}
-  euro: {currency: EUR, price_list: eur, tax_rate: "0.19"}
-price_lists:
-  usd:
-    currency: USD
-    meters:
-      gb_seconds: {"*": {unit_price: "0.001"}}
-      invocations: {"*": {unit_price: "0"}}
-  cheap:
-    currency: USD
-    meters:
-      gb_seconds: {"*": {unit_price: "0.00011"}}
-      invocations: {"*": {unit_price: "0"}}
-  volume:
-    currency: USD
-    meters:
-      gb_seconds:
-        "*": {tiers: {mode: volume, steps: [{up_to: 5000, unit_price: "2.95"},
-                                            {unit_price: "2.60"}]}}
-      invocations: {"*": {unit_price: "0"}}
-  changing:
-    currency: USD
-    meters:
-      gb_seconds:
-        "*":
-          - {allowance: 1000, unit_price: "0.001"}
-          - {effective_from: "2026-09-16T00:00:00Z", allowance: 1000, unit_price: "0.002"}
-      invocations: {"*": {unit_price: "0"}}
-  graduated:
-    currency: USD
-    meters:
-      gb_seconds:
-        "*":
-          - {tiers: {mode: graduated, steps: [{up_to: 1000, unit_price: "0.01"},
-                                              {unit_price: "0.001"}]}}
-          - {effective_from: "2026-09-16T00:00:00Z",
-             tiers: {mode: graduated, steps: [{up_to: 1000, unit_price: "0.02"},
-                                              {unit_price: "0.002"}]}}
-      invocations: {"*": {unit_price: "0"}}
-  eur:
-    currency: EUR
-    meters:
-      gb_seconds: {"*": {unit_price: "0.001"}}
-      invocations: {"*": {unit_price: "0"}}
-"""
-
-OCT_2 = datetime(2026, 10, 2, tzinfo=timezone.utc)
-NOV_2 = datetime(2026, 11, 2, tzinfo=timezone.utc)
-DEC_2 = datetime(2026, 12, 2, tzinfo=timezone.utc)
-
-
-class Recorder:
-    def invoke_async(self, function, body=b"", **kwargs):
-        return "call"
-
-
-def close(settings, now, **options):
-    return month_close.run(settings, Options(**options), now, Recorder())
-
-
-def on_plan(settings, namespace, plan):
-    with db.transaction(settings) as conn:
-        conn.execute("""INSERT INTO openfaas_metering.tenants (namespace, plan) VALUES (%s, %s)
-                        ON CONFLICT (namespace) DO UPDATE SET plan = excluded.plan""",
-                     (namespace, plan))
+from .billing_helpers import NS, close, event, on_plan, send, settings_for
+from .corrections_helpers import BOOK, DEC_2, NOV_2, OCT_2
 
 
 def billed(settings, namespace):

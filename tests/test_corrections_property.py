@@ -16,9 +16,9 @@ from chargeback.billing import invoicing, month_close, pricebook_store
 from chargeback.billing import store as billing_store
 from chargeback.core import db
 
-from .billing_helpers import NS, event, send, settings_for
+from .billing_helpers import NS, Recorder, event, on_plan, send, settings_for
 from .conftest import _TEMPLATE_DB
-from .test_corrections import BOOK, Recorder, on_plan
+from .corrections_helpers import BOOK
 
 MONTHS = ("2026-08", "2026-09", "2026-10")
 # close k runs on the 2nd of the month after MONTHS[k]; the last one only corrects

@@ -10,7 +10,7 @@ from chargeback.billing import month_close
 
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN
-from .test_month_close import close
+from .billing_helpers import close
 
 
 @pytest.fixture

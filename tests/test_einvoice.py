@@ -14,18 +14,14 @@ from chargeback.core.settings import load
 from chargeback.documents import delivery
 from chargeback.documents.einvoice import cii_xml
 
-from .billing_helpers import event, send, settings_for, NS as NS_PER_S
+from .billing_helpers import close, event, on_plan, send, settings_for, NS as NS_PER_S
+from .corrections_helpers import BOOK, NOV_2, OCT_2
+from .documents_helpers import INVOICE, ISSUER, NS
 from .einvoice_rules import SELLER, assert_en16931, broken_rules, give_buyer_address
-from .test_corrections import BOOK, NOV_2, OCT_2, close, on_plan
-from .test_invoice_document import INVOICE, ISSUER
 
 LEGAL = dataclasses.replace(INVOICE, due_date=date(2026, 10, 15), payment_terms_days=14,
                             bill_to_address=("Hauptstraße 5", "80331 München"),
                             bill_to_tax_id="DE999999999")
-NS = {"rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
-      "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
-      "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
-      "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
 
 
 def _xpath(xml: bytes, path: str) -> list[str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from datetime import datetime, timezone
 from decimal import Decimal as D
 
 import pypdfium2 as pdfium
@@ -11,10 +10,7 @@ import pytest
 from pypdf import PdfReader
 
 from chargeback.documents.document import (
-    Invoice,
     InvoiceLine,
-    Issuer,
-    Tier,
     lines_csv,
     present,
     render_html,
@@ -24,24 +20,7 @@ from chargeback.documents.document import (
 from chargeback.documents.message import Attachment, Undeliverable, build
 from chargeback.documents.pdf import render_pdf
 
-ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
-                "accounts@example.com")
-INVOICE = Invoice(
-    invoice_id="0b6c2d1e-7a4f-4c3e-9d2b-5f6a7b8c9d0e", number="INV-2026-000042",
-    namespace="acme-shop", period="2026-09",
-    period_start=datetime(2026, 9, 1, tzinfo=timezone.utc),
-    period_end=datetime(2026, 10, 1, tzinfo=timezone.utc), billing_timezone="UTC",
-    issued_at=datetime(2026, 10, 1, 1, 0, 5, tzinfo=timezone.utc), currency="EUR",
-    bill_to_name="Müller & Söhne", bill_to_email="billing@acme.example", locale="de_DE",
-    subtotal=D("1234.50"), tax_rate=D("0.19"), tax=D("234.56"), total=D("1469.06"),
-    lines=(
-        InvoiceLine(2, "usage", "=HYPERLINK(\"http://evil\")", D("1000.000000"), "GB-s",
-                    D("1185.50"), unit_price=D("1.1855")),
-        InvoiceLine(1, "usage", "Function usage", D("500000"), "GB-s", D("49.00"),
-                    tiers=(Tier(D(0), D(400000), D(0), D(400000), D(0)),
-                           Tier(D(400000), None, D("0.00049"), D(100000), D("49.00"))),
-                    tier_mode="graduated", allowance=D(400000)),
-    ))
+from .documents_helpers import INVOICE, ISSUER
 
 
 def everything(invoice=INVOICE):
@@ -175,7 +154,7 @@ def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv(
 
 _RENDER_IN_A_FRESH_PROCESS = """
 import dataclasses, sys
-from tests.test_invoice_document import INVOICE, ISSUER
+from tests.documents_helpers import INVOICE, ISSUER
 from chargeback.documents.document import present
 from chargeback.documents.pdf import render_pdf
 invoice = dataclasses.replace(INVOICE, locale=sys.argv[1])

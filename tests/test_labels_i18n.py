@@ -23,7 +23,7 @@ from chargeback.documents.document import (
 )
 from chargeback.documents.pdf import render_pdf
 
-from .test_invoice_document import INVOICE, ISSUER
+from .documents_helpers import INVOICE, ISSUER
 
 LEGAL = dataclasses.replace(INVOICE, due_date=date(2026, 10, 15), payment_terms_days=14)
 PACKAGE = Path(i18n.__file__).resolve().parent
@@ -191,7 +191,8 @@ def test_a_closed_month_for_a_german_tenant_names_its_lines_in_german(database_u
     from chargeback.documents import delivery
 
     from .billing_helpers import NS, event, send, settings_for
-    from .test_corrections import BOOK, OCT_2, close, on_plan
+    from .billing_helpers import close, on_plan
+    from .corrections_helpers import BOOK, OCT_2
 
     s = settings_for(database_url, tmp_path, book=BOOK)
     on_plan(s, "acme", "committed")

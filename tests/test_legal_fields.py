@@ -13,7 +13,7 @@ from chargeback.core.settings import load
 from chargeback.documents import delivery
 
 from .billing_helpers import BOOK, NS, event, send, settings_for
-from .test_month_close import close
+from .billing_helpers import close
 
 # the standard plan (tax 0) gets 30-day terms and a reverse-charge note; pro (20 %) keeps
 # the default 14 days and its note is never printed (its rate is not 0)

@@ -17,7 +17,7 @@ from chargeback.documents import delivery
 from chargeback.documents.document import lines_csv, present, render_html, render_text
 from chargeback.documents.message import Attachment, attachment_names, build, supplier_token
 
-from .test_invoice_document import INVOICE, ISSUER
+from .documents_helpers import INVOICE, ISSUER
 
 SUBJECTS = [
     "Example Functions Ltd からの請求書 INV-2026-000042（2026年9月）: ￥1,469 " * 2,

@@ -14,15 +14,8 @@ from chargeback.billing import month_close
 from chargeback.billing.month_close import Options
 from chargeback.core import db
 
-from .billing_helpers import BOOK, NS, GiB, event, send, settings_for, ticks
-from .billing_helpers import Recorder
+from .billing_helpers import BOOK, NOW, NS, GiB, Recorder, close, event, send, settings_for, ticks
 from .waiting import until
-
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
-
-
-def close(settings, now=NOW, **options):
-    return month_close.run(settings, Options(**options), now, Recorder())
 
 
 def invoices(settings):

@@ -3,7 +3,6 @@ tokens, a real database filled through the real ingest and tick store, real SMTP
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -21,53 +20,13 @@ from chargeback.core import db
 from chargeback.core.settings import load
 from chargeback.documents import delivery
 from chargeback.portal import tokens
-from chargeback.usage import events as usage
-from chargeback.usage import ingest
 
 from .billing_helpers import GiB, NS, event, send, settings_for, ticks
 from .conftest import ADMIN, ADMIN_TOKEN, PORTAL_KEY, ROOT
+from .portal_helpers import SHIPPED_BOOK, reject, token_for
 from .invoices import HOSTILE_NAME, MAIL_ENV, RecordingSmtp, finalized_invoice, start_smtp
 
-SHIPPED_BOOK = (ROOT / "pricebook.yml").read_text()
 OCT = {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
-
-
-@dataclasses.dataclass
-class Portal:
-    url: str  # .../function/tenant-portal.openfaas-system
-
-    def get(self, path: str, bearer: str | None = None, headers=None, session=None, **query):
-        headers = dict(headers or {})
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
-        return (session or requests).get(f"{self.url}{path}", params=query, headers=headers,
-                                         timeout=30, allow_redirects=False)
-
-
-def token_for(tenant: str, days: int = 1, invoice: str | None = None, key=PORTAL_KEY) -> str:
-    return tokens.issue(key, tenant, datetime.now(timezone.utc), timedelta(days=days), invoice)
-
-
-@pytest.fixture
-def portal(local_runtime, product_stack, secrets_dir, database_url):
-    """tenant-portal (and `also`) of stack.yml behind the local gateway."""
-    def start(also: tuple[str, ...] = (), port: int | None = None, **env) -> Portal:
-        names = ("tenant-portal", *also)
-        stack = dataclasses.replace(product_stack, functions={
-            n: product_stack.functions[n] for n in names})
-        options = {"gateway_port": port} if port else {}
-        runtime = local_runtime(stack, cron=False, function_env={
-            "SECRETS_DIR": str(secrets_dir), "DATABASE_URL": database_url, **env}, **options)
-        return Portal(f"{runtime.gateway_url}/function/tenant-portal.openfaas-system")
-    return start
-
-
-def _reject(settings, namespace: str, reason_event: dict) -> None:
-    """A delivery with one invalid event, through the real validation and ingest."""
-    batch = usage.validate([reason_event], now_ns=4_000_000_000 * NS, max_future_skew_s=300,
-                           exclude_namespaces=("openfaas-system",))
-    assert batch.rejected
-    ingest.store(settings, "delivery-bad-1", "0" * 64, batch)
 
 
 @pytest.fixture
@@ -85,7 +44,7 @@ def october(database_url, tmp_path):
     slots = [datetime(2026, 10, 15, 22, tzinfo=timezone.utc) + timedelta(hours=h)
              for h in range(5)]  # the first tick is the baseline: 4 billed hours
     ticks(s, "acme", [("loadbalancer_hours", "", False, "1")], slots)
-    _reject(s, "acme", {**event("acme", "2026-10-12T00:00:00Z", -1),
+    reject(s, "acme", {**event("acme", "2026-10-12T00:00:00Z", -1),
                         "function_name": '<script>alert("fn")</script>'})
     with psycopg.connect(database_url) as conn:
         # the operator's display name for acme carries markup too

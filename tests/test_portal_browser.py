@@ -21,7 +21,7 @@ from chargeback.portal import links
 from .billing_helpers import GiB, NS, event, send, settings_for
 from .conftest import ROOT
 from .invoices import finalized_invoice
-from .test_portal import SHIPPED_BOOK, _reject, portal, token_for  # noqa: F401 (fixture)
+from .portal_helpers import SHIPPED_BOOK, reject, token_for
 
 pytestmark = pytest.mark.browser
 SHOTS = ROOT / "var" / "screenshots"
@@ -74,7 +74,7 @@ def busy_october(database_url, tmp_path):
         with db.transaction(s) as conn:
             capacity_store.record_tick(conn, start + timedelta(hours=h), reading,
                                        max_gap_seconds=6 * 3600)
-    _reject(s, "acme", {**event("acme", "2026-10-12T00:00:00Z", -1), "function_name": "Bad_Fn"})
+    reject(s, "acme", {**event("acme", "2026-10-12T00:00:00Z", -1), "function_name": "Bad_Fn"})
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE openfaas_metering.tenants SET locale_override = 'de_DE',"
                       " display_name_override = 'Acme Bildverarbeitung <GmbH>'"

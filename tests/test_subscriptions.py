@@ -11,8 +11,7 @@ from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Tenant
 from chargeback.core import db
 
-from .billing_helpers import NS, event, send, settings_for
-from .test_corrections import Recorder, on_plan
+from .billing_helpers import NS, Recorder, event, on_plan, send, settings_for
 
 
 def tick(settings, slot: datetime, namespaces: tuple[str, ...], plan="pro"):

@@ -7,17 +7,16 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-import facturx
 import psycopg
 import pytest
 
 from chargeback.core import db
 from chargeback.documents import delivery, vat
 
-from .billing_helpers import NS, event, send, settings_for
+from .billing_helpers import NS, close, event, on_plan, send, settings_for
+from .corrections_helpers import BOOK, OCT_2
+from .documents_helpers import NS as XML_NS
 from .einvoice_rules import SELLER, assert_en16931, give_buyer_address
-from .test_corrections import BOOK, OCT_2, close, on_plan
-from .test_einvoice import NS as XML_NS
 from lxml import etree
 
 SOURCE = "NBP table 190/A/NBP/2026"

@@ -1,0 +1,43 @@
+"""What the tenant-portal tests share: the shipped price book, a client of the function
+behind the local gateway, tokens, a rejected delivery through the real ingest (the
+`portal` fixture that starts the function is in conftest.py)."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import requests
+
+from chargeback.portal import tokens
+from chargeback.usage import events as usage
+from chargeback.usage import ingest
+
+from .billing_helpers import NS
+from .conftest import PORTAL_KEY, ROOT
+
+SHIPPED_BOOK = (ROOT / "pricebook.yml").read_text()
+OCT = {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+
+
+@dataclasses.dataclass
+class Portal:
+    url: str  # .../function/tenant-portal.openfaas-system
+
+    def get(self, path: str, bearer: str | None = None, headers=None, session=None, **query):
+        headers = dict(headers or {})
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        return (session or requests).get(f"{self.url}{path}", params=query, headers=headers,
+                                         timeout=30, allow_redirects=False)
+
+
+def token_for(tenant: str, days: int = 1, invoice: str | None = None, key=PORTAL_KEY) -> str:
+    return tokens.issue(key, tenant, datetime.now(timezone.utc), timedelta(days=days), invoice)
+
+
+def reject(settings, namespace: str, reason_event: dict) -> None:
+    """A delivery with one invalid event, through the real validation and ingest."""
+    batch = usage.validate([reason_event], now_ns=4_000_000_000 * NS, max_future_skew_s=300,
+                           exclude_namespaces=("openfaas-system",))
+    assert batch.rejected
+    ingest.store(settings, "delivery-bad-1", "0" * 64, batch)
