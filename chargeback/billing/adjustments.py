@@ -235,8 +235,8 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
     conn.execute("""UPDATE openfaas_metering.invoices SET voided_by = %s, voided_at = now()
                      WHERE invoice_id = %s""", (note["invoice_id"], invoice_id))
     if request.reissue:
-        answer["reissue"] = _reissue(conn, settings, request, p, invoice_id, version,
-                                     issued_at, year)
+        answer["reissue"] = _reissue(conn, settings, request, p, invoice_id, ns, details,
+                                     version, issued_at, year)
     webhook_outbox.emit(conn, "invoice.voided", {
         "invoice_id": str(invoice_id), "number": request.number, "tenant": ns,
         "period": period_name, "credit_note": note["number"],
@@ -247,8 +247,10 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
 
 
 def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: Period,
-             replaced, version: int, issued_at: datetime, year: int) -> dict:
-    """The month priced again into a new invoice replacing `replaced` (see the module)."""
+             replaced, ns: str, details: tuple, version: int, issued_at: datetime,
+             year: int) -> dict:
+    """The month priced again into a new invoice replacing `replaced`, tenant `ns`'s, with
+    its `details` as they are now (see the module)."""
     chosen = request.price_book_version or version
     if chosen < version:
         raise RequestError(409, f"price_book_version: {chosen} is older than the version "
@@ -257,10 +259,7 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
                     (chosen,)).fetchone() is None:
         raise RequestError(404, f"price_book_version: no price book version {chosen}")
     book = pricebook_store.version(conn, chosen)
-    ns = conn.execute("SELECT namespace FROM openfaas_metering.invoices WHERE invoice_id = %s",
-                      (replaced,)).fetchone()[0]
     ws = month_close.windows(p, [book])
-    details = month_close._tenants(conn, [ns])[ns]
     quantities = billing_store.quantities(conn, ws, [ns]).get(ns, {})
     inputs = month_close._inputs(ns, p, book.version, details, ws, quantities,
                                  settings.tax_rounding)
