@@ -64,9 +64,8 @@ def needs_rate(settings: Settings, currency: str | None, tax: Decimal | None) ->
 def hold_without_rate(conn: psycopg.Connection, settings: Settings, period: str,
                       drafts: list) -> None:
     """Add a reason to each of `drafts` (billing.invoicing.Draft) that needs `period`'s
-    rate to ISSUER_VAT_CURRENCY and has none: it stays in draft, with its figures and
-    without lines (a draft's stored lines could not be replaced once the close that
-    finalizes it has marked it finalized; the lines are priced again then)."""
+    rate to ISSUER_VAT_CURRENCY and has none: it stays in draft, like any draft, and is
+    priced again by the next close."""
     vat = settings.issuer_vat_currency
     waiting = [d for d in drafts if not d.reasons and needs_rate(settings, d.currency, d.tax)]
     if not waiting:
@@ -78,7 +77,6 @@ def hold_without_rate(conn: psycopg.Connection, settings: Settings, period: str,
                 f"no VAT exchange rate {draft.currency} to {vat} for {period} "
                 f"(ISSUER_VAT_CURRENCY): record one with scripts/vat-rate {period} "
                 f"{draft.currency} {vat} RATE SOURCE")
-            draft.lines = []
 
 
 def freeze(conn: psycopg.Connection, settings: Settings, invoice_ids: list[uuid.UUID]) -> None:
