@@ -256,9 +256,9 @@ def _description(line: InvoiceLine, plan: str | None, f: _Formats,
     return stored
 
 
-def _line_view(line: InvoiceLine, plan: str | None, f: _Formats,
-               _: Callable[[str], str]) -> dict[str, Any]:
-    meters, units = _words(_)
+def _line_view(line: InvoiceLine, plan: str | None, f: _Formats, _: Callable[[str], str],
+               words: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
+    meters, units = words
     unit = units.get(line.unit, line.unit)
     notes = []
     if line.sku and line.sku not in line.description:
@@ -315,6 +315,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     _ = i18n.SOURCE_GETTEXT if language == i18n.SOURCE_LANGUAGE else translations.gettext
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
+    words = _words(_)  # meter names and units in the label language, once per document
     issued = f.day(invoice.issued_at)
     credit = invoice.document_kind == "credit_note"  # owes nothing: no due date
     due = f.date(invoice.due_date) if invoice.due_date and not credit else ""
@@ -402,7 +403,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "period_days": f.days(invoice.period_start, invoice.period_end),
         "currency": invoice.currency,
         "locale": str(locale),
-        "lines": [_line_view(line, invoice.plan, f, _) for line in lines],
+        "lines": [_line_view(line, invoice.plan, f, _, words) for line in lines],
         "subtotal": f.money(invoice.subtotal),
         "tax_label": _("Tax {rate}").format(rate=f.percent(invoice.tax_rate)),
         "tax": f.money(invoice.tax),
