@@ -42,7 +42,9 @@ def _bool(value: bool) -> str:
 
 _LINES = """
 SELECT l.line_no, l.kind, l.meter, l.sku, l.spot, l.unit, l.price_from, l.price_to,
-       l.quantity, i.namespace, i.billing_timezone, i.document_kind, i.usage_csv
+       l.quantity, i.namespace, i.billing_timezone, i.document_kind,
+       coalesce(i.usage_csv, (SELECT c.csv FROM openfaas_metering.usage_csvs c
+                               WHERE c.sha256 = i.usage_csv_sha256))
   FROM openfaas_metering.invoices i
   LEFT JOIN openfaas_metering.invoice_lines l
     ON l.invoice_id = i.invoice_id AND l.meter IS NOT NULL
@@ -81,19 +83,70 @@ def build_csvs(conn: psycopg.Connection, tz: str,
                documents: dict[str, tuple[bool, list[CsvLine]]], sql_days: bool = True
                ) -> dict[str, str]:
     """namespace -> CSV (see the module) for one document per namespace: (is a
-    correction, its lines with a meter). Each local day is read once for all of them
-    (every namespace: an array of a thousand names costs the scan more than the rows
-    it leaves out), its rows sorted and formatted once. A usage line whose local days
-    are whole UTC days (BILLING_TIMEZONE UTC, no price change at an odd instant) has
-    its rows formatted by PostgreSQL from the daily rollup (`sql_days`): the same text,
-    without a million Python rows for a month of 20,000 functions."""
+    correction, its lines with a meter). Nothing is stored."""
+    return {ns: text for ns, (_, text) in _assemble(conn, tz, documents, sql_days,
+                                                    store=False).items()}
+
+
+def store_csvs(conn: psycopg.Connection, tz: str,
+               documents: dict[str, tuple[bool, list[CsvLine]]]) -> dict[str, str]:
+    """namespace -> SHA-256 of its document's CSV (as build_csvs), stored in usage_csvs
+    by PostgreSQL in the caller's transaction: the text never crosses the driver."""
+    return {ns: sha for ns, (sha, _) in _assemble(conn, tz, documents, True,
+                                                  store=True).items()}
+
+
+def _fields(values) -> str:
+    """`values` as one CSV row's fields, without its line end."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="").writerow(values)
+    return text.getvalue()
+
+
+class _Pieces:
+    """One column array per piece of a CSV (see _ASSEMBLE), in document order."""
+
+    def __init__(self) -> None:
+        self.doc: list[int] = []
+        self.literal: list[str | None] = []
+        self.span: list[int | None] = []
+        self.namespace: list[str | None] = []
+        self.gb: list[bool | None] = []
+        self.prefix: list[str | None] = []
+        self.suffix: list[str | None] = []
+        self.quantity: list[Decimal | None] = []
+
+    def add(self, doc: int, literal: str | None = None, span: int | None = None,
+            namespace: str | None = None, gb: bool | None = None, prefix: str | None = None,
+            suffix: str | None = None, quantity: Decimal | None = None) -> None:
+        for column, value in (("doc", doc), ("literal", literal), ("span", span),
+                              ("namespace", namespace), ("gb", gb), ("prefix", prefix),
+                              ("suffix", suffix), ("quantity", quantity)):
+            getattr(self, column).append(value)
+
+
+def _assemble(conn: psycopg.Connection, tz: str,
+              documents: dict[str, tuple[bool, list[CsvLine]]], sql_days: bool, store: bool
+              ) -> dict[str, tuple[str, str | None]]:
+    """namespace -> (SHA-256, text unless `store`) of every document's CSV.
+
+    Python writes the rows it reads day by day (capacity; usage whose local days are
+    not whole UTC days) and the header and closing rows; a usage line whose local days
+    are whole UTC days (BILLING_TIMEZONE UTC, no price change at an odd instant) is a
+    reference to its span's daily rollup rows (`sql_days`), which PostgreSQL formats,
+    joins to the rest, hashes and stores in one statement: the same text, without a
+    million Python rows for a month of 20,000 functions. Each local day is read once
+    for all documents (every namespace: an array of a thousand names costs the scan
+    more than the rows it leaves out), its rows sorted and formatted once."""
     many = len(documents) > 1
     only = None if many else [ns for ns in documents if ns is not None]
     usage_cache: dict[tuple[datetime, datetime], dict] = {}
     capacity_cache: dict[tuple[datetime, datetime], dict] = {}
-    whole_days: dict[tuple[datetime, datetime], dict | None] = {}
-    out = {}
-    for namespace, (correction, lines) in documents.items():
+    spans: dict[tuple[datetime, datetime], int | None] = {}   # whole UTC days: its number
+    pieces = _Pieces()
+    names = list(documents)
+    for doc, namespace in enumerate(names):
+        correction, lines = documents[namespace]
         text = io.StringIO()
         writer = csv.writer(text, lineterminator=CRLF)
         writer.writerow(COLUMNS)
@@ -102,20 +155,23 @@ def build_csvs(conn: psycopg.Connection, tz: str,
             head = (line.line_no, line.kind, line.meter, line.sku, _bool(line.spot))
             span = (line.price_from, line.price_to)
             usage_line = line.meter in (GB_SECONDS, INVOCATIONS)
-            if sql_days and usage_line and span not in whole_days:
-                whole_days[span] = _whole_utc_days(conn, *span, tz, only)
-            fast = whole_days.get(span) if sql_days and usage_line else None
+            if sql_days and usage_line and span not in spans:
+                spans[span] = len([s for s in spans.values() if s is not None]) + 1 \
+                    if _whole_utc_days(*span, tz) else None
+            fast = spans.get(span) if sql_days and usage_line else None
             if fast is not None:
-                gb, calls = fast.get(namespace, (("", 0), ("", 0)))
-                part, total = gb if line.meter == GB_SECONDS else calls
-                if part:  # each row is "day,function,quantity": add the line's columns
-                    prefix = ",".join(map(str, head)) + ","
-                    suffix = "," + line.unit
-                    text.write(prefix + part.replace("\n", suffix + CRLF + prefix)
-                               + suffix + CRLF)
-                shown = Decimal(total)
-            for day, start, end in (() if fast is not None else
-                                    local_days(line.price_from, line.price_to, tz)):
+                pieces.add(doc, literal=text.getvalue())
+                text.seek(0)
+                text.truncate()
+                common = {"span": fast, "namespace": namespace,
+                          "gb": line.meter == GB_SECONDS, "suffix": "," + _fields([line.unit])}
+                pieces.add(doc, prefix=_fields(head) + ",", **common)
+                if correction:
+                    pieces.add(doc, prefix=_fields((line.line_no, BILLED_EARLIER, *head[2:],
+                                                    "", "")) + ",",
+                               quantity=line.quantity, **common)
+                continue
+            for day, start, end in local_days(line.price_from, line.price_to, tz):
                 key, day_text = (start, end), day.isoformat()
                 if usage_line:
                     if key not in usage_cache:
@@ -143,41 +199,78 @@ def build_csvs(conn: psycopg.Connection, tz: str,
         for line in lines:   # the closing rows: each line's quantity
             writer.writerow((line.line_no, LINE_TOTAL, line.meter, line.sku, _bool(line.spot),
                              "", "", canon(line.quantity), line.unit))
-        out[namespace] = text.getvalue()
-    return out
+        pieces.add(doc, literal=text.getvalue())
+    whole = sorted((number, span) for span, number in spans.items() if number is not None)
+    rows = conn.execute(_ASSEMBLE, {
+        **vars(pieces), "store": store,
+        "span_start": [a for _, (a, _) in whole], "span_end": [z for _, (_, z) in whole],
+        "lo": min((a for _, (a, _) in whole), default=_EPOCH),
+        "hi": max((z for _, (_, z) in whole), default=_EPOCH),
+        "all": many, "namespaces": only or []}).fetchall()
+    return {names[doc]: (sha, text) for doc, sha, text in rows}
 
 
-# A usage line's rows over whole UTC days, per namespace, as "day,function,quantity"
-# lines (function names are DNS labels: nothing to quote; numbers as canon() writes them),
-# and their sums (a correction's billed_earlier row is the line's quantity less them).
-_WHOLE_DAYS = """
-SELECT namespace,
-       string_agg(to_char(day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ',' || function_name
-                  || ',' || trim_scale(gb_seconds)::text, E'\\n' ORDER BY day_start, function_name)
-           FILTER (WHERE gb_seconds <> 0),
-       string_agg(to_char(day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ',' || function_name
-                  || ',' || invocations::text, E'\\n' ORDER BY day_start, function_name)
-           FILTER (WHERE invocations <> 0),
-       sum(gb_seconds), sum(invocations)
-  FROM openfaas_metering.function_usage_daily
- WHERE day_start >= %(start)s AND day_start < %(end)s
-   AND (%(all)s OR namespace = ANY(%(namespaces)s))
- GROUP BY namespace"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# Every document's CSV from its pieces, in order: a literal (rows Python wrote), a usage
+# line's rows of one span of whole UTC days from the daily rollup ("day,function,quantity"
+# between the line's prefix and suffix columns; function names are DNS labels: nothing to
+# quote; numbers as canon() writes them), or a correction's billed_earlier row (the
+# line's quantity less those rows). Hashed, and stored unless it is only wanted back.
+_ASSEMBLE = """
+WITH piece AS (
+    SELECT * FROM unnest(%(doc)s::integer[], %(literal)s::text[], %(span)s::integer[],
+                         %(namespace)s::text[], %(gb)s::boolean[], %(prefix)s::text[],
+                         %(suffix)s::text[], %(quantity)s::numeric[])
+           WITH ORDINALITY AS p(doc, literal, span, namespace, gb, prefix, suffix, quantity, n)
+), span AS (
+    SELECT * FROM unnest(%(span_start)s::timestamptz[], %(span_end)s::timestamptz[])
+           WITH ORDINALITY AS s(span_start, span_end, span)
+), days AS (
+    SELECT s.span, d.namespace,
+           string_agg(to_char(d.day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ','
+                      || d.function_name || ',' || trim_scale(d.gb_seconds)::text, E'\n'
+                      ORDER BY d.day_start, d.function_name) FILTER (WHERE d.gb_seconds <> 0)
+               AS gb_rows,
+           string_agg(to_char(d.day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ','
+                      || d.function_name || ',' || d.invocations::text, E'\n'
+                      ORDER BY d.day_start, d.function_name) FILTER (WHERE d.invocations <> 0)
+               AS inv_rows,
+           sum(d.gb_seconds) AS gb_sum, sum(d.invocations) AS inv_sum
+      FROM openfaas_metering.function_usage_daily d
+      JOIN span s ON d.day_start >= s.span_start AND d.day_start < s.span_end
+     WHERE d.day_start >= %(lo)s AND d.day_start < %(hi)s
+       AND (%(all)s OR d.namespace = ANY(%(namespaces)s))
+     GROUP BY s.span, d.namespace
+), csv AS (
+    SELECT p.doc, string_agg(CASE
+               WHEN p.literal IS NOT NULL THEN p.literal
+               WHEN p.quantity IS NOT NULL
+               THEN p.prefix || trim_scale(p.quantity - coalesce(
+                        CASE WHEN p.gb THEN d.gb_sum ELSE d.inv_sum END, 0))::text
+                    || p.suffix || E'\r\n'
+               ELSE coalesce(p.prefix || replace(CASE WHEN p.gb THEN d.gb_rows
+                                                      ELSE d.inv_rows END,
+                                                 E'\n', p.suffix || E'\r\n' || p.prefix)
+                             || p.suffix || E'\r\n', '')
+           END, '' ORDER BY p.n) AS text
+      FROM piece p LEFT JOIN days d ON d.span = p.span AND d.namespace = p.namespace
+     GROUP BY p.doc
+), hashed AS (
+    SELECT doc, text, encode(sha256(convert_to(text, 'UTF8')), 'hex') AS sha256 FROM csv
+), stored AS (
+    INSERT INTO openfaas_metering.usage_csvs (sha256, csv)
+    SELECT sha256, text FROM hashed WHERE %(store)s
+    ON CONFLICT (sha256) DO NOTHING
+)
+SELECT doc, sha256, CASE WHEN NOT %(store)s THEN text END FROM hashed"""
 
 
-def _whole_utc_days(conn: psycopg.Connection, start: datetime, end: datetime, tz: str,
-                    namespaces: list[str] | None) -> dict[str, tuple[tuple, tuple]] | None:
-    """namespace -> ((GB-s rows, their sum), (invocation rows, their sum)) when every
-    local day of [start, end) is a whole UTC day; None otherwise (the rows are then read
-    day by day)."""
+def _whole_utc_days(start: datetime, end: datetime, tz: str) -> bool:
+    """Every local day of [start, end) is a whole UTC day."""
     days = local_days(start, end, tz)
-    if not days or any(a.astimezone(timezone.utc).time() != _MIDNIGHT or b - a != _DAY
-                       for _, a, b in days):
-        return None
-    return {ns: ((gb or "", gb_sum), (inv or "", inv_sum))
-            for ns, gb, inv, gb_sum, inv_sum in conn.execute(_WHOLE_DAYS, {
-        "start": start, "end": end, "all": namespaces is None,
-        "namespaces": namespaces or []})}
+    return bool(days) and all(a.astimezone(timezone.utc).time() == _MIDNIGHT
+                              and b - a == _DAY for _, a, b in days)
 
 
 def _usage_rows(rows) -> dict[str, list[tuple]]:

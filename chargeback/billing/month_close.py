@@ -304,25 +304,25 @@ INSERT INTO openfaas_metering.invoices AS i
      plan, currency, price_book_version, bill_to_name, bill_to_email, locale, subtotal,
      tax_rate, tax, total, number, number_year, number_seq, issued_at, inputs,
      inputs_sha256, lines_sha256, computed_at, document_kind, corrects_invoice_id,
-     correction_no, usage_csv, usage_csv_sha256, replaces_invoice_id)
+     correction_no, usage_csv_sha256, replaces_invoice_id)
 SELECT namespace, %(period)s, %(period_start)s, %(period_end)s, %(timezone)s,
        status, reasons, plan, currency, %(version)s, name, email, locale, subtotal,
        tax_rate, tax, total, number,
        CASE WHEN number IS NOT NULL THEN %(year)s::integer END, seq,
        CASE WHEN number IS NOT NULL THEN %(issued_at)s::timestamptz END,
        inputs, inputs_sha256, lines_sha256, now(), kind, corrects, correction_no,
-       usage_csv, usage_csv_sha256, replaces
+       usage_csv_sha256, replaces
   FROM unnest(%(namespace)s::text[], %(status)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(name)s::text[], %(email)s::text[],
               %(locale)s::text[], %(subtotal)s::numeric[], %(tax_rate)s::numeric[],
               %(tax)s::numeric[], %(total)s::numeric[], %(number)s::text[],
               %(seq)s::integer[], %(inputs_sha256)s::text[], %(lines_sha256)s::text[],
               %(kind)s::text[], %(corrects)s::uuid[], %(correction_no)s::integer[],
-              %(usage_csv)s::text[], %(usage_csv_sha256)s::text[], %(replaces)s::uuid[])
+              %(usage_csv_sha256)s::text[], %(replaces)s::uuid[])
        WITH ORDINALITY
        AS v(namespace, status, plan, currency, name, email, locale, subtotal,
             tax_rate, tax, total, number, seq, inputs_sha256, lines_sha256, kind, corrects,
-            correction_no, usage_csv, usage_csv_sha256, replaces, n)
+            correction_no, usage_csv_sha256, replaces, n)
   -- JSON documents travel as one JSON array each (a jsonb[] array would be escaped twice)
   JOIN jsonb_array_elements(%(reasons)s::jsonb) WITH ORDINALITY AS r(reasons, n) USING (n)
   JOIN jsonb_array_elements(%(inputs)s::jsonb) WITH ORDINALITY AS j(inputs, n) USING (n)
@@ -337,8 +337,7 @@ DO UPDATE SET
     number_year = excluded.number_year, number_seq = excluded.number_seq,
     issued_at = excluded.issued_at, inputs = excluded.inputs,
     inputs_sha256 = excluded.inputs_sha256, lines_sha256 = excluded.lines_sha256,
-    computed_at = now(), usage_csv = excluded.usage_csv,
-    usage_csv_sha256 = excluded.usage_csv_sha256
+    computed_at = now(), usage_csv_sha256 = excluded.usage_csv_sha256
  WHERE i.status = 'draft'
 RETURNING namespace, invoice_id"""
 
@@ -594,10 +593,9 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
     rows: dict[str, list] = {k: [] for k in (
         "namespace", "status", "reasons", "plan", "currency", "name", "email", "locale",
         "subtotal", "tax_rate", "tax", "total", "number", "seq", "inputs", "inputs_sha256",
-        "lines_sha256", "kind", "corrects", "correction_no", "usage_csv", "usage_csv_sha256",
-        "replaces")}
-    # the usage CSV of every final document, written with it (a finalized row never changes)
-    csvs = invoice_export.build_csvs(conn, p.timezone, {
+        "lines_sha256", "kind", "corrects", "correction_no", "usage_csv_sha256", "replaces")}
+    # the usage CSV of every final document, stored with it (a finalized row never changes)
+    csvs = invoice_export.store_csvs(conn, p.timezone, {
         doc.draft.namespace: (doc.kind != "invoice", [
             invoice_export.CsvLine(n, line.kind, line.meter, line.sku, line.spot, line.unit,
                                    line.price_from, line.price_to, line.quantity)
@@ -623,9 +621,7 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
                 ("inputs_sha256", sha256_json(doc.inputs)),
                 ("lines_sha256", draft.lines_sha256), ("kind", doc.kind),
                 ("corrects", doc.corrects), ("correction_no", doc.correction_no),
-                ("usage_csv", csvs.get(draft.namespace)),
-                ("usage_csv_sha256", hashlib.sha256(csvs[draft.namespace].encode()).hexdigest()
-                 if draft.namespace in csvs else None), ("replaces", doc.replaces)):
+                ("usage_csv_sha256", csvs.get(draft.namespace)), ("replaces", doc.replaces)):
             rows[key].append(value)
     if not documents:
         return
@@ -842,7 +838,9 @@ def requeue(settings: Settings, client: GatewayClient, namespaces: list[str] | N
 def _invoice_by_number(conn: psycopg.Connection, number: str, field_name: str) -> tuple:
     row = conn.execute(
         """SELECT invoice_id, namespace, period, status, inputs, inputs_sha256, lines_sha256,
-                  subtotal, tax, total, document_kind, issued_at, usage_csv, usage_csv_sha256
+                  subtotal, tax, total, document_kind, issued_at,
+                  coalesce(usage_csv, (SELECT csv FROM openfaas_metering.usage_csvs
+                                        WHERE sha256 = usage_csv_sha256)), usage_csv_sha256
              FROM openfaas_metering.invoices WHERE number = %s""", (number,)).fetchone()
     if row is None:
         raise RequestError(404, f"{field_name}: no invoice numbered {number!r}")

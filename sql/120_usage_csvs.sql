@@ -1,0 +1,30 @@
+-- Usage CSVs apart from their documents, by their SHA-256.
+--
+-- A finalized document's usage CSV (billing.export) was stored in its own
+-- invoices row (usage_csv), so every conversion of that row to JSON (the seal's
+-- document_text at commit, the immutability trigger on each delivery UPDATE)
+-- converted the CSV too: hundreds of kilobytes a tenant, and most of a month
+-- close's time. A document finalized from now on keeps only usage_csv_sha256 in
+-- its row (covered by its document_sha256, as before); the text is here, built
+-- and hashed by PostgreSQL in the finalizing transaction, and never changes.
+-- usage_csv stays NULL on those rows, so document_text (050, 090), which leaves
+-- NULL columns out, hashes older documents (their CSV in the row) as it did.
+CREATE TABLE openfaas_metering.usage_csvs (
+    sha256 text PRIMARY KEY,   -- encode(sha256(convert_to(csv, 'UTF8')), 'hex')
+    csv    text NOT NULL
+);
+
+-- Content addressed: a row is its hash, so it never changes and is never removed
+-- (documents that share a text share the row).
+CREATE FUNCTION openfaas_metering.refuse_usage_csv_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'usage CSV %: stored CSVs cannot change or be removed',
+        CASE WHEN TG_LEVEL = 'ROW' THEN OLD.sha256 ELSE '(all)' END
+        USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+
+CREATE TRIGGER usage_csvs_immutable BEFORE UPDATE OR DELETE ON openfaas_metering.usage_csvs
+    FOR EACH ROW EXECUTE FUNCTION openfaas_metering.refuse_usage_csv_change();
+CREATE TRIGGER usage_csvs_no_truncate BEFORE TRUNCATE ON openfaas_metering.usage_csvs
+    FOR EACH STATEMENT EXECUTE FUNCTION openfaas_metering.refuse_truncate();
