@@ -13,6 +13,9 @@ CREATE TABLE openfaas_metering.usage_csvs (
     sha256 text PRIMARY KEY,   -- encode(sha256(convert_to(csv, 'UTF8')), 'hex')
     csv    text NOT NULL
 );
+-- Stored uncompressed: pglz took 0.5 s of a 10-million-event close for its 1,000
+-- CSVs (37 MB, 13 MB compressed), next to the gigabytes of raw events they sum up.
+ALTER TABLE openfaas_metering.usage_csvs ALTER COLUMN csv SET STORAGE EXTERNAL;
 
 -- Content addressed: a row is its hash, so it never changes and is never removed
 -- (documents that share a text share the row).

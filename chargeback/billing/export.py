@@ -143,6 +143,7 @@ def _assemble(conn: psycopg.Connection, tz: str,
     usage_cache: dict[tuple[datetime, datetime], dict] = {}
     capacity_cache: dict[tuple[datetime, datetime], dict] = {}
     spans: dict[tuple[datetime, datetime], int | None] = {}   # whole UTC days: its number
+    days: dict[tuple[datetime, datetime], list] = {}          # a span's local days
     pieces = _Pieces()
     names = list(documents)
     for doc, namespace in enumerate(names):
@@ -171,7 +172,9 @@ def _assemble(conn: psycopg.Connection, tz: str,
                                                     "", "")) + ",",
                                quantity=line.quantity, **common)
                 continue
-            for day, start, end in local_days(line.price_from, line.price_to, tz):
+            if span not in days:
+                days[span] = local_days(*span, tz)
+            for day, start, end in days[span]:
                 key, day_text = (start, end), day.isoformat()
                 if usage_line:
                     if key not in usage_cache:
@@ -206,7 +209,7 @@ def _assemble(conn: psycopg.Connection, tz: str,
         "span_start": [a for _, (a, _) in whole], "span_end": [z for _, (_, z) in whole],
         "lo": min((a for _, (a, _) in whole), default=_EPOCH),
         "hi": max((z for _, (_, z) in whole), default=_EPOCH),
-        "all": many, "namespaces": only or []}).fetchall()
+        "namespaces": [ns for ns in names if ns is not None]}).fetchall()
     return {names[doc]: (sha, text) for doc, sha, text in rows}
 
 
@@ -227,20 +230,23 @@ WITH piece AS (
     SELECT * FROM unnest(%(span_start)s::timestamptz[], %(span_end)s::timestamptz[])
            WITH ORDINALITY AS s(span_start, span_end, span)
 ), days AS (
+    -- the stripes summed per key first (sql/080), already in the order the rows are joined
     SELECT s.span, d.namespace,
-           string_agg(to_char(d.day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ','
-                      || d.function_name || ',' || trim_scale(d.gb_seconds)::text, E'\n'
+           string_agg(d.day || d.function_name || ',' || trim_scale(d.gb_seconds)::text, E'\n'
                       ORDER BY d.day_start, d.function_name) FILTER (WHERE d.gb_seconds <> 0)
                AS gb_rows,
-           string_agg(to_char(d.day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ','
-                      || d.function_name || ',' || d.invocations::text, E'\n'
+           string_agg(d.day || d.function_name || ',' || d.invocations::text, E'\n'
                       ORDER BY d.day_start, d.function_name) FILTER (WHERE d.invocations <> 0)
                AS inv_rows,
            sum(d.gb_seconds) AS gb_sum, sum(d.invocations) AS inv_sum
-      FROM openfaas_metering.function_usage_daily d
+      FROM (SELECT namespace, day_start, function_name,
+                   to_char(day_start AT TIME ZONE 'UTC', 'YYYY-MM-DD,') AS day,
+                   sum(gb_seconds) AS gb_seconds, sum(invocations) AS invocations
+              FROM openfaas_metering.function_usage_daily_stripes
+             WHERE day_start >= %(lo)s AND day_start < %(hi)s
+               AND namespace = ANY(%(namespaces)s)
+             GROUP BY namespace, day_start, function_name) AS d
       JOIN span s ON d.day_start >= s.span_start AND d.day_start < s.span_end
-     WHERE d.day_start >= %(lo)s AND d.day_start < %(hi)s
-       AND (%(all)s OR d.namespace = ANY(%(namespaces)s))
      GROUP BY s.span, d.namespace
 ), csv AS (
     SELECT p.doc, string_agg(CASE

@@ -27,15 +27,17 @@ _MICROSECOND = timedelta(microseconds=1)
 # Whole UTC days from the daily rollup, whole hours from the hourly one, the
 # rest from raw events. `started` (microseconds, half up) only narrows the raw
 # scan to the right partitions; `started_ns` decides.
+# The rollups' stripe tables (sql/080), not the views that sum each key's stripes: these
+# sums are the same without that grouping.
 _USAGE = """
 SELECT {keys}, sum(invocations), sum(gb_seconds)
   FROM (SELECT namespace, function_name, invocations, gb_seconds
-          FROM openfaas_metering.function_usage_daily
+          FROM openfaas_metering.function_usage_daily_stripes
          WHERE day_start >= %(days_from)s AND day_start < %(days_to)s
            AND (%(all)s OR namespace = ANY(%(namespaces)s))
         UNION ALL
         SELECT namespace, function_name, invocations, gb_seconds
-          FROM openfaas_metering.function_usage_hourly
+          FROM openfaas_metering.function_usage_hourly_stripes
          WHERE ((hour_start >= %(hours_from)s AND hour_start < %(days_from)s)
              OR (hour_start >= %(days_to)s AND hour_start < %(hours_to)s))
            AND (%(all)s OR namespace = ANY(%(namespaces)s))
