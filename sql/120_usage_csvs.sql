@@ -31,3 +31,12 @@ CREATE TRIGGER usage_csvs_immutable BEFORE UPDATE OR DELETE ON openfaas_metering
     FOR EACH ROW EXECUTE FUNCTION openfaas_metering.refuse_usage_csv_change();
 CREATE TRIGGER usage_csvs_no_truncate BEFORE TRUNCATE ON openfaas_metering.usage_csvs
     FOR EACH STATEMENT EXECUTE FUNCTION openfaas_metering.refuse_truncate();
+
+-- usage_csv stays what it was at finalization: NULL on a document from now on (its
+-- CSV is the one usage_csvs holds under its usage_csv_sha256), never set later.
+CREATE OR REPLACE FUNCTION openfaas_metering.document_frozen_columns() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT openfaas_metering.document_frozen_columns_before_vat()
+           || ARRAY['vat_currency', 'vat_exchange_rate', 'vat_exchange_source',
+                    'vat_tax_converted', 'usage_csv']
+$$;

@@ -260,7 +260,7 @@ def test_the_usage_csv_formatted_by_postgres_equals_the_day_by_day_one(database_
     send(s, [event("acme", f"2026-09-{d:02d}T{h:02d}:00:00.5Z", (d * 7 + h) * NS + 123,
                    function_name=f"f{(d + h) % 3}") for d in (1, 2, 30) for h in (0, 13)]
          + [event("beta", "2026-09-03T00:00:00Z", 5 * NS)])
-    close(s, OCT_2)
+    acme = next(i for i in close(s, OCT_2)["periods"][0]["invoices"] if i["tenant"] == "acme")
     with db.transaction(s) as conn:
         lines = [export.CsvLine(n, kind, m, "", False, unit, start, end, q)
                  for n, kind, m, unit, start, end, q in conn.execute(
@@ -278,6 +278,8 @@ def test_the_usage_csv_formatted_by_postgres_equals_the_day_by_day_one(database_
     # the header, 3 days x 2 functions a day for GB-s and for invocations, a closing row
     # per line
     assert fast == slow and fast["acme"].count("\r\n") == 1 + 2 * 6 + 2
+    # and the one stored at finalization (built, hashed and stored by PostgreSQL)
+    assert month_close.export(s, acme["number"]) == slow["acme"]
     assert fast_correction == slow_correction
     assert fast_correction["acme"].count("\r\n") == 1 + 2 * 6 + 2 + 2
     # nothing billed earlier than the lines themselves: those rows are 0

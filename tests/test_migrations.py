@@ -98,3 +98,42 @@ def test_the_projects_migrations_are_applied_in_order(database_url):
         versions = [v for (v,) in conn.execute(
             "SELECT version FROM openfaas_metering.schema_migrations ORDER BY applied_at, version")]
     assert versions == [m.version for m in migrate.discover()]
+
+
+def test_a_document_sealed_with_its_csv_in_its_row_keeps_its_csv_and_seal(empty_db, tmp_path):
+    """Before sql/120 a document's usage CSV sat in its own row and its seal hashed it
+    there; after the upgrade it reads back the same and its chain is intact."""
+    import hashlib
+    import shutil
+
+    from chargeback.billing import export
+    from chargeback.documents import chain
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in migrate.SQL_DIR.glob("*.sql"):
+        if path.name < "120":
+            shutil.copy(path, before / path.name)
+    text = ("line_no,kind,meter,sku,spot,day,function_name,quantity,unit\r\n"
+            "1,line_total,gb_seconds,,false,,,5,GB-s\r\n")  # no stored line gives this back
+    with psycopg.connect(empty_db) as conn:
+        migrate.apply(conn, before)
+        conn.autocommit = False
+        conn.execute("INSERT INTO openfaas_metering.tenants (namespace) VALUES ('acme')")
+        invoice_id = conn.execute(
+            """INSERT INTO openfaas_metering.invoices
+                   (namespace, period, period_start, period_end, billing_timezone, status,
+                    currency, subtotal, tax, total, number, number_year, number_seq,
+                    issued_at, usage_csv, usage_csv_sha256)
+               VALUES ('acme', '2026-09', '2026-09-01Z', '2026-10-01Z', 'UTC', 'finalized',
+                       'EUR', 0, 0, 0, 'INV-2026-000001', 2026, 1, now(), %s, %s)
+               RETURNING invoice_id""",
+            (text, hashlib.sha256(text.encode()).hexdigest())).fetchone()[0]
+        conn.commit()   # sealed here, its CSV in the hashed row
+        sealed = conn.execute("SELECT document_sha256 FROM openfaas_metering.invoices"
+                              " WHERE invoice_id = %s", (invoice_id,)).fetchone()[0]
+        assert sealed is not None
+        conn.commit()
+        assert "120_usage_csvs.sql" in migrate.apply(conn, migrate.SQL_DIR)
+        conn.autocommit = False
+        assert export.usage_csv(conn, invoice_id) == text
+        assert chain.problems(conn, "INV-2026-000001") == ("INV-2026-", 1, [])
