@@ -152,10 +152,10 @@ def test_a_draft_is_recomputed_freely(database_url, tmp_path):
 def test_a_finalized_documents_usage_csv_cannot_change_or_be_replaced(closed, database_url):
     one = "(SELECT usage_csv_sha256 FROM openfaas_metering.invoices" \
           " WHERE number = 'INV-2026-000001')"
-    for statement in (f"UPDATE openfaas_metering.usage_csvs SET csv = 'forged'"
+    for statement in (f"UPDATE openfaas_metering.document_usage_csvs SET csv = 'forged'"
                       f" WHERE sha256 = {one}",
-                      f"DELETE FROM openfaas_metering.usage_csvs WHERE sha256 = {one}",
-                      "TRUNCATE openfaas_metering.usage_csvs"):
+                      f"DELETE FROM openfaas_metering.document_usage_csvs WHERE sha256 = {one}",
+                      "TRUNCATE openfaas_metering.document_usage_csvs"):
         assert "cannot" in _refused(database_url, statement), statement
     # the row's own usage_csv (where documents before sql/120 kept it) cannot be set either
     message = _refused(database_url, "UPDATE openfaas_metering.invoices SET usage_csv = 'forged'"

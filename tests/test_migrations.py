@@ -133,7 +133,7 @@ def test_a_document_sealed_with_its_csv_in_its_row_keeps_its_csv_and_seal(empty_
                               " WHERE invoice_id = %s", (invoice_id,)).fetchone()[0]
         assert sealed is not None
         conn.commit()
-        assert "120_usage_csvs.sql" in migrate.apply(conn, migrate.SQL_DIR)
+        assert "120_document_usage_csvs.sql" in migrate.apply(conn, migrate.SQL_DIR)
         conn.autocommit = False
         assert export.usage_csv(conn, invoice_id) == text
         assert chain.problems(conn, "INV-2026-000001") == ("INV-2026-", 1, [])

@@ -9,16 +9,19 @@ invocations), per line and local day for capacity lines (meter, SKU, spot);
 now, and one row of kind `billed_earlier` (no day) with what earlier documents
 of the month already billed, negated. The CSV closes with one row of kind
 `line_total` per line holding the line's quantity: a line's other rows add up
-to it (capacity to within the 1e-12 unit-hour rounding of each day). The CSV is built once, when
-the document is finalized, and stored with it (its SHA-256 beside the other
-hashes): aggregate-month answers {"export": number}, email-invoice attaches
-and rerender renders that same text, forever.
+to it (capacity to within the 1e-12 unit-hour rounding of each day).
+
+The CSV is built once, when the document is finalized, and stored in
+document_usage_csvs under its SHA-256 (which the document's row holds beside
+its other hashes): aggregate-month answers {"export": number}, email-invoice
+attaches and rerender renders that same text, forever.
 """
 from __future__ import annotations
 
 import csv
 import io
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 
@@ -43,7 +46,7 @@ def _bool(value: bool) -> str:
 _LINES = """
 SELECT l.line_no, l.kind, l.meter, l.sku, l.spot, l.unit, l.price_from, l.price_to,
        l.quantity, i.namespace, i.billing_timezone, i.document_kind,
-       coalesce(i.usage_csv, (SELECT c.csv FROM openfaas_metering.usage_csvs c
+       coalesce(i.usage_csv, (SELECT c.csv FROM openfaas_metering.document_usage_csvs c
                                WHERE c.sha256 = i.usage_csv_sha256))
   FROM openfaas_metering.invoices i
   LEFT JOIN openfaas_metering.invoice_lines l
@@ -90,8 +93,9 @@ def build_csvs(conn: psycopg.Connection, tz: str,
 
 def store_csvs(conn: psycopg.Connection, tz: str,
                documents: dict[str, tuple[bool, list[CsvLine]]]) -> dict[str, str]:
-    """namespace -> SHA-256 of its document's CSV (as build_csvs), stored in usage_csvs
-    by PostgreSQL in the caller's transaction: the text never crosses the driver."""
+    """namespace -> SHA-256 of its document's CSV (as build_csvs), stored in
+    document_usage_csvs by PostgreSQL in the caller's transaction: the text never
+    crosses the driver."""
     return {ns: sha for ns, (sha, _) in _assemble(conn, tz, documents, True,
                                                   store=True).items()}
 
@@ -103,26 +107,16 @@ def _fields(values) -> str:
     return text.getvalue()
 
 
-class _Pieces:
-    """One column array per piece of a CSV (see _ASSEMBLE), in document order."""
-
-    def __init__(self) -> None:
-        self.doc: list[int] = []
-        self.literal: list[str | None] = []
-        self.span: list[int | None] = []
-        self.namespace: list[str | None] = []
-        self.gb: list[bool | None] = []
-        self.prefix: list[str | None] = []
-        self.suffix: list[str | None] = []
-        self.quantity: list[Decimal | None] = []
-
-    def add(self, doc: int, literal: str | None = None, span: int | None = None,
-            namespace: str | None = None, gb: bool | None = None, prefix: str | None = None,
-            suffix: str | None = None, quantity: Decimal | None = None) -> None:
-        for column, value in (("doc", doc), ("literal", literal), ("span", span),
-                              ("namespace", namespace), ("gb", gb), ("prefix", prefix),
-                              ("suffix", suffix), ("quantity", quantity)):
-            getattr(self, column).append(value)
+class _Piece(NamedTuple):
+    """A piece of a document's CSV (see _ASSEMBLE)."""
+    doc: int
+    literal: str | None = None      # rows Python wrote
+    span: int | None = None         # a span of whole UTC days: its daily rollup rows
+    namespace: str | None = None
+    gb: bool | None = None          # GB-s rows, else invocations
+    prefix: str | None = None       # the line's columns before the day
+    suffix: str | None = None       # and after the quantity
+    quantity: Decimal | None = None  # a billed_earlier row: the line's quantity
 
 
 def _assemble(conn: psycopg.Connection, tz: str,
@@ -138,13 +132,16 @@ def _assemble(conn: psycopg.Connection, tz: str,
     million Python rows for a month of 20,000 functions. Each local day is read once
     for all documents (every namespace: an array of a thousand names costs the scan
     more than the rows it leaves out), its rows sorted and formatted once."""
+    if not documents:
+        return {}
     many = len(documents) > 1
     only = None if many else [ns for ns in documents if ns is not None]
     usage_cache: dict[tuple[datetime, datetime], dict] = {}
     capacity_cache: dict[tuple[datetime, datetime], dict] = {}
     spans: dict[tuple[datetime, datetime], int | None] = {}   # whole UTC days: its number
+    whole: list[tuple[datetime, datetime]] = []               # those spans, numbered from 1
     days: dict[tuple[datetime, datetime], list] = {}          # a span's local days
-    pieces = _Pieces()
+    pieces: list[_Piece] = []
     names = list(documents)
     for doc, namespace in enumerate(names):
         correction, lines = documents[namespace]
@@ -157,20 +154,22 @@ def _assemble(conn: psycopg.Connection, tz: str,
             span = (line.price_from, line.price_to)
             usage_line = line.meter in (GB_SECONDS, INVOCATIONS)
             if sql_days and usage_line and span not in spans:
-                spans[span] = len([s for s in spans.values() if s is not None]) + 1 \
-                    if _whole_utc_days(*span, tz) else None
+                spans[span] = None
+                if _whole_utc_days(*span, tz):
+                    whole.append(span)
+                    spans[span] = len(whole)
             fast = spans.get(span) if sql_days and usage_line else None
             if fast is not None:
-                pieces.add(doc, literal=text.getvalue())
+                pieces.append(_Piece(doc, literal=text.getvalue()))
                 text.seek(0)
                 text.truncate()
                 common = {"span": fast, "namespace": namespace,
                           "gb": line.meter == GB_SECONDS, "suffix": "," + _fields([line.unit])}
-                pieces.add(doc, prefix=_fields(head) + ",", **common)
+                pieces.append(_Piece(doc, prefix=_fields(head) + ",", **common))
                 if correction:
-                    pieces.add(doc, prefix=_fields((line.line_no, BILLED_EARLIER, *head[2:],
-                                                    "", "")) + ",",
-                               quantity=line.quantity, **common)
+                    pieces.append(_Piece(doc, prefix=_fields(
+                        (line.line_no, BILLED_EARLIER, *head[2:], "", "")) + ",",
+                        quantity=line.quantity, **common))
                 continue
             if span not in days:
                 days[span] = local_days(*span, tz)
@@ -202,13 +201,12 @@ def _assemble(conn: psycopg.Connection, tz: str,
         for line in lines:   # the closing rows: each line's quantity
             writer.writerow((line.line_no, LINE_TOTAL, line.meter, line.sku, _bool(line.spot),
                              "", "", canon(line.quantity), line.unit))
-        pieces.add(doc, literal=text.getvalue())
-    whole = sorted((number, span) for span, number in spans.items() if number is not None)
+        pieces.append(_Piece(doc, literal=text.getvalue()))
     rows = conn.execute(_ASSEMBLE, {
-        **vars(pieces), "store": store,
-        "span_start": [a for _, (a, _) in whole], "span_end": [z for _, (_, z) in whole],
-        "lo": min((a for _, (a, _) in whole), default=_EPOCH),
-        "hi": max((z for _, (_, z) in whole), default=_EPOCH),
+        **{name: list(column) for name, column in zip(_Piece._fields, zip(*pieces))},
+        "store": store, "span_start": [a for a, _ in whole], "span_end": [z for _, z in whole],
+        "lo": min((a for a, _ in whole), default=_EPOCH),
+        "hi": max((z for _, z in whole), default=_EPOCH),
         "namespaces": [ns for ns in names if ns is not None]}).fetchall()
     return {names[doc]: (sha, text) for doc, sha, text in rows}
 
@@ -265,7 +263,7 @@ WITH piece AS (
 ), hashed AS (
     SELECT doc, text, encode(sha256(convert_to(text, 'UTF8')), 'hex') AS sha256 FROM csv
 ), stored AS (
-    INSERT INTO openfaas_metering.usage_csvs (sha256, csv)
+    INSERT INTO openfaas_metering.document_usage_csvs (sha256, csv)
     SELECT sha256, text FROM hashed WHERE %(store)s
     ON CONFLICT (sha256) DO NOTHING
 )

@@ -841,7 +841,7 @@ def _invoice_by_number(conn: psycopg.Connection, number: str, field_name: str) -
     row = conn.execute(
         """SELECT invoice_id, namespace, period, status, inputs, inputs_sha256, lines_sha256,
                   subtotal, tax, total, document_kind, issued_at,
-                  coalesce(usage_csv, (SELECT csv FROM openfaas_metering.usage_csvs
+                  coalesce(usage_csv, (SELECT csv FROM openfaas_metering.document_usage_csvs
                                         WHERE sha256 = usage_csv_sha256)), usage_csv_sha256
              FROM openfaas_metering.invoices WHERE number = %s""", (number,)).fetchone()
     if row is None:

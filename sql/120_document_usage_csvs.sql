@@ -9,13 +9,13 @@
 -- and hashed by PostgreSQL in the finalizing transaction, and never changes.
 -- usage_csv stays NULL on those rows, so document_text (050, 090), which leaves
 -- NULL columns out, hashes older documents (their CSV in the row) as it did.
-CREATE TABLE openfaas_metering.usage_csvs (
+CREATE TABLE openfaas_metering.document_usage_csvs (
     sha256 text PRIMARY KEY,   -- encode(sha256(convert_to(csv, 'UTF8')), 'hex')
     csv    text NOT NULL
 );
 -- Stored uncompressed: pglz took 0.5 s of a 10-million-event close for its 1,000
 -- CSVs (37 MB, 13 MB compressed), next to the gigabytes of raw events they sum up.
-ALTER TABLE openfaas_metering.usage_csvs ALTER COLUMN csv SET STORAGE EXTERNAL;
+ALTER TABLE openfaas_metering.document_usage_csvs ALTER COLUMN csv SET STORAGE EXTERNAL;
 
 -- Content addressed: a row is its hash, so it never changes and is never removed
 -- (documents that share a text share the row).
@@ -27,9 +27,9 @@ BEGIN
         USING ERRCODE = 'integrity_constraint_violation';
 END $$;
 
-CREATE TRIGGER usage_csvs_immutable BEFORE UPDATE OR DELETE ON openfaas_metering.usage_csvs
+CREATE TRIGGER document_usage_csvs_immutable BEFORE UPDATE OR DELETE ON openfaas_metering.document_usage_csvs
     FOR EACH ROW EXECUTE FUNCTION openfaas_metering.refuse_usage_csv_change();
-CREATE TRIGGER usage_csvs_no_truncate BEFORE TRUNCATE ON openfaas_metering.usage_csvs
+CREATE TRIGGER document_usage_csvs_no_truncate BEFORE TRUNCATE ON openfaas_metering.document_usage_csvs
     FOR EACH STATEMENT EXECUTE FUNCTION openfaas_metering.refuse_truncate();
 
 -- usage_csv stays what it was at finalization: NULL on a document from now on (its
