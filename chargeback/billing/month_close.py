@@ -641,6 +641,7 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
     # the finalized documents in this transaction, before the database seals them
     legal.freeze(conn, settings, book,
                  [ids[doc.draft.namespace] for doc in documents if not doc.draft.reasons])
+    events = []
     for doc, number in zip(documents, rows["number"]):
         draft = doc.draft
         if number:
@@ -652,11 +653,11 @@ def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pri
             if doc.replaces_number:
                 entry.update(replaces=doc.replaces_number)
             result.invoices.append(entry)
-            # the webhook, in the finalizing transaction
-            webhook_outbox.emit(conn, "credit_note.finalized" if doc.kind == "credit_note"
-                                else "invoice.finalized", {**entry, "period": p.name})
+            events.append(("credit_note.finalized" if doc.kind == "credit_note"
+                           else "invoice.finalized", {**entry, "period": p.name}))
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
+    webhook_outbox.emit_many(conn, events)  # the webhooks, in the finalizing transaction
 
 
 _DELETE_DRAFT_LINES = """

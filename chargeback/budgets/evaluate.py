@@ -112,8 +112,7 @@ def fire_crossings(settings: Settings, now: datetime | None = None) -> dict:
             conn.execute(_REARM, {"period": p.name, **rearm})
         inserted = conn.execute(_FIRE, {"period": p.name, **fire}).fetchall() \
             if fire["namespace"] else []
-        for row in inserted:
-            outbox.emit(conn, *event_of(p.name, *row))
+        outbox.emit_many(conn, [event_of(p.name, *row) for row in inserted])
     return {"period": p.name, "budgets": len(budgets), "not_priced": not_priced,
             "crossed": len(inserted), "rearmed": len(rearm["namespace"])}
 

@@ -36,12 +36,34 @@ WAKE_TIMEOUT_S = 2.0  # the waking thread waits at most this for the gateway's 2
 _EMIT = """
 INSERT INTO openfaas_metering.webhook_events (type, data) VALUES (%s, %s) RETURNING event_id"""
 
+# many at once, in order; the data travel as one JSON array (a jsonb[] array would be
+# escaped twice)
+_EMIT_MANY = """
+INSERT INTO openfaas_metering.webhook_events (type, data)
+SELECT type, data
+  FROM unnest(%s::text[]) WITH ORDINALITY AS t(type, n)
+  JOIN jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS d(data, n) USING (n)
+ ORDER BY n"""
+
 
 def emit(conn: psycopg.Connection, event_type: str, data: dict) -> str:
     """Write one event in the caller's transaction; return its id (the webhook-id)."""
+    _known(event_type)
+    return conn.execute(_EMIT, (event_type, Jsonb(data, dumps=data_json))).fetchone()[0]
+
+
+def emit_many(conn: psycopg.Connection, events: list[tuple[str, dict]]) -> None:
+    """Write the (type, data) events in one statement of the caller's transaction."""
+    for event_type, _ in events:
+        _known(event_type)
+    if events:
+        conn.execute(_EMIT_MANY, ([t for t, _ in events],
+                                  Jsonb([d for _, d in events], dumps=data_json)))
+
+
+def _known(event_type: str) -> None:
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    return conn.execute(_EMIT, (event_type, Jsonb(data, dumps=data_json))).fetchone()[0]
 
 
 def wake(settings: Settings) -> None:
