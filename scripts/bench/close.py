@@ -23,8 +23,9 @@ restricted to September (a scan of every raw event), as the baseline.
 Between runs September's documents and August's corrections are deleted.
 After each run what was stored is read back and checked against the docs'
 query per tenant (GB-s within its half-microsecond-per-event bound,
-invocations exactly), for September and for August with its corrections;
-a mismatch fails the benchmark.
+invocations exactly), for September and for August with its corrections,
+and every finalized document's usage CSV is looked up under its SHA-256 and
+hashed again; a mismatch fails the benchmark.
 """
 from __future__ import annotations
 
@@ -175,6 +176,10 @@ def reset(settings, august_checked_at) -> None:
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute("DELETE FROM openfaas_metering.invoices"
                      " WHERE period = %s OR document_kind <> 'invoice'", (PERIOD.name,))
+        # and their usage CSVs, so the next run stores them again
+        conn.execute("""DELETE FROM openfaas_metering.document_usage_csvs c
+                         WHERE NOT EXISTS (SELECT FROM openfaas_metering.invoices i
+                                            WHERE i.usage_csv_sha256 = c.sha256)""")
         conn.execute("DELETE FROM openfaas_metering.closed_periods WHERE period = %s",
                      (PERIOD.name,))
         conn.execute("UPDATE openfaas_metering.closed_periods SET usage_checked_at = %s"
@@ -197,14 +202,26 @@ SELECT namespace, sum(total_invocations), sum(total_gb_seconds), sum(bound)
  GROUP BY 1"""
 
 
+# finalized documents of the period whose usage CSV is missing or not what its hash says
+_CSV_MISSING = """
+SELECT i.number FROM openfaas_metering.invoices i
+  LEFT JOIN openfaas_metering.document_usage_csvs c ON c.sha256 = i.usage_csv_sha256
+ WHERE i.period = %(period)s AND i.status <> 'draft'
+   AND (c.csv IS NULL OR encode(sha256(convert_to(c.csv, 'UTF8')), 'hex') <> c.sha256)"""
+
+
 def cross_check(settings, p) -> int:
-    """What the documents of `p` bill per tenant against the docs' query; the number of
-    tenants checked. Exits on a mismatch."""
+    """What the documents of `p` bill per tenant against the docs' query, and that each
+    has its usage CSV; the number of tenants checked. Exits on a mismatch."""
     docs = BASELINE.strip().rstrip(";").replace("u.namespace,", "u.namespace AS namespace,")
     query = _DOCS_BY_NAMESPACE.replace("{docs}", docs)
     with db.transaction(settings) as conn:
         stored = {ns: (inv, gb) for ns, inv, gb in conn.execute(_STORED, {"period": p.name})}
         expected = conn.execute(query, {"start": p.start, "end": p.end}).fetchall()
+        no_csv = conn.execute(_CSV_MISSING, {"period": p.name}).fetchall()
+    if no_csv:
+        raise SystemExit(f"bench: {p.name}: {len(no_csv)} documents without their usage "
+                         f"CSV, e.g. {no_csv[0][0]}")
     bad = [(ns, inv, gb, stored.get(ns)) for ns, inv, gb, bound in expected
            if ns not in stored or stored[ns][0] != inv
            or abs(Decimal(gb) - stored[ns][1]) > Decimal(bound)]
