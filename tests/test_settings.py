@@ -112,7 +112,7 @@ def test_a_function_serves_when_another_functions_variable_is_unusable():
     ("DB_POOL_MAX", "db_pool_max"), ("DB_CONNECT_TIMEOUT", "db_connect_timeout_s"),
     ("MAX_GAP_SECONDS", "max_gap_seconds"), ("KUBE_PAGE_SIZE", "kube_page_size"),
     ("MAX_BODY_BYTES", "max_body_bytes"), ("SMTP_TIMEOUT_SECONDS", "smtp_timeout_s"),
-    ("REQUEUE_MINUTES", "requeue_minutes"),
+    ("REQUEUE_MINUTES", "requeue_minutes"), ("WEBHOOK_RETENTION_DAYS", "webhook_retention_days"),
     ("SEND_CLAIM_TIMEOUT_SECONDS", "send_claim_timeout_s")])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_positive_integer_settings_refuse_zero_and_negatives(variable, attribute, value):

@@ -361,3 +361,37 @@ def test_a_gateway_that_never_answers_does_not_hold_receive_usage_and_the_event_
                                    WHERE type = 'usage.rejected' AND fanned_out_at IS NULL
                                    ORDER BY 1""").fetchall()
     assert waiting == [("bad-0",), ("bad-1",)]
+
+
+def test_events_past_their_retention_are_pruned_once_none_of_theirs_is_pending(
+        serve_function, database_url, signed_secrets, tmp_path, receiver):
+    hook = receiver()
+    settings = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets))
+    delivered, pending, never_fanned, recent = _emit(
+        settings, *[("invoice.voided", {"n": i}) for i in range(4)])
+    with db.transaction(settings) as conn:
+        conn.execute("""UPDATE openfaas_metering.webhook_events SET fanned_out_at = now()
+                         WHERE event_id = ANY(%s)""", ([delivered, pending, recent],))
+        conn.execute(
+            """INSERT INTO openfaas_metering.webhook_deliveries
+                   (event_id, endpoint, status, next_attempt_at, delivered_at)
+               VALUES (%(d)s, %(url)s, 'delivered', now(), now()),
+                      (%(p)s, %(url)s, 'pending', now() + interval '1 day', NULL),
+                      (%(r)s, %(url)s, 'delivered', now(), now())""",
+            {"d": delivered, "p": pending, "r": recent, "url": hook.url})
+        # 31 days old, past the 30 days kept by default
+        conn.execute("""UPDATE openfaas_metering.webhook_events
+                           SET created_at = created_at - interval '31 days'
+                         WHERE event_id = ANY(%s)""", ([delivered, pending, never_fanned],))
+    fn = serve_function("deliver-webhooks", env=_function_env(
+        database_url, signed_secrets, hook.url))
+    answer = _drain(fn.url).json()
+    assert answer["pruned"] == 2 and answer["delivered"] == 0, answer
+    with db.transaction(settings) as conn:
+        kept = {e for (e,) in conn.execute(
+            "SELECT event_id FROM openfaas_metering.webhook_events WHERE event_id = ANY(%s)",
+            ([delivered, pending, never_fanned, recent],))}
+        deliveries = {e for (e,) in conn.execute(
+            "SELECT event_id FROM openfaas_metering.webhook_deliveries")}
+    assert kept == {pending, recent} and deliveries == {pending, recent}
+    assert hook.hits == []

@@ -305,6 +305,8 @@ class Settings:
     webhook_retry_base_s: float = setting("WEBHOOK_RETRY_BASE_SECONDS", _seconds, 5.0)
     webhook_retry_window_s: float = setting("WEBHOOK_RETRY_WINDOW_SECONDS", _seconds, 86400.0)
     webhook_concurrency: int = setting("WEBHOOK_CONCURRENCY", _positive, 4)  # per drainer
+    # deliver-webhooks: events kept this long, then deleted once none of theirs is pending
+    webhook_retention_days: int = setting("WEBHOOK_RETENTION_DAYS", _positive, 30)
     # evaluate-budgets: percent of the monthly budget
     budget_thresholds: tuple[int, ...] = setting("BUDGET_THRESHOLDS", _percentages,
                                                  (50, 80, 100))

@@ -89,6 +89,23 @@ UPDATE openfaas_metering.webhook_deliveries
  WHERE event_id = %(event_id)s AND endpoint = %(endpoint)s AND attempts = %(attempt)s
    AND status = 'pending'"""
 
+# Events older than WEBHOOK_RETENTION_DAYS with no delivery pending (delivered or failed
+# everywhere, or never fanned out because no endpoint was configured), with their
+# delivery rows; a batch per call, so one call never holds many rows.
+PRUNE_BATCH = 10000
+_PRUNE = """
+WITH old AS (
+    SELECT event_id FROM openfaas_metering.webhook_events AS e
+     WHERE created_at < now() - make_interval(days => %(days)s)
+       AND NOT EXISTS (SELECT FROM openfaas_metering.webhook_deliveries AS d
+                        WHERE d.event_id = e.event_id AND d.status = 'pending')
+     ORDER BY created_at LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED),
+deliveries AS (
+    DELETE FROM openfaas_metering.webhook_deliveries AS d USING old
+     WHERE d.event_id = old.event_id)
+DELETE FROM openfaas_metering.webhook_events AS e USING old WHERE e.event_id = old.event_id"""
+
 _LIST = """
 SELECT d.event_id, e.type, e.created_at, e.data, d.endpoint, d.status, d.attempts,
        d.last_attempt_at, d.last_status_code, d.last_error, d.next_attempt_at, d.delivered_at
@@ -169,10 +186,15 @@ class _Attempt:
 
 
 def drain(settings: Settings, budget_s: float = DRAIN_BUDGET_S) -> dict:
-    """Deliver everything due now; counts only (no tenant, number or amount)."""
+    """Deliver everything due now, after pruning what is past its retention; counts only
+    (no tenant, number or amount)."""
+    with db.transaction(settings) as conn:
+        pruned = conn.execute(_PRUNE, {"days": settings.webhook_retention_days,
+                                       "batch": PRUNE_BATCH}).rowcount
     endpoints = configured_endpoints(settings)
     if not endpoints:
         return {"endpoints": 0, "fanned_out": 0, "delivered": 0, "retrying": 0, "failed": 0,
+                "pruned": pruned,
                 "note": "WEBHOOK_URLS is empty: events wait until an endpoint is configured"}
     signer = signing.signer(settings.webhook_signing_secret)
     stop_at = time.monotonic() + budget_s
@@ -206,7 +228,7 @@ def drain(settings: Settings, budget_s: float = DRAIN_BUDGET_S) -> dict:
             future.result()
     return {"endpoints": len(endpoints), "fanned_out": fanned,
             "delivered": counts["delivered"], "retrying": counts["retrying"],
-            "failed": counts["failed"]}
+            "failed": counts["failed"], "pruned": pruned}
 
 
 def _claim(settings: Settings, endpoints, lease_s: float) -> _Attempt | None:
