@@ -14,7 +14,7 @@ names the one it replaces, with the tenant's details as they are now (plan,
 currency, tax, address, tax ID) at the month's stored bounds and the voided
 invoice's price book version (or the newer version named). A credit issues a
 partial credit note. Every document here is numbered, written, frozen and sealed by
-the month close's own finalizer (month_close._finalize), so it is an ordinary
+the month close's own finalizer (month_close.finalize), so it is an ordinary
 document: gap-free number, immutable, in the hash chain, mailed once by
 email-invoice, exported and verified like the others.
 
@@ -198,8 +198,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
             raise RequestError(409, f"reissue: {request.number} has corrections "
                                     f"({', '.join(corrections)}); void it without a reissue, "
                                     "or credit it")
-    lines = {n: month_close.stored_line(r) for n, r in enumerate(
-        conn.execute(month_close._STORED_LINES, (invoice_id,)), 1)}
+    lines = dict(enumerate(month_close.stored_lines(conn, invoice_id), 1))
     rest = credits.left(lines, subtotal, tax, [r[3] for r in against if r[2]])
     try:
         take = credits.wanted(request.action, list(request.lines), rest, currency)
@@ -214,10 +213,10 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
                                    request.reason, request.note)
     p = Period(period_name, start, end, tz)
     issued_at = conn.execute("SELECT now()").fetchone()[0]
-    year = month_close._local_year(issued_at, settings)
-    details = month_close._tenants(conn, [ns])[ns]
+    year = month_close.year_of_issue(issued_at, settings)
+    details = month_close.tenant_details(conn, [ns])[ns]
     result = month_close.PeriodResult(p.name, p.start, p.end, version)
-    month_close._finalize(conn, settings, p, book, [month_close._Document(
+    month_close.finalize(conn, settings, p, book, [month_close.Document(
         invoicing.CREDIT_NOTE, credit_inputs, credits.build(credit_inputs), details,
         invoice_id, request.number, max((r[1] for r in against), default=0) + 1)],
         issued_at, year, result)
@@ -261,7 +260,7 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     book = pricebook_store.version(conn, chosen)
     ws = month_close.windows(p, [book])
     quantities = billing_store.quantities(conn, ws, [ns]).get(ns, {})
-    inputs = month_close._inputs(ns, p, book.version, details, ws, quantities,
+    inputs = month_close.tenant_inputs(ns, p, book.version, details, ws, quantities,
                                  settings.tax_rounding)
     draft = invoicing.build(inputs, {book.version: book})
     if draft.reasons:
@@ -271,7 +270,7 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
         raise RequestError(409, f"reissue: {p.name} has nothing to bill for {ns} now; "
                                 "void it without a reissue")
     result = month_close.PeriodResult(p.name, p.start, p.end, book.version)
-    month_close._finalize(conn, settings, p, book, [month_close._Document(
+    month_close.finalize(conn, settings, p, book, [month_close.Document(
         invoicing.INVOICE, inputs, draft, details, replaces=replaced,
         replaces_number=request.number)], issued_at, year,
         result)

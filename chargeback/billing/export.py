@@ -21,9 +21,9 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
+from typing import NamedTuple
 
 import psycopg
 

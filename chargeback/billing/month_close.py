@@ -237,7 +237,7 @@ SELECT namespace FROM openfaas_metering.tenants
    AND (%(all)s OR namespace = ANY(%(namespaces)s))"""
 
 
-def _tenants(conn: psycopg.Connection, namespaces: list[str]) -> dict[str, tuple]:
+def tenant_details(conn: psycopg.Connection, namespaces: list[str]) -> dict[str, tuple]:
     # every namespace with usage is billed, whether or not meter-capacity has seen it
     conn.execute("""INSERT INTO openfaas_metering.tenants (namespace)
                     SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT (namespace) DO NOTHING""",
@@ -256,7 +256,7 @@ def subscription(p: Period, subscribed_at: datetime | None, gone_at: datetime | 
     return {"days": sum(1 for _, a, b in days if a < end and start < b), "of": len(days)}
 
 
-def _inputs(ns: str, p: Period, version: int, details: tuple, ws, quantities: dict,
+def tenant_inputs(ns: str, p: Period, version: int, details: tuple, ws, quantities: dict,
             settings_rounding: str) -> dict:
     plan, currency, tax_override, *_, subscribed_at, gone_at = details
     return {"namespace": ns, "period": p.name, "timezone": p.timezone,
@@ -283,10 +283,10 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
         "start": p.start, "end": p.end, "all": namespaces is None,
         "namespaces": namespaces or []})}
     billable = sorted((set(current) | subscribed) - finalized)
-    details = _tenants(conn, billable) if billable else {}
+    details = tenant_details(conn, billable) if billable else {}
     out = []
     for ns in billable:
-        inputs = _inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),
+        inputs = tenant_inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),
                          tax_rounding)
         draft = invoicing.build(inputs, {book.version: book})
         if not draft.lines and not draft.reasons:
@@ -474,7 +474,7 @@ def _billed(conn: psycopg.Connection, p: Period, namespaces: list[str] | None
 
 
 @dataclass
-class _Document:
+class Document:
     kind: str
     inputs: dict
     draft: Draft
@@ -500,15 +500,15 @@ def settle(conn: psycopg.Connection, settings: Settings, resolved: Resolved,
     result.was_closed = conn.execute(
         "SELECT 1 FROM openfaas_metering.closed_periods WHERE period = %s",
         (p.name,)).fetchone() is not None
-    documents = [_Document("invoice", inputs, draft, details) for inputs, draft, details
+    documents = [Document("invoice", inputs, draft, details) for inputs, draft, details
                  in compute(conn, p, book, namespaces, tax_rounding=settings.tax_rounding)]
     billed = _billed(conn, p, namespaces)
     held = False
     if billed:
         held = _corrections(conn, settings, p, book, billed, documents, result)
     issued_at = conn.execute("SELECT now()").fetchone()[0]
-    year = _local_year(issued_at, settings)  # the calendar year of issue
-    _finalize(conn, settings, p, book, documents, issued_at, year, result)
+    year = year_of_issue(issued_at, settings)  # the calendar year of issue
+    finalize(conn, settings, p, book, documents, issued_at, year, result)
     if namespaces is None and not result.drafts:
         result.closed = True
         if not held:  # a held correction is looked at again at the next close
@@ -531,7 +531,7 @@ def settle(conn: psycopg.Connection, settings: Settings, resolved: Resolved,
 
 
 def _corrections(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
-                 billed: dict[str, _Billed], documents: list[_Document],
+                 billed: dict[str, _Billed], documents: list[Document],
                  result: PeriodResult) -> bool:
     """Append a correction to `documents` for every tenant whose finalized month now
     prices differently; True when one was held back (CORRECTION_MIN_AMOUNT, a draft)."""
@@ -571,14 +571,14 @@ def _corrections(conn: psycopg.Connection, settings: Settings, p: Period, book: 
                                     "reasons": ["below CORRECTION_MIN_AMOUNT"]})
                 continue
             kind = invoicing.SUPPLEMENTARY if owed.total > 0 else invoicing.CREDIT_NOTE
-            details = _tenants(conn, [ns])[ns]
-            documents.append(_Document(kind, {**inputs, "corrects": b.number}, owed, details,
+            details = tenant_details(conn, [ns])[ns]
+            documents.append(Document(kind, {**inputs, "corrects": b.number}, owed, details,
                                        b.invoice_id, b.number, b.corrections + 1))
     return held
 
 
-def _finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
-              documents: list[_Document], issued_at: datetime, year: int,
+def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
+              documents: list[Document], issued_at: datetime, year: int,
               result: PeriodResult) -> None:
     """Number the final documents and write them and their lines, one statement each."""
     # documents: VAT also shown in ISSUER_VAT_CURRENCY needs the month's rate, else a draft
@@ -675,7 +675,7 @@ def close_period(conn: psycopg.Connection, settings: Settings, p: Period, book: 
     return settle(conn, settings, Resolved(p, None, False), book, namespaces)
 
 
-def _local_year(instant: datetime, settings: Settings) -> int:
+def year_of_issue(instant: datetime, settings: Settings) -> int:
     return period_of(instant, settings.billing_timezone).first_day.year
 
 
@@ -891,8 +891,7 @@ def verify(settings: Settings, number: str) -> dict:
                                       if d[0] == (live or counted_docs[0]).invoice_id))
         books = {v: pricebook_store.version(conn, v) for v in {
             month_inputs["price_book_version"], (own or month_inputs)["price_book_version"]}}
-        lines_of = {doc[0]: [stored_line(row) for row in conn.execute(
-            _STORED_LINES, (doc[0],))] for doc in month_docs}
+        lines_of = {doc[0]: stored_lines(conn, doc[0]) for doc in month_docs}
         raw = quantities_rows(billing_store.quantities_raw(
             conn, invoicing.windows_of(month_inputs), [ns]).get(ns, {}))
     differences = []
@@ -949,6 +948,11 @@ SELECT kind, description, quantity, unit, amount, meter, sku, spot, unit_price, 
        tier_mode, allowance, discount_percent, discount, price_from, price_to,
        adjustment_period, gross, billed_days, period_days
   FROM openfaas_metering.invoice_lines WHERE invoice_id = %s ORDER BY line_no"""
+
+
+def stored_lines(conn: psycopg.Connection, invoice_id) -> list[Line]:
+    """The lines stored for document `invoice_id`, in order."""
+    return [stored_line(row) for row in conn.execute(_STORED_LINES, (invoice_id,))]
 
 
 def export(settings: Settings, number: str) -> str:
