@@ -16,7 +16,7 @@ from chargeback.documents.einvoice import cii_xml
 
 from .billing_helpers import close, event, on_plan, send, settings_for, NS as NS_PER_S
 from .corrections_helpers import BOOK, NOV_2, OCT_2
-from .documents_helpers import INVOICE, ISSUER, NS
+from .documents_helpers import INVOICE, ISSUER, NS, STORED
 from .einvoice_rules import SELLER, assert_en16931, broken_rules, give_buyer_address
 
 LEGAL = dataclasses.replace(INVOICE, due_date=date(2026, 10, 15), payment_terms_days=14,
@@ -120,3 +120,14 @@ def test_an_address_without_a_vat_id_takes_its_country_from_its_last_line_or_sta
     assert _xpath(xml, "//ram:BuyerTradeParty//ram:LineOne") == []
     # ... which EN 16931 requires: the one rule it breaks says what the tenant must add
     assert [r.split(":")[0] for r in broken_rules(xml)] == ["BR-10", "BR-11"]
+
+
+def test_the_xml_names_each_item_as_the_pdf_does_in_the_customers_language(tmp_path):
+    german = dataclasses.replace(LEGAL, plan="pro", lines=STORED, subtotal=D("50.00"),
+                                 tax=D("9.50"), total=D("59.50"))   # locale de_DE
+    rendered = delivery.render(german, ISSUER, load({"SECRETS_DIR": str(tmp_path)}))
+    xml = next(a.data for a in rendered.attachments if a.filename.endswith("x.xml"))
+    shown = [line["description"] for line in rendered.view["lines"]]
+    assert _xpath(xml, "//ram:SpecifiedTradeProduct/ram:Name") == shown
+    assert "Grundgebühr, Tarif pro, 12 von 30 Tagen" in shown
+    assert_en16931(xml)

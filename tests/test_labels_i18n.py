@@ -23,7 +23,8 @@ from chargeback.documents.document import (
 )
 from chargeback.documents.pdf import render_pdf
 
-from .documents_helpers import INVOICE, ISSUER
+from .documents_helpers import INVOICE, ISSUER, STORED
+from .documents_helpers import line as _line
 
 LEGAL = dataclasses.replace(INVOICE, due_date=date(2026, 10, 15), payment_terms_days=14)
 PACKAGE = Path(i18n.__file__).resolve().parent
@@ -104,22 +105,6 @@ def test_a_label_missing_from_a_catalog_is_english_never_a_key():
     assert german.gettext("A label added after the catalog") == "A label added after the catalog"
 
 
-def _line(no, kind, description, meter=None, **fields):
-    return InvoiceLine(no, kind, description, D(1), fields.pop("unit", "month"),
-                       D("10.00"), meter=meter, **fields)
-
-
-# the forms billing.invoicing writes (its _describe and _fixed_lines), as stored
-STORED = (
-    _line(1, "usage", "Function compute", "gb_seconds", unit="GB-s"),
-    _line(2, "capacity", "GPUs nvidia-a10g (spot)", "gpu_hours", unit="GPU-hours",
-          sku="nvidia-a10g", spot=True),
-    _line(3, "usage", "Function invocations, 2026-09-01 00:00 to 2026-09-16 00:00 UTC",
-          "invocations", unit="invocations"),
-    _line(4, "base_fee", "Base fee, plan pro, 12 of 30 days", billed_days=12, period_days=30),
-    _line(5, "commitment", "Minimum commitment 120.00 EUR, 12 of 30 days: top-up",
-          billed_days=12, period_days=30),
-)
 ENGLISH = [line.description for line in STORED] + ["GPU-hours", " month "]
 
 

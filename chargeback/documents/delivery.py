@@ -193,7 +193,9 @@ def render(invoice: Invoice, issuer: Issuer, settings: Settings,
         withheld, usage_bytes = len(usage_bytes), None
     names = attachment_names(invoice, issuer.name, usage_bytes is not None)
     view = present(invoice, issuer, settings.default_locale, names, withheld)
-    xml = einvoice.cii_xml(invoice, issuer)  # in the PDF and attached: the same bytes
+    # in the PDF and attached: the same bytes, its item names as the PDF shows them
+    xml = einvoice.cii_xml(invoice, issuer, {line["no"]: line["description"]
+                                             for line in view["lines"]})
     # the hosted invoice page (tenant-portal), when PORTAL_URL is set
     view["hosted_url"] = hosted_invoice_url(settings, invoice.namespace, invoice.number,
                                             invoice.issued_at)

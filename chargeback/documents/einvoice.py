@@ -15,7 +15,8 @@ BT-26). A credit note is stored with negative amounts; its XML states them with
 the opposite sign, as type 381 asks (a credit of 10.00 is 10.00 on a 381). A line
 whose amount is negative is quantity -1 at a positive net price (BR-27: no
 negative prices). VAT also shown in ISSUER_VAT_CURRENCY (documents.vat) is the
-tax currency (BT-6) with its total there (BT-111).
+tax currency (BT-6) with its total there (BT-111). Item names (BT-153) are the
+line descriptions in the customer's language, as the PDF shows them.
 """
 from __future__ import annotations
 
@@ -83,8 +84,10 @@ def _tax_category(invoice: Invoice) -> tuple[str, str | None]:
     return ("AE" if "reverse charge" in note.lower() else "E"), note
 
 
-def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
-    """The EN 16931 CII XML of `invoice` (drafthorse checks it against its schema)."""
+def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = None) -> bytes:
+    """The EN 16931 CII XML of `invoice` (drafthorse checks it against its schema); each
+    line's item name (BT-153) from `names` by line number (the descriptions the PDF
+    shows, in the label language), else its stored description."""
     doc = Document()
     doc.context.guideline_parameter.id = PROFILE
     doc.header.id = invoice.number
@@ -118,7 +121,7 @@ def cii_xml(invoice: Invoice, issuer: Issuer) -> bytes:
     for line in sorted(invoice.lines, key=lambda line: line.line_no):
         item = LineItem()
         item.document.line_id = str(line.line_no)
-        item.product.name = line.description
+        item.product.name = (names or {}).get(line.line_no, line.description)
         item.product.description = f"{line.quantity.normalize():f} {line.unit}"
         amount = signed(line.amount)
         item.agreement.net.amount = abs(amount)
