@@ -144,6 +144,9 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench/email", description=__doc__)
     parser.add_argument("--invoices", type=int, default=1000)
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="email-invoice replicas behind the gateway (default: "
+                             "stack.yml's com.openfaas.scale.min), as the autoscaler adds")
     parser.add_argument("--baseline", type=int, default=200,
                         help="invoices sent one synchronous call at a time (default 200)")
     parser.add_argument("--deadline", type=float, default=600,
@@ -162,12 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                 migrate.apply(conn)
             sink = SmtpSink(tmp / "mail", free_port()).start()
             stack = load(ROOT / "stack.yml")
-            stack = dataclasses.replace(stack, functions={
-                "email-invoice": stack.functions["email-invoice"]})
+            fn = stack.functions["email-invoice"]
+            args.replicas = args.replicas or fn.min_replicas
+            fn = dataclasses.replace(fn, labels={**fn.labels,
+                                                 "com.openfaas.scale.min": str(args.replicas)})
+            stack = dataclasses.replace(stack, functions={fn.name: fn})
             env = {"DATABASE_URL": pg.url, "SMTP_URL": sink.url, "SECRETS_DIR": str(tmp)}
             runtime = Runtime(stack, build_root=tmp / "build", log_dir=tmp, cron=False,
                               function_env=env).start()
-            print(f"email-invoice behind the local gateway ({runtime.gateway_url}), "
+            print(f"email-invoice ({args.replicas} replicas) behind the local gateway "
+                  f"({runtime.gateway_url}), "
                   f"WAITRESS_THREADS={os.environ.get('WAITRESS_THREADS', '4')}, "
                   f"4 async workers; {platform.python_version()}, {os.cpu_count()} cores",
                   flush=True)
