@@ -6,11 +6,14 @@ Tenants here are usage-only unless a test ticks them, so a month without usage b
 nothing and every figure is the month's usage priced by hand."""
 from __future__ import annotations
 
+import csv
+import io
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from chargeback.billing import month_close, pricebook_store
 from chargeback.billing.periods import period
@@ -284,3 +287,33 @@ def test_the_usage_csv_formatted_by_postgres_equals_the_day_by_day_one(database_
     assert fast_correction["acme"].count("\r\n") == 1 + 2 * 6 + 2 + 2
     # nothing billed earlier than the lines themselves: those rows are 0
     assert fast_correction["acme"].count(",billed_earlier,") == 2
+
+
+# UTC: the rows PostgreSQL formats from whole days; Kolkata: the rows Python reads
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_usage_written_while_the_close_runs_is_billed_with_its_rows(
+        database_url, tmp_path, monkeypatch, zone):
+    from chargeback.billing import export
+    s = settings_for(database_url, tmp_path, book=BOOK, BILLING_TIMEZONE=zone)
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS, function_name="a")])
+    store_csvs, attempts = export.store_csvs, []
+
+    def a_delivery_commits_first(conn, tz, documents):
+        # the first attempt: a late delivery commits after the close priced the month
+        # and before it reads the rows behind its CSVs
+        if not attempts:
+            send(s, [event("acme", "2026-09-10T11:00:00Z", 500 * NS, function_name="b")])
+        attempts.append(tz)
+        return store_csvs(conn, tz, documents)
+
+    monkeypatch.setattr(export, "store_csvs", a_delivery_commits_first)
+    [invoice] = close(s, OCT_2)["periods"][0]["invoices"]
+    assert len(attempts) == 2   # the first attempt saw the rows move: nothing of it kept
+    rows = list(csv.DictReader(io.StringIO(month_close.export(s, invoice["number"]))))
+    for line_no in {r["line_no"] for r in rows}:
+        [total] = [r for r in rows if r["line_no"] == line_no and r["kind"] == "line_total"]
+        shown = [r for r in rows if r["line_no"] == line_no and r["kind"] != "line_total"]
+        assert sum(Decimal(r["quantity"]) for r in shown) == Decimal(total["quantity"])
+    assert {r["function_name"] for r in rows if r["day"]} == {"a", "b"}  # billed now
+    report = month_close.verify(s, invoice["number"])
+    assert report["match"] and report["late_usage"] == [], report

@@ -31,6 +31,7 @@ from chargeback.billing import store as billing_store
 from chargeback.billing.invoicing import canon
 from chargeback.billing.periods import local_days
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS
+from chargeback.core.responses import ServiceError
 
 _MIDNIGHT, _DAY = time(0), timedelta(days=1)
 COLUMNS = ("line_no", "kind", "meter", "sku", "spot", "day", "function_name", "quantity",
@@ -66,6 +67,19 @@ class CsvLine:
     price_from: datetime
     price_to: datetime
     quantity: Decimal
+    # a usage line of a document being finalized: the usage of its meter and window the
+    # document was priced from, which its rows must add up to (None: not checked)
+    expected: Decimal | None = None
+
+
+class UsageMoved(ServiceError):
+    """Usage of a period was written between the close's read of it and its CSVs:
+    nothing was kept; closing again reads both from the same rows."""
+
+    what = "usage moved during the close"
+
+    def public_reason(self) -> str:
+        return "usage of the period changed while it was being closed, retry later"
 
 
 def usage_csv(conn: psycopg.Connection, invoice_id) -> str:
@@ -87,17 +101,21 @@ def build_csvs(conn: psycopg.Connection, tz: str,
                ) -> dict[str, str]:
     """namespace -> CSV (see the module) for one document per namespace: (is a
     correction, its lines with a meter). Nothing is stored."""
-    return {ns: text for ns, (_, text) in _assemble(conn, tz, documents, sql_days,
-                                                    store=False).items()}
+    return {ns: text for ns, (_, text, _) in _assemble(conn, tz, documents, sql_days,
+                                                       store=False).items()}
 
 
 def store_csvs(conn: psycopg.Connection, tz: str,
                documents: dict[str, tuple[bool, list[CsvLine]]]) -> dict[str, str]:
     """namespace -> SHA-256 of its document's CSV (as build_csvs), stored in
     document_usage_csvs by PostgreSQL in the caller's transaction: the text never
-    crosses the driver."""
-    return {ns: sha for ns, (sha, _) in _assemble(conn, tz, documents, True,
-                                                  store=True).items()}
+    crosses the driver. UsageMoved when a usage line's rows do not add up to what its
+    document was priced from (usage written since it was read)."""
+    built = _assemble(conn, tz, documents, True, store=True)
+    moved = sorted(ns for ns, (_, _, differs) in built.items() if differs)
+    if moved:
+        raise UsageMoved(f"{len(moved)} tenants, e.g. {moved[0]}")
+    return {ns: sha for ns, (sha, _, _) in built.items()}
 
 
 def _fields(values) -> str:
@@ -117,12 +135,14 @@ class _Piece(NamedTuple):
     prefix: str | None = None       # the line's columns before the day
     suffix: str | None = None       # and after the quantity
     quantity: Decimal | None = None  # a billed_earlier row: the line's quantity
+    expected: Decimal | None = None  # what the rows must add up to (CsvLine.expected)
 
 
 def _assemble(conn: psycopg.Connection, tz: str,
               documents: dict[str, tuple[bool, list[CsvLine]]], sql_days: bool, store: bool
-              ) -> dict[str, tuple[str, str | None]]:
-    """namespace -> (SHA-256, text unless `store`) of every document's CSV.
+              ) -> dict[str, tuple[str, str | None, bool]]:
+    """namespace -> (SHA-256, text unless `store`, whether a usage line's rows differ
+    from what it expected) of every document's CSV.
 
     Python writes the rows it reads day by day (capacity; usage whose local days are
     not whole UTC days) and the header and closing rows; a usage line whose local days
@@ -142,6 +162,7 @@ def _assemble(conn: psycopg.Connection, tz: str,
     whole: list[tuple[datetime, datetime]] = []               # those spans, numbered from 1
     days: dict[tuple[datetime, datetime], list] = {}          # a span's local days
     pieces: list[_Piece] = []
+    differs: set[int] = set()     # documents whose Python rows differ from `expected`
     names = list(documents)
     for doc, namespace in enumerate(names):
         correction, lines = documents[namespace]
@@ -165,7 +186,8 @@ def _assemble(conn: psycopg.Connection, tz: str,
                 text.truncate()
                 common = {"span": fast, "namespace": namespace,
                           "gb": line.meter == GB_SECONDS, "suffix": "," + _fields([line.unit])}
-                pieces.append(_Piece(doc, prefix=_fields(head) + ",", **common))
+                pieces.append(_Piece(doc, prefix=_fields(head) + ",", expected=line.expected,
+                                     **common))
                 if correction:
                     pieces.append(_Piece(doc, prefix=_fields(
                         (line.line_no, BILLED_EARLIER, *head[2:], "", "")) + ",",
@@ -195,6 +217,8 @@ def _assemble(conn: psycopg.Connection, tz: str,
                                 and hours:
                             shown += hours
                             writer.writerow((*head, day_text, "", canon(hours), line.unit))
+            if usage_line and line.expected is not None and shown != line.expected:
+                differs.add(doc)
             if correction:
                 writer.writerow((line.line_no, BILLED_EARLIER, *head[2:], "", "",
                                  canon(line.quantity - shown), line.unit))
@@ -208,7 +232,7 @@ def _assemble(conn: psycopg.Connection, tz: str,
         "lo": min((a for a, _ in whole), default=_EPOCH),
         "hi": max((z for _, z in whole), default=_EPOCH),
         "namespaces": [ns for ns in names if ns is not None]}).fetchall()
-    return {names[doc]: (sha, text) for doc, sha, text in rows}
+    return {names[doc]: (sha, text, moved or doc in differs) for doc, sha, text, moved in rows}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -222,8 +246,9 @@ _ASSEMBLE = """
 WITH piece AS (
     SELECT * FROM unnest(%(doc)s::integer[], %(literal)s::text[], %(span)s::integer[],
                          %(namespace)s::text[], %(gb)s::boolean[], %(prefix)s::text[],
-                         %(suffix)s::text[], %(quantity)s::numeric[])
-           WITH ORDINALITY AS p(doc, literal, span, namespace, gb, prefix, suffix, quantity, n)
+                         %(suffix)s::text[], %(quantity)s::numeric[], %(expected)s::numeric[])
+           WITH ORDINALITY
+           AS p(doc, literal, span, namespace, gb, prefix, suffix, quantity, expected, n)
 ), span AS (
     SELECT * FROM unnest(%(span_start)s::timestamptz[], %(span_end)s::timestamptz[])
            WITH ORDINALITY AS s(span_start, span_end, span)
@@ -257,17 +282,21 @@ WITH piece AS (
                                                       ELSE d.inv_rows END,
                                                  E'\n', p.suffix || E'\r\n' || p.prefix)
                              || p.suffix || E'\r\n', '')
-           END, '' ORDER BY p.n) AS text
+           END, '' ORDER BY p.n) AS text,
+           coalesce(bool_or(p.expected <> coalesce(CASE WHEN p.gb THEN d.gb_sum
+                                                        ELSE d.inv_sum END, 0)), false)
+               AS moved
       FROM piece p LEFT JOIN days d ON d.span = p.span AND d.namespace = p.namespace
      GROUP BY p.doc
 ), hashed AS (
-    SELECT doc, text, encode(sha256(convert_to(text, 'UTF8')), 'hex') AS sha256 FROM csv
+    SELECT doc, text, moved, encode(sha256(convert_to(text, 'UTF8')), 'hex') AS sha256
+      FROM csv
 ), stored AS (
     INSERT INTO openfaas_metering.document_usage_csvs (sha256, csv)
     SELECT sha256, text FROM hashed WHERE %(store)s
     ON CONFLICT (sha256) DO NOTHING
 )
-SELECT doc, sha256, CASE WHEN NOT %(store)s THEN text END FROM hashed"""
+SELECT doc, sha256, CASE WHEN NOT %(store)s THEN text END, moved FROM hashed"""
 
 
 def _whole_utc_days(start: datetime, end: datetime, tz: str) -> bool:

@@ -60,7 +60,7 @@ from chargeback.billing.periods import (
 from chargeback.billing.pricebook import PriceBook
 from chargeback.core import db, jsonbody, partitions
 from chargeback.core.gateway import GatewayClient, GatewayError
-from chargeback.core.meters import DNS_LABEL
+from chargeback.core.meters import DNS_LABEL, GB_SECONDS, INVOCATIONS
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
 # billing freezes documents' legal fields inside the finalizing transaction, and keeps
@@ -596,10 +596,7 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
         "lines_sha256", "kind", "corrects", "correction_no", "usage_csv_sha256", "replaces")}
     # the usage CSV of every final document, stored with it (a finalized row never changes)
     csvs = invoice_export.store_csvs(conn, p.timezone, {
-        doc.draft.namespace: (doc.kind != "invoice", [
-            invoice_export.CsvLine(n, line.kind, line.meter, line.sku, line.spot, line.unit,
-                                   line.price_from, line.price_to, line.quantity)
-            for n, line in enumerate(doc.draft.lines, 1) if line.meter])
+        doc.draft.namespace: (doc.kind != "invoice", _csv_lines(doc))
         for doc in documents if not doc.draft.reasons})
     for doc in documents:
         draft, (_, _, _, name, email, locale, *_) = doc.draft, doc.details
@@ -658,6 +655,27 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
     webhook_outbox.emit_many(conn, events)  # the webhooks, in the finalizing transaction
+
+
+def _csv_lines(doc: Document) -> list[invoice_export.CsvLine]:
+    """The document's lines with a meter, for its usage CSV; a usage line over whole
+    windows of the document with the usage of those windows it was priced from, which
+    its rows must add up to (the CSV is read after the pricing: usage written in
+    between is caught there)."""
+    ws = invoicing.windows_of(doc.inputs) if "windows" in doc.inputs else []
+    quantities = doc.inputs.get("quantities", [])
+
+    def expected(meter: str, start: datetime, end: datetime) -> Decimal | None:
+        if meter not in (GB_SECONDS, INVOCATIONS) or start not in {a for a, _ in ws} \
+                or end not in {z for _, z in ws}:
+            return None
+        return sum((Decimal(q) for m, _, _, w, q in quantities
+                    if m == meter and start <= ws[w][0] and ws[w][1] <= end), Decimal(0))
+
+    return [invoice_export.CsvLine(
+        n, line.kind, line.meter, line.sku, line.spot, line.unit, line.price_from,
+        line.price_to, line.quantity, expected(line.meter, line.price_from, line.price_to))
+        for n, line in enumerate(doc.draft.lines, 1) if line.meter]
 
 
 _DELETE_DRAFT_LINES = """
@@ -743,10 +761,7 @@ def run(settings: Settings, options: Options, now: datetime,
                                     "estimate")
     else:
         todo = _periods_to_settle(settings, now)
-    results = []
-    for resolved in todo:
-        with db.transaction(settings) as conn:
-            results.append(settle(conn, settings, resolved, book, namespaces))
+    results = [_settled(settings, resolved, book, namespaces) for resolved in todo]
     if any(r.invoices for r in results):
         webhook_outbox.wake(settings)  # after the commits: the outbox rows exist
     queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
@@ -755,6 +770,22 @@ def run(settings: Settings, options: Options, now: datetime,
              or r.invoices or r.drafts or r.held or r.waived]
     return {"price_book_version": book.version, "periods": [r.as_json() for r in shown],
             "queued": queued, "queue_errors": errors}
+
+
+SETTLE_ATTEMPTS = 3
+
+
+def _settled(settings: Settings, resolved: Resolved, book: PriceBook,
+             namespaces: list[str] | None) -> PeriodResult:
+    """settle() in a transaction of its own, again from the start when usage of the
+    period was written while it ran (UsageMoved: nothing of that attempt is kept)."""
+    for attempt in range(1, SETTLE_ATTEMPTS + 1):
+        try:
+            with db.transaction(settings) as conn:
+                return settle(conn, settings, resolved, book, namespaces)
+        except invoice_export.UsageMoved:
+            if attempt == SETTLE_ATTEMPTS:
+                raise
 
 
 # Closed periods with rollup rows of their days written since they were last

@@ -207,7 +207,8 @@ _CSV_MISSING = """
 SELECT i.number FROM openfaas_metering.invoices i
   LEFT JOIN openfaas_metering.document_usage_csvs c ON c.sha256 = i.usage_csv_sha256
  WHERE i.period = %(period)s AND i.status <> 'draft'
-   AND (c.csv IS NULL OR encode(sha256(convert_to(c.csv, 'UTF8')), 'hex') <> c.sha256)"""
+   AND encode(sha256(convert_to(coalesce(i.usage_csv, c.csv), 'UTF8')), 'hex')
+       IS DISTINCT FROM i.usage_csv_sha256"""
 
 
 def cross_check(settings, p) -> int:
