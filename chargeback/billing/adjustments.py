@@ -261,7 +261,7 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     ws = month_close.windows(p, [book])
     quantities = billing_store.quantities(conn, ws, [ns]).get(ns, {})
     inputs = month_close.tenant_inputs(ns, p, book.version, details, ws, quantities,
-                                 settings.tax_rounding)
+                                       settings.tax_rounding)
     draft = invoicing.build(inputs, {book.version: book})
     if draft.reasons:
         raise RequestError(409, f"reissue: the month cannot be priced again: "
@@ -272,7 +272,6 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     result = month_close.PeriodResult(p.name, p.start, p.end, book.version)
     month_close.finalize(conn, settings, p, book, [month_close.Document(
         invoicing.INVOICE, inputs, draft, details, replaces=replaced,
-        replaces_number=request.number)], issued_at, year,
-        result)
+        replaces_number=request.number)], issued_at, year, result)
     [invoice] = result.invoices
     return {**invoice, "replaces": request.number, "price_book_version": book.version}

@@ -573,13 +573,13 @@ def _corrections(conn: psycopg.Connection, settings: Settings, p: Period, book: 
             kind = invoicing.SUPPLEMENTARY if owed.total > 0 else invoicing.CREDIT_NOTE
             details = tenant_details(conn, [ns])[ns]
             documents.append(Document(kind, {**inputs, "corrects": b.number}, owed, details,
-                                       b.invoice_id, b.number, b.corrections + 1))
+                                      b.invoice_id, b.number, b.corrections + 1))
     return held
 
 
 def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
-              documents: list[Document], issued_at: datetime, year: int,
-              result: PeriodResult) -> None:
+             documents: list[Document], issued_at: datetime, year: int,
+             result: PeriodResult) -> None:
     """Number the final documents and write them and their lines, one statement each."""
     # documents: VAT also shown in ISSUER_VAT_CURRENCY needs the month's rate, else a draft
     vat.hold_without_rate(conn, settings, p.name, [doc.draft for doc in documents])
