@@ -44,11 +44,14 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-_LINES = """
+# The CSV stored for invoices row `i`: in its own row (documents finalized before
+# sql/120), else in document_usage_csvs under its usage_csv_sha256; NULL when none was.
+STORED_CSV = """coalesce(i.usage_csv, (SELECT c.csv FROM openfaas_metering.document_usage_csvs c
+                                    WHERE c.sha256 = i.usage_csv_sha256))"""
+
+_LINES = f"""
 SELECT l.line_no, l.kind, l.meter, l.sku, l.spot, l.unit, l.price_from, l.price_to,
-       l.quantity, i.namespace, i.billing_timezone, i.document_kind,
-       coalesce(i.usage_csv, (SELECT c.csv FROM openfaas_metering.document_usage_csvs c
-                               WHERE c.sha256 = i.usage_csv_sha256))
+       l.quantity, i.namespace, i.billing_timezone, i.document_kind, {STORED_CSV}
   FROM openfaas_metering.invoices i
   LEFT JOIN openfaas_metering.invoice_lines l
     ON l.invoice_id = i.invoice_id AND l.meter IS NOT NULL
@@ -174,9 +177,11 @@ def _assemble(conn: psycopg.Connection, tz: str,
             head = (line.line_no, line.kind, line.meter, line.sku, _bool(line.spot))
             span = (line.price_from, line.price_to)
             usage_line = line.meter in (GB_SECONDS, INVOCATIONS)
+            if span not in days:
+                days[span] = local_days(*span, tz)
             if sql_days and usage_line and span not in spans:
                 spans[span] = None
-                if _whole_utc_days(*span, tz):
+                if _whole_utc_days(days[span]):
                     whole.append(span)
                     spans[span] = len(whole)
             fast = spans.get(span) if sql_days and usage_line else None
@@ -193,8 +198,6 @@ def _assemble(conn: psycopg.Connection, tz: str,
                         (line.line_no, BILLED_EARLIER, *head[2:], "", "")) + ",",
                         quantity=line.quantity, **common))
                 continue
-            if span not in days:
-                days[span] = local_days(*span, tz)
             for day, start, end in days[span]:
                 key, day_text = (start, end), day.isoformat()
                 if usage_line:
@@ -299,9 +302,8 @@ WITH piece AS (
 SELECT doc, sha256, CASE WHEN NOT %(store)s THEN text END, moved FROM hashed"""
 
 
-def _whole_utc_days(start: datetime, end: datetime, tz: str) -> bool:
-    """Every local day of [start, end) is a whole UTC day."""
-    days = local_days(start, end, tz)
+def _whole_utc_days(days: list) -> bool:
+    """Every one of these local days (local_days) is a whole UTC day."""
     return bool(days) and all(a.astimezone(timezone.utc).time() == _MIDNIGHT
                               and b - a == _DAY for _, a, b in days)
 

@@ -663,11 +663,11 @@ def _csv_lines(doc: Document) -> list[invoice_export.CsvLine]:
     its rows must add up to (the CSV is read after the pricing: usage written in
     between is caught there)."""
     ws = invoicing.windows_of(doc.inputs) if "windows" in doc.inputs else []
+    starts, ends = {a for a, _ in ws}, {z for _, z in ws}
     quantities = doc.inputs.get("quantities", [])
 
     def expected(meter: str, start: datetime, end: datetime) -> Decimal | None:
-        if meter not in (GB_SECONDS, INVOCATIONS) or start not in {a for a, _ in ws} \
-                or end not in {z for _, z in ws}:
+        if meter not in (GB_SECONDS, INVOCATIONS) or start not in starts or end not in ends:
             return None
         return sum((Decimal(q) for m, _, _, w, q in quantities
                     if m == meter and start <= ws[w][0] and ws[w][1] <= end), Decimal(0))
@@ -871,11 +871,10 @@ def requeue(settings: Settings, client: GatewayClient, namespaces: list[str] | N
 
 def _invoice_by_number(conn: psycopg.Connection, number: str, field_name: str) -> tuple:
     row = conn.execute(
-        """SELECT invoice_id, namespace, period, status, inputs, inputs_sha256, lines_sha256,
-                  subtotal, tax, total, document_kind, issued_at,
-                  coalesce(usage_csv, (SELECT csv FROM openfaas_metering.document_usage_csvs
-                                        WHERE sha256 = usage_csv_sha256)), usage_csv_sha256
-             FROM openfaas_metering.invoices WHERE number = %s""", (number,)).fetchone()
+        f"""SELECT invoice_id, namespace, period, status, inputs, inputs_sha256, lines_sha256,
+                   subtotal, tax, total, document_kind, issued_at, {invoice_export.STORED_CSV},
+                   usage_csv_sha256
+              FROM openfaas_metering.invoices i WHERE number = %s""", (number,)).fetchone()
     if row is None:
         raise RequestError(404, f"{field_name}: no invoice numbered {number!r}")
     return row

@@ -43,7 +43,7 @@ from pathlib import Path
 import psycopg
 from devstack.pg import EmbeddedPostgres, free_port
 
-from chargeback.billing import month_close
+from chargeback.billing import export, month_close
 from chargeback.billing import store as billing_store
 from chargeback.billing.month_close import Options
 from chargeback.billing.periods import period, preceding, to_ns
@@ -203,11 +203,10 @@ SELECT namespace, sum(total_invocations), sum(total_gb_seconds), sum(bound)
 
 
 # finalized documents of the period whose usage CSV is missing or not what its hash says
-_CSV_MISSING = """
+_CSV_MISSING = f"""
 SELECT i.number FROM openfaas_metering.invoices i
-  LEFT JOIN openfaas_metering.document_usage_csvs c ON c.sha256 = i.usage_csv_sha256
  WHERE i.period = %(period)s AND i.status <> 'draft'
-   AND encode(sha256(convert_to(coalesce(i.usage_csv, c.csv), 'UTF8')), 'hex')
+   AND encode(sha256(convert_to({export.STORED_CSV}, 'UTF8')), 'hex')
        IS DISTINCT FROM i.usage_csv_sha256"""
 
 
