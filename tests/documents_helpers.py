@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
-from chargeback.documents.document import Invoice, InvoiceLine, Issuer, Tier
+from chargeback.documents.model import Invoice, InvoiceLine, Issuer, Tier
 
 ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
                 "accounts@example.com")

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
-from chargeback.portal import tokens
+from chargeback.core import tokens
 from chargeback.usage import events as usage
 from chargeback.usage import ingest
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from chargeback.billing import adjustments, month_close, pricebook_store
+from chargeback.billing import adjustments, audit, pricebook_store
 from chargeback.core import db
 from chargeback.core.responses import RequestError
 from chargeback.documents import chain
@@ -49,7 +49,7 @@ def documents(settings, ns="acme"):
 
 
 def verified(settings, number):
-    report = month_close.verify(settings, number)
+    report = audit.verify(settings, number)
     return report["match"] and chain.verify(settings, number)["intact"], report
 
 

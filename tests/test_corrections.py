@@ -15,7 +15,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from chargeback.billing import month_close, pricebook_store
+from chargeback.billing import audit, month_close, pricebook_store
 from chargeback.billing.periods import period
 from chargeback.core import db
 
@@ -235,7 +235,7 @@ def test_verify_sees_over_billing_by_reading_the_raw_events(database_url, tmp_pa
         conn.execute("UPDATE openfaas_metering.function_usage_daily_stripes"
                      " SET gb_seconds = gb_seconds + 500")
     number = close(s, OCT_2)["periods"][0]["invoices"][0]["number"]
-    report = month_close.verify(s, number)
+    report = audit.verify(s, number)
     assert not report["match"]
     assert any("below what was billed" in d for d in report["differences"])
 
@@ -247,13 +247,13 @@ def test_the_usage_csv_is_the_one_stored_at_finalization(database_url, tmp_path)
     s = settings_for(database_url, tmp_path, book=BOOK)
     send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS, function_name="a")])
     invoice = close(s, OCT_2)["periods"][0]["invoices"][0]
-    before = month_close.export(s, invoice["number"])
+    before = audit.export(s, invoice["number"])
     send(s, [event("acme", "2026-09-10T11:00:00Z", 500 * NS, function_name="b")])  # late
-    assert month_close.export(s, invoice["number"]) == before
+    assert audit.export(s, invoice["number"]) == before
     assert "b" not in [row.split(",")[6] for row in before.splitlines()]
     attached = delivery.rerender(s, invoice["invoice_id"]).attachments[-1]
     assert attached.data == before.encode()
-    report = month_close.verify(s, invoice["number"])
+    report = audit.verify(s, invoice["number"])
     assert report["usage_csv_sha256"] == hashlib.sha256(before.encode()).hexdigest()
 
 
@@ -282,7 +282,7 @@ def test_the_usage_csv_formatted_by_postgres_equals_the_day_by_day_one(database_
     # per line
     assert fast == slow and fast["acme"].count("\r\n") == 1 + 2 * 6 + 2
     # and the one stored at finalization (built, hashed and stored by PostgreSQL)
-    assert month_close.export(s, acme["number"]) == slow["acme"]
+    assert audit.export(s, acme["number"]) == slow["acme"]
     assert fast_correction == slow_correction
     assert fast_correction["acme"].count("\r\n") == 1 + 2 * 6 + 2 + 2
     # nothing billed earlier than the lines themselves: those rows are 0
@@ -309,11 +309,11 @@ def test_usage_written_while_the_close_runs_is_billed_with_its_rows(
     monkeypatch.setattr(export, "store_csvs", a_delivery_commits_first)
     [invoice] = close(s, OCT_2)["periods"][0]["invoices"]
     assert len(attempts) == 2   # the first attempt saw the rows move: nothing of it kept
-    rows = list(csv.DictReader(io.StringIO(month_close.export(s, invoice["number"]))))
+    rows = list(csv.DictReader(io.StringIO(audit.export(s, invoice["number"]))))
     for line_no in {r["line_no"] for r in rows}:
         [total] = [r for r in rows if r["line_no"] == line_no and r["kind"] == "line_total"]
         shown = [r for r in rows if r["line_no"] == line_no and r["kind"] != "line_total"]
         assert sum(Decimal(r["quantity"]) for r in shown) == Decimal(total["quantity"])
     assert {r["function_name"] for r in rows if r["day"]} == {"a", "b"}  # billed now
-    report = month_close.verify(s, invoice["number"])
+    report = audit.verify(s, invoice["number"])
     assert report["match"] and report["late_usage"] == [], report

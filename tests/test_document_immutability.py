@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import requests
 
-from chargeback.billing import month_close
+from chargeback.billing import audit
 
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN
@@ -146,7 +146,7 @@ def test_a_draft_is_recomputed_freely(database_url, tmp_path):
         conn.execute("UPDATE openfaas_metering.tenants SET plan_override = NULL")
     assert close(s, period="2026-09")["periods"][0]["invoices"][0]["number"] == \
         "INV-2026-000001"
-    assert month_close.verify(s, "INV-2026-000001")["match"]
+    assert audit.verify(s, "INV-2026-000001")["match"]
 
 
 def test_a_finalized_documents_usage_csv_cannot_change_or_be_replaced(closed, database_url):

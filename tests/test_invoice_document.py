@@ -9,14 +9,10 @@ import pypdfium2 as pdfium
 import pytest
 from pypdf import PdfReader
 
-from chargeback.documents.document import (
-    InvoiceLine,
-    lines_csv,
-    present,
-    render_html,
-    render_text,
-    resolve_locale,
-)
+from chargeback.mail.i18n import resolve_locale
+from chargeback.documents.model import InvoiceLine
+from chargeback.documents.presentation import present
+from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import Attachment, Undeliverable, build
 from chargeback.documents.pdf import render_pdf
 
@@ -155,7 +151,7 @@ def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv(
 _RENDER_IN_A_FRESH_PROCESS = """
 import dataclasses, sys
 from tests.documents_helpers import INVOICE, ISSUER
-from chargeback.documents.document import present
+from chargeback.documents.presentation import present
 from chargeback.documents.pdf import render_pdf
 invoice = dataclasses.replace(INVOICE, locale=sys.argv[1])
 sys.stdout.buffer.write(render_pdf(present(invoice, ISSUER), invoice.issued_at))

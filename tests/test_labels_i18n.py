@@ -12,28 +12,25 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from chargeback.documents import document, i18n
-from chargeback.documents.document import (
-    InvoiceLine,
-    lines_csv,
-    present,
-    render_html,
-    render_text,
-    resolve_locale,
-)
+from chargeback.documents import presentation
+from chargeback.mail import i18n
+from chargeback.mail.i18n import resolve_locale
+from chargeback.documents.model import InvoiceLine
+from chargeback.documents.presentation import present
+from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.pdf import render_pdf
 
 from .documents_helpers import INVOICE, ISSUER, STORED
 from .documents_helpers import line as _line
 
 LEGAL = dataclasses.replace(INVOICE, due_date=date(2026, 10, 15), payment_terms_days=14)
-PACKAGE = Path(i18n.__file__).resolve().parent
+PACKAGE = Path(presentation.__file__).resolve().parent.parent  # all of chargeback
 
 
 def _msgids() -> set[str]:
     """Every label the documents' code asks gettext for (`_("...")`)."""
     return {message for _, _, message, _, _ in extract_from_dir(
-        str(PACKAGE), method_map=[("*.py", "python")], keywords={"_": None})}
+        str(PACKAGE), method_map=[("**.py", "python")], keywords={"_": None})}
 
 
 def test_at_least_six_languages_have_catalogs_and_every_label_is_translated():
@@ -157,7 +154,7 @@ def test_a_line_label_missing_from_a_catalog_is_english(tmp_path, monkeypatch):
 
 def test_the_meter_names_are_the_ones_billing_writes():
     from chargeback.billing import invoicing
-    assert document._METER_NAMES == invoicing._DESCRIPTIONS
+    assert presentation._METER_NAMES == invoicing._DESCRIPTIONS
 
 
 @pytest.mark.parametrize("locale", ["en", "de_DE", "fr_FR", "es_ES", "pl_PL", "ja_JP", "ru_RU"])

@@ -14,7 +14,8 @@ import pytest
 
 from chargeback.core.settings import load
 from chargeback.documents import delivery
-from chargeback.documents.document import lines_csv, present, render_html, render_text
+from chargeback.documents.presentation import present
+from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import Attachment, attachment_names, build, supplier_token
 
 from .documents_helpers import INVOICE, ISSUER

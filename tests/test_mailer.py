@@ -1,4 +1,4 @@
-"""chargeback.documents.smtp against real aiosmtpd servers: plain, STARTTLS with AUTH, SMTPS,
+"""chargeback.mail.smtp against real aiosmtpd servers: plain, STARTTLS with AUTH, SMTPS,
 with a throwaway CA (trustme); and what each kind of failure means."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import trustme
 from devstack.pg import free_port
 
 from chargeback.core.settings import ConfigError
-from chargeback.documents import smtp as mailer
+from chargeback.mail import smtp as mailer
 
 from .invoices import RecordingSmtp, start_smtp
 

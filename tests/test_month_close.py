@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from chargeback.billing import month_close
+from chargeback.billing import audit, month_close
 from chargeback.billing.month_close import Options
 from chargeback.core import db
 
@@ -228,16 +228,16 @@ def test_verify_after_a_re_run_finds_no_difference_and_reports_late_usage(
     send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
     number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
     close(s, period="2026-09")
-    report = month_close.verify(s, number)
+    report = audit.verify(s, number)
     assert (report["match"], report["differences"], report["late_usage"]) == (True, [], [])
     send(s, [event("acme", "2026-09-11T10:00:00Z", 1000 * NS)])
-    report = month_close.verify(s, number)
+    report = audit.verify(s, number)
     assert report["match"] and len(report["late_usage"]) == 2
     with db.transaction(s) as conn:  # tampering (as superuser, triggers off) is found
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute("UPDATE openfaas_metering.invoice_lines SET amount = amount + 1"
                      " WHERE line_no = 1")
-    assert "stored lines do not match lines_sha256" in month_close.verify(s, number)["differences"]
+    assert "stored lines do not match lines_sha256" in audit.verify(s, number)["differences"]
 
 
 def test_export_traces_each_line_to_its_rows_per_function_per_day(database_url, tmp_path):
@@ -246,7 +246,7 @@ def test_export_traces_each_line_to_its_rows_per_function_per_day(database_url, 
              event("acme", "2026-09-10T11:00:00Z", 1000 * NS, function_name="b"),
              event("acme", "2026-09-12T10:00:00Z", 1000 * NS, function_name="a")])
     number = close(s, period="2026-09")["periods"][0]["invoices"][0]["number"]
-    text = month_close.export(s, number)
+    text = audit.export(s, number)
     # the form of the lines CSV: CRLF line ends, true/false, ISO dates
     assert text.endswith("\r\n") and text.count("\r\n") == text.count("\n")
     rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -530,7 +530,7 @@ def test_the_export_of_a_supplementary_invoice_adds_up_to_its_quantity(database_
     close(s, period="2026-08")
     send(s, [event("acme", "2026-08-20T10:00:00Z", 500 * NS, function_name="b")])
     number = close(s, period="2026-08")["periods"][0]["invoices"][0]["number"]
-    rows = [r.split(",") for r in month_close.export(s, number).splitlines()[1:]]
+    rows = [r.split(",") for r in audit.export(s, number).splitlines()[1:]]
     gb = [(r[1], r[5], r[6], Decimal(r[7])) for r in rows if r[2] == "gb_seconds"]
     # August as known now, what the invoice billed (negated), the correction's 500 GB-s
     assert gb == [("usage", "2026-08-10", "a", Decimal(1000)),
@@ -538,7 +538,7 @@ def test_the_export_of_a_supplementary_invoice_adds_up_to_its_quantity(database_
                   ("billed_earlier", "", "", Decimal(-1000)),
                   ("line_total", "", "", Decimal(500))]
     assert sum(q for kind, _, _, q in gb if kind != "line_total") == gb_s(500 * NS)
-    report = month_close.verify(s, number)
+    report = audit.verify(s, number)
     assert report["match"] and report["late_usage"] == []
 
 

@@ -19,7 +19,7 @@ from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.core import db
 from chargeback.core.settings import load
 from chargeback.documents import delivery
-from chargeback.portal import tokens
+from chargeback.core import tokens
 
 from .billing_helpers import GiB, NS, event, send, settings_for, ticks
 from .conftest import ADMIN, ADMIN_TOKEN, PORTAL_KEY, ROOT

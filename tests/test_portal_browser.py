@@ -16,7 +16,7 @@ from babel.numbers import format_currency
 from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.core import db
-from chargeback.portal import links
+from chargeback.core import tokens as links
 
 from .billing_helpers import GiB, NS, event, send, settings_for
 from .conftest import ROOT

@@ -8,7 +8,8 @@ import jwt
 import pytest
 
 from chargeback.core.responses import RequestError
-from chargeback.portal import series, tokens
+from chargeback.core import tokens
+from chargeback.portal import series
 
 KEY = "k" * 64
 NOW = datetime(2026, 9, 15, 12, tzinfo=timezone.utc)

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from chargeback.core import db
-from chargeback.documents import delivery, vat
+from chargeback.billing import vat
+from chargeback.documents import delivery
 
 from .billing_helpers import NS, close, event, on_plan, send, settings_for
 from .corrections_helpers import BOOK, OCT_2

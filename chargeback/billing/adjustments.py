@@ -14,7 +14,7 @@ names the one it replaces, with the tenant's details as they are now (plan,
 currency, tax, address, tax ID) at the month's stored bounds and the voided
 invoice's price book version (or the newer version named). A credit issues a
 partial credit note. Every document here is numbered, written, frozen and sealed by
-the month close's own finalizer (month_close.finalize), so it is an ordinary
+the month close's own finalizer (finalize.finalize), so it is an ordinary
 document: gap-free number, immutable, in the hash chain, mailed once by
 email-invoice, exported and verified like the others.
 
@@ -23,7 +23,7 @@ invoice can be voided and credited; a credit note cannot (it is a credit already
 A reissue is for a month's invoice without corrections (its supplementary invoices
 or correction credit notes would otherwise be billed or credited twice).
 
-Corrections stay right (month_close.counted): a voided month with a reissue is
+Corrections stay right (corrections.counted): a voided month with a reissue is
 corrected against the reissue; without one it is waived (late usage is reported,
 never billed); an operator credit note never makes a close bill its amount again.
 Everything runs in one transaction under the close's lock: a refused request
@@ -37,7 +37,16 @@ from decimal import Decimal, InvalidOperation
 
 import psycopg
 
-from chargeback.billing import credits, invoicing, month_close, pricebook_store
+from chargeback.billing import (
+    corrections,
+    credits,
+    finalize,
+    handoff,
+    invoicing,
+    month_inputs,
+    period_bounds,
+    pricebook_store,
+)
 from chargeback.billing import store as billing_store
 from chargeback.billing.periods import Period
 from chargeback.core import db, jsonbody
@@ -164,11 +173,11 @@ def apply(settings: Settings, request: Request, client: GatewayClient | None = N
     it. RequestError 404 (no such document), 409 (it cannot take this adjustment)."""
     with db.transaction(settings) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                     (month_close.CLOSE_LOCK,))
+                     (finalize.CLOSE_LOCK,))
         answer = _adjust(conn, settings, request)
     webhook_outbox.wake(settings)
-    queued, errors = month_close.requeue(settings, client or GatewayClient(settings),
-                                         [answer["tenant"]])
+    queued, errors = handoff.requeue(settings, client or GatewayClient(settings),
+                                     [answer["tenant"]])
     return {**answer, "queued": queued, "queue_errors": errors}
 
 
@@ -193,12 +202,12 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
         if kind != invoicing.INVOICE:
             raise RequestError(409, f"reissue: {request.number} is a supplementary invoice; "
                                     "only a month's invoice can be reissued")
-        corrections = [r[0] for r in against if not r[2] and r[4] is None]
-        if corrections:
+        corrected_by = [r[0] for r in against if not r[2] and r[4] is None]
+        if corrected_by:
             raise RequestError(409, f"reissue: {request.number} has corrections "
-                                    f"({', '.join(corrections)}); void it without a reissue, "
+                                    f"({', '.join(corrected_by)}); void it without a reissue, "
                                     "or credit it")
-    lines = dict(enumerate(month_close.stored_lines(conn, invoice_id), 1))
+    lines = dict(enumerate(corrections.stored_lines(conn, invoice_id), 1))
     rest = credits.left(lines, subtotal, tax, [r[3] for r in against if r[2]])
     try:
         take = credits.wanted(request.action, list(request.lines), rest, currency)
@@ -213,10 +222,10 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
                                    request.reason, request.note)
     p = Period(period_name, start, end, tz)
     issued_at = conn.execute("SELECT now()").fetchone()[0]
-    year = month_close.year_of_issue(issued_at, settings)
-    details = month_close.tenant_details(conn, [ns])[ns]
-    result = month_close.PeriodResult(p.name, p.start, p.end, version)
-    month_close.finalize(conn, settings, p, book, [month_close.Document(
+    year = period_bounds.year_of_issue(issued_at, settings)
+    details = month_inputs.tenant_details(conn, [ns])[ns]
+    result = finalize.PeriodResult(p.name, p.start, p.end, version)
+    finalize.finalize(conn, settings, p, book, [finalize.Document(
         invoicing.CREDIT_NOTE, credit_inputs, credits.build(credit_inputs), details,
         invoice_id, request.number, max((r[1] for r in against), default=0) + 1)],
         issued_at, year, result)
@@ -258,10 +267,10 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
                     (chosen,)).fetchone() is None:
         raise RequestError(404, f"price_book_version: no price book version {chosen}")
     book = pricebook_store.version(conn, chosen)
-    ws = month_close.windows(p, [book])
+    ws = period_bounds.windows(p, [book])
     quantities = billing_store.quantities(conn, ws, [ns]).get(ns, {})
-    inputs = month_close.tenant_inputs(ns, p, book.version, details, ws, quantities,
-                                       settings.tax_rounding)
+    inputs = month_inputs.tenant_inputs(ns, p, book.version, details, ws, quantities,
+                                        settings.tax_rounding)
     draft = invoicing.build(inputs, {book.version: book})
     if draft.reasons:
         raise RequestError(409, f"reissue: the month cannot be priced again: "
@@ -269,8 +278,8 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     if not draft.lines:
         raise RequestError(409, f"reissue: {p.name} has nothing to bill for {ns} now; "
                                 "void it without a reissue")
-    result = month_close.PeriodResult(p.name, p.start, p.end, book.version)
-    month_close.finalize(conn, settings, p, book, [month_close.Document(
+    result = finalize.PeriodResult(p.name, p.start, p.end, book.version)
+    finalize.finalize(conn, settings, p, book, [finalize.Document(
         invoicing.INVOICE, inputs, draft, details, replaces=replaced,
         replaces_number=request.number)], issued_at, year, result)
     [invoice] = result.invoices

@@ -2,7 +2,7 @@
 `usage/current` and budget evaluation share.
 
 `month_to_date` prices the period holding `now`, from its start to `now`, with
-the very code that closes the month (`month_close.compute` with `until`), so an
+the very code that closes the month (`month_inputs.compute` with `until`), so an
 estimate asked the instant a month ends equals the invoice the close will make.
 The projection prices the same quantities scaled by period length / elapsed
 time (a run rate) through the same code, so tiers, allowance, base fee and
@@ -17,7 +17,7 @@ from decimal import Decimal, localcontext
 
 import psycopg
 
-from chargeback.billing import invoicing, month_close, pricebook_store
+from chargeback.billing import invoicing, month_inputs, period_bounds, pricebook_store
 from chargeback.billing.invoicing import Draft
 from chargeback.billing.periods import Period, period_of
 from chargeback.billing.pricing import EXACT, canon
@@ -42,18 +42,18 @@ def month_to_date(conn: psycopg.Connection, settings: Settings, now: datetime,
     """Every tenant's (or `namespaces`') month to date at `now`, priced like its invoice.
 
     `p` defaults to the period holding `now` as its close will see it
-    (`month_close.resolve`: after a change of BILLING_TIMEZONE, the transitional
+    (`period_bounds.resolve`: after a change of BILLING_TIMEZONE, the transitional
     period starting where the last closed one ended); a period that has ended by
     `now` is priced whole (what its close will bill, late usage aside)."""
     pricebook_store.ensure_file_loaded(settings)
     tz = settings.billing_timezone
-    p = p or month_close.resolve(conn, period_of(now, tz).name, tz).period
+    p = p or period_bounds.resolve(conn, period_of(now, tz).name, tz).period
     until = max(p.start, min(now, p.end))
     with conn.transaction(force_rollback=True):  # compute() registers tenants it meets
         book = pricebook_store.latest(conn)
         if book is None:
             return []
-        computed = month_close.compute(conn, p, book, namespaces, until=until,
+        computed = month_inputs.compute(conn, p, book, namespaces, until=until,
                                        tax_rounding=settings.tax_rounding)
     elapsed_s = (until - p.start).total_seconds()
     scale = Decimal((p.end - p.start).total_seconds()) / Decimal(elapsed_s) if elapsed_s > 0 else None

@@ -1,6 +1,6 @@
 """The usage behind an invoice as CSV: every line traced to its rows.
 
-The form of the lines CSV (documents.document.lines_csv): RFC 4180 with CRLF,
+The form of the lines CSV (documents.rendering.lines_csv): RFC 4180 with CRLF,
 `true`/`false`, ISO dates, plain decimals. One row per line, local day
 (BILLING_TIMEZONE of the invoice) and function for usage lines (GB-s,
 invocations), per line and local day for capacity lines (meter, SKU, spot);

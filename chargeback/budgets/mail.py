@@ -1,7 +1,7 @@
 """The budget mail: one message per crossing to the tenant's billing contact, sent once.
 
 Exactly once as far as SMTP allows, with the invoices' machinery
-(documents.smtp) and their claim pattern (documents.delivery):
+(mail.smtp) and their claim pattern (documents.delivery):
 1. Claim: one committed UPDATE sets mail_claimed_at on a crossing whose mail
    is pending and unclaimed (or whose claim is older than
    SEND_CLAIM_TIMEOUT_SECONDS: its sender died); SKIP LOCKED, so concurrent
@@ -32,10 +32,10 @@ from babel.numbers import format_currency, format_percent
 from chargeback.budgets.thresholds import FORECAST
 from chargeback.core import db
 from chargeback.core.settings import ConfigError, Settings
-# the invoices' mail machinery: one SMTP adapter, one way to pick a locale
-from chargeback.documents import smtp as mailer
-from chargeback.documents.document import resolve_locale
-from chargeback.documents.message import safe_token
+# one SMTP adapter, one way to pick a locale, for every mail
+from chargeback.mail import smtp as mailer
+from chargeback.mail.i18n import resolve_locale
+from chargeback.mail.mime import safe_token
 
 SEND_BUDGET_S = 30.0  # stop claiming mails after this (below exec_timeout)
 

@@ -272,7 +272,7 @@ class Settings:
     issuer_tax_id: str | None = setting("ISSUER_TAX_ID", _text)
     # IBAN/BIC or a payment URL, as lines; frozen on each invoice at finalization
     issuer_payment_details: tuple[str, ...] = setting("ISSUER_PAYMENT_DETAILS", _lines, ())
-    # the member state's currency VAT is also shown in (documents.vat); None: off
+    # the member state's currency VAT is also shown in (billing.vat); None: off
     issuer_vat_currency: str | None = setting("ISSUER_VAT_CURRENCY", _currency_code, None)
     # a larger usage CSV is not attached; the mail says so
     max_attachment_bytes: int = setting("MAX_ATTACHMENT_BYTES", _positive, 2 * 1024 * 1024)

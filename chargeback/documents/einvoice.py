@@ -14,7 +14,7 @@ invoice 380; a correction names the invoice it corrects (BT-25, its issue date
 BT-26). A credit note is stored with negative amounts; its XML states them with
 the opposite sign, as type 381 asks (a credit of 10.00 is 10.00 on a 381). A line
 whose amount is negative is quantity -1 at a positive net price (BR-27: no
-negative prices). VAT also shown in ISSUER_VAT_CURRENCY (documents.vat) is the
+negative prices). VAT also shown in ISSUER_VAT_CURRENCY (billing.vat) is the
 tax currency (BT-6) with its total there (BT-111). Item names (BT-153) are the
 line descriptions in the customer's language, as the PDF shows them.
 """
@@ -33,7 +33,7 @@ from drafthorse.models.party import TaxRegistration
 from drafthorse.models.payment import PaymentTerms
 from drafthorse.models.tradelines import LineItem
 
-from chargeback.documents.document import Invoice, Issuer
+from chargeback.documents.model import Invoice, Issuer
 
 FILENAME = "factur-x.xml"
 PROFILE = "urn:cen.eu:en16931:2017"

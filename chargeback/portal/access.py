@@ -16,8 +16,8 @@ from http.cookies import CookieError, SimpleCookie
 from chargeback.core.auth import bearer_token, is_operator
 from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
-from chargeback.core.settings import ConfigError, read_secret
-from chargeback.portal import tokens
+from chargeback.core import tokens
+from chargeback.core.tokens import signing_key
 
 COOKIE = "portal_token"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tenant-portal"'}
@@ -30,17 +30,6 @@ class Access:
     operator: bool = False
     token: str | None = None  # the portal token that granted it (the page keeps it)
     expires_at: datetime | None = None
-
-
-def signing_key(environ: Mapping[str, str] | None = None) -> str:
-    key = read_secret(tokens.SIGNING_KEY_SECRET, environ)
-    if not key:
-        raise ConfigError(f"secret {tokens.SIGNING_KEY_SECRET} is missing: portal tokens "
-                          "can be neither issued nor checked")
-    if len(key.encode()) < tokens.MIN_KEY_BYTES:
-        raise ConfigError(f"secret {tokens.SIGNING_KEY_SECRET} is shorter than "
-                          f"{tokens.MIN_KEY_BYTES} bytes")
-    return key
 
 
 def _cookie(headers: Mapping[str, str]) -> str | None:

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from pygal.style import Style
 
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS, UNITS
-from chargeback.documents.document import resolve_locale
+from chargeback.mail.i18n import resolve_locale
 from chargeback.portal import series
 from chargeback.portal.series import SeriesQuery
 

@@ -20,11 +20,12 @@ chargeback.billing.adjustments.
 import os
 from datetime import datetime, timezone
 
-from chargeback.billing import adjustments, month_close
+from chargeback.billing import adjustments, audit, month_close
 from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
-from chargeback.documents import chain, legal
+from chargeback.billing import legal
+from chargeback.documents import chain
 
 # refuses to start while ISSUER_NAME is the shipped example (frozen on every invoice)
 legal.refuse_examples("aggregate-month", os.environ, issuer=True, sender=False)
@@ -54,12 +55,12 @@ def handle(event, context):
             require_operator(event.headers, name)
     settings = load()
     if options.verify:
-        report = month_close.verify(settings, options.verify)
+        report = audit.verify(settings, options.verify)
         report["chain"] = chain.verify(settings, options.verify)  # removed or altered documents
         report["match"] = report["match"] and report["chain"]["intact"]
         return respond(200, report)
     if options.export:
-        return respond(200, month_close.export(settings, options.export),
+        return respond(200, audit.export(settings, options.export),
                        {"Content-Type": "text/csv; charset=utf-8"})
     result = month_close.run(settings, options, datetime.now(timezone.utc))
     return respond(200, result if is_operator(event.headers) else _counts(result))

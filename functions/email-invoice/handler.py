@@ -14,7 +14,7 @@ import os
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.documents import delivery as invoice_delivery
-from chargeback.documents import legal
+from chargeback.billing import legal
 
 # refuses to start while MAIL_FROM is the shipped example
 legal.refuse_examples("email-invoice", os.environ, issuer=False, sender=True)

@@ -37,8 +37,9 @@ from chargeback.billing.export import usage_csv
 from chargeback.core import migrate
 from chargeback.core.settings import load as load_settings
 from chargeback.documents import delivery as invoice_delivery
-from chargeback.documents import smtp as mailer
-from chargeback.documents.document import lines_csv, present, render_html, render_text
+from chargeback.mail import smtp as mailer
+from chargeback.documents.presentation import present
+from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import attachment_names, build
 from chargeback.documents.pdf import render_pdf
 

@@ -41,7 +41,7 @@ from devstack.runtime import Runtime
 
 from chargeback.core import db
 from chargeback.core.settings import load
-from chargeback.portal import tokens
+from chargeback.core import tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 GOAL_MS = 100.0

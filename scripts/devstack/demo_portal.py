@@ -9,7 +9,7 @@ from decimal import Decimal
 import psycopg
 import requests
 
-from chargeback.portal import links, tokens
+from chargeback.core import tokens
 
 PORTAL = "/function/tenant-portal.openfaas-system"
 LINK_TENANT = "acme-shop"
@@ -67,4 +67,4 @@ def run(gateway_url: str, database_url: str, signing_key: str) -> None:
                          timedelta(days=7))
     print(f"\n{LINK_TENANT}'s portal (September's usage and invoice; valid 7 days, while "
           f"the runtime runs, e.g. under scripts/up):\n  "
-          f"{links.page_url(gateway_url + PORTAL, token, '2026-09')}")
+          f"{tokens.page_url(gateway_url + PORTAL, token, '2026-09')}")

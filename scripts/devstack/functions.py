@@ -65,7 +65,7 @@ class FunctionProcess:
         self.build_dir = build_dir
         self.port = port
         # the local runtime runs stack.yml's example supplier and sender (demo, tests):
-        # deployed functions refuse to start with them (chargeback.documents.legal)
+        # deployed functions refuse to start with them (chargeback.billing.legal)
         self.env = {**os.environ, **fn.environment, "ALLOW_EXAMPLE_ISSUER": "true", **env,
                     "UPSTREAM_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path

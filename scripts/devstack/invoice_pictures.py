@@ -15,14 +15,9 @@ from datetime import date, datetime, timezone
 from decimal import Decimal as D
 from pathlib import Path
 
-from chargeback.documents.document import (
-    Invoice,
-    InvoiceLine,
-    Issuer,
-    Tier,
-    present,
-    render_html,
-)
+from chargeback.documents.model import Invoice, InvoiceLine, Issuer, Tier
+from chargeback.documents.presentation import present
+from chargeback.documents.rendering import render_html
 from chargeback.documents.message import attachment_names
 from chargeback.documents.pdf import render_pdf
 

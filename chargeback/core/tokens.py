@@ -1,4 +1,6 @@
-"""Portal tokens: HS256 JWTs signed with the `portal-signing-key` secret. Pure.
+"""Portal tokens: HS256 JWTs signed with the `portal-signing-key` secret, and the links
+that carry them. Below every capability: documents put the hosted invoice link in a
+mail, the portal checks the tokens.
 
 `sub` is the tenant (a namespace), `exp` is required, and an optional
 `invoice` claim limits the token to that one document (the hosted invoice
@@ -7,17 +9,21 @@ is refused like a wrong key or an expired token: all are `Unauthorized`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import jwt
 
 from chargeback.core.meters import DNS_LABEL
+from chargeback.core.settings import ConfigError, Settings, read_secret
 
 ALGORITHM = "HS256"
 SIGNING_KEY_SECRET = "portal-signing-key"
 # What the key must hold: RFC 7518 3.2 asks for a key at least as long as the hash.
 MIN_KEY_BYTES = 32
+HOSTED_LINK_DAYS = 120
 
 
 class Unauthorized(Exception):
@@ -64,3 +70,34 @@ def verify(key: str, token: str, now: datetime) -> Claims:
     if invoice is not None and not isinstance(invoice, str):
         raise Unauthorized("the token's invoice claim is not a document number")
     return Claims(tenant, expires_at, invoice)
+
+
+def signing_key(environ: Mapping[str, str] | None = None) -> str:
+    key = read_secret(SIGNING_KEY_SECRET, environ)
+    if not key:
+        raise ConfigError(f"secret {SIGNING_KEY_SECRET} is missing: portal tokens "
+                          "can be neither issued nor checked")
+    if len(key.encode()) < MIN_KEY_BYTES:
+        raise ConfigError(f"secret {SIGNING_KEY_SECRET} is shorter than "
+                          f"{MIN_KEY_BYTES} bytes")
+    return key
+
+
+def page_url(portal_url: str, token: str, period: str | None = None) -> str:
+    """The page's address with a token (the page keeps it in a cookie and drops it)."""
+    url = f"{portal_url.rstrip('/')}/?token={quote(token, safe='')}"
+    return url + (f"&period={period}" if period else "")
+
+
+def hosted_invoice_url(settings: Settings, tenant: str, number: str, issued_at: datetime,
+                       environ: Mapping[str, str] | None = None) -> str | None:
+    """The link an invoice e-mail carries to that invoice's page (Stripe's hosted invoice
+    page), or None when PORTAL_URL is not set: a token limited to the invoice by the
+    `invoice` claim and valid HOSTED_LINK_DAYS from its issue, so the same invoice always
+    renders the same link (and the e-mail the same bytes). ConfigError when PORTAL_URL
+    is set but the signing key is missing."""
+    if not settings.portal_url:
+        return None
+    token = issue(signing_key(environ), tenant, issued_at,
+                  timedelta(days=HOSTED_LINK_DAYS), invoice=number)
+    return page_url(settings.portal_url, token)

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 import psycopg
 from psycopg.types.json import Jsonb
 
-# documents reads billing's price book: payment terms and tax notes are set per plan there
+from chargeback.billing import vat
 from chargeback.billing.pricebook import PriceBook
 from chargeback.core.settings import Settings
-from chargeback.documents import vat
 
 # The supplier and sender stack.yml ships, and the code's defaults.
 EXAMPLE_ISSUERS = ("Example Functions Ltd", "chargeback")

@@ -1,4 +1,5 @@
-"""The documents' labels in the customer's language: Babel's gettext catalogs.
+"""The customer's language: the babel Locale a tenant's setting names, and the labels in
+that language from Babel's gettext catalogs (documents, mails, the portal).
 
 The catalogs are `.po` files in locales/<language>/LC_MESSAGES/messages.po,
 read and compiled by Babel the first time a language is used (no build step,
@@ -13,13 +14,24 @@ import io
 from functools import lru_cache
 from pathlib import Path
 
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 SOURCE_LANGUAGE = "en"
 SOURCE_GETTEXT = str  # the source language's "translation": the label itself
+
+
+def resolve_locale(wanted: str | None, default: str = "en") -> Locale:
+    """The babel Locale for `wanted` (en, de_DE, pt-BR, ...); unknown or empty gives `default`."""
+    for candidate in (wanted, default, "en"):
+        if candidate:
+            try:
+                return Locale.parse(candidate.strip().replace("-", "_"))
+            except (UnknownLocaleError, ValueError, TypeError):
+                continue
+    raise AssertionError("babel always knows en")
 
 
 def catalog_path(language: str) -> Path:

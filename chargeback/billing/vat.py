@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 
 import psycopg
 
-# the VAT converted is rounded like every amount of money: billing's minor units
+# the VAT converted is rounded like every amount of money: to the minor unit
 from chargeback.billing.pricing import round_money
 from chargeback.core.settings import Settings
 

@@ -1,144 +1,31 @@
-"""An invoice as a document: its plain values, formatted for the tenant's locale,
-rendered as HTML, plain text and the lines CSV. Pure: no database, no SMTP.
-
-`present()` turns an Invoice into strings once (babel formats money, numbers and
-dates for the invoice's locale); every rendering reads that one presentation, so
-HTML, text and PDF (invoice_pdf) always say the same thing. The same Invoice
-renders to the same bytes every time: nothing reads the clock, lines are in
-line_no order, tiers in their stored order.
+"""An invoice formatted for the tenant's locale: `present()` turns an Invoice into
+strings once (babel formats money, numbers and dates for the invoice's locale, the
+labels come from the gettext catalogs), and every rendering reads that one
+presentation, so HTML, text and PDF always say the same thing. Pure: the same
+Invoice gives the same strings every time (nothing reads the clock, lines are in
+line_no order, tiers in their stored order).
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, format_percent
 from babel.units import format_unit
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from chargeback.documents import i18n
+from chargeback.documents.model import Invoice, InvoiceLine, Issuer
+from chargeback.mail import i18n
+from chargeback.mail.i18n import resolve_locale
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-TEXT_WIDTH = 72
 # Quantities are exact (GB-s to the nanosecond); a document shows them to 3 decimals,
 # the lines CSV carries every digit.
 SHOWN_QUANTITY = Decimal("0.001")
-
-
-@dataclass(frozen=True)
-class Tier:
-    from_quantity: Decimal
-    to_quantity: Decimal | None  # None: no upper bound
-    unit_price: Decimal
-    quantity: Decimal
-    amount: Decimal
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    line_no: int
-    kind: str  # usage, capacity, base_fee, commitment, adjustment
-    description: str
-    quantity: Decimal
-    unit: str
-    amount: Decimal
-    meter: str | None = None
-    sku: str = ""
-    spot: bool = False
-    unit_price: Decimal | None = None
-    tiers: tuple[Tier, ...] = ()
-    tier_mode: str | None = None  # graduated, volume
-    allowance: Decimal = Decimal(0)
-    discount_percent: Decimal = Decimal(0)
-    discount: Decimal = Decimal(0)
-    adjustment_period: str | None = None  # YYYY-MM it belongs to
-    billed_days: int | None = None   # base fee, commitment: prorated to so many days ...
-    period_days: int | None = None   # ... of the period's days
-
-
-@dataclass(frozen=True)
-class Issuer:
-    name: str
-    address: tuple[str, ...] = ()
-    tax_id: str | None = None
-    email: str | None = None  # where customers write back (Reply-To, else From)
-    payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL
-
-
-@dataclass(frozen=True)
-class Invoice:
-    invoice_id: str
-    number: str
-    namespace: str
-    period: str  # YYYY-MM
-    period_start: datetime
-    period_end: datetime  # exclusive
-    billing_timezone: str
-    issued_at: datetime
-    currency: str
-    bill_to_name: str
-    bill_to_email: str | None
-    locale: str
-    subtotal: Decimal
-    tax_rate: Decimal
-    tax: Decimal
-    total: Decimal
-    lines: tuple[InvoiceLine, ...] = field(default=())
-    plan: str | None = None
-    # the legal fields frozen at finalization (documents.legal)
-    bill_to_address: tuple[str, ...] = ()
-    bill_to_tax_id: str | None = None
-    due_date: date | None = None
-    payment_terms_days: int | None = None
-    tax_note: str | None = None
-    document_kind: str = "invoice"  # invoice, supplementary, credit_note
-    corrects: str | None = None     # the number of the invoice a correction corrects
-    corrects_issued: date | None = None  # ... and its issue date (billing timezone)
-    # VAT also in the member state's currency (documents.vat), frozen at finalization
-    vat_currency: str | None = None
-    vat_exchange_rate: Decimal | None = None  # 1 currency = rate vat_currency
-    vat_exchange_source: str | None = None
-    vat_tax_converted: Decimal | None = None
-    replaces: str | None = None     # a reissue: the number of the voided invoice it replaces
-    credit_reason: str | None = None  # an operator's credit note: why (billing.credits.REASONS)
-
-
-
-def parse_tiers(raw: Any) -> tuple[Tier, ...]:
-    """The tiers jsonb of an invoice line ([{"from","to","unit_price","quantity","amount"}])."""
-    if not raw:
-        return ()
-    items = json.loads(raw) if isinstance(raw, str) else raw
-
-    def number(value):
-        return None if value is None else Decimal(str(value))
-
-    return tuple(Tier(number(t.get("from")) or Decimal(0), number(t.get("to")),
-                      number(t.get("unit_price")) or Decimal(0),
-                      number(t.get("quantity")) or Decimal(0),
-                      number(t.get("amount")) or Decimal(0)) for t in items)
-
-
-def resolve_locale(wanted: str | None, default: str = "en") -> Locale:
-    """The babel Locale for `wanted` (en, de_DE, pt-BR, ...); unknown or empty gives `default`."""
-    for candidate in (wanted, default, "en"):
-        if candidate:
-            try:
-                return Locale.parse(candidate.strip().replace("-", "_"))
-            except (UnknownLocaleError, ValueError, TypeError):
-                continue
-    raise AssertionError("babel always knows en")
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -434,62 +321,3 @@ def _size(size_bytes: int, locale: Locale) -> str:
                    else ("digital-kilobyte", 1_000))
     value = (Decimal(size_bytes) / scale).quantize(Decimal("0.1"))
     return format_unit(value, unit, length="short", locale=locale)
-
-
-def _columns(left: str, right: str, width: int = TEXT_WIDTH) -> str:
-    """`left` and `right` on one line of `width`, right flush (the text part's tables)."""
-    gap = max(2, width - len(left) - len(right))
-    return f"{left}{' ' * gap}{right}"
-
-
-_env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                   autoescape=select_autoescape(enabled_extensions=("html",), default=False),
-                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-_env.filters["columns"] = _columns
-
-
-def render_html(view: dict[str, Any]) -> str:
-    """The HTML part: one table layout, inline CSS, nothing loaded from elsewhere."""
-    return _env.get_template("invoice.html").render(view)
-
-
-def render_text(view: dict[str, Any]) -> str:
-    """The plain-text part: the same content as the HTML, in 72 columns."""
-    return _env.get_template("invoice.txt").render(view, width=TEXT_WIDTH)
-
-
-_CSV_COLUMNS = ("invoice_number", "line_no", "kind", "meter", "sku", "spot", "description",
-                "quantity", "unit", "unit_price", "tier_mode", "tiers", "allowance",
-                "discount_percent", "discount", "amount", "currency", "adjustment_period")
-
-
-def _cell(text: str | None) -> str:
-    # A spreadsheet runs a cell that starts with = + - @ as a formula: names a
-    # tenant chose (function names, descriptions) are kept as text.
-    text = text or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def lines_csv(invoice: Invoice) -> str:
-    """The invoice lines as CSV (RFC 4180, CRLF, true/false, ISO dates): plain
-    decimals, one row per line (the amounts add up to the subtotal), then closing rows
-    of kind subtotal, tax and total with the document's figures."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(_CSV_COLUMNS)
-    for line in sorted(invoice.lines, key=lambda line: line.line_no):
-        tiers = json.dumps([{"from": str(t.from_quantity),
-                             "to": None if t.to_quantity is None else str(t.to_quantity),
-                             "unit_price": str(t.unit_price), "quantity": str(t.quantity),
-                             "amount": str(t.amount)} for t in line.tiers]) if line.tiers else ""
-        writer.writerow([
-            invoice.number, line.line_no, line.kind, _cell(line.meter), _cell(line.sku),
-            "true" if line.spot else "false", _cell(line.description), line.quantity,
-            _cell(line.unit), "" if line.unit_price is None else line.unit_price,
-            line.tier_mode or "", tiers, line.allowance, line.discount_percent, line.discount,
-            line.amount, invoice.currency, line.adjustment_period or ""])
-    for kind, amount in (("subtotal", invoice.subtotal), ("tax", invoice.tax),
-                         ("total", invoice.total)):
-        writer.writerow([invoice.number, "", kind, "", "", "", "", "", "", "", "", "", "", "",
-                         "", amount, invoice.currency, ""])
-    return out.getvalue()

@@ -1,0 +1,86 @@
+"""A tenant's month as the close prices it: who is billed for a period (usage,
+capacity or a subscription in it, no finalized invoice yet), their details, the
+subscribed days, and the inputs a draft is built from (billing.invoicing)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+
+from chargeback.billing import invoicing
+from chargeback.billing import store as billing_store
+from chargeback.billing.invoicing import Draft, quantities_rows
+from chargeback.billing.period_bounds import iso_windows, windows
+from chargeback.billing.periods import Period, local_days
+from chargeback.billing.pricebook import PriceBook
+
+
+_TENANTS = """
+SELECT namespace, coalesce(plan_override, plan), coalesce(currency_override, currency),
+       tax_rate_override, coalesce(display_name_override, display_name, namespace),
+       coalesce(email_override, email), coalesce(locale_override, locale, 'en'),
+       subscribed_at, gone_at
+  FROM openfaas_metering.tenants WHERE namespace = ANY(%s)"""
+
+_SUBSCRIBED = """
+SELECT namespace FROM openfaas_metering.tenants
+ WHERE subscribed_at < %(end)s AND (gone_at IS NULL OR gone_at > %(start)s)
+   AND (%(all)s OR namespace = ANY(%(namespaces)s))"""
+
+
+def tenant_details(conn: psycopg.Connection, namespaces: list[str]) -> dict[str, tuple]:
+    # every namespace with usage is billed, whether or not meter-capacity has seen it
+    conn.execute("""INSERT INTO openfaas_metering.tenants (namespace)
+                    SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT (namespace) DO NOTHING""",
+                 (namespaces,))
+    return {row[0]: row[1:] for row in conn.execute(_TENANTS, (namespaces,))}
+
+
+def subscription(p: Period, subscribed_at: datetime | None, gone_at: datetime | None
+                 ) -> dict | None:
+    """{"days": local days of `p` the tenant was subscribed (a day begun counts),
+    "of": the period's local days}; None for a tenant never seen by meter-capacity."""
+    if subscribed_at is None:
+        return None
+    start, end = max(p.start, subscribed_at), min(p.end, gone_at or p.end)
+    days = local_days(p.start, p.end, p.timezone)
+    return {"days": sum(1 for _, a, b in days if a < end and start < b), "of": len(days)}
+
+
+def tenant_inputs(ns: str, p: Period, version: int, details: tuple, ws, quantities: dict,
+            settings_rounding: str) -> dict:
+    plan, currency, tax_override, *_, subscribed_at, gone_at = details
+    return {"namespace": ns, "period": p.name, "timezone": p.timezone,
+            "price_book_version": version, "plan": plan, "tenant_currency": currency,
+            "tax_rate_override": None if tax_override is None else str(tax_override),
+            "tax_rounding": settings_rounding,
+            "subscription": subscription(p, subscribed_at, gone_at),
+            "windows": iso_windows(ws), "quantities": quantities_rows(quantities)}
+
+
+def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
+            namespaces: list[str] | None, until: datetime | None = None,
+            tax_rounding: str = "half_up") -> list[tuple[dict, Draft, tuple]]:
+    """(inputs, draft, tenant details) for every tenant of the period without a
+    finalized invoice for it: usage or capacity in [p.start, until or p.end), or
+    subscribed during p. A subscribed tenant with nothing to bill is left out."""
+    finalized = {ns for (ns,) in conn.execute(
+        """SELECT namespace FROM openfaas_metering.invoices
+            WHERE period = %s AND document_kind = 'invoice' AND status <> 'draft'""",
+        (p.name,))}
+    ws = windows(p, [book], until)
+    current = billing_store.quantities(conn, ws, namespaces)
+    subscribed = {ns for (ns,) in conn.execute(_SUBSCRIBED, {
+        "start": p.start, "end": p.end, "all": namespaces is None,
+        "namespaces": namespaces or []})}
+    billable = sorted((set(current) | subscribed) - finalized)
+    details = tenant_details(conn, billable) if billable else {}
+    out = []
+    for ns in billable:
+        inputs = tenant_inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),
+                         tax_rounding)
+        draft = invoicing.build(inputs, {book.version: book})
+        if not draft.lines and not draft.reasons:
+            continue   # subscribed, nothing to bill this month
+        out.append((inputs, draft, details[ns]))
+    return out
