@@ -22,6 +22,8 @@ import psycopg
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 LOCK_KEY = 0x63686172676562  # "chargeb": one key for every chargeback replica
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+# Beside the migrations, not one of them: what they build, as pg_dump prints it (scripts/schema).
+SCHEMA_FILE = "schema.sql"
 
 
 class MigrationError(RuntimeError):
@@ -40,9 +42,12 @@ class Migration:
 
 
 def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """Every migration file in version order; a misnamed or duplicate file is an error."""
+    """Every migration file in version order (not SCHEMA_FILE); a misnamed or duplicate
+    file is an error."""
     found: dict[str, Migration] = {}
     for path in sorted(sql_dir.glob("*.sql")):
+        if path.name == SCHEMA_FILE:
+            continue
         match = _NAME.match(path.name)
         if not match:
             raise MigrationError(f"{path}: migration files are named NNN_<what>.sql")
