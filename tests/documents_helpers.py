@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
-from chargeback.documents.model import Invoice, InvoiceLine, Issuer, Tier
+from chargeback.billing.invoicing import Line
+from chargeback.documents.model import Invoice, Issuer
 
 ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
                 "accounts@example.com")
@@ -19,18 +20,20 @@ INVOICE = Invoice(
     bill_to_name="Müller & Söhne", bill_to_email="billing@acme.example", locale="de_DE",
     subtotal=D("1234.50"), tax_rate=D("0.19"), tax=D("234.56"), total=D("1469.06"),
     lines=(
-        InvoiceLine(2, "usage", "=HYPERLINK(\"http://evil\")", D("1000.000000"), "GB-s",
-                    D("1185.50"), unit_price=D("1.1855")),
-        InvoiceLine(1, "usage", "Function usage", D("500000"), "GB-s", D("49.00"),
-                    tiers=(Tier(D(0), D(400000), D(0), D(400000), D(0)),
-                           Tier(D(400000), None, D("0.00049"), D(100000), D("49.00"))),
-                    tier_mode="graduated", allowance=D(400000)),
+        Line("usage", "=HYPERLINK(\"http://evil\")", D("1000.000000"), "GB-s",
+             D("1185.50"), unit_price=D("1.1855"), line_no=2),
+        Line("usage", "Function usage", D("500000"), "GB-s", D("49.00"),
+             tiers=({"from": "0", "to": "400000", "unit_price": "0", "quantity": "400000",
+                     "amount": "0"},
+                    {"from": "400000", "to": None, "unit_price": "0.00049",
+                     "quantity": "100000", "amount": "49.00"}),
+             tier_mode="graduated", allowance=D(400000), line_no=1),
     ))
 
 
 def line(no, kind, description, meter=None, **fields):
-    return InvoiceLine(no, kind, description, D(1), fields.pop("unit", "month"),
-                       D("10.00"), meter=meter, **fields)
+    return Line(kind, description, D(1), fields.pop("unit", "month"), D("10.00"),
+                meter=meter, **fields, line_no=no)
 
 
 # one line of each form of description billing.invoicing writes (its _describe and

@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 
 from chargeback.mail.i18n import resolve_locale
-from chargeback.documents.model import InvoiceLine
+from chargeback.billing.invoicing import Line
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import Attachment, Undeliverable, build
@@ -141,8 +141,8 @@ def test_a_header_that_could_break_the_mail_makes_it_undeliverable(overrides, re
 
 
 def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv():
-    line = InvoiceLine(1, "capacity", "Dedicated memory", D("178991.092529296876"),
-                       "GiB-hours", D("85.92"), unit_price=D("0.0012"))
+    line = Line("capacity", "Dedicated memory", D("178991.092529296876"),
+                "GiB-hours", D("85.92"), unit_price=D("0.0012"), line_no=1)
     invoice = dataclasses.replace(INVOICE, locale="en", lines=(line,))
     assert "178,991.093 GiB-hours × €0.0012" in render_text(present(invoice, ISSUER))
     assert ",178991.092529296876,GiB-hours," in lines_csv(invoice)

@@ -38,7 +38,6 @@ from decimal import Decimal, InvalidOperation
 import psycopg
 
 from chargeback.billing import (
-    corrections,
     credits,
     finalize,
     handoff,
@@ -48,6 +47,7 @@ from chargeback.billing import (
     pricebook_store,
 )
 from chargeback.billing import store as billing_store
+from chargeback.billing.lines import stored_lines
 from chargeback.billing.periods import Period
 from chargeback.core import db, jsonbody
 from chargeback.core.gateway import GatewayClient
@@ -207,7 +207,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
             raise RequestError(409, f"reissue: {request.number} has corrections "
                                     f"({', '.join(corrected_by)}); void it without a reissue, "
                                     "or credit it")
-    lines = dict(enumerate(corrections.stored_lines(conn, invoice_id), 1))
+    lines = dict(enumerate(stored_lines(conn, invoice_id), 1))
     rest = credits.left(lines, subtotal, tax, [r[3] for r in against if r[2]])
     try:
         take = credits.wanted(request.action, list(request.lines), rest, currency)
@@ -223,7 +223,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
     p = Period(period_name, start, end, tz)
     issued_at = conn.execute("SELECT now()").fetchone()[0]
     year = period_bounds.year_of_issue(issued_at, settings)
-    details = month_inputs.tenant_details(conn, [ns])[ns]
+    details = month_inputs.ensure_tenants(conn, [ns])[ns]
     result = finalize.PeriodResult(p.name, p.start, p.end, version)
     finalize.finalize(conn, settings, p, book, [finalize.Document(
         invoicing.CREDIT_NOTE, credit_inputs, credits.build(credit_inputs), details,
@@ -255,7 +255,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
 
 
 def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: Period,
-             replaced, ns: str, details: tuple, version: int, issued_at: datetime,
+             replaced, ns: str, details: month_inputs.TenantDetails, version: int, issued_at: datetime,
              year: int) -> dict:
     """The month priced again into a new invoice replacing `replaced`, tenant `ns`'s, with
     its `details` as they are now (see the module)."""

@@ -11,8 +11,9 @@ import psycopg
 from chargeback.billing import credits, invoicing, pricebook_store
 from chargeback.billing import export as invoice_export
 from chargeback.billing import store as billing_store
-from chargeback.billing.corrections import MonthDocument, counted, stored_lines
+from chargeback.billing.corrections import counted, month_documents
 from chargeback.billing.invoicing import quantities_rows, sha256_json
+from chargeback.billing.lines import stored_lines
 from chargeback.core import db
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
@@ -29,14 +30,6 @@ def _invoice_by_number(conn: psycopg.Connection, number: str, field_name: str) -
     return row
 
 
-_MONTH_DOCUMENTS = """
-SELECT invoice_id, number, document_kind, issued_at, subtotal, tax, total, voided_by,
-       corrects_invoice_id, correction_no, credit_reason IS NOT NULL, inputs
-  FROM openfaas_metering.invoices
- WHERE namespace = %s AND period = %s AND status <> 'draft'
- ORDER BY issued_at, document_kind <> 'invoice', correction_no"""
-
-
 def verify(settings: Settings, number: str) -> dict:
     """Check a finalized document (invoice, supplementary invoice, credit note) and its
     month; changes nothing. The document: its stored inputs, lines and usage CSV
@@ -51,8 +44,7 @@ def verify(settings: Settings, number: str) -> dict:
             conn, number, "verify")
         if inputs is None:
             raise RequestError(409, f"verify: {number} is a draft; nothing to verify")
-        month_docs = conn.execute(_MONTH_DOCUMENTS, (ns, period_name)).fetchall()
-        docs = [MonthDocument(d[0], d[2], d[7], d[8], d[10]) for d in month_docs]
+        docs = month_documents(conn, period_name, [ns])[ns]
         live, counted_docs = counted(docs)
         if live is None:  # voided without a reissue: what was billed before the void
             counted_docs = [d for d in docs if not d.operator]
@@ -66,11 +58,10 @@ def verify(settings: Settings, number: str) -> dict:
                                                                for d in counted_docs}):
             month_inputs = own
         else:
-            month_inputs = strip(next(d[11] for d in month_docs
-                                      if d[0] == (live or counted_docs[0]).invoice_id))
+            month_inputs = strip((live or counted_docs[0]).inputs)
         books = {v: pricebook_store.version(conn, v) for v in {
             month_inputs["price_book_version"], (own or month_inputs)["price_book_version"]}}
-        lines_of = {doc[0]: stored_lines(conn, doc[0]) for doc in month_docs}
+        lines_of = {d.invoice_id: stored_lines(conn, d.invoice_id) for d in docs}
         raw = quantities_rows(billing_store.quantities_raw(
             conn, invoicing.windows_of(month_inputs), [ns]).get(ns, {}))
     differences = []
@@ -81,18 +72,20 @@ def verify(settings: Settings, number: str) -> dict:
         differences.append("stored lines do not match lines_sha256")
     if usage is not None and hashlib.sha256(usage.encode()).hexdigest() != usage_sha256:
         differences.append("stored usage CSV does not match usage_csv_sha256")
-    this = next(d for d in month_docs if d[0] == invoice_id)
+    this = next(d for d in docs if d.invoice_id == invoice_id)
     if own is None:  # an operator's credit note: rebuilt from what it credited
         rebuilt = credits.build(inputs)
     else:
         rebuilt = invoicing.build(own, books)
     if own is not None and kind != "invoice":
         # the invoice it corrects and the corrections of that invoice before it
-        before = [d for d in month_docs if d[0] == this[8] or (
-            d[8] == this[8] and not d[10] and d[9] < this[9])]
+        before = [d for d in docs if d.invoice_id == this.corrects or (
+            d.corrects == this.corrects and not d.operator
+            and d.correction_no < this.correction_no)]
         rebuilt = invoicing.correction(
-            rebuilt, [line for d in before for line in lines_of[d[0]]],
-            sum((d[4] for d in before), Decimal(0)), sum((d[5] for d in before), Decimal(0)))
+            rebuilt, [line for d in before for line in lines_of[d.invoice_id]],
+            sum((d.subtotal for d in before), Decimal(0)),
+            sum((d.tax for d in before), Decimal(0)))
     if rebuilt.lines_sha256 != lines_sha256 or (rebuilt.subtotal, rebuilt.tax,
                                                 rebuilt.total) != (subtotal, tax, total):
         differences.append("lines recomputed from the inputs differ from the stored lines")
@@ -100,7 +93,7 @@ def verify(settings: Settings, number: str) -> dict:
     from_raw = invoicing.build({**month_inputs, "quantities": raw}, books)
     # what counts as billed for the month (counted(): no operator credit, no voided invoice)
     billed_ids = {d.invoice_id for d in counted_docs}
-    billed_total = sum((d[6] for d in month_docs if d[0] in billed_ids), Decimal(0))
+    billed_total = sum((d.total for d in docs if d.invoice_id in billed_ids), Decimal(0))
     stored_rows = {tuple(r[:4]): r[4] for r in month_inputs["quantities"]}
     raw_rows = {tuple(r[:4]): r[4] for r in raw}
     keys = sorted(set(stored_rows) | set(raw_rows), key=str)
@@ -114,7 +107,7 @@ def verify(settings: Settings, number: str) -> dict:
     return {"verify": number, "kind": kind, "status": status, "match": not differences,
             "differences": differences, "inputs_sha256": inputs_sha256,
             "lines_sha256": lines_sha256, "usage_csv_sha256": usage_sha256,
-            "month": {"period": period_name, "documents": [d[1] for d in month_docs],
+            "month": {"period": period_name, "documents": [d.number for d in docs],
                       "billed_total": str(billed_total),
                       "from_raw_total": None if from_raw.total is None
                       else str(from_raw.total)},

@@ -10,12 +10,14 @@ from datetime import datetime
 from decimal import Decimal
 
 import psycopg
+from psycopg.rows import class_row, dict_row
 
 from chargeback.billing import invoicing, pricebook_store
 from chargeback.billing import store as billing_store
 from chargeback.billing.finalize import Document, PeriodResult
-from chargeback.billing.invoicing import Line, quantities_rows
-from chargeback.billing.month_inputs import tenant_details
+from chargeback.billing.invoicing import quantities_rows
+from chargeback.billing.lines import line_of
+from chargeback.billing.month_inputs import ensure_tenants
 from chargeback.billing.periods import Period
 from chargeback.billing.pricebook import PriceBook
 from chargeback.core.settings import Settings
@@ -23,35 +25,21 @@ from chargeback.core.settings import Settings
 # Every finalized document of the period (for the tenants asked), its stored inputs and
 # figures, and what decides whether it counts as billed (see counted()).
 _DOCUMENTS = """
-SELECT namespace, invoice_id, document_kind, number, inputs, subtotal, tax, voided_by,
-       corrects_invoice_id, correction_no, credit_reason IS NOT NULL
+SELECT invoice_id, document_kind AS kind, voided_by, corrects_invoice_id AS corrects,
+       credit_reason IS NOT NULL AS operator, namespace, number, issued_at, subtotal, tax,
+       total, correction_no, inputs
   FROM openfaas_metering.invoices
  WHERE period = %(period)s AND status <> 'draft'
    AND (%(all)s OR namespace = ANY(%(namespaces)s))
- ORDER BY namespace, document_kind = 'invoice' DESC, issued_at, correction_no"""
+ ORDER BY namespace, issued_at, document_kind <> 'invoice', correction_no"""
 
 _BILLED_LINES = """
-SELECT i.namespace, l.invoice_id, l.kind, l.description, l.quantity, l.unit, l.amount, l.meter, l.sku,
-       l.spot, l.unit_price, l.tiers, l.tier_mode, l.allowance, l.discount_percent,
-       l.discount, l.price_from, l.price_to, l.adjustment_period, l.gross, l.billed_days,
-       l.period_days
+SELECT i.namespace, l.*
   FROM openfaas_metering.invoice_lines l
   JOIN openfaas_metering.invoices i USING (invoice_id)
  WHERE i.period = %(period)s AND i.status <> 'draft'
    AND (%(all)s OR i.namespace = ANY(%(namespaces)s))
  ORDER BY i.namespace, i.issued_at, l.line_no"""
-
-
-def stored_line(row) -> Line:
-    """A Line from the invoice_lines columns in _BILLED_LINES' order (after namespace and
-    invoice id)."""
-    (kind, description, quantity, unit, amount, meter, sku, spot, unit_price, tiers,
-     tier_mode, allowance, discount_percent, discount, price_from, price_to,
-     adjustment_period, gross, billed_days, period_days) = row
-    return Line(kind, description, quantity, unit, amount, meter, sku, spot, unit_price,
-                tuple(tiers) if tiers is not None else None, tier_mode, allowance,
-                discount_percent, discount, price_from, price_to, adjustment_period, gross,
-                billed_days, period_days)
 
 
 @dataclass
@@ -70,12 +58,33 @@ class Billed:
 
 @dataclass(frozen=True)
 class MonthDocument:
-    """A finalized document of one tenant's month, as far as counted() needs it."""
+    """A finalized document of one tenant's month: what counted() needs, then its
+    figures and stored inputs."""
     invoice_id: object
     kind: str
     voided_by: object = None
     corrects: object = None       # corrects_invoice_id
     operator: bool = False        # an operator's credit note (credit_reason set)
+    namespace: str = ""
+    number: str | None = None
+    issued_at: datetime | None = None
+    subtotal: Decimal = Decimal(0)
+    tax: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    correction_no: int | None = None
+    inputs: dict | None = None
+
+
+def month_documents(conn: psycopg.Connection, p_name: str, namespaces: list[str] | None
+                    ) -> dict[str, list[MonthDocument]]:
+    """The finalized documents of period `p_name` by tenant (all tenants: None), each
+    tenant's in order of issue, the month's invoice before its corrections."""
+    out: dict[str, list[MonthDocument]] = {}
+    with conn.cursor(row_factory=class_row(MonthDocument)) as cur:
+        for doc in cur.execute(_DOCUMENTS, {"period": p_name, "all": namespaces is None,
+                                            "namespaces": namespaces or []}):
+            out.setdefault(doc.namespace, []).append(doc)
+    return out
 
 
 def counted(docs: list[MonthDocument]) -> tuple[MonthDocument | None, list[MonthDocument]]:
@@ -95,41 +104,35 @@ def counted(docs: list[MonthDocument]) -> tuple[MonthDocument | None, list[Month
 
 
 def billed(conn: psycopg.Connection, p: Period, namespaces: list[str] | None
-            ) -> dict[str, Billed]:
-    params = {"period": p.name, "all": namespaces is None, "namespaces": namespaces or []}
-    rows: dict[str, list] = {}
-    for row in conn.execute(_DOCUMENTS, params):
-        rows.setdefault(row[0], []).append(row)
+           ) -> dict[str, Billed]:
     out: dict[str, Billed] = {}
-    for ns, docs in rows.items():
-        month = [MonthDocument(r[1], r[2], r[7], r[8], r[10]) for r in docs]
-        live, billed = counted(month)
+    for ns, docs in month_documents(conn, p.name, namespaces).items():
+        live, counting = counted(docs)
         if live is None:
-            voided = next(r for r in docs if r[2] == "invoice")
-            out[ns] = Billed(voided[1], voided[3], voided[4], waived=True)
+            voided = next(d for d in docs if d.kind == "invoice")
+            out[ns] = Billed(voided.invoice_id, voided.number, voided.inputs, waived=True)
             continue
-        b = out[ns] = Billed()
-        ids = {d.invoice_id for d in billed}
-        for (_, invoice_id, kind, number, inputs, subtotal, tax, _, corrects, correction_no,
-             _) in docs:
-            if invoice_id == live.invoice_id:
-                b.invoice_id, b.number, b.inputs = invoice_id, number, inputs
-            if corrects == live.invoice_id:  # operator credit notes take numbers here too
-                b.corrections = max(b.corrections, correction_no)
-            if invoice_id in ids:
-                b.subtotal += subtotal
-                b.tax += tax
-        b.ids = ids
+        ids = {d.invoice_id for d in counting}
+        b = out[ns] = Billed(live.invoice_id, live.number, live.inputs, ids=ids)
+        for d in docs:
+            if d.corrects == live.invoice_id:  # operator credit notes take numbers here too
+                b.corrections = max(b.corrections, d.correction_no)
+            if d.invoice_id in ids:
+                b.subtotal += d.subtotal
+                b.tax += d.tax
     if out:
-        for row in conn.execute(_BILLED_LINES, params):
-            if row[0] in out and row[1] in out[row[0]].ids:
-                out[row[0]].lines.append(stored_line(row[2:]))
+        params = {"period": p.name, "all": namespaces is None, "namespaces": namespaces or []}
+        with conn.cursor(row_factory=dict_row) as cur:
+            for row in cur.execute(_BILLED_LINES, params):
+                b = out.get(row["namespace"])
+                if b is not None and row["invoice_id"] in b.ids:
+                    b.lines.append(line_of(row))
     return out
 
 
 def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: PriceBook,
-                 billed: dict[str, Billed], documents: list[Document],
-                 result: PeriodResult) -> bool:
+            billed: dict[str, Billed], documents: list[Document], result: PeriodResult
+            ) -> bool:
     """Append a correction to `documents` for every tenant whose finalized month now
     prices differently; True when one was held back (CORRECTION_MIN_AMOUNT, a draft)."""
     held = False
@@ -168,19 +171,7 @@ def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: Price
                                     "reasons": ["below CORRECTION_MIN_AMOUNT"]})
                 continue
             kind = invoicing.SUPPLEMENTARY if owed.total > 0 else invoicing.CREDIT_NOTE
-            details = tenant_details(conn, [ns])[ns]
+            details = ensure_tenants(conn, [ns])[ns]
             documents.append(Document(kind, {**inputs, "corrects": b.number}, owed, details,
                                       b.invoice_id, b.number, b.corrections + 1))
     return held
-
-
-_STORED_LINES = """
-SELECT kind, description, quantity, unit, amount, meter, sku, spot, unit_price, tiers,
-       tier_mode, allowance, discount_percent, discount, price_from, price_to,
-       adjustment_period, gross, billed_days, period_days
-  FROM openfaas_metering.invoice_lines WHERE invoice_id = %s ORDER BY line_no"""
-
-
-def stored_lines(conn: psycopg.Connection, invoice_id) -> list[Line]:
-    """The lines stored for document `invoice_id`, in order."""
-    return [stored_line(row) for row in conn.execute(_STORED_LINES, (invoice_id,))]

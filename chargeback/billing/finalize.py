@@ -16,7 +16,9 @@ from chargeback.billing import invoicing
 # the legal fields (addresses, tax IDs, supplier, due date, tax note) and the VAT
 # exchange rate are frozen on a document when it is finalized
 from chargeback.billing import legal, vat
-from chargeback.billing.invoicing import Draft, Line, sha256_json
+from chargeback.billing.invoicing import Draft, sha256_json
+from chargeback.billing.lines import COPY_LINES, copy_row
+from chargeback.billing.month_inputs import TenantDetails
 from chargeback.billing.periods import Period
 from chargeback.billing.pricebook import PriceBook
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS
@@ -62,7 +64,7 @@ class Document:
     kind: str
     inputs: dict
     draft: Draft
-    details: tuple
+    details: TenantDetails
     corrects: object = None       # the corrected invoice's id
     corrects_number: str | None = None
     correction_no: int | None = None
@@ -116,12 +118,6 @@ DO UPDATE SET
  WHERE i.status = 'draft'
 RETURNING namespace, invoice_id"""
 
-_COPY_LINES = """
-COPY openfaas_metering.invoice_lines
-    (invoice_id, line_no, kind, meter, sku, spot, description, quantity, unit, unit_price,
-     tiers, tier_mode, allowance, discount_percent, discount, amount, price_from, price_to,
-     adjustment_period, gross, billed_days, period_days) FROM STDIN"""
-
 # Numbers for `n` documents of a series in one statement: the counter row is
 # locked until the finalizing transaction ends, so concurrent finalizers queue
 # here and a rollback hands the numbers back: no gap.
@@ -163,7 +159,7 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
         doc.draft.namespace: (doc.kind != "invoice", _csv_lines(doc))
         for doc in documents if not doc.draft.reasons})
     for doc in documents:
-        draft, (_, _, _, name, email, locale, *_) = doc.draft, doc.details
+        draft, details = doc.draft, doc.details
         number = seq = None
         if not draft.reasons:
             series = "credit_note" if doc.kind == "credit_note" else "invoice"
@@ -175,8 +171,9 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
         for key, value in (
                 ("namespace", draft.namespace), ("reasons", draft.reasons),
                 ("status", "draft" if draft.reasons else "finalized"), ("plan", draft.plan),
-                ("currency", draft.currency), ("name", name), ("email", email),
-                ("locale", locale), ("subtotal", draft.subtotal), ("tax_rate", draft.tax_rate),
+                ("currency", draft.currency), ("name", details.name),
+                ("email", details.email), ("locale", details.locale),
+                ("subtotal", draft.subtotal), ("tax_rate", draft.tax_rate),
                 ("tax", draft.tax), ("total", draft.total), ("number", number),
                 ("seq", seq), ("inputs", doc.inputs),
                 ("inputs_sha256", sha256_json(doc.inputs)),
@@ -194,10 +191,10 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
         "timezone": p.timezone, "version": book.version, "year": year,
         "issued_at": issued_at, **rows, "reasons": Jsonb(rows["reasons"]),
         "inputs": Jsonb(rows["inputs"])}).fetchall())
-    with conn.cursor().copy(_COPY_LINES) as copy:
+    with conn.cursor().copy(COPY_LINES) as copy:
         for doc in documents:
             for line_no, line in enumerate(doc.draft.lines, 1):
-                copy.write_row(_line_row(ids[doc.draft.namespace], line_no, line))
+                copy.write_row(copy_row(ids[doc.draft.namespace], line_no, line))
     # documents: the legal fields (addresses, tax IDs, supplier, due date, tax note) go on
     # the finalized documents in this transaction, before the database seals them
     legal.freeze(conn, settings, book,
@@ -248,12 +245,3 @@ DELETE FROM openfaas_metering.invoice_lines AS l
  WHERE l.invoice_id = i.invoice_id AND i.status = 'draft' AND i.period = %s
    AND i.namespace = ANY(%s) AND i.document_kind = 'invoice' AND i.replaces_invoice_id IS NULL
 """  # the rows _UPSERT_DOCUMENTS updates; the documents it inserts have no lines yet
-
-
-def _line_row(invoice_id, line_no: int, line: Line) -> tuple:
-    return (invoice_id, line_no, line.kind, line.meter, line.sku, line.spot, line.description,
-            line.quantity, line.unit, line.unit_price,
-            Jsonb(list(line.tiers)) if line.tiers is not None else None, line.tier_mode,
-            line.allowance, line.discount_percent, line.discount, line.amount,
-            line.price_from, line.price_to, line.adjustment_period, line.gross,
-            line.billed_days, line.period_days)

@@ -35,20 +35,37 @@ from chargeback.billing import pricing
 from chargeback.billing.pricebook import Plan, PriceBook, price_at
 from chargeback.billing.pricing import EXACT, ZERO, Price, canon
 from chargeback.core.meters import UNITS, USAGE_METERS
+from chargeback.mail.i18n import N_
 
 # kinds, in display order (adjustment: late usage on a later invoice, before corrections)
 USAGE, CAPACITY, BASE_FEE, COMMITMENT, ADJUSTMENT = (
     "usage", "capacity", "base_fee", "commitment", "adjustment")
 INVOICE, SUPPLEMENTARY, CREDIT_NOTE = "invoice", "supplementary", "credit_note"
-_DESCRIPTIONS = {"gb_seconds": "Function compute", "invocations": "Function invocations",
-                 "node_hours": "Dedicated nodes", "cpu_core_hours": "Dedicated CPU cores",
-                 "memory_gib_hours": "Dedicated memory", "gpu_hours": "GPUs",
-                 "storage_gib_hours": "Storage", "loadbalancer_hours": "Load balancers"}
+# A meter's name: the description of its lines, in English (the documents translate it
+# through the catalogs, which N_ marks it for).
+METER_NAMES = {"gb_seconds": N_("Function compute"), "invocations": N_("Function invocations"),
+               "node_hours": N_("Dedicated nodes"), "cpu_core_hours": N_("Dedicated CPU cores"),
+               "memory_gib_hours": N_("Dedicated memory"), "gpu_hours": N_("GPUs"),
+               "storage_gib_hours": N_("Storage"), "loadbalancer_hours": N_("Load balancers")}
 _METER_ORDER = {m: i for i, m in enumerate(UNITS)}
 
 
 @dataclass(frozen=True)
+class BilledTier:
+    """One tier of a tiered line as billed: its range, price, quantity and amount."""
+    from_quantity: Decimal
+    to_quantity: Decimal | None  # None: no upper bound
+    unit_price: Decimal
+    quantity: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class Line:
+    """An invoice line: the one model from the close to the PDF. `tiers` is its canonical
+    form (what is hashed and stored); `line_no` is its place on a stored document (None
+    while it is being computed) and is not part of what a line is (not hashed, not
+    compared)."""
     kind: str
     description: str
     quantity: Decimal
@@ -69,6 +86,17 @@ class Line:
     gross: Decimal | None = None        # rounded; amount = gross - discount
     billed_days: int | None = None      # base fee, commitment: days subscribed ...
     period_days: int | None = None      # ... of the period's days
+    line_no: int | None = field(default=None, compare=False)
+
+    @property
+    def billed_tiers(self) -> tuple[BilledTier, ...]:
+        """The tiers as values ({"from", "to", "unit_price", "quantity", "amount"} each)."""
+        def number(value) -> Decimal | None:
+            return None if value is None else Decimal(str(value))
+        return tuple(BilledTier(number(t.get("from")) or ZERO, number(t.get("to")),
+                                number(t.get("unit_price")) or ZERO,
+                                number(t.get("quantity")) or ZERO,
+                                number(t.get("amount")) or ZERO) for t in self.tiers or ())
 
     def canonical(self) -> dict:
         return {"kind": self.kind, "meter": self.meter, "sku": self.sku, "spot": self.spot,
@@ -163,7 +191,7 @@ def _segments(entries: tuple[Price, ...], windows: list[tuple[datetime, datetime
 
 
 def _describe(meter: str, sku: str, spot: bool) -> str:
-    text = _DESCRIPTIONS.get(meter, meter)
+    text = METER_NAMES.get(meter, meter)
     if sku:
         text += f" {sku}"
     return text + (" (spot)" if spot else "")

@@ -4,8 +4,11 @@ subscribed days, and the inputs a draft is built from (billing.invoicing)."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
 
 import psycopg
+from psycopg.rows import class_row
 
 from chargeback.billing import invoicing
 from chargeback.billing import store as billing_store
@@ -15,12 +18,30 @@ from chargeback.billing.periods import Period, local_days
 from chargeback.billing.pricebook import PriceBook
 
 
+class TenantDetails(NamedTuple):
+    """A tenant's billing details as they are now (overrides win over annotations)."""
+    namespace: str
+    plan: str | None
+    currency: str | None
+    tax_rate_override: Decimal | None
+    name: str
+    email: str | None
+    locale: str
+    subscribed_at: datetime | None
+    gone_at: datetime | None
+
+
 _TENANTS = """
-SELECT namespace, coalesce(plan_override, plan), coalesce(currency_override, currency),
-       tax_rate_override, coalesce(display_name_override, display_name, namespace),
-       coalesce(email_override, email), coalesce(locale_override, locale, 'en'),
-       subscribed_at, gone_at
+SELECT namespace, coalesce(plan_override, plan) AS plan,
+       coalesce(currency_override, currency) AS currency, tax_rate_override,
+       coalesce(display_name_override, display_name, namespace) AS name,
+       coalesce(email_override, email) AS email,
+       coalesce(locale_override, locale, 'en') AS locale, subscribed_at, gone_at
   FROM openfaas_metering.tenants WHERE namespace = ANY(%s)"""
+
+_ENSURE_TENANTS = """
+INSERT INTO openfaas_metering.tenants (namespace)
+SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT (namespace) DO NOTHING"""
 
 _SUBSCRIBED = """
 SELECT namespace FROM openfaas_metering.tenants
@@ -28,12 +49,13 @@ SELECT namespace FROM openfaas_metering.tenants
    AND (%(all)s OR namespace = ANY(%(namespaces)s))"""
 
 
-def tenant_details(conn: psycopg.Connection, namespaces: list[str]) -> dict[str, tuple]:
-    # every namespace with usage is billed, whether or not meter-capacity has seen it
-    conn.execute("""INSERT INTO openfaas_metering.tenants (namespace)
-                    SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT (namespace) DO NOTHING""",
-                 (namespaces,))
-    return {row[0]: row[1:] for row in conn.execute(_TENANTS, (namespaces,))}
+def ensure_tenants(conn: psycopg.Connection, namespaces: list[str]
+                   ) -> dict[str, TenantDetails]:
+    """The details of `namespaces`, each made a tenant first if it is not one yet: every
+    namespace with usage is billed, whether or not meter-capacity has seen it."""
+    conn.execute(_ENSURE_TENANTS, (namespaces,))
+    with conn.cursor(row_factory=class_row(TenantDetails)) as cur:
+        return {row.namespace: row for row in cur.execute(_TENANTS, (namespaces,))}
 
 
 def subscription(p: Period, subscribed_at: datetime | None, gone_at: datetime | None
@@ -47,20 +69,21 @@ def subscription(p: Period, subscribed_at: datetime | None, gone_at: datetime | 
     return {"days": sum(1 for _, a, b in days if a < end and start < b), "of": len(days)}
 
 
-def tenant_inputs(ns: str, p: Period, version: int, details: tuple, ws, quantities: dict,
-            settings_rounding: str) -> dict:
-    plan, currency, tax_override, *_, subscribed_at, gone_at = details
+def tenant_inputs(ns: str, p: Period, version: int, details: TenantDetails, ws,
+                  quantities: dict, settings_rounding: str) -> dict:
+    tax_override = details.tax_rate_override
     return {"namespace": ns, "period": p.name, "timezone": p.timezone,
-            "price_book_version": version, "plan": plan, "tenant_currency": currency,
+            "price_book_version": version, "plan": details.plan,
+            "tenant_currency": details.currency,
             "tax_rate_override": None if tax_override is None else str(tax_override),
             "tax_rounding": settings_rounding,
-            "subscription": subscription(p, subscribed_at, gone_at),
+            "subscription": subscription(p, details.subscribed_at, details.gone_at),
             "windows": iso_windows(ws), "quantities": quantities_rows(quantities)}
 
 
 def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
             namespaces: list[str] | None, until: datetime | None = None,
-            tax_rounding: str = "half_up") -> list[tuple[dict, Draft, tuple]]:
+            tax_rounding: str = "half_up") -> list[tuple[dict, Draft, TenantDetails]]:
     """(inputs, draft, tenant details) for every tenant of the period without a
     finalized invoice for it: usage or capacity in [p.start, until or p.end), or
     subscribed during p. A subscribed tenant with nothing to bill is left out."""
@@ -74,7 +97,7 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
         "start": p.start, "end": p.end, "all": namespaces is None,
         "namespaces": namespaces or []})}
     billable = sorted((set(current) | subscribed) - finalized)
-    details = tenant_details(conn, billable) if billable else {}
+    details = ensure_tenants(conn, billable) if billable else {}
     out = []
     for ns in billable:
         inputs = tenant_inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),

@@ -1,46 +1,16 @@
 """An invoice as plain values: the document, its lines and tiers, its supplier. Pure.
 
 One model of a finalized document from the database to every rendering (HTML,
-text, PDF, CSV, the e-invoice); documents.rows reads it from the database.
+text, PDF, CSV, the e-invoice), its lines billing's own (billing.invoicing.Line);
+documents.rows reads it from the database.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
-
-@dataclass(frozen=True)
-class Tier:
-    from_quantity: Decimal
-    to_quantity: Decimal | None  # None: no upper bound
-    unit_price: Decimal
-    quantity: Decimal
-    amount: Decimal
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    line_no: int
-    kind: str  # usage, capacity, base_fee, commitment, adjustment
-    description: str
-    quantity: Decimal
-    unit: str
-    amount: Decimal
-    meter: str | None = None
-    sku: str = ""
-    spot: bool = False
-    unit_price: Decimal | None = None
-    tiers: tuple[Tier, ...] = ()
-    tier_mode: str | None = None  # graduated, volume
-    allowance: Decimal = Decimal(0)
-    discount_percent: Decimal = Decimal(0)
-    discount: Decimal = Decimal(0)
-    adjustment_period: str | None = None  # YYYY-MM it belongs to
-    billed_days: int | None = None   # base fee, commitment: prorated to so many days ...
-    period_days: int | None = None   # ... of the period's days
+from chargeback.billing.invoicing import Line
 
 
 @dataclass(frozen=True)
@@ -70,7 +40,7 @@ class Invoice:
     tax_rate: Decimal
     tax: Decimal
     total: Decimal
-    lines: tuple[InvoiceLine, ...] = field(default=())
+    lines: tuple[Line, ...] = field(default=())
     plan: str | None = None
     # the legal fields frozen at finalization (billing.legal)
     bill_to_address: tuple[str, ...] = ()
@@ -88,19 +58,3 @@ class Invoice:
     vat_tax_converted: Decimal | None = None
     replaces: str | None = None     # a reissue: the number of the voided invoice it replaces
     credit_reason: str | None = None  # an operator's credit note: why (billing.credits.REASONS)
-
-
-
-def parse_tiers(raw: Any) -> tuple[Tier, ...]:
-    """The tiers jsonb of an invoice line ([{"from","to","unit_price","quantity","amount"}])."""
-    if not raw:
-        return ()
-    items = json.loads(raw) if isinstance(raw, str) else raw
-
-    def number(value):
-        return None if value is None else Decimal(str(value))
-
-    return tuple(Tier(number(t.get("from")) or Decimal(0), number(t.get("to")),
-                      number(t.get("unit_price")) or Decimal(0),
-                      number(t.get("quantity")) or Decimal(0),
-                      number(t.get("amount")) or Decimal(0)) for t in items)

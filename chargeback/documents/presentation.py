@@ -19,7 +19,8 @@ from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, format_percent
 from babel.units import format_unit
 
-from chargeback.documents.model import Invoice, InvoiceLine, Issuer
+from chargeback.billing.invoicing import METER_NAMES, Line
+from chargeback.documents.model import Invoice, Issuer
 from chargeback.mail import i18n
 from chargeback.mail.i18n import resolve_locale
 
@@ -83,12 +84,9 @@ _COMMITMENT = re.compile(r"Minimum commitment (\d+(?:\.\d+)?) ([A-Z]{3})(?:, (\d
 
 
 def _words(_: Callable[[str], str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(meter names, units) in the label language (written out for the catalogs'
-    extraction); GB-s is the same in every language."""
-    meters = {"gb_seconds": _("Function compute"), "invocations": _("Function invocations"),
-              "node_hours": _("Dedicated nodes"), "cpu_core_hours": _("Dedicated CPU cores"),
-              "memory_gib_hours": _("Dedicated memory"), "gpu_hours": _("GPUs"),
-              "storage_gib_hours": _("Storage"), "loadbalancer_hours": _("Load balancers")}
+    """(meter names, units) in the label language (the units written out for the
+    catalogs' extraction); GB-s is the same in every language."""
+    meters = {meter: _(name) for meter, name in METER_NAMES.items()}
     units = {"invocations": _("invocations"), "month": _("month"),
              "node-hours": _("node-hours"), "core-hours": _("core-hours"),
              "GiB-hours": _("GiB-hours"), "GPU-hours": _("GPU-hours"),
@@ -96,13 +94,13 @@ def _words(_: Callable[[str], str]) -> tuple[dict[str, str], dict[str, str]]:
     return meters, units
 
 
-# What billing.invoicing stores as a line's description, in English: a meter's name,
-# its SKU, " (spot)" and, when a price changed within the month, the price segment.
-_METER_NAMES = _words(str)[0]
+# What billing.invoicing stores as a line's description, in English: a meter's name
+# (METER_NAMES), its SKU, " (spot)" and, when a price changed within the month, the
+# price segment.
 _ENGLISH = i18n.SOURCE_GETTEXT
 
 
-def _description(line: InvoiceLine, plan: str | None, f: _Formats,
+def _description(line: Line, plan: str | None, f: _Formats,
                  _: Callable[[str], str], meters: dict[str, str]) -> str:
     """The line's description in the label language, rebuilt from its stored fields
     (kind, meter, SKU, spot, billed_days/period_days, the invoice's plan) where the
@@ -115,8 +113,8 @@ def _description(line: InvoiceLine, plan: str | None, f: _Formats,
         return stored
     prorated = line.billed_days is not None and line.period_days is not None
     days = {"days": line.billed_days, "period_days": line.period_days}
-    if line.meter in _METER_NAMES:
-        english = _METER_NAMES[line.meter] + (f" {line.sku}" if line.sku else "")
+    if line.meter in METER_NAMES:
+        english = METER_NAMES[line.meter] + (f" {line.sku}" if line.sku else "")
         name = meters[line.meter] + (f" {line.sku}" if line.sku else "")
         if line.spot:
             english += " (spot)"
@@ -143,7 +141,7 @@ def _description(line: InvoiceLine, plan: str | None, f: _Formats,
     return stored
 
 
-def _line_view(line: InvoiceLine, plan: str | None, f: _Formats, _: Callable[[str], str],
+def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str],
                words: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
     meters, units = words
     unit = units.get(line.unit, line.unit)
@@ -168,7 +166,7 @@ def _line_view(line: InvoiceLine, plan: str | None, f: _Formats, _: Callable[[st
     else:
         pricing = quantity
     tiers = []
-    for tier in line.tiers:
+    for tier in line.billed_tiers:
         if tier.to_quantity is None:
             span = _("above {quantity} {unit}").format(quantity=f.number(tier.from_quantity),
                                                       unit=unit)

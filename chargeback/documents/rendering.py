@@ -61,7 +61,7 @@ def lines_csv(invoice: Invoice) -> str:
         tiers = json.dumps([{"from": str(t.from_quantity),
                              "to": None if t.to_quantity is None else str(t.to_quantity),
                              "unit_price": str(t.unit_price), "quantity": str(t.quantity),
-                             "amount": str(t.amount)} for t in line.tiers]) if line.tiers else ""
+                             "amount": str(t.amount)} for t in line.billed_tiers]) if line.tiers else ""
         writer.writerow([
             invoice.number, line.line_no, line.kind, _cell(line.meter), _cell(line.sku),
             "true" if line.spot else "false", _cell(line.description), line.quantity,

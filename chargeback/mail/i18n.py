@@ -23,6 +23,11 @@ SOURCE_LANGUAGE = "en"
 SOURCE_GETTEXT = str  # the source language's "translation": the label itself
 
 
+def N_(label: str) -> str:
+    """Marks `label` for the catalogs where it is defined; it is translated where shown."""
+    return label
+
+
 def resolve_locale(wanted: str | None, default: str = "en") -> Locale:
     """The babel Locale for `wanted` (en, de_DE, pt-BR, ...); unknown or empty gives `default`."""
     for candidate in (wanted, default, "en"):

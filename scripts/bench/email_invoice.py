@@ -41,6 +41,7 @@ from chargeback.mail import smtp as mailer
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import attachment_names, build
+from chargeback.documents.rows import read_document
 from chargeback.documents.pdf import render_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,13 +112,10 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
     with psycopg.connect(database_url) as conn:
         for invoice_id in ids:
             t0 = time.perf_counter()
-            row = conn.execute(invoice_delivery._INVOICE, (invoice_id,)).fetchone()
-            invoice = invoice_delivery.invoice_from_rows(
-                row, conn.execute(invoice_delivery._LINES, (invoice_id,)).fetchall())
+            invoice, supplier = read_document(conn, invoice_id, settings)
             t0b = time.perf_counter()
             usage = usage_csv(conn, invoice_id)
             t1 = time.perf_counter()
-            supplier = invoice_delivery.issuer_of(row, settings)
             view = present(invoice, supplier, "en", attachment_names(invoice, supplier.name, True))
             html, text = render_html(view), render_text(view)
             t2 = time.perf_counter()

@@ -15,7 +15,8 @@ from datetime import date, datetime, timezone
 from decimal import Decimal as D
 from pathlib import Path
 
-from chargeback.documents.model import Invoice, InvoiceLine, Issuer, Tier
+from chargeback.billing.invoicing import Line
+from chargeback.documents.model import Invoice, Issuer
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import render_html
 from chargeback.documents.message import attachment_names
@@ -26,20 +27,22 @@ ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin", "Ger
                 ("IBAN DE89 3704 0044 0532 0130 00", "BIC COBADEFFXXX"))
 LINES = (
     # descriptions as billing.invoicing stores them (English); documents show them localized
-    InvoiceLine(1, "base_fee", "Base fee, plan functions", D("1"), "month", D("49.00"),
-                unit_price=D("49.00")),
-    InvoiceLine(2, "usage", "Function compute", D("1234567.89"), "GB-s", D("12.35"),
-                meter="gb_seconds", tier_mode="graduated", allowance=D(400000),
-                tiers=(Tier(D(0), D(400000), D(0), D(400000), D(0)),
-                       Tier(D(400000), None, D("0.0000148"), D("834567.89"), D("12.35")))),
-    InvoiceLine(3, "capacity", "GPUs NVIDIA-A10G-resize-images-batch-worker (spot)",
-                D("720"), "GPU-hours", D("172.80"), meter="gpu_hours",
-                sku="NVIDIA-A10G-resize-images-batch-worker",
-                spot=True, unit_price=D("0.60"), discount_percent=D(60),
-                discount=D("259.20")),
-    InvoiceLine(4, "usage", "Function invocations", D("2500000"), "invocations",
-                D("0.50"), meter="invocations", unit_price=D("0.0000002"),
-                adjustment_period="2026-08"),
+    Line("base_fee", "Base fee, plan functions", D("1"), "month", D("49.00"),
+         unit_price=D("49.00"), line_no=1),
+    Line("usage", "Function compute", D("1234567.89"), "GB-s", D("12.35"),
+         meter="gb_seconds", tier_mode="graduated", allowance=D(400000),
+         tiers=({"from": "0", "to": "400000", "unit_price": "0", "quantity": "400000",
+                 "amount": "0"},
+                {"from": "400000", "to": None, "unit_price": "0.0000148",
+                 "quantity": "834567.89", "amount": "12.35"}), line_no=2),
+    Line("capacity", "GPUs NVIDIA-A10G-resize-images-batch-worker (spot)",
+         D("720"), "GPU-hours", D("172.80"), meter="gpu_hours",
+         sku="NVIDIA-A10G-resize-images-batch-worker",
+         spot=True, unit_price=D("0.60"), discount_percent=D(60),
+         discount=D("259.20"), line_no=3),
+    Line("usage", "Function invocations", D("2500000"), "invocations",
+         D("0.50"), meter="invocations", unit_price=D("0.0000002"),
+         adjustment_period="2026-08", line_no=4),
 )
 TENANTS = {
     "de": ("de_DE", "EUR", "Müller & Söhne Cloud GmbH", ("Hauptstraße 5", "80331 München"),
