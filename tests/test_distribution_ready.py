@@ -1,5 +1,5 @@
-"""The schema is ready to be distributed by tenant (Citus, README "Scaling"):
-read from the catalog of a fully migrated database, so a new table or key
+"""The schema is ready to be distributed by tenant (Citus, docs/architecture.md
+"Scaling"): read from the catalog of a fully migrated database, so a new table or key
 that would not distribute fails here, not on the day of the move."""
 from __future__ import annotations
 

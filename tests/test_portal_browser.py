@@ -1,6 +1,6 @@
 """The portal page in a real browser: headless Chromium (Debian's chromium and
 chromium-driver) driven by selenium through the local gateway, as a tenant opening the
-link it was given. Screenshots land in var/screenshots/ (the README shows copies)."""
+link it was given. Screenshots land in var/screenshots/ (docs/functions/tenant-portal.md shows copies)."""
 from __future__ import annotations
 
 import base64

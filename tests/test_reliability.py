@@ -2,7 +2,7 @@
 deliveries through the local gateway, and a reproducible fuzz over real HTTP.
 
 Each test prints its measured outcome (`scripts/test -s tests/test_reliability.py`);
-the README's Reliability table records them.
+docs/reliability.md records them.
 """
 from __future__ import annotations
 

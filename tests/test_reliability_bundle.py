@@ -5,7 +5,7 @@ the local gateway; SMTP down for several retries with every invoice queued twice
 email-invoice's cases are in tests/test_email_invoice.py.)
 
 Each test prints its measured outcome (`scripts/test -s tests/test_reliability_bundle.py`);
-the README's Reliability table records them.
+docs/reliability.md records them.
 """
 from __future__ import annotations
 

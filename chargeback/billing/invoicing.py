@@ -9,7 +9,7 @@ turns it into lines and totals; the same inputs always give the same lines,
 so a document is verified by building it again from its stored inputs, and
 its inputs by reading the rows again.
 
-Decisions (see the README):
+Decisions (see docs/functions/aggregate-month.md):
 - a tenant seen by meter-capacity is subscribed from the first tick that
   listed its namespace until the first that did not; every month of that span
   is invoiced with the base fee and minimum commitment prorated by the days

@@ -292,7 +292,7 @@ def _insert(conn: psycopg.Connection, delivery_id: str,
 
     Most batches hold no duplicate, and a plain INSERT costs PostgreSQL about
     27% less CPU than ON CONFLICT DO NOTHING (speculative insertion; measured
-    as the README's throughput section says). So a plain
+    as docs/benchmarks.md's ingest section says). So a plain
     INSERT is tried first, inside a savepoint; the first duplicate (already
     stored, stored meanwhile by another replica, or twice in this batch)
     undoes that attempt (PostgreSQL logs its duplicate-key error) and the

@@ -1,6 +1,7 @@
-"""Pictures of an invoice in three languages for the README (docs/): the HTML part at
-desktop width and at 320 CSS px in headless Chromium, and the PDF's first page through
-pdftoppm. Needs `chromium` and `poppler-utils` (Debian packages).
+"""Pictures of an invoice in three languages for docs/ (shown in
+docs/functions/email-invoice.md): the HTML part at desktop width and at 320 CSS px in
+headless Chromium, and the PDF's first page through pdftoppm. Needs `chromium` and
+`poppler-utils` (Debian packages).
 
     .venv/bin/python -m devstack.invoice_pictures [OUT_DIR]   (from scripts/, default ../docs)
 """
