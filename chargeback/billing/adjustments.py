@@ -36,6 +36,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 import psycopg
+from psycopg.rows import namedtuple_row
 
 from chargeback.billing import (
     credits,
@@ -163,7 +164,7 @@ SELECT invoice_id, namespace, period, period_start, period_end, billing_timezone
 
 # every document that credits or corrects `id`: correction numbers, the operator's credits
 _AGAINST = """
-SELECT number, correction_no, credit_reason IS NOT NULL, inputs, voided_by
+SELECT number, correction_no, credit_reason IS NOT NULL AS operator, inputs, voided_by
   FROM openfaas_metering.invoices
  WHERE corrects_invoice_id = %s AND status <> 'draft' ORDER BY correction_no"""
 
@@ -197,18 +198,19 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
     if voided_by is not None:
         raise RequestError(409, f"{field}: {request.number} is voided already (by "
                                 f"{voided_number})")
-    against = conn.execute(_AGAINST, (invoice_id,)).fetchall()
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        against = cur.execute(_AGAINST, (invoice_id,)).fetchall()
     if request.reissue:
         if kind != invoicing.INVOICE:
             raise RequestError(409, f"reissue: {request.number} is a supplementary invoice; "
                                     "only a month's invoice can be reissued")
-        corrected_by = [r[0] for r in against if not r[2] and r[4] is None]
+        corrected_by = [r.number for r in against if not r.operator and r.voided_by is None]
         if corrected_by:
             raise RequestError(409, f"reissue: {request.number} has corrections "
                                     f"({', '.join(corrected_by)}); void it without a reissue, "
                                     "or credit it")
     lines = dict(enumerate(stored_lines(conn, invoice_id), 1))
-    rest = credits.left(lines, subtotal, tax, [r[3] for r in against if r[2]])
+    rest = credits.left(lines, subtotal, tax, [r.inputs for r in against if r.operator])
     try:
         take = credits.wanted(request.action, list(request.lines), rest, currency)
     except credits.CreditError as exc:
@@ -227,7 +229,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
     result = finalize.PeriodResult(p.name, p.start, p.end, version)
     finalize.finalize(conn, settings, p, book, [finalize.Document(
         invoicing.CREDIT_NOTE, credit_inputs, credits.build(credit_inputs), details,
-        invoice_id, request.number, max((r[1] for r in against), default=0) + 1)],
+        invoice_id, request.number, max((r.correction_no for r in against), default=0) + 1)],
         issued_at, year, result)
     [note] = result.invoices
     conn.execute("""UPDATE openfaas_metering.invoices SET credit_reason = %s, credit_memo = %s
@@ -235,7 +237,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
     answer = {field: request.number, "tenant": ns, "period": period_name,
               "reason": request.reason, "credit_note": note}
     if request.action == credits.CREDIT:
-        after = credits.left(lines, subtotal, tax, [r[3] for r in against if r[2]]
+        after = credits.left(lines, subtotal, tax, [r.inputs for r in against if r.operator]
                              + [credit_inputs])
         answer["left"] = {"subtotal": str(after.subtotal), "tax": str(after.tax),
                           "total": str(after.total), "currency": currency}
