@@ -618,6 +618,22 @@ CREATE TABLE openfaas_metering.credit_note_number_counters (
 
 
 --
+-- Name: custom_events; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.custom_events (
+    namespace text NOT NULL COLLATE pg_catalog."C",
+    source text NOT NULL,
+    event_id text NOT NULL,
+    type text NOT NULL,
+    time_ns bigint NOT NULL,
+    data jsonb NOT NULL,
+    delivery_id text NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: document_usage_csvs; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -866,6 +882,33 @@ ALTER TABLE openfaas_metering.price_book_versions ALTER COLUMN version ADD GENER
 
 
 --
+-- Name: prometheus_hours; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.prometheus_hours (
+    meter text NOT NULL,
+    hour_start timestamp with time zone NOT NULL,
+    series integer NOT NULL,
+    gaps jsonb DEFAULT '[]'::jsonb NOT NULL,
+    collected_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: prometheus_usage; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.prometheus_usage (
+    meter text NOT NULL,
+    hour_start timestamp with time zone NOT NULL,
+    namespace text NOT NULL COLLATE pg_catalog."C",
+    sku text DEFAULT ''::text NOT NULL,
+    quantity numeric NOT NULL,
+    CONSTRAINT prometheus_usage_quantity_check CHECK ((quantity >= (0)::numeric))
+);
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -1086,6 +1129,14 @@ ALTER TABLE ONLY openfaas_metering.credit_note_number_counters
 
 
 --
+-- Name: custom_events custom_events_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.custom_events
+    ADD CONSTRAINT custom_events_pkey PRIMARY KEY (namespace, source, event_id);
+
+
+--
 -- Name: document_usage_csvs document_usage_csvs_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1163,6 +1214,22 @@ ALTER TABLE ONLY openfaas_metering.price_book_versions
 
 ALTER TABLE ONLY openfaas_metering.price_book_versions
     ADD CONSTRAINT price_book_versions_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: prometheus_hours prometheus_hours_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.prometheus_hours
+    ADD CONSTRAINT prometheus_hours_pkey PRIMARY KEY (meter, hour_start);
+
+
+--
+-- Name: prometheus_usage prometheus_usage_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.prometheus_usage
+    ADD CONSTRAINT prometheus_usage_pkey PRIMARY KEY (meter, hour_start, namespace, sku);
 
 
 --
@@ -1271,6 +1338,20 @@ CREATE INDEX capacity_holdings_closed ON openfaas_metering.capacity_holdings USI
 --
 
 CREATE UNIQUE INDEX capacity_holdings_open ON openfaas_metering.capacity_holdings USING btree (namespace, meter, sku, spot) WHERE (last_slot IS NULL);
+
+
+--
+-- Name: custom_events_received; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX custom_events_received ON openfaas_metering.custom_events USING btree (received_at, time_ns);
+
+
+--
+-- Name: custom_events_type_time; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX custom_events_type_time ON openfaas_metering.custom_events USING btree (type, time_ns);
 
 
 --

@@ -270,7 +270,7 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
         raise RequestError(404, f"price_book_version: no price book version {chosen}")
     book = pricebook_store.version(conn, chosen)
     ws = period_bounds.windows(p, [book])
-    quantities = billing_store.quantities(conn, ws, [ns]).get(ns, {})
+    quantities = billing_store.quantities(conn, ws, [ns], book.meters).get(ns, {})
     inputs = month_inputs.tenant_inputs(ns, p, book.version, details, ws, quantities,
                                         settings.tax_rounding)
     draft = invoicing.build(inputs, {book.version: book})

@@ -63,7 +63,8 @@ def verify(settings: Settings, number: str) -> dict:
             month_inputs["price_book_version"], (own or month_inputs)["price_book_version"]}}
         lines_of = {d.invoice_id: stored_lines(conn, d.invoice_id) for d in docs}
         raw = quantities_rows(billing_store.quantities_raw(
-            conn, invoicing.windows_of(month_inputs), [ns]).get(ns, {}))
+            conn, invoicing.windows_of(month_inputs), [ns],
+            books[month_inputs["price_book_version"]].meters).get(ns, {}))
     differences = []
     if sha256_json(inputs) != inputs_sha256:
         differences.append("stored inputs do not match inputs_sha256")

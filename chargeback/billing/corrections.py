@@ -139,11 +139,15 @@ def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: Price
     by_windows: dict[str, list] = {}
     for ns, b in billed.items():
         if b.inputs is not None:
-            by_windows.setdefault(json.dumps(b.inputs["windows"]), []).append(ns)
-    for windows_json, names in by_windows.items():
-        ws = [(datetime.fromisoformat(a), datetime.fromisoformat(z))
-              for a, z in json.loads(windows_json)]
-        current = billing_store.quantities(conn, ws, names)
+            # the month's windows and its price book (which declares its custom meters)
+            by_windows.setdefault(json.dumps([b.inputs["windows"],
+                                              b.inputs["price_book_version"]]), []).append(ns)
+    for key, names in by_windows.items():
+        windows_json, version = json.loads(key)
+        ws = [(datetime.fromisoformat(a), datetime.fromisoformat(z)) for a, z in windows_json]
+        meters = (book if version == book.version
+                  else pricebook_store.version(conn, version)).meters
+        current = billing_store.quantities(conn, ws, names, meters)
         for ns in names:
             b = billed[ns]
             inputs = {**b.inputs, "quantities": quantities_rows(current.get(ns, {}))}

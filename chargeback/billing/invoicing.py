@@ -34,7 +34,7 @@ from decimal import Decimal, localcontext
 from chargeback.billing import pricing
 from chargeback.billing.pricebook import Plan, PriceBook, price_at
 from chargeback.billing.pricing import EXACT, ZERO, Price, canon
-from chargeback.core.meters import UNITS, USAGE_METERS
+from chargeback.core.meters import CAPACITY_METERS, UNITS
 from chargeback.mail.i18n import N_
 
 # kinds, in display order (adjustment: late usage on a later invoice, before corrections)
@@ -190,8 +190,9 @@ def _segments(entries: tuple[Price, ...], windows: list[tuple[datetime, datetime
     return out
 
 
-def _describe(meter: str, sku: str, spot: bool) -> str:
-    text = METER_NAMES.get(meter, meter)
+def _describe(book: PriceBook, meter: str, sku: str, spot: bool) -> str:
+    custom = book.meters.get(meter)
+    text = custom.description if custom else METER_NAMES.get(meter, meter)
     if sku:
         text += f" {sku}"
     return text + (" (spot)" if spot else "")
@@ -224,13 +225,13 @@ def _priced_lines(book: PriceBook, plan: Plan, windows, current: Quantities
             percent = plan.spot_discount_percent if spot else ZERO
             money = pricing.line_money(priced.gross, pricing.discount_of(priced.gross, percent),
                                        plan.currency)
-            description = _describe(meter, sku, spot)
+            description = _describe(book, meter, sku, spot)
             if len(segments) > 1:
                 description += f", {seg.start:%Y-%m-%d %H:%M} to {seg.end:%Y-%m-%d %H:%M} UTC"
             tiers = pricing.shown_tiers(priced.tiers, plan.currency) if price.tiers else None
             lines.append(Line(
-                kind=USAGE if meter in USAGE_METERS else CAPACITY, description=description,
-                quantity=quantity, unit=UNITS[meter], amount=money.amount, meter=meter,
+                kind=CAPACITY if meter in CAPACITY_METERS else USAGE,
+                description=description, quantity=quantity, unit=book.unit_of(meter), amount=money.amount, meter=meter,
                 sku=sku, spot=spot, unit_price=price.unit_price,
                 tiers=tuple(t.as_json() for t in tiers) if tiers is not None else None,
                 tier_mode=price.tier_mode, allowance=priced.allowance_used,

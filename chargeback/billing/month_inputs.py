@@ -92,7 +92,7 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
             WHERE period = %s AND document_kind = 'invoice' AND status <> 'draft'""",
         (p.name,))}
     ws = windows(p, [book], until)
-    current = billing_store.quantities(conn, ws, namespaces)
+    current = billing_store.quantities(conn, ws, namespaces, book.meters)
     subscribed = {ns for (ns,) in conn.execute(_SUBSCRIBED, {
         "start": p.start, "end": p.end, "all": namespaces is None,
         "namespaces": namespaces or []})}

@@ -113,6 +113,16 @@ SELECT DISTINCT c.period
                       - %(lookback)s
    -- (the month still open is written all the time: left out in the index, sql/122)
    AND d.day_start < (SELECT max(period_end) FROM openfaas_metering.closed_periods)
+UNION
+-- custom events (CloudEvents) of closed periods received since they were checked
+SELECT c.period
+  FROM openfaas_metering.closed_periods c
+  JOIN openfaas_metering.custom_events e
+    ON e.received_at > c.usage_checked_at - %(lookback)s
+   AND e.time_ns >= extract(epoch FROM c.period_start)::bigint * 1000000000
+   AND e.time_ns < extract(epoch FROM c.period_end)::bigint * 1000000000
+ WHERE e.received_at > (SELECT min(usage_checked_at) FROM openfaas_metering.closed_periods)
+                       - %(lookback)s
  ORDER BY 1"""
 
 

@@ -28,13 +28,15 @@ float).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import yaml
 
+from chargeback.billing import event_meters
+from chargeback.billing.event_meters import EventMeter
 from chargeback.billing.pricing import (
     GRADUATED,
     VOLUME,
@@ -43,7 +45,7 @@ from chargeback.billing.pricing import (
     Tier,
     minor_units,
 )
-from chargeback.core.meters import METERS
+from chargeback.core.meters import METERS, UNITS
 
 DEFAULT_SKU = "*"
 BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -79,6 +81,12 @@ class PriceBook:
     prices: dict[str, dict[str, dict[str, tuple[Price, ...]]]]
     content_sha256: str
     version: int | None = None   # set once stored
+    meters: dict[str, EventMeter] = field(default_factory=dict)  # custom, by name
+
+    def unit_of(self, meter: str) -> str:
+        """The unit `meter`'s quantities and prices are in."""
+        custom = self.meters.get(meter)
+        return custom.unit if custom else UNITS.get(meter, "")
 
     def prices_for(self, plan: Plan, meter: str, sku: str) -> tuple[Price, ...] | None:
         """The entries that price `meter`/`sku` on `plan`, None when nothing does."""
@@ -224,6 +232,11 @@ def parse(text: str) -> PriceBook:
     except yaml.YAMLError as exc:
         raise PriceBookError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
     doc = _mapping(doc, "pricebook")
+    try:
+        custom = event_meters.parse(doc.get("meters"), METERS)
+    except event_meters.MeterError as exc:
+        raise PriceBookError(str(exc)) from None
+    known = METERS + tuple(custom)
     lists_raw = _mapping(doc.get("price_lists"), "price_lists")
     price_lists, prices = {}, {}
     for list_name, list_raw in lists_raw.items():
@@ -232,9 +245,10 @@ def parse(text: str) -> PriceBook:
         currency = str(list_raw.get("currency") or "").upper()
         meters = {}
         for meter, skus in _mapping(list_raw.get("meters"), f"{where}.meters").items():
-            if meter not in METERS:
+            if meter not in known:
                 raise PriceBookError(f"{where}.meters.{meter}: unknown meter "
-                                     f"(known: {', '.join(METERS)})")
+                                     f"(known: {', '.join(known)}; declare a custom meter "
+                                     "under meters:)")
             meters[meter] = {}
             for sku, entries in _mapping(skus, f"{where}.meters.{meter}").items():
                 entry_where = f"{where}.meters.{meter}.{sku}"
@@ -251,7 +265,7 @@ def parse(text: str) -> PriceBook:
     default_plan = doc.get("default_plan")
     if default_plan not in plans:
         raise PriceBookError(f"default_plan: {default_plan!r} is not in plans")
-    return PriceBook(default_plan, plans, prices, sha256_text(text))
+    return PriceBook(default_plan, plans, prices, sha256_text(text), meters=custom)
 
 
 def document(text: str) -> dict:

@@ -16,6 +16,7 @@ was first closed, and every document and close answer names its version.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import threading
 from pathlib import Path
@@ -61,8 +62,7 @@ def store(conn: psycopg.Connection, text: str, activate: bool = True
 def _with_version(book: PriceBook, version: int) -> PriceBook:
     with _lock:
         return _parsed.setdefault((version, book.content_sha256),
-                                  PriceBook(book.default_plan, book.plans, book.prices,
-                                            book.content_sha256, version))
+                                  dataclasses.replace(book, version=version))
 
 
 def version(conn: psycopg.Connection, number: int) -> PriceBook:

@@ -16,6 +16,8 @@ from decimal import Decimal, localcontext
 import psycopg
 from psycopg import sql
 
+from chargeback.billing import event_meters
+from chargeback.billing.event_meters import EventMeter
 from chargeback.billing.periods import split_window, to_ns
 from chargeback.billing.pricing import EXACT
 from chargeback.core.meters import GB_SECONDS, GB_SECONDS_PER_BYTE_NS, INVOCATIONS
@@ -87,9 +89,10 @@ def capacity(conn: psycopg.Connection, start: datetime, end: datetime,
 
 
 def quantities(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]],
-               namespaces: list[str] | None = None
+               namespaces: list[str] | None = None, meters: dict[str, EventMeter] | None = None
                ) -> dict[str, dict[tuple[str, str, bool, int], Decimal]]:
-    """namespace -> {(meter, sku, spot, window index): quantity} over the windows."""
+    """namespace -> {(meter, sku, spot, window index): quantity} over the windows;
+    `meters`: the custom meters of the price book the windows are priced with."""
     out: dict[str, dict] = defaultdict(dict)
     with localcontext(EXACT):
         for i, (start, end) in enumerate(windows):
@@ -103,6 +106,40 @@ def quantities(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]
             for ns, meter, sku, spot, hours in capacity(conn, start, end, namespaces):
                 if hours:
                     out[ns][(meter, sku, spot, i)] = hours
+    return _with_other_sources(conn, out, windows, namespaces, meters)
+
+
+def _with_other_sources(conn: psycopg.Connection, out: dict, windows, namespaces,
+                        meters: dict[str, EventMeter] | None) -> dict:
+    """`out` with the custom event meters and the Prometheus meters added; both are
+    read from what was stored as received (no rollup), so verify reads them the same."""
+    for ns, got in event_meters.quantities(conn, meters or {}, windows, namespaces).items():
+        out[ns].update(got)
+    for ns, got in prometheus_quantities(conn, windows, namespaces).items():
+        out[ns].update(got)
+    return out
+
+
+# Prometheus meters are stored per UTC hour: an hour belongs to the window it starts in.
+_PROMETHEUS = """
+SELECT namespace, meter, sku, sum(quantity)
+  FROM openfaas_metering.prometheus_usage
+ WHERE hour_start >= %(start)s AND hour_start < %(end)s
+   AND (%(all)s OR namespace = ANY(%(namespaces)s))
+ GROUP BY 1, 2, 3"""
+
+
+def prometheus_quantities(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]],
+                          namespaces: list[str] | None
+                          ) -> dict[str, dict[tuple[str, str, bool, int], Decimal]]:
+    """namespace -> {(meter, sku, False, window index): quantity} read from Prometheus."""
+    out: dict[str, dict] = defaultdict(dict)
+    for i, (start, end) in enumerate(windows):
+        for ns, meter, sku, quantity in conn.execute(_PROMETHEUS, {
+                "start": start, "end": end, "all": namespaces is None,
+                "namespaces": namespaces or []}):
+            if quantity:
+                out[ns][(meter, sku, False, i)] = quantity
     return out
 
 
@@ -117,7 +154,8 @@ SELECT namespace, count(*), sum(duration_ns::numeric * memory_bytes * %(k)s::num
 
 
 def quantities_raw(conn: psycopg.Connection, windows: list[tuple[datetime, datetime]],
-                   namespaces: list[str] | None = None
+                   namespaces: list[str] | None = None,
+                   meters: dict[str, EventMeter] | None = None
                    ) -> dict[str, dict[tuple[str, str, bool, int], Decimal]]:
     """`quantities()` re-derived from the raw events and the capacity intervals, never
     the rollups: what `verify` checks the documents against."""
@@ -131,7 +169,7 @@ def quantities_raw(conn: psycopg.Connection, windows: list[tuple[datetime, datet
             for ns, meter, sku, spot, hours in capacity(conn, start, end, namespaces):
                 if hours:
                     out[ns][(meter, sku, spot, i)] = hours
-    return out
+    return _with_other_sources(conn, out, windows, namespaces, meters)
 
 
 def first_activity(conn: psycopg.Connection) -> datetime | None:

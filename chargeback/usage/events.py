@@ -204,17 +204,17 @@ def parse_started(text: Any) -> int:
         raise ValueError(f"started must be an RFC 3339 string, got {jsonbody.kind(text)}")
     match = _RFC3339.fullmatch(text)
     if not match:
-        raise ValueError(f"started {_short(text)} is not RFC 3339 "
+        raise ValueError(f"started {short(text)} is not RFC 3339 "
                          "(e.g. 2023-11-14T15:01:20.349527036Z, at most 9 fractional digits)")
     minute, second, frac, _z, sign, oh, om = match.groups()
     minute_s = _epoch_minute_s(minute)
     if minute_s is None or int(second) > 59:
-        raise ValueError(f"started {_short(text)} is not a valid date and time of day"
+        raise ValueError(f"started {short(text)} is not a valid date and time of day"
                          + (" (leap seconds are not supported)" if second == "60" else ""))
     offset_s = 0
     if sign:
         if int(oh) > 23 or int(om) > 59:
-            raise ValueError(f"started {_short(text)} has an invalid UTC offset")
+            raise ValueError(f"started {short(text)} has an invalid UTC offset")
         offset_s = (int(oh) * 3600 + int(om) * 60) * (-1 if sign == "-" else 1)
     seconds = minute_s + int(second) - offset_s
     return seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
@@ -263,7 +263,7 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
                 raise ValueError(f"missing field{'s' if len(missing) > 1 else ''} "
                                  + ", ".join(missing)) from None
             if kind != EVENT_TYPE:
-                raise ValueError(f"event is {_short(kind)}, expected {EVENT_TYPE!r}")
+                raise ValueError(f"event is {short(kind)}, expected {EVENT_TYPE!r}")
             if type(namespace) is not str or namespace not in valid_names:
                 _check_name("namespace", namespace)
                 valid_names.add(namespace)
@@ -272,19 +272,19 @@ def validate(items: list, *, now_ns: int, max_future_skew_s: int,
                 valid_names.add(function_name)
             started_ns = parse_started(started)
             if started_ns < 0:
-                raise ValueError(f"started {_short(started)} is before 1970")
+                raise ValueError(f"started {short(started)} is before 1970")
             if started_ns > latest_ns:
-                raise ValueError(f"started {_short(started)} is more than "
+                raise ValueError(f"started {short(started)} is more than "
                                  f"{max_future_skew_s}s in the future")
             if type(duration_ns) is not int or not 0 <= duration_ns <= MAX_DURATION_NS:
                 raise ValueError("duration must be a non-negative integer number of "
                                  f"nanoseconds (at most {MAX_DURATION_NS}), got "
-                                 f"{_short(duration_ns)}")
+                                 f"{short(duration_ns)}")
             if type(memory_bytes) is not int or not 0 < memory_bytes <= MAX_MEMORY_BYTES:
                 raise ValueError("memory_bytes must be a positive integer number of bytes, "
-                                 f"got {_short(memory_bytes)}")
+                                 f"got {short(memory_bytes)}")
         except ValueError as exc:
-            if _deeper_than(item, MAX_JSON_DEPTH):
+            if deeper_than(item, MAX_JSON_DEPTH):
                 raise BodyError(f"event {index} is nested more than {MAX_JSON_DEPTH} levels "
                                 "deep") from None
             batch.rejected.append(Rejection(index, str(exc), item))
@@ -366,16 +366,16 @@ def months_of(started_ns: list[int] | Any) -> list[date]:
 
 def _check_name(field_name: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{field_name} must be a non-empty string, got {_short(value)}")
+        raise ValueError(f"{field_name} must be a non-empty string, got {short(value)}")
     if len(value) > MAX_NAME_CHARS:
         raise ValueError(f"{field_name} is {len(value)} characters; a Kubernetes name has "
                          f"at most {MAX_NAME_CHARS}")
     if not DNS_LABEL.fullmatch(value):
-        raise ValueError(f"{field_name} {_short(value)} is not a Kubernetes name "
+        raise ValueError(f"{field_name} {short(value)} is not a Kubernetes name "
                          "(lowercase a-z, 0-9 and '-', starting and ending alphanumeric)")
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
+def deeper_than(value: Any, limit: int) -> bool:
     """Whether containers nest more than `limit` levels below `value` (iterative)."""
     pending = [(value, 0)]
     while pending:
@@ -393,8 +393,8 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, (dict, list)) and _deeper_than(value, MAX_JSON_DEPTH):
+def short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, (dict, list)) and deeper_than(value, MAX_JSON_DEPTH):
         return f"a JSON {jsonbody.kind(value)} nested more than {MAX_JSON_DEPTH} levels deep"
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "..."

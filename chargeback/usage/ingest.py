@@ -250,11 +250,11 @@ def _store(conn: psycopg.Connection, delivery_id: str, body_sha256: str,
     if batch.rejected:
         with conn.cursor().copy(_COPY_REJECTED) as copy:
             for r in batch.rejected:
-                copy.write_row((delivery_id, body_sha256, r.index, _storable(r.namespace),
-                                _storable(r.reason), json.dumps(r.event)))
+                copy.write_row((delivery_id, body_sha256, r.index, storable(r.namespace),
+                                storable(r.reason), json.dumps(r.event)))
         webhook_outbox.emit(conn, "usage.rejected", {
             "delivery": delivery_id, "count": len(batch.rejected),
-            "first": [{"index": r.index, "reason": _storable(r.reason)}
+            "first": [{"index": r.index, "reason": storable(r.reason)}
                       for r in batch.rejected[:REJECTED_REASONS_SHOWN]]})
     return summary
 
@@ -339,7 +339,7 @@ def _columns(prefix: str, sums: list) -> dict[str, str]:
             f"{prefix}_byte_ns": _array(str(r.byte_ns) for r in sums)}
 
 
-def _storable(text: str | None) -> str | None:
+def storable(text: str | None) -> str | None:
     """Text as sent, made storable: Postgres text holds neither NUL nor lone surrogates
     (which JSON's \\u escapes can carry); event_json keeps the original, escaped."""
     if text is None:
@@ -357,7 +357,7 @@ def quarantine_delivery(settings: Settings, delivery_id: str, body_sha256: str,
         if kept:
             webhook_outbox.emit(conn, "usage.rejected", {
                 "delivery": delivery_id, "count": None,  # the whole body, unusable
-                "first": [{"index": None, "reason": _storable(reason)}]})
+                "first": [{"index": None, "reason": storable(reason)}]})
     return bool(kept)
 
 
@@ -365,5 +365,5 @@ def count_other_delivery(settings: Settings, event_type: str, delivery_id: str,
                          events: int) -> None:
     """Count a signed delivery of an event type we do not store (per type and UTC day)."""
     with db.transaction(settings) as conn:
-        conn.execute(_COUNT_OTHER, (_storable(event_type[:MAX_EVENT_TYPE_CHARS]), events,
-                                    _storable(delivery_id)))
+        conn.execute(_COUNT_OTHER, (storable(event_type[:MAX_EVENT_TYPE_CHARS]), events,
+                                    storable(delivery_id)))

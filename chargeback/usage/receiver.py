@@ -13,10 +13,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import ConfigError, Settings
+from chargeback.usage import cloudevents, custom_ingest, ingest, webhook
 from chargeback.usage import events as usage
-from chargeback.usage import ingest, webhook
 from chargeback.webhooks import outbox as webhook_outbox
 
 
@@ -47,6 +48,10 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
     if len(body) > settings.max_body_bytes:
         raise RequestError(413, f"body is {len(body)} bytes; the limit is "
                                 f"{settings.max_body_bytes} (MAX_BODY_BYTES)")
+    kind = cloudevents.media_type(webhook.header(headers, "Content-Type"))
+    if kind is not None:
+        return receive_cloudevents(settings, headers, body, kind,
+                                   time.time_ns() if now_ns is None else now_ns)
     try:
         webhook.verify_signature(body, webhook.header(headers, webhook.SIGNATURE_HEADER),
                                  webhook_keys(settings))
@@ -82,6 +87,45 @@ def receive(settings: Settings, headers: Mapping[str, str], body: bytes,
         webhook_outbox.wake(settings)  # its usage.rejected event
     return Outcome(200, summary.as_json(),
                    {"X-Delivery-Replayed": "true"} if summary.replayed else {})
+
+
+def receive_cloudevents(settings: Settings, headers: Mapping[str, str], body: bytes,
+                        kind: str, now_ns: int) -> Outcome:
+    """Verify, validate and store a CloudEvents request (one event or a batch).
+
+    Signed with the webhook-secret (any subject) or with the event key of the
+    namespace named in X-Chargeback-Namespace (that subject only). One event
+    that is invalid answers 400 naming the field; a batch answers 200 with a
+    verdict per event. Every rejection is kept with its reason.
+    """
+    namespace = (webhook.header(headers, cloudevents.NAMESPACE_HEADER) or "").strip() or None
+    keys = webhook_keys(settings)
+    if namespace is not None:
+        if not DNS_LABEL.fullmatch(namespace):
+            raise RequestError(400, f"{cloudevents.NAMESPACE_HEADER} must be a namespace")
+        keys = [cloudevents.event_key(settings.webhook_secret, namespace).encode()]
+    try:
+        webhook.verify_signature(body, webhook.header(headers, cloudevents.SIGNATURE_HEADER),
+                                 keys, cloudevents.SIGNATURE_HEADER)
+    except webhook.SignatureError as exc:
+        raise RequestError(401, str(exc)) from None
+    body_sha256 = hashlib.sha256(body).hexdigest()
+    delivery = custom_ingest.delivery_of(body_sha256)
+    try:
+        items = cloudevents.parse(body, kind)
+    except cloudevents.BodyError as exc:
+        if ingest.quarantine_delivery(settings, delivery, body_sha256, kind, body, str(exc)):
+            webhook_outbox.wake(settings)
+        raise RequestError(400, f"{exc}; the request is kept in quarantine") from None
+    batch = cloudevents.validate(items, only_namespace=namespace, now_ns=now_ns,
+                                 max_future_skew_s=settings.max_future_skew_s,
+                                 exclude_namespaces=settings.exclude_namespaces)
+    summary = custom_ingest.store(settings, body_sha256, batch)
+    if summary.rejected:
+        webhook_outbox.wake(settings)  # its usage.rejected event
+        if kind == cloudevents.ONE:
+            raise RequestError(400, summary.rejected[0].reason.removeprefix("event 0: "))
+    return Outcome(200, summary.as_json(delivery))
 
 
 def _array_length(body: bytes) -> int:

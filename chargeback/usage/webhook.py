@@ -49,26 +49,28 @@ def sign(body: bytes, key: str | bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(body: bytes, signature: str | None, keys: list[bytes]) -> None:
-    """Raise SignatureError unless `signature` is a valid HMAC of `body` under one key."""
+def verify_signature(body: bytes, signature: str | None, keys: list[bytes],
+                     name: str = SIGNATURE_HEADER) -> None:
+    """Raise SignatureError unless `signature` (header `name`) is a valid HMAC of `body`
+    under one key."""
     if not keys:
         raise ValueError("no signing key")  # callers refuse to run without a secret
     if not signature:
-        raise SignatureError(f"missing {SIGNATURE_HEADER} header: deliveries must be signed")
+        raise SignatureError(f"missing {name} header: deliveries must be signed")
     match = _SIGNATURE.fullmatch(signature.strip())
     if not match:
         algorithm = signature.split("=", 1)[0] if "=" in signature else ""
         if algorithm and algorithm.lower() != "sha256":
-            raise SignatureError(f"{SIGNATURE_HEADER} uses {algorithm!r}; "
+            raise SignatureError(f"{name} uses {algorithm!r}; "
                                  "expected sha256=<64 hex digits>")
-        raise SignatureError(f"{SIGNATURE_HEADER} is malformed; expected sha256=<64 hex digits>")
+        raise SignatureError(f"{name} is malformed; expected sha256=<64 hex digits>")
     given = match.group(1).lower().encode()
     valid = False
     for key in keys:  # no early exit: every key is compared, in constant time
         expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
         valid |= hmac.compare_digest(expected, given)
     if not valid:
-        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body "
+        raise SignatureError(f"{name} does not match the body "
                              "(wrong webhook-secret, or the body was altered)")
 
 

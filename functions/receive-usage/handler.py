@@ -3,7 +3,9 @@
 Signature first (401, nothing touched), then the batch is validated and stored
 once per delivery. 200 with {"delivery", "accepted", "duplicates", "excluded",
 "rejected": [{"index", "reason"}]}; a replayed delivery gets its original
-summary. 503 + Retry-After when the database is unavailable: nothing was
+summary. The same route takes custom usage events as CloudEvents
+(Content-Type application/cloudevents+json or application/cloudevents-batch+json,
+see chargeback.usage.cloudevents and docs/meters.md). 503 + Retry-After when the database is unavailable: nothing was
 written, and the sender's retry is then counted exactly once.
 """
 from chargeback.core.responses import guarded, require_method, respond

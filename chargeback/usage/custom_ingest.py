@@ -1,0 +1,101 @@
+"""The Postgres side of CloudEvents: store a validated batch once, in one transaction.
+
+An event is stored and deduplicated in the same statement (INSERT ... ON
+CONFLICT DO NOTHING on (namespace, source, id)), so no id is ever claimed
+before its event is written: a failed or retried request leaves nothing
+behind, and the sender's retry is counted exactly once. Events for a
+namespace that is not a tenant (never listed by meter-capacity) are rejected
+with the others, and every rejection is kept with its reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from chargeback.core import db
+from chargeback.core.settings import Settings
+from chargeback.usage.cloudevents import Batch, Rejection, as_json
+from chargeback.usage.ingest import REJECTED_REASONS_SHOWN, storable
+# rejected events are reported through the outbox, in the same transaction
+from chargeback.webhooks import outbox as webhook_outbox
+
+_TENANTS = """
+SELECT namespace FROM openfaas_metering.tenants WHERE namespace = ANY(%s::text[])"""
+
+_INSERT = """
+INSERT INTO openfaas_metering.custom_events
+    (namespace, source, event_id, type, time_ns, data, delivery_id)
+SELECT namespace, source, event_id, type, time_ns, data, %(delivery_id)s
+  FROM unnest(%(namespace)s::text[], %(source)s::text[], %(event_id)s::text[],
+              %(type)s::text[], %(time_ns)s::bigint[], %(data)s::jsonb[])
+       AS e (namespace, source, event_id, type, time_ns, data)
+ON CONFLICT (namespace, source, event_id) DO NOTHING
+RETURNING 1"""
+
+_REJECT = """
+INSERT INTO openfaas_metering.usage_rejected_events
+    (delivery_id, body_sha256, event_index, namespace, reason, event_json)
+SELECT %(delivery_id)s, %(body_sha256)s, i, ns, reason, event_json
+  FROM unnest(%(index)s::integer[], %(namespace)s::text[], %(reason)s::text[],
+              %(event_json)s::text[]) AS r (i, ns, reason, event_json)
+ON CONFLICT DO NOTHING
+RETURNING 1"""
+
+
+@dataclass
+class Summary:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_json(self, delivery: str) -> dict:
+        return {"delivery": delivery, "accepted": self.accepted,
+                "duplicates": self.duplicates,
+                "rejected": [{"index": r.index, "reason": r.reason} for r in self.rejected]}
+
+
+def delivery_of(body_sha256: str) -> str:
+    """A CloudEvents request's delivery id: its body's hash (the same body is the same
+    delivery), kept beside each event and each rejection."""
+    return f"cloudevents:sha256:{body_sha256}"
+
+
+def store(settings: Settings, body_sha256: str, batch: Batch) -> Summary:
+    """Store the batch's new events and its rejections; DatabaseUnavailable: nothing was."""
+    with db.transaction(settings) as conn:
+        return _store(conn, body_sha256, batch)
+
+
+def _store(conn: psycopg.Connection, body_sha256: str, batch: Batch) -> Summary:
+    delivery = delivery_of(body_sha256)
+    asked = sorted({e.namespace for e in batch.events})
+    tenants = {ns for (ns,) in conn.execute(_TENANTS, (asked,))} if asked else set()
+    events, rejected = [], list(batch.rejected)
+    for event in batch.events:
+        if event.namespace in tenants:
+            events.append(event)
+        else:
+            rejected.append(Rejection(event.index, f"event {event.index}: subject "
+                                      f"{event.namespace} is not a tenant (no namespace "
+                                      "meter-capacity lists)", batch.items[event.index]))
+    rejected.sort(key=lambda r: r.index)
+    accepted = 0
+    if events:
+        accepted = len(conn.execute(_INSERT, {
+            "delivery_id": delivery, "namespace": [e.namespace for e in events],
+            "source": [e.source for e in events], "event_id": [e.event_id for e in events],
+            "type": [e.type for e in events], "time_ns": [e.time_ns for e in events],
+            "data": [e.data_json for e in events]}).fetchall())
+    if rejected and conn.execute(_REJECT, {
+            "delivery_id": delivery, "body_sha256": body_sha256,
+            "index": [r.index for r in rejected],
+            "namespace": [storable(r.namespace) for r in rejected],
+            "reason": [storable(r.reason) for r in rejected],
+            "event_json": [as_json(r.event) for r in rejected]}).fetchall():
+        webhook_outbox.emit(conn, "usage.rejected", {
+            "delivery": delivery, "count": len(rejected),
+            "first": [{"index": r.index, "reason": storable(r.reason)}
+                      for r in rejected[:REJECTED_REASONS_SHOWN]]})
+    return Summary(accepted, len(events) - accepted, rejected)
+
