@@ -46,7 +46,9 @@ INVOICE, SUPPLEMENTARY, CREDIT_NOTE = "invoice", "supplementary", "credit_note"
 METER_NAMES = {"gb_seconds": N_("Function compute"), "invocations": N_("Function invocations"),
                "node_hours": N_("Dedicated nodes"), "cpu_core_hours": N_("Dedicated CPU cores"),
                "memory_gib_hours": N_("Dedicated memory"), "gpu_hours": N_("GPUs"),
-               "storage_gib_hours": N_("Storage"), "loadbalancer_hours": N_("Load balancers")}
+               "storage_gib_hours": N_("Storage"), "loadbalancer_hours": N_("Load balancers"),
+               "egress_gib": N_("Network egress"),
+               "gpu_utilisation_hours": N_("GPU utilisation")}
 _METER_ORDER = {m: i for i, m in enumerate(UNITS)}
 
 

@@ -22,12 +22,18 @@ LOADBALANCER_HOURS = "loadbalancer_hours"  # SKU: ""
 CAPACITY_METERS = (NODE_HOURS, CPU_CORE_HOURS, MEMORY_GIB_HOURS, GPU_HOURS, STORAGE_GIB_HOURS,
                    LOADBALANCER_HOURS)
 
-METERS = USAGE_METERS + CAPACITY_METERS
+# Read from Prometheus when PROMETHEUS_URL is set, per UTC hour (chargeback.metrics).
+EGRESS_GIB = "egress_gib"                          # SKU: ""; bytes sent / 2^30
+GPU_UTILISATION_HOURS = "gpu_utilisation_hours"    # SKU: GPU model; util% / 100 x hours
+PROMETHEUS_METERS = (EGRESS_GIB, GPU_UTILISATION_HOURS)
+
+METERS = USAGE_METERS + CAPACITY_METERS + PROMETHEUS_METERS
 # the unit each meter's quantity (and price) is in
 UNITS = {GB_SECONDS: "GB-s", INVOCATIONS: "invocations", NODE_HOURS: "node-hours",
          CPU_CORE_HOURS: "core-hours", MEMORY_GIB_HOURS: "GiB-hours",
          GPU_HOURS: "GPU-hours", STORAGE_GIB_HOURS: "GiB-hours",
-         LOADBALANCER_HOURS: "LB-hours"}
+         LOADBALANCER_HOURS: "LB-hours", EGRESS_GIB: "GiB",
+         GPU_UTILISATION_HOURS: "GPU-hours"}
 
 # Exact: 2^-30 has 30 decimal places, so 1 / (1e9 * 2^30) is a finite decimal
 # and multiplying by it never rounds (dividing by 2^30 in Postgres would).

@@ -310,6 +310,16 @@ class Settings:
     # evaluate-budgets: percent of the monthly budget
     budget_thresholds: tuple[int, ...] = setting("BUDGET_THRESHOLDS", _percentages,
                                                  (50, 80, 100))
+    # Prometheus meters (docs/meters.md): unset, nothing is read from Prometheus
+    prometheus_url: str | None = setting("PROMETHEUS_URL", _text)
+    # two samples further apart than this leave a gap: reported, never filled in
+    prometheus_max_gap_s: int = setting("PROMETHEUS_MAX_GAP_SECONDS", _positive, 180)
+    # how far back meter-capacity collects hours it has not collected yet
+    prometheus_backfill_hours: int = setting("PROMETHEUS_BACKFILL_HOURS", _positive, 48)
+    prometheus_egress_series: str = setting("PROMETHEUS_EGRESS_SERIES", _text,
+                                            "container_network_transmit_bytes_total")
+    prometheus_gpu_series: str = setting("PROMETHEUS_GPU_SERIES", _text, "DCGM_FI_DEV_GPU_UTIL")
+    prometheus_timeout_s: float = setting("PROMETHEUS_TIMEOUT_SECONDS", _seconds, 10.0)
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

@@ -1,0 +1,132 @@
+"""Reconciliation: invocations billed from the webhook against the gateway's own counter.
+
+The gateway's Prometheus counter gateway_function_invocation_total (labels
+function_name="<fn>.<namespace>", code) is sampled and not fit to bill, but it
+is a witness independent of the event-worker: if a webhook batch was lost,
+the hour's billed invocations fall short of the counter's increase. Per
+namespace, function and UTC hour the counter's increase is taken from its raw
+samples (series.counter_increase: resets counted, gaps reported, nothing
+extrapolated) and compared with function_usage_hourly; an hour is listed when
+billed < witnessed - max(tolerance, tolerance_percent of witnessed).
+
+    scripts/reconcile --from 2026-09-01 --to 2026-10-01 [--tolerance 5]
+                      [--tolerance-percent 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from chargeback.core import db
+from chargeback.core.settings import ConfigError, Settings, load
+from chargeback.metrics import prometheus, series
+
+COUNTER = "gateway_function_invocation_total"
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+_BILLED = """
+SELECT namespace, function_name, hour_start, invocations
+  FROM openfaas_metering.function_usage_hourly
+ WHERE hour_start >= %s AND hour_start < %s"""
+
+
+@dataclass(frozen=True)
+class Drift:
+    namespace: str
+    function_name: str
+    hour_start: datetime
+    billed: int
+    witnessed: Decimal
+
+    def as_json(self) -> dict:
+        return {"namespace": self.namespace, "function": self.function_name,
+                "hour": self.hour_start.isoformat(), "billed": self.billed,
+                "witnessed": str(self.witnessed), "missing": str(self.witnessed - self.billed)}
+
+
+def witnessed(settings: Settings, start: datetime, end: datetime
+              ) -> tuple[dict[tuple[str, str, datetime], Decimal], list[dict]]:
+    """{(namespace, function, hour): counter increase} over [start, end), and the gaps."""
+    out: dict[tuple[str, str, datetime], Decimal] = defaultdict(Decimal)
+    gaps = []
+    reach = timedelta(seconds=settings.prometheus_max_gap_s)
+    gap_s = Decimal(settings.prometheus_max_gap_s)
+    day = start
+    while day < end:   # a day of samples per query keeps each answer small
+        upto = min(day + DAY, end)
+        found = prometheus.samples(settings.prometheus_url, COUNTER, day - reach, upto + reach,
+                                   timeout_s=settings.prometheus_timeout_s)
+        for s in found:
+            function, _, namespace = s.labels.get("function_name", "").rpartition(".")
+            if not function or namespace in settings.exclude_namespaces:
+                continue
+            hour = day
+            while hour < upto:
+                increase, holes = series.counter_increase(
+                    s.samples, Decimal(int(hour.timestamp())),
+                    Decimal(int((hour + HOUR).timestamp())), gap_s)
+                out[(namespace, function, hour)] += increase
+                gaps += [{"namespace": namespace, "function": function,
+                          "hour": hour.isoformat(), **g.as_json()} for g in holes]
+                hour += HOUR
+        day = upto
+    return out, gaps
+
+
+def reconcile(settings: Settings, start: datetime, end: datetime, tolerance: int = 0,
+              tolerance_percent: Decimal = Decimal(0)) -> dict:
+    """The hours in [start, end) (whole UTC hours) where billed invocations fall short of
+    the gateway's counter by more than the tolerance; and the counter's gaps."""
+    if not settings.prometheus_url:
+        raise ConfigError("no PROMETHEUS_URL: the reconciliation reads the gateway's counter "
+                          "from Prometheus")
+    seen, gaps = witnessed(settings, start, end)
+    with db.transaction(settings) as conn:
+        billed = {(ns, fn, hour): n for ns, fn, hour, n in conn.execute(_BILLED, (start, end))}
+    drifts = []
+    for key in sorted(seen, key=lambda k: (k[2], k[0], k[1])):
+        count = billed.get(key, 0)
+        allowed = max(Decimal(tolerance), seen[key] * tolerance_percent / 100)
+        if count < seen[key] - allowed:
+            drifts.append(Drift(*key, count, seen[key]))
+    return {"from": start.isoformat(), "to": end.isoformat(), "tolerance": tolerance,
+            "tolerance_percent": str(tolerance_percent), "hours_compared": len(seen),
+            "drift": [d.as_json() for d in drifts], "gaps": gaps}
+
+
+def _hour(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    if moment != moment.replace(minute=0, second=0, microsecond=0):
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole UTC hour")
+    return moment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/reconcile", description=__doc__.split("\n")[0])
+    parser.add_argument("--from", dest="start", type=_hour, required=True)
+    parser.add_argument("--to", dest="end", type=_hour, required=True)
+    parser.add_argument("--tolerance", type=int, default=0,
+                        help="invocations an hour may miss without being listed")
+    parser.add_argument("--tolerance-percent", type=Decimal, default=Decimal(0),
+                        help="... or this percent of the counter's increase, if more")
+    args = parser.parse_args(argv)
+    try:
+        report = reconcile(load(), args.start, args.end, args.tolerance, args.tolerance_percent)
+    except (ConfigError, prometheus.PrometheusUnavailable, db.DatabaseUnavailable) as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 1 if report["drift"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
