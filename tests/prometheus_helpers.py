@@ -19,6 +19,8 @@ import pytest
 import requests
 from devstack.pg import free_port
 
+from .waiting import until
+
 
 def prometheus_binary() -> str:
     """The prometheus binary; without one the test skips (fails in CI, which installs it)."""
@@ -87,15 +89,13 @@ scrape_configs:
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("prometheus did not become ready in 30 s")
+        until(self.ready, "prometheus to become ready", timeout_s=30, interval_s=0.1)
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self):
         self.proc.terminate()
@@ -110,9 +110,6 @@ def serve(tmp_path, series) -> tuple[Exporter, Prometheus]:
     directory = tmp_path / "prometheus"
     directory.mkdir()
     prometheus = Prometheus(binary, directory, exporter.address)
-    deadline = time.monotonic() + 60
-    while not exporter.played():
-        assert time.monotonic() < deadline, "the exporter's script was not scraped in 60 s"
-        time.sleep(0.1)
+    until(exporter.played, "the exporter's script to be scraped", timeout_s=60, interval_s=0.1)
     time.sleep(0.5)  # the last scrape's samples committed to the head
     return exporter, prometheus

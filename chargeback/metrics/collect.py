@@ -95,9 +95,10 @@ def _name(labels: dict[str, str]) -> str:
 
 def collect(settings: Settings, now: datetime) -> dict:
     """Collect every due hour of every Prometheus meter; the answer counts hours and gaps
-    (no tenant, no figure). PrometheusUnavailable stops the run: the rest is next time."""
+    (no tenant, no figure), nothing without PROMETHEUS_URL. PrometheusUnavailable stops
+    the run: the rest is next time."""
     if not settings.prometheus_url:
-        return {"prometheus": "off (no PROMETHEUS_URL)"}
+        return {}
     collected = gaps = 0
     for meter in (EGRESS_GIB, GPU_UTILISATION_HOURS):
         with db.transaction(settings) as conn:
