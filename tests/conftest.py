@@ -221,13 +221,14 @@ def portal(local_runtime, product_stack, secrets_dir, database_url):
     """tenant-portal (and `also`, from stack.yml or tests/stack.yml) behind the local
     gateway, and its own origin (the Ingress stand-in) at http://localhost:<port>
     (`portal_tls`: https with that certificate and key)."""
-    def start(also: tuple[str, ...] = (), port: int | None = None, portal_tls=None, **env):
+    def start(also: tuple[str, ...] = (), port: int | None = None, portal_tls=None,
+              portal_port: int = 0, **env):
         names = ("tenant-portal", *also)
         extra = stackfile.load(ROOT / "tests" / "stack.yml", root=ROOT)
         known = {**extra.functions, **product_stack.functions}
         stack = dataclasses.replace(product_stack, functions={n: known[n] for n in names})
         options = {"gateway_port": port} if port else {}
-        runtime = local_runtime(stack, cron=False, portal_port=0, portal_tls=portal_tls,
+        runtime = local_runtime(stack, cron=False, portal_port=portal_port, portal_tls=portal_tls,
                                 function_env={"SECRETS_DIR": str(secrets_dir),
                                               "DATABASE_URL": database_url, **env}, **options)
         from .portal_helpers import Portal

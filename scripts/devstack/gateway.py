@@ -97,13 +97,13 @@ def _upstream_headers(req) -> dict[str, str]:
 
 
 def _answer(data: bytes, status: int, headers, method: str) -> Response:
-    out = Response(data, status, _forwardable(headers))
-    if method == "HEAD":  # the function's own length for the body HEAD leaves out
-        length = headers.get("Content-Length")
-        if length is None:
-            out.headers.pop("Content-Length", None)
-        else:
-            out.headers["Content-Length"] = length
+    if method != "HEAD":
+        return Response(data, status, _forwardable(headers))
+    # HEAD: the function's own Content-Length (of the body HEAD leaves out), or none;
+    # an iterator, so werkzeug does not count the empty body as "Content-Length: 0"
+    out = Response(iter(()), status, _forwardable(headers))
+    if headers.get("Content-Length") is not None:
+        out.headers["Content-Length"] = headers["Content-Length"]
     return out
 
 
