@@ -13,7 +13,7 @@ const portal = {portal};
 async function probe(url, init) {{
   try {{
     const r = await fetch(url, init);
-    return r.type + ' ' + r.status + ' ' + (await r.text()).slice(0, 4000);
+    return r.type + ' ' + r.status + ' ' + (await r.text()).slice(0, 4000).replace(/\\s+/g, ' ');
   }} catch (e) {{ return 'failed ' + e; }}
 }}
 (async () => {{
