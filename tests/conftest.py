@@ -218,14 +218,20 @@ def smtp():
 
 @pytest.fixture
 def portal(local_runtime, product_stack, secrets_dir, database_url):
-    """tenant-portal (and `also`) of stack.yml behind the local gateway."""
-    def start(also: tuple[str, ...] = (), port: int | None = None, **env):
+    """tenant-portal (and `also`, from stack.yml or tests/stack.yml) behind the local
+    gateway, and its own origin (the Ingress stand-in) at http://localhost:<port>
+    (`portal_tls`: https with that certificate and key)."""
+    def start(also: tuple[str, ...] = (), port: int | None = None, portal_tls=None,
+              portal_port: int = 0, **env):
         names = ("tenant-portal", *also)
-        stack = dataclasses.replace(product_stack, functions={
-            n: product_stack.functions[n] for n in names})
+        extra = stackfile.load(ROOT / "tests" / "stack.yml", root=ROOT)
+        known = {**extra.functions, **product_stack.functions}
+        stack = dataclasses.replace(product_stack, functions={n: known[n] for n in names})
         options = {"gateway_port": port} if port else {}
-        runtime = local_runtime(stack, cron=False, function_env={
-            "SECRETS_DIR": str(secrets_dir), "DATABASE_URL": database_url, **env}, **options)
+        runtime = local_runtime(stack, cron=False, portal_port=portal_port, portal_tls=portal_tls,
+                                function_env={"SECRETS_DIR": str(secrets_dir),
+                                              "DATABASE_URL": database_url, **env}, **options)
         from .portal_helpers import Portal
-        return Portal(f"{runtime.gateway_url}/function/tenant-portal.openfaas-system")
+        return Portal(f"{runtime.gateway_url}/function/tenant-portal.openfaas-system",
+                      runtime.portal_url, runtime.gateway_url)
     return start

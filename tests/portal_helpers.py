@@ -21,7 +21,9 @@ OCT = {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
 
 @dataclasses.dataclass
 class Portal:
-    url: str  # .../function/tenant-portal.openfaas-system
+    url: str  # the API through the gateway: .../function/tenant-portal.openfaas-system
+    origin: str | None = None  # the page's own origin (PORTAL_URL): http://localhost:<port>
+    gateway: str | None = None
 
     def get(self, path: str, bearer: str | None = None, headers=None, session=None, **query):
         headers = dict(headers or {})
@@ -29,6 +31,24 @@ class Portal:
             headers["Authorization"] = f"Bearer {bearer}"
         return (session or requests).get(f"{self.url}{path}", params=query, headers=headers,
                                          timeout=30, allow_redirects=False)
+
+    def sign_in(self, token: str, session: requests.Session | None = None,
+                **headers) -> requests.Session:
+        """A browser-like session that opened `token`'s link on the portal's origin."""
+        session = session or requests.Session()
+        r = session.get(f"{self.origin}/", params={"token": token}, headers=headers,
+                        timeout=30, allow_redirects=False)
+        assert r.status_code in (200, 303), r.text
+        return session
+
+    def page(self, path: str = "/", token: str | None = None, session=None, headers=None,
+             **query) -> requests.Response:
+        """The page on its own origin, signed in with `token` first when given."""
+        if token:
+            session = self.sign_in(token, session)
+        return (session or requests).get(f"{self.origin}{path}", params=query,
+                                         headers=headers or {}, timeout=30,
+                                         allow_redirects=False)
 
 
 def token_for(tenant: str, days: int = 1, invoice: str | None = None, key=PORTAL_KEY) -> str:

@@ -17,6 +17,9 @@ def _env(tmp_path, **extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "SECRETS_DIR", "SMTP_URL", "KUBECONFIG")}
     env.update(CHARGEBACK_VAR=str(tmp_path / "var"), **extra)
+    if "GATEWAY_PORT" in extra:  # the portal's own origin: a port of its own too
+        from devstack.pg import free_port
+        env.setdefault("PORTAL_PORT", str(free_port()))
     return env
 
 

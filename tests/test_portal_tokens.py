@@ -36,11 +36,27 @@ def test_a_token_names_its_tenant_and_the_one_invoice_it_opens():
     (lambda: jwt.encode({"sub": "acme", "exp": 4_000_000_000}, KEY, algorithm="HS512"), "alg"),
     (lambda: jwt.encode({"sub": "../x", "exp": 4_000_000_000}, KEY, algorithm="HS256"), "sub"),
     (lambda: "not-a-token", "not valid"),
+    # an exp PyJWT takes but that is no whole second, or past PORTAL_TOKEN_MAX_DAYS
+    # (120 days by default) from now: refused, not a 500 (issue 33)
+    (lambda: jwt.encode({"sub": "acme", "exp": "4000000000"}, KEY, algorithm="HS256"), "exp"),
+    (lambda: jwt.encode({"sub": "acme", "exp": 1e20}, KEY, algorithm="HS256"), "exp"),
+    (lambda: jwt.encode({"sub": "acme", "exp": 253402300799}, KEY, algorithm="HS256"),
+     "PORTAL_TOKEN_MAX_DAYS"),  # 9999-12-31T23:59:59Z
 ])
 def test_forged_expired_and_unsigned_tokens_are_refused(forge, why):
     with pytest.raises(tokens.Unauthorized) as refused:
         tokens.verify(KEY, forge(), NOW)
     assert why in str(refused.value) or "not valid" in str(refused.value)
+
+
+def test_a_token_lives_at_most_the_configured_days_from_now():
+    now = datetime.now(timezone.utc)  # PyJWT checks exp against the real clock too
+    token = tokens.issue(KEY, "acme", now, timedelta(days=30))
+    assert tokens.verify(KEY, token, now, max_days=30).tenant == "acme"
+    with pytest.raises(tokens.Unauthorized, match="more than 29 days away"):
+        tokens.verify(KEY, token, now, max_days=29)
+    # ten days on, it has 20 days left: within a 29-day cap again
+    assert tokens.verify(KEY, token, now + timedelta(days=10), max_days=29).tenant == "acme"
 
 
 def test_a_series_is_whole_windows_at_most_400_of_them():

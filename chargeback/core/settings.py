@@ -278,6 +278,8 @@ class Settings:
     max_attachment_bytes: int = setting("MAX_ATTACHMENT_BYTES", _positive, 2 * 1024 * 1024)
     # tenant-portal's public address: set, every invoice e-mail links to its hosted page
     portal_url: str | None = setting("PORTAL_URL", _text)
+    # the longest a portal token may live, whatever it says (Stripe's hosted page: 120 days)
+    portal_token_max_days: int = setting("PORTAL_TOKEN_MAX_DAYS", _positive, 120)
     default_locale: str = setting("DEFAULT_LOCALE", _text, "en")
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.

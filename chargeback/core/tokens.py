@@ -5,7 +5,9 @@ mail, the portal checks the tokens.
 `sub` is the tenant (a namespace), `exp` is required, and an optional
 `invoice` claim limits the token to that one document (the hosted invoice
 link). Only HS256 is accepted, so `alg: none` or a token signed another way
-is refused like a wrong key or an expired token: all are `Unauthorized`.
+is refused like a wrong key or an expired token: all are `Unauthorized`. A
+token that would live longer than PORTAL_TOKEN_MAX_DAYS from now (an `exp` in
+year 9999, a float, a string) is refused too, whoever signed it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ SIGNING_KEY_SECRET = "portal-signing-key"
 # What the key must hold: RFC 7518 3.2 asks for a key at least as long as the hash.
 MIN_KEY_BYTES = 32
 HOSTED_LINK_DAYS = 120
+MAX_DAYS = 120  # PORTAL_TOKEN_MAX_DAYS' default
 
 
 class Unauthorized(Exception):
@@ -50,8 +53,9 @@ def issue(key: str, tenant: str, issued_at: datetime, valid_for: timedelta,
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify(key: str, token: str, now: datetime) -> Claims:
-    """The claims of a token signed with `key`, unexpired at `now`; Unauthorized otherwise."""
+def verify(key: str, token: str, now: datetime, max_days: int = MAX_DAYS) -> Claims:
+    """The claims of a token signed with `key`, unexpired at `now` and expiring at most
+    `max_days` after it; Unauthorized otherwise."""
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM],
                             options={"require": ["exp", "sub"], "verify_iat": False},
@@ -60,16 +64,35 @@ def verify(key: str, token: str, now: datetime) -> Claims:
         raise Unauthorized("the token has expired; ask for a new link") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"the token is not valid: {exc}") from None
-    # PyJWT checks exp against its own clock; `now` is the caller's (tests, the demo)
-    expires_at = datetime.fromtimestamp(claims["exp"], tz=now.tzinfo)
-    if expires_at <= now:
-        raise Unauthorized("the token has expired; ask for a new link")
     tenant, invoice = claims["sub"], claims.get("invoice")
     if not isinstance(tenant, str) or not DNS_LABEL.fullmatch(tenant):
         raise Unauthorized("the token's sub is not a tenant name")
     if invoice is not None and not isinstance(invoice, str):
         raise Unauthorized("the token's invoice claim is not a document number")
+    # PyJWT checks exp against its own clock; `now` is the caller's (tests, the demo)
+    exp = claims["exp"]
+    if type(exp) is not int:  # PyJWT takes "123" and 1e20; bool is an int too
+        raise Unauthorized("the token's exp is not a whole number of seconds")
+    if exp > now.timestamp() + max_days * 86400:
+        raise Unauthorized(f"the token's exp is more than {max_days} days away "
+                           "(PORTAL_TOKEN_MAX_DAYS)")
+    expires_at = datetime.fromtimestamp(exp, tz=now.tzinfo)
+    if expires_at <= now:
+        raise Unauthorized("the token has expired; ask for a new link")
     return Claims(tenant, expires_at, invoice)
+
+
+def signed_tenant(key: str, token: str) -> str | None:
+    """The tenant a token signed with `key` names, expired or not (the page offers that
+    tenant a new link); None for anything not signed with `key`."""
+    try:
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM],
+                            options={"verify_exp": False, "verify_iat": False,
+                                     "require": ["sub"]})
+    except jwt.InvalidTokenError:
+        return None
+    tenant = claims["sub"]
+    return tenant if isinstance(tenant, str) and DNS_LABEL.fullmatch(tenant) else None
 
 
 def signing_key(environ: Mapping[str, str] | None = None) -> str:
@@ -98,6 +121,7 @@ def hosted_invoice_url(settings: Settings, tenant: str, number: str, issued_at: 
     is set but the signing key is missing."""
     if not settings.portal_url:
         return None
-    token = issue(signing_key(environ), tenant, issued_at,
-                  timedelta(days=HOSTED_LINK_DAYS), invoice=number)
+    days = min(HOSTED_LINK_DAYS, settings.portal_token_max_days)
+    token = issue(signing_key(environ), tenant, issued_at, timedelta(days=days),
+                  invoice=number)
     return page_url(settings.portal_url, token)

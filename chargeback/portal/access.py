@@ -1,10 +1,11 @@
 """Who is asking the portal, and for which tenant.
 
-A tenant brings a portal token (tokens.py) as `Authorization: Bearer`, in the
-portal cookie the page sets, or (the page only) as `?token=` from a link.
-The operator brings the admin token as `Authorization: Bearer` and names any
-tenant with `?tenant=`. Anything else is 401; the reason never says whether a
-tenant or document exists.
+The JSON API (`resolve`) takes a portal token (core.tokens) or the operator's
+admin token as `Authorization: Bearer` only, never a cookie, so a script on
+any origin cannot ride a customer's session; the operator names the tenant
+with `?tenant=`. The page (`session`) takes only its cookie, on the portal's
+own origin (origin.py); a link's `?token=` is read by signin.py. Anything else
+is 401; the reason never says whether a tenant or document exists.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from chargeback.core.responses import RequestError
 from chargeback.core import tokens
 from chargeback.core.tokens import signing_key
 
-COOKIE = "portal_token"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tenant-portal"'}
 
 
@@ -32,12 +32,12 @@ class Access:
     expires_at: datetime | None = None
 
 
-def _cookie(headers: Mapping[str, str]) -> str | None:
+def cookie(headers: Mapping[str, str], name: str) -> str | None:
     try:
         jar = SimpleCookie(headers.get("Cookie") or "")
     except CookieError:
         return None
-    morsel = jar.get(COOKIE)
+    morsel = jar.get(name)
     return morsel.value if morsel and morsel.value else None
 
 
@@ -45,26 +45,33 @@ def unauthorized(reason: str) -> RequestError:
     return RequestError(401, reason, _CHALLENGE)
 
 
-def resolve(headers: Mapping[str, str], query: Mapping[str, str], now: datetime, *,
-            link_token: bool = False, environ: Mapping[str, str] | None = None) -> Access:
-    """The caller's Access; RequestError 401 without a valid credential, 400 for an
-    operator without ?tenant=. `link_token`: accept ?token= (the page)."""
+def resolve(headers: Mapping[str, str], query: Mapping[str, str], now: datetime,
+            max_days: int = tokens.MAX_DAYS,
+            environ: Mapping[str, str] | None = None) -> Access:
+    """The API caller's Access, from `Authorization: Bearer` only; RequestError 401
+    without a valid credential, 400 for an operator without ?tenant=."""
     if is_operator(headers, environ):
         tenant = query.get("tenant") or ""
         if not DNS_LABEL.fullmatch(tenant):
             raise RequestError(400, "tenant: the operator's token reads one tenant: add "
                                     f"?tenant=<namespace>, got {tenant!r}")
         return Access(tenant, operator=True)
-    token = bearer_token(headers) or (query.get("token") if link_token else None) \
-        or _cookie(headers)
+    token = bearer_token(headers)
     if not token:
-        raise unauthorized("no token: send Authorization: Bearer <portal token> "
-                           "or open the portal link you were given")
+        raise unauthorized("no token: the API takes Authorization: Bearer <portal token> "
+                           "(the page's cookie opens the page only)")
+    who = check(token, now, max_days, environ)
+    asked = query.get("tenant")
+    if asked and asked != who.tenant:  # another tenant's data: nothing says it exists
+        raise RequestError(404, f"tenant: no tenant {asked!r} for this token")
+    return who
+
+
+def check(token: str, now: datetime, max_days: int = tokens.MAX_DAYS,
+          environ: Mapping[str, str] | None = None) -> Access:
+    """The Access a portal token grants; RequestError 401 naming why not."""
     try:
-        claims = tokens.verify(signing_key(environ), token, now)
+        claims = tokens.verify(signing_key(environ), token, now, max_days)
     except tokens.Unauthorized as exc:
         raise unauthorized(str(exc)) from None
-    asked = query.get("tenant")
-    if asked and asked != claims.tenant:  # another tenant's data: nothing says it exists
-        raise RequestError(404, f"tenant: no tenant {asked!r} for this token")
     return Access(claims.tenant, claims.invoice, token=token, expires_at=claims.expires_at)

@@ -11,7 +11,7 @@ from chargeback.core import tokens
 from chargeback.core.settings import ConfigError
 from chargeback.core.tokens import page_url, signing_key
 
-LOCAL_PORTAL = "http://127.0.0.1:{port}/function/tenant-portal.openfaas-system"
+LOCAL_PORTAL = "http://localhost:{port}"  # scripts/up's Ingress stand-in (PORTAL_PORT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7, help="valid for N days (default 7)")
     parser.add_argument("--invoice", help="limit the token to this one invoice number")
     args = parser.parse_args(argv)
-    if not 0 < args.days <= 366:
-        parser.error("--days: expected 1 to 366")
+    if not 0 < args.days <= 120:
+        parser.error("--days: expected 1 to 120 (tokens live at most "
+                     "PORTAL_TOKEN_MAX_DAYS, default 120)")
     try:
         token = tokens.issue(signing_key(), args.tenant, datetime.now(timezone.utc),
                              timedelta(days=args.days), invoice=args.invoice)
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripts/portal-token: {exc}", file=sys.stderr)
         return 2
     portal = os.environ.get("PORTAL_URL") or LOCAL_PORTAL.format(
-        port=os.environ.get("GATEWAY_PORT", "8080"))
+        port=os.environ.get("PORTAL_PORT", "8081"))
     print(token)
     print(f"open {page_url(portal, token)}", file=sys.stderr)
     return 0

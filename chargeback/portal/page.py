@@ -31,7 +31,7 @@ STYLESHEET = (HERE / "templates" / "portal.css").read_text(encoding="utf-8")
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode()
 CSP = ("default-src 'none'; script-src 'none'; "
        f"style-src 'sha256-{_STYLE_HASH}'; img-src 'self' data:; "
-       "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 TOP_FUNCTIONS = 10
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined,
                    autoescape=select_autoescape(default=True))
@@ -56,6 +56,9 @@ class _Formats:
 
     def day(self, instant: datetime) -> str:
         return format_date(instant.date(), "medium", locale=self.locale)
+
+    def day_of(self, day) -> str:
+        return format_date(day, "medium", locale=self.locale)
 
     def instant(self, instant: datetime) -> str:
         return format_datetime(instant, "medium", tzinfo=instant.tzinfo, locale=self.locale)
@@ -120,9 +123,15 @@ def _budget(f: _Formats, budget: dict) -> dict[str, Any]:
                           for c in budget["crossings"]]}
 
 
+def _lang(f: _Formats) -> str:
+    """The page's words are English; its numbers and dates are the tenant's locale. A
+    screen reader must read English, so `lang` says the language of the words."""
+    return "en"
+
+
 def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function: list[tuple],
                 by_sku: list[tuple], docs: list[dict], rejected: list[dict],
-                budget: dict) -> str:
+                budget: dict, periods: list[str] = ()) -> str:
     f = _Formats(locale, month["currency"])
     charts = [
         ("GB-seconds by function", _chart("GB-seconds by function", q,
@@ -137,7 +146,8 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
     lines = [{**line, "quantity_text": f"{f.number(line['quantity'])} {line['unit']}",
               "amount_text": f.money(line["amount"])} for line in month["lines"]]
     return _env.get_template("page.html").render(
-        stylesheet=STYLESHEET, name=name, tenant=month["tenant"], lang=str(f.locale),
+        stylesheet=STYLESHEET, name=name, tenant=month["tenant"], lang=_lang(f),
+        periods=list(periods),
         period=month["period"], as_of=f.instant(month["as_of"]), month=month, lines=lines,
         total=f.money(month["total"]), projected=f.money(month["projected_total"]),
         subtotal=f.money(month["subtotal"]), tax=f.money(month["tax"]), charts=charts,
@@ -146,8 +156,18 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
         rejected=[{**r, "received": f.instant(r["received_at"])} for r in rejected])
 
 
-def render_invoice_page(name: str, locale: str, docs: list[dict]) -> str:
-    """The hosted invoice page: the one document a limited token opens."""
+def render_invoice_page(name: str, locale: str, docs: list[dict], full: bool = False) -> str:
+    """The hosted invoice page: the one document a limited token opens (`full`: a full
+    session's view of one invoice, with a way back to the page)."""
     f = _Formats(locale, None)
     return _env.get_template("invoice_page.html").render(
-        stylesheet=STYLESHEET, name=name, lang=str(f.locale), documents=_documents(f, docs))
+        stylesheet=STYLESHEET, name=name, lang=_lang(f), full=full,
+        documents=[{**d, "due": f.day_of(d["due_date"]) if d.get("due_date") else None}
+                   for d in _documents(f, docs)])
+
+
+def render_refusal(locale: str, kind: str, title: str, **values) -> str:
+    """A refusal's page (refusals.py)."""
+    f = _Formats(locale, None)
+    return _env.get_template("refusal.html").render(stylesheet=STYLESHEET, lang=_lang(f),
+                                                    kind=kind, title=title, **values)

@@ -8,7 +8,7 @@ per window.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import psycopg
@@ -49,7 +49,7 @@ SELECT delivery_id, event_index, reason, received_at, event_json
 # credit note corrects, the voided one a reissue replaces, the credit note that voided it.
 _DOCUMENTS = """
 SELECT d.number, d.period, d.status, d.issued_at, d.currency, d.subtotal, d.tax, d.total,
-       d.document_kind, c.number, r.number, v.number
+       d.document_kind, c.number, r.number, v.number, d.due_date
   FROM openfaas_metering.invoices AS d
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = d.corrects_invoice_id
   LEFT JOIN openfaas_metering.invoices AS r ON r.invoice_id = d.replaces_invoice_id
@@ -58,7 +58,7 @@ SELECT d.number, d.period, d.status, d.issued_at, d.currency, d.subtotal, d.tax,
  ORDER BY d.issued_at DESC, d.number DESC"""
 
 _DOCUMENT = """
-SELECT invoice_id::text FROM openfaas_metering.invoices
+SELECT invoice_id::text, locale FROM openfaas_metering.invoices
  WHERE namespace = %s AND number = %s AND status <> 'draft'"""
 
 _TENANT = """
@@ -92,6 +92,7 @@ class Document:
     corrects: str | None     # a supplementary invoice or credit note: the invoice's number
     replaces: str | None     # a reissue: the voided invoice's number
     voided_by: str | None    # a voided invoice: the credit note's number
+    due_date: date | None = None
 
 
 def series(conn: psycopg.Connection, tenant: str, q: SeriesQuery) -> list[tuple]:
@@ -125,11 +126,12 @@ def documents(conn: psycopg.Connection, tenant: str) -> list[Document]:
     return [Document(*row) for row in conn.execute(_DOCUMENTS, (tenant,))]
 
 
-def document_id(conn: psycopg.Connection, tenant: str, number: str) -> str | None:
-    """The id of `tenant`'s issued document `number`; None for a draft, another tenant's
-    or no such number (the caller cannot tell which)."""
+def document_id(conn: psycopg.Connection, tenant: str,
+                number: str) -> tuple[str, str | None] | None:
+    """The id and locale of `tenant`'s issued document `number`; None for a draft,
+    another tenant's or no such number (the caller cannot tell which)."""
     row = conn.execute(_DOCUMENT, (tenant, number)).fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 def tenant_details(conn: psycopg.Connection, tenant: str) -> tuple[str | None, str]:

@@ -1,16 +1,20 @@
 """tenant-portal: each tenant reads its own usage and charges live, its invoices and
-its rejected events, with a portal token (or the operator with the admin token and
-?tenant=). GET only:
+its rejected events.
 
-  /                          the page (?token= from a link sets the cookie)
+The JSON API, any Host, `Authorization: Bearer` only (a portal token, or the
+operator's admin token with ?tenant=); GET/HEAD:
+
   /api/v1/usage/current      the month to date, priced by the month close's code
   /api/v1/usage              a series: from, to, window=hour|day, group_by=function|meter|sku
   /api/v1/budget             the monthly budget, the share of it used, the period's crossings
-  /api/v1/invoices[/<number>[.pdf|.html|.csv]]   issued documents, the bytes the e-mail carried
+  /api/v1/invoices[/<number>[.pdf|.html|.csv|.xml|.usage.csv]]   the bytes the e-mail carried
   /api/v1/rejected?limit=    quarantined events, newest first
 
-401 without a valid token, 404 for what is not the caller's, 400 naming a bad
-field, 503 + Retry-After when the database is down. The work is in chargeback.portal.
+The page, only on PORTAL_URL's origin (an Ingress in front of this function), with a
+cookie set from a link's ?token=: `/`, `/invoices/<number>[.<file>]`, `/sign-out`,
+POST `/new-link`. 401 without a valid token, 404 for what is not the caller's, 400
+naming a bad field, 429 past a tenant's limits, 503 + Retry-After when the database
+is down. The work is in chargeback.portal.
 """
 from datetime import datetime, timezone
 
@@ -21,7 +25,8 @@ from chargeback.portal import app
 
 @guarded
 def _answer(event, context):
-    req = app.Request(event.method, event.path, event.query, event.headers)
+    req = app.Request(event.method, event.path, event.query, event.headers,
+                      getattr(event, "host", ""), event.body)
     return app.answer(load(), req, datetime.now(timezone.utc))
 
 

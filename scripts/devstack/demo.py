@@ -142,13 +142,15 @@ def _start(gateway_port: int) -> DemoEnv:
         if kube is not None:
             env.stoppers.append(kube.stop)
         # Cron is off: the demo calls scheduled functions itself, at simulated times.
+        portal_port = env_port("PORTAL_PORT", 8081)
         runtime = Runtime(load(ROOT / "stack.yml"), build_root=demo_var / "build",
                           log_dir=demo_var / "log", gateway_port=gateway_port, cron=False,
+                          portal_port=portal_port,
                           function_env={"SECRETS_DIR": str(env.secrets_dir),
                                         "DATABASE_URL": env.database_url,
                                         "KUBECONFIG": kubeconfig,
                                         "SMTP_URL": smtp_url,
-                                        "PORTAL_URL": portal_url(gateway_port),
+                                        "PORTAL_URL": portal_url(portal_port),
                                         "WEBHOOK_URLS": webhook_urls,
                                         **demo_capacity.FUNCTION_ENV}).start()
         env.stoppers.append(runtime.stop)

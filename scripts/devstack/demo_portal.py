@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import os
+
 import psycopg
 import requests
 
@@ -67,4 +69,9 @@ def run(gateway_url: str, database_url: str, signing_key: str) -> None:
                          timedelta(days=7))
     print(f"\n{LINK_TENANT}'s portal (September's usage and invoice; valid 7 days, while "
           f"the runtime runs, e.g. under scripts/up):\n  "
-          f"{tokens.page_url(gateway_url + PORTAL, token, '2026-09')}")
+          f"{tokens.page_url(_portal_origin(), token, '2026-09')}")
+
+
+def _portal_origin() -> str:
+    """The page's own origin under scripts/up and the demo (devstack.up.portal_url)."""
+    return f"http://localhost:{os.environ.get('PORTAL_PORT') or 8081}"

@@ -8,6 +8,10 @@
   the result to X-Callback-Url with X-Call-Id, X-Function-Status,
   X-Function-Name and X-Duration-Seconds.
 - `/system/functions` lists the functions, `/healthz` answers 200.
+- As the OpenFaaS gateway, a call gets X-Forwarded-Host (the Host it came to) and
+  X-Forwarded-For (the peer) unless it already carries them (set by an Ingress).
+- Its access log (werkzeug's) leaves out query strings: a portal link carries a
+  token there.
 
 A synchronous call's body is streamed to the function as it arrives (as the
 OpenFaaS gateway does) once it is larger than STREAM_ABOVE_BYTES, so a function
@@ -31,6 +35,7 @@ import requests
 import urllib3
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.serving import WSGIRequestHandler
 
 from .stack import FunctionSpec
 
@@ -80,6 +85,35 @@ class RetryPolicy:
 
 def _forwardable(headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP}
+
+
+def _upstream_headers(req) -> dict[str, str]:
+    """What the OpenFaaS gateway sends a function: the caller's headers, plus
+    X-Forwarded-Host and X-Forwarded-For when nobody in front set them."""
+    headers = _forwardable(req.headers)
+    headers.setdefault("X-Forwarded-Host", req.host)
+    headers.setdefault("X-Forwarded-For", req.remote_addr or "")
+    return headers
+
+
+def _answer(data: bytes, status: int, headers, method: str) -> Response:
+    if method != "HEAD":
+        return Response(data, status, _forwardable(headers))
+    # HEAD: the function's own Content-Length (of the body HEAD leaves out), or none;
+    # an iterator, so werkzeug does not count the empty body as "Content-Length: 0"
+    out = Response(iter(()), status, _forwardable(headers))
+    if headers.get("Content-Length") is not None:
+        out.headers["Content-Length"] = headers["Content-Length"]
+    return out
+
+
+class QuietQueryHandler(WSGIRequestHandler):
+    """werkzeug's access log line without the query string (tokens live there)."""
+
+    def log_request(self, code="-", size="-"):
+        path = self.path.split("?", 1)[0] + ("?…" if "?" in self.path else "")
+        self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version,
+                 code, size)
 
 
 class Gateway:
@@ -219,12 +253,12 @@ class Gateway:
                 if chunked or (length or 0) > READ_WHOLE_BODY_BYTES:
                     return self.stream(fn, request.method, path, request.query_string,
                                        request.stream, None if chunked else length,
-                                       _forwardable(request.headers))
+                                       _upstream_headers(request))
                 response = self.call(fn, request.method, path, request.query_string,
-                                     request.get_data(), _forwardable(request.headers))
+                                     request.get_data(), _upstream_headers(request))
             except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
                 return Response(f"cannot reach {fn.name}: {exc}\n", 502)
-            return Response(response.data, response.status, _forwardable(response.headers))
+            return _answer(response.data, response.status, response.headers, request.method)
 
         @app.route("/async-function/<target>", defaults={"path": ""}, methods=["POST"])
         @app.route("/async-function/<target>/<path:path>", methods=["POST"])

@@ -15,7 +15,8 @@ from werkzeug.serving import make_server
 
 from .cron import CRON_HEADERS, CronRunner, utcnow
 from .functions import FunctionProcess, lay_out
-from .gateway import Gateway, RetryPolicy
+from .gateway import Gateway, QuietQueryHandler, RetryPolicy
+from .ingress import Ingress
 from .pg import free_port
 from .stack import Stack
 
@@ -35,7 +36,8 @@ class Runtime:
     def __init__(self, stack: Stack, *, build_root: Path, function_env: dict[str, str],
                  gateway_port: int = 0, gateway_port_variable: str = "GATEWAY_PORT",
                  retry: RetryPolicy = RetryPolicy(), cron: bool = True,
-                 clock: Callable[[], datetime] = utcnow, log_dir: Path | None = None):
+                 clock: Callable[[], datetime] = utcnow, log_dir: Path | None = None,
+                 portal_port: int | None = None, portal_tls: tuple[Path, Path] | None = None):
         self.stack = stack
         self.build_root = Path(build_root)
         self.function_env = dict(function_env)
@@ -45,6 +47,10 @@ class Runtime:
         self.cron_enabled = cron
         self.clock = clock
         self.log_dir = log_dir
+        # tenant-portal's own origin (an Ingress stand-in): None for none, 0 for a free port
+        self.portal_port = portal_port
+        self.portal_tls = portal_tls
+        self.ingress: Ingress | None = None
         # name -> its replicas (com.openfaas.scale.min of them); processes[name] is
         # the first, for callers that want one replica
         self.replicas: dict[str, list[FunctionProcess]] = {}
@@ -71,11 +77,21 @@ class Runtime:
             # werkzeug's threaded server: one thread per connection, and a clean
             # shutdown() (waitress cannot be stopped from another thread).
             self.server = make_server("127.0.0.1", self.gateway_port, self.gateway.app,
-                                      threaded=True)
+                                      threaded=True, request_handler=QuietQueryHandler)
         except (OSError, SystemExit):
             raise PortInUse(f"port {self.gateway_port} is in use: set "
                             f"{self.gateway_port_variable} to another port") from None
         env = {**self.function_env, "GATEWAY_URL": self.gateway_url}
+        if self.portal_port is not None and "tenant-portal" in self.stack.functions:
+            fn = self.stack.functions["tenant-portal"]
+            try:
+                self.ingress = Ingress(self.gateway_url, f"/function/tenant-portal.{fn.namespace}",
+                                       self.portal_port, self.portal_tls).start()
+            except (OSError, SystemExit):
+                self.server.server_close()
+                raise PortInUse(f"port {self.portal_port} is in use: set PORTAL_PORT to "
+                                "another port") from None
+            env.setdefault("PORTAL_URL", self.ingress.url)
         try:
             for name, fn in self.stack.functions.items():
                 build_dir = lay_out(self.stack, fn, self.build_root)
@@ -125,9 +141,15 @@ class Runtime:
                 restarted.append(process.fn.name)
         return restarted
 
+    @property
+    def portal_url(self) -> str | None:
+        return self.ingress.url if self.ingress else None
+
     def stop(self) -> None:
         if self.cron:
             self.cron.stop()
+        if self.ingress is not None:
+            self.ingress.stop()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

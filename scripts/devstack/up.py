@@ -75,9 +75,10 @@ def database(var: Path) -> tuple[str, EmbeddedPostgres | None]:
     return server.url, server
 
 
-def portal_url(gateway_port: int) -> str:
-    """tenant-portal behind the local gateway: invoice e-mails link to it."""
-    return f"http://127.0.0.1:{gateway_port}/function/tenant-portal.openfaas-system"
+def portal_url(portal_port: int) -> str:
+    """tenant-portal's own origin, the local Ingress stand-in in front of the gateway
+    (localhost, while the gateway is 127.0.0.1: two origins): invoice e-mails link to it."""
+    return f"http://localhost:{portal_port}"
 
 
 def write_secrets(directory: Path, database_url: str, smtp_url: str | None = None) -> Path:
@@ -169,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         webhook_urls, webhooks_where, hooks = webhooks(var / "webhooks", secret_dir)
         kubeconfig, kube = kubernetes(var)
         (var / "log").mkdir(parents=True, exist_ok=True)
+        portal_port = env_port("PORTAL_PORT", 8081)
         runtime = Runtime(stack, build_root=var / "build", log_dir=var / "log",
-                          gateway_port=gateway_port,
+                          gateway_port=gateway_port, portal_port=portal_port,
                           function_env={"SECRETS_DIR": str(secret_dir),
                                         "DATABASE_URL": database_url,
                                         "SMTP_URL": smtp_url,
-                                        "PORTAL_URL": portal_url(gateway_port),
+                                        "PORTAL_URL": portal_url(portal_port),
                                         "WEBHOOK_URLS": webhook_urls,
                                         "KUBECONFIG": kubeconfig}).start()
     except (StackError, PortInUse, UpError) as exc:
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"""
 chargeback local runtime is up
   gateway    {runtime.gateway_url}   (/function/<name>, /async-function/<name>, /system/functions)
+  portal     {runtime.portal_url or 'none'}   (tenant-portal on its own origin)
   functions  {', '.join(stack.functions)}
   database   {database_url}{'  (embedded, data in ' + str(var / 'pg') + ')' if pg else ''}
              migrations applied now: {', '.join(applied) or 'none (up to date)'}

@@ -14,6 +14,12 @@ unset) is refused by waitress itself, before it is buffered: from its
 Content-Length at once, and while a chunked body streams in as soon as the
 bytes received pass the limit. The answer is 413 with a one-line JSON reason,
 like every other refusal. (waitress's own default would buffer up to 1 GiB.)
+
+X-Forwarded-Proto and X-Forwarded-Host are believed only from TRUSTED_PROXY
+(waitress's `trusted_proxy`: the peer address, in the image the watchdog at
+127.0.0.1); from anyone else waitress drops them. Unset, nothing is trusted
+(waitress's default). A function sees the result as `event.scheme` and
+`event.host` (the public host when the proxy is trusted).
 """
 import json
 import logging
@@ -50,6 +56,16 @@ def max_body_bytes():
 
 
 MAX_BODY_BYTES = max_body_bytes()
+
+
+def proxy_settings():
+    """waitress's trusted-proxy adjustments from TRUSTED_PROXY (an address, or unset)."""
+    proxy = os.getenv("TRUSTED_PROXY", "").strip()
+    if not proxy:
+        return {}
+    return {"trusted_proxy": proxy, "trusted_proxy_count": 1,
+            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-host"},
+            "clear_untrusted_proxy_headers": True}
 
 
 # waitress has no public hook for the body of its own refusals, so this uses two
@@ -98,6 +114,8 @@ class Event:
         self.method = request.method
         self.query = request.args
         self.path = request.path
+        self.host = request.host      # X-Forwarded-Host when TRUSTED_PROXY sent it
+        self.scheme = request.scheme  # X-Forwarded-Proto likewise
 
 
 class Context:
@@ -135,6 +153,10 @@ def format_response(result):
             return out
         if not isinstance(body, (bytes, str)):
             body = str(body)
+        if request.method == "HEAD" and not body:
+            # a HEAD answered without its body: no "Content-Length: 0" for a body that is
+            # not empty (the handler may name its length itself)
+            return Response(iter(()), status=status, headers=headers)
         return Response(body, status=status, headers=headers)
     if isinstance(result, (bytes, str)):
         return Response(result, status=200)
@@ -175,6 +197,7 @@ if __name__ == "__main__":
         ident=None,
         # waitress refuses at ">= the limit"; a body of exactly MAX_BODY_BYTES fits
         max_request_body_size=MAX_BODY_BYTES + 1,
+        **proxy_settings(),
     )
     server.channel_class = Channel
     server.run()
