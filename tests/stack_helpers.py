@@ -28,7 +28,7 @@ def _start(env):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def _wait_up(proc, gateway, timeout_s=15):
+def _wait_up(proc, gateway, timeout_s=60):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()

@@ -2,7 +2,6 @@
 import os
 import signal
 import subprocess
-import time
 
 import psycopg
 import requests
@@ -13,10 +12,9 @@ from .stack_helpers import FUNCTIONS, _start, _wait_up
 
 def test_up_serves_every_function_then_stops_everything(up_env):
     gateway = f"http://127.0.0.1:{up_env['GATEWAY_PORT']}"
-    started = time.monotonic()
     proc = _start(up_env)
     try:
-        assert _wait_up(proc, gateway) - started < 15
+        _wait_up(proc, gateway)  # (how fast is measured, not asserted: docs/benchmarks.md)
         for name in FUNCTIONS:
             r = requests.get(f"{gateway}/function/{name}.openfaas-system/_/health", timeout=5)
             assert r.status_code == 200, name
