@@ -134,7 +134,8 @@ CREATE FUNCTION openfaas_metering.document_frozen_columns() RETURNS text[]
     AS $$
     SELECT openfaas_metering.document_frozen_columns_before_vat()
            || ARRAY['vat_currency', 'vat_exchange_rate', 'vat_exchange_source',
-                    'vat_tax_converted', 'usage_csv']
+                    'vat_tax_converted', 'usage_csv', 'bill_to_postal', 'issuer_postal',
+                    'tax_category']
 $$;
 
 
@@ -837,6 +838,9 @@ CREATE TABLE openfaas_metering.invoices (
     vat_exchange_rate numeric,
     vat_exchange_source text,
     vat_tax_converted numeric,
+    bill_to_postal jsonb,
+    issuer_postal jsonb,
+    tax_category text,
     CONSTRAINT invoices_check CHECK (((status = 'draft'::text) = (number IS NULL))),
     CONSTRAINT invoices_check1 CHECK (((status <> 'sent'::text) OR ((sent_at IS NOT NULL) AND (message_id IS NOT NULL)))),
     CONSTRAINT invoices_check2 CHECK (((status <> 'undeliverable'::text) OR (undeliverable_reason IS NOT NULL))),
@@ -959,8 +963,11 @@ CREATE TABLE openfaas_metering.tenants (
     tax_note_override text,
     budget numeric,
     budget_override numeric,
+    postal_address jsonb,
+    tax_category_override text,
     CONSTRAINT tenants_budget_check CHECK ((budget > (0)::numeric)),
     CONSTRAINT tenants_budget_override_check CHECK ((budget_override > (0)::numeric)),
+    CONSTRAINT tenants_tax_category_override_check CHECK ((tax_category_override = ANY (ARRAY['S'::text, 'AE'::text, 'O'::text, 'E'::text, 'K'::text, 'G'::text, 'Z'::text]))),
     CONSTRAINT tenants_tax_rate_override_check CHECK (((tax_rate_override >= (0)::numeric) AND (tax_rate_override < (1)::numeric)))
 );
 

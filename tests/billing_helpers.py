@@ -24,11 +24,12 @@ BOOK = """
 default_plan: standard
 plans:
   standard: {currency: USD, price_list: usd, base_fee: "0", minimum_commitment: "0",
-             tax_rate: "0"}
+             tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
   pro: {currency: USD, price_list: usd, base_fee: "10.00", minimum_commitment: "50.00",
         spot_discount_percent: 60, tax_rate: "0.20"}
   yen: {currency: JPY, price_list: jpy, tax_rate: "0.10"}
-  dinar: {currency: KWD, price_list: kwd}
+  dinar: {currency: KWD, price_list: kwd, tax_category: O, tax_note: "Not subject to VAT"}
 price_lists:
   usd:
     currency: USD
@@ -61,8 +62,10 @@ price_lists:
 def settings_for(database_url: str, tmp_path: Path, book: str = BOOK, **env):
     path = tmp_path / "pricebook.yml"
     path.write_text(book)
+    # the pricing and closing tests bill tenants without addresses, as an internal
+    # chargeback does; the tests of what an EU invoice needs pass LEGAL_CHECKS=en16931
     return load({"DATABASE_URL": database_url, "PRICEBOOK_FILE": str(path),
-                 "SECRETS_DIR": str(tmp_path), **env})
+                 "SECRETS_DIR": str(tmp_path), "LEGAL_CHECKS": "none", **env})
 
 
 def ns_of(text: str) -> int:

@@ -7,12 +7,17 @@ from datetime import datetime, timezone
 BOOK = """
 default_plan: standard
 plans:
-  standard: {currency: USD, price_list: usd, tax_rate: "0"}
+  standard: {currency: USD, price_list: usd, tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
   committed: {currency: USD, price_list: cheap, base_fee: "250.00",
-              minimum_commitment: "300.00", tax_rate: "0"}
-  volume: {currency: USD, price_list: volume, tax_rate: "0"}
-  changing: {currency: USD, price_list: changing, tax_rate: "0"}
-  graduated: {currency: USD, price_list: graduated, tax_rate: "0"}
+              minimum_commitment: "300.00", tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
+  volume: {currency: USD, price_list: volume, tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
+  changing: {currency: USD, price_list: changing, tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
+  graduated: {currency: USD, price_list: graduated, tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
   euro: {currency: EUR, price_list: eur, tax_rate: "0.19"}
 price_lists:
   usd:

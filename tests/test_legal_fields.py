@@ -18,8 +18,9 @@ from .billing_helpers import close
 # the standard plan (tax 0) gets 30-day terms and a reverse-charge note; pro (20 %) keeps
 # the default 14 days and its note is never printed (its rate is not 0)
 LEGAL_BOOK = BOOK.replace(
-    '''tax_rate: "0"}
-  pro:''', '''tax_rate: "0", payment_terms_days: 30,
+    '''tax_rate: "0",
+             tax_category: O, tax_note: "Not subject to VAT"}
+  pro:''', '''tax_rate: "0", payment_terms_days: 30, tax_category: AE,
              tax_note: "Reverse charge: VAT to be accounted for by the recipient"}
   pro:''').replace(
     '''spot_discount_percent: 60, tax_rate: "0.20"}''',

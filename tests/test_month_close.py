@@ -164,9 +164,8 @@ def test_an_unpriced_sku_keeps_only_that_tenant_in_draft(database_url, tmp_path)
 
 def test_a_draft_with_lines_is_finalized_once_its_tenant_can_be_priced(database_url, tmp_path):
     # a plan whose price list prices every GPU: the fix an operator makes for the draft
-    book = BOOK.replace("  dinar: {currency: KWD, price_list: kwd}",
-                        "  dinar: {currency: KWD, price_list: kwd}\n"
-                        "  gpu: {currency: USD, price_list: gpu}").replace("  jpy:\n", """  gpu:
+    book = BOOK.replace("  dinar: {", "  gpu: {currency: USD, price_list: gpu, tax_category: Z}\n"
+                                      "  dinar: {").replace("  jpy:\n", """  gpu:
     currency: USD
     meters:
       gb_seconds: {"*": {unit_price: "0.001"}}

@@ -81,8 +81,8 @@ default_plan: pro
 plans:
   pro: {currency: USD, price_list: usd, base_fee: "10", minimum_commitment: "50",
         tax_rate: "0.1"}
-  cheap: {currency: USD, price_list: usd, spot_discount_percent: 25}
-  spot: {currency: USD, price_list: spot, spot_discount_percent: 60}
+  cheap: {currency: USD, price_list: usd, spot_discount_percent: 25, tax_category: Z}
+  spot: {currency: USD, price_list: spot, spot_discount_percent: 60, tax_category: Z}
 price_lists:
   spot:
     currency: USD
@@ -162,6 +162,33 @@ def test_unknown_plan_or_other_currency_is_a_draft_never_another_plan():
 def test_a_bad_price_book_is_refused_naming_the_key(text, field):
     with pytest.raises(PriceBookError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse(text)
+
+
+_PLAN = ("plans: {{a: {{currency: USD, price_list: l, {}}}}}\n"
+         "price_lists: {{l: {{currency: USD, meters: {{}}}}}}\ndefault_plan: a")
+
+
+@pytest.mark.parametrize("terms, reason", [
+    ('tax_rate: "0"', "plans.a.tax_category: a plan with tax_rate 0 needs the reason"),
+    ('tax_rate: "0", tax_category: AE', "plans.a.tax_note: a plan with tax_rate 0 and "
+                                        "tax_category AE needs its legal basis"),
+    ('tax_rate: "0.19", tax_category: E', "plans.a.tax_category: a plan with tax_rate 0.19 "
+                                          "is category S"),
+    ('tax_rate: "0", tax_category: S, tax_note: x', "plans.a.tax_category: a plan with "
+                                                    "tax_rate 0 needs"),
+])
+def test_a_zero_rate_plan_without_its_category_and_legal_basis_is_refused_at_load(terms,
+                                                                                 reason):
+    with pytest.raises(PriceBookError, match=reason):
+        parse(_PLAN.format(terms))
+
+
+def test_a_stored_version_from_before_tax_categories_still_reads():
+    # the month it priced is corrected at its own terms; billing.legal holds what lacks one
+    book = parse(_PLAN.format('tax_rate: "0"'), strict=False)
+    assert book.plans["a"].tax_category == ""
+    assert parse(_PLAN.format('tax_rate: "0", tax_category: O, tax_note: "Art. 44"')
+                 ).plans["a"].tax_category == "O"
 
 
 def test_the_shipped_price_book_prices_every_meter_of_the_fixture_cluster():

@@ -231,6 +231,7 @@ def _adjust(conn: psycopg.Connection, settings: Settings, request: Request) -> d
         invoicing.CREDIT_NOTE, credit_inputs, credits.build(credit_inputs), details,
         invoice_id, request.number, max((r.correction_no for r in against), default=0) + 1)],
         issued_at, year, result)
+    _refuse_held(result)
     [note] = result.invoices
     conn.execute("""UPDATE openfaas_metering.invoices SET credit_reason = %s, credit_memo = %s
                      WHERE invoice_id = %s""", (request.reason, request.note, note["invoice_id"]))
@@ -284,5 +285,14 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     finalize.finalize(conn, settings, p, book, [finalize.Document(
         invoicing.INVOICE, inputs, draft, details, replaces=replaced,
         replaces_number=request.number)], issued_at, year, result)
+    _refuse_held(result)
     [invoice] = result.invoices
     return {**invoice, "replaces": request.number, "price_book_version": book.version}
+
+
+def _refuse_held(result: finalize.PeriodResult) -> None:
+    """409 naming what is missing when finalize held the document asked for (billing.legal:
+    the tenant's address or VAT ID, say); nothing of the request is kept."""
+    if result.held:
+        raise RequestError(409, f"{result.held[0]['kind']}: cannot be finalized: "
+                                f"{'; '.join(result.held[0]['reasons'])}")

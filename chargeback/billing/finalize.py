@@ -143,6 +143,17 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
     """Number the final documents and write them and their lines, one statement each."""
     # documents: VAT also shown in ISSUER_VAT_CURRENCY needs the month's rate, else a draft
     vat.hold_without_rate(conn, settings, p.name, [doc.draft for doc in documents])
+    # ... and what EN 16931 and art. 226 make mandatory (addresses, VAT IDs, tax category)
+    terms = legal.assess(conn, settings, book, [doc.draft for doc in documents])
+    # a correction or a reissue that cannot be finalized is not kept as a draft: it is
+    # computed again by the next close (or refused to the operator who asked for it)
+    for doc in [d for d in documents if d.draft.reasons and _not_the_month(d)]:
+        documents.remove(doc)
+        result.held.append({"tenant": doc.draft.namespace, "kind": doc.kind,
+                            "corrects": doc.corrects_number or doc.replaces_number,
+                            "reasons": doc.draft.reasons})
+    was_held = _stored_reasons(conn, p.name, [d.draft.namespace for d in documents
+                                              if d.draft.reasons])
     seqs = {}
     for series in ("invoice", "credit_note"):
         n = sum(1 for d in documents if not d.draft.reasons
@@ -197,8 +208,8 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
                 copy.write_row(copy_row(ids[doc.draft.namespace], line_no, line))
     # documents: the legal fields (addresses, tax IDs, supplier, due date, tax note) go on
     # the finalized documents in this transaction, before the database seals them
-    legal.freeze(conn, settings, book,
-                 [ids[doc.draft.namespace] for doc in documents if not doc.draft.reasons])
+    legal.freeze(conn, settings, book, {ids[doc.draft.namespace]: terms[doc.draft.namespace]
+                                        for doc in documents if not doc.draft.reasons})
     events = []
     for doc, number in zip(documents, rows["number"]):
         draft = doc.draft
@@ -215,7 +226,29 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
                            else "invoice.finalized", {**entry, "period": p.name}))
         else:
             result.drafts.append({"tenant": draft.namespace, "reasons": draft.reasons})
+            if was_held.get(draft.namespace) != draft.reasons:  # newly held, or for new reasons
+                events.append(("invoice.held", {
+                    "invoice_id": str(ids[draft.namespace]), "tenant": draft.namespace,
+                    "period": p.name, "status": "draft", "reasons": draft.reasons}))
     webhook_outbox.emit_many(conn, events)  # the webhooks, in the finalizing transaction
+
+
+def _not_the_month(doc: Document) -> bool:
+    return doc.kind != "invoice" or doc.replaces is not None
+
+
+_STORED_REASONS = """
+SELECT namespace, draft_reasons FROM openfaas_metering.invoices
+ WHERE period = %s AND namespace = ANY(%s) AND status = 'draft'
+   AND document_kind = 'invoice' AND replaces_invoice_id IS NULL"""
+
+
+def _stored_reasons(conn: psycopg.Connection, period: str, namespaces: list[str]
+                    ) -> dict[str, list]:
+    """The reasons each of `namespaces`' month invoice of `period` is a draft for now."""
+    if not namespaces:
+        return {}
+    return dict(conn.execute(_STORED_REASONS, (period, namespaces)).fetchall())
 
 
 def _csv_lines(doc: Document) -> list[invoice_export.CsvLine]:

@@ -2,8 +2,11 @@
 
 An EU VAT invoice names the customer's postal address and VAT ID, the
 supplier's name, address and VAT ID, says when payment is due and how to
-pay, and why a 0% invoice carries no tax (Directive 2006/112/EC art. 226).
-`freeze` stores them on each invoice inside the finalizing transaction
+pay, and why a 0% invoice carries no tax (Directive 2006/112/EC art. 226);
+EN 16931 adds the VAT category and both parties' countries. `assess` finds them
+for the documents a close is about to finalize and, with LEGAL_CHECKS=en16931
+(the default), keeps a document that misses any in draft with reasons naming
+the annotation or override that gives it, like a missing price. `freeze` stores them on each invoice inside the finalizing transaction
 (before the database seals it, sql/050), so re-rendering later never reads
 the environment or the tenant again. `refuse_examples` keeps a function from
 starting with the shipped example supplier or sender.
@@ -12,12 +15,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 
 import psycopg
+from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 
-from chargeback.billing import vat
-from chargeback.billing.pricebook import PriceBook
+from chargeback.billing import postal, vat
+from chargeback.billing.pricebook import Plan, PriceBook
 from chargeback.core.settings import Settings
 
 # The supplier and sender stack.yml ships, and the code's defaults.
@@ -25,38 +31,134 @@ EXAMPLE_ISSUERS = ("Example Functions Ltd", "chargeback")
 EXAMPLE_SENDERS = ("Example Functions Billing <billing@example.com>",
                    "Billing <billing@chargeback.invalid>")
 
+_TENANTS = """
+SELECT namespace, address_override, address, postal_address,
+       coalesce(tax_id_override, tax_id) AS tax_id, tax_category_override, tax_note_override
+  FROM openfaas_metering.tenants WHERE namespace = ANY(%s)"""
+
 _FREEZE = """
 UPDATE openfaas_metering.invoices AS i
-   SET bill_to_address = coalesce(t.address_override, t.address),
-       bill_to_tax_id = coalesce(t.tax_id_override, t.tax_id),
+   SET bill_to_address = v.address, bill_to_postal = v.postal, bill_to_tax_id = v.tax_id,
+       tax_category = v.category, tax_note = v.note,
        issuer_name = %(name)s, issuer_address = %(address)s, issuer_tax_id = %(tax_id)s,
-       issuer_payment_details = %(payment)s,
+       issuer_postal = %(postal)s, issuer_payment_details = %(payment)s,
        payment_terms_days = coalesce((%(terms)s::jsonb ->> i.plan)::integer, 14),
        due_date = (i.issued_at AT TIME ZONE i.billing_timezone)::date
-                  + coalesce((%(terms)s::jsonb ->> i.plan)::integer, 14),
-       tax_note = CASE WHEN i.tax_rate = 0
-                       THEN coalesce(t.tax_note_override, %(notes)s::jsonb ->> i.plan) END
-  FROM openfaas_metering.tenants AS t
- WHERE t.namespace = i.namespace AND i.invoice_id = ANY(%(ids)s)
-   AND i.status <> 'draft' AND i.issuer_name IS NULL"""
+                  + coalesce((%(terms)s::jsonb ->> i.plan)::integer, 14)
+  FROM jsonb_to_recordset(%(documents)s::jsonb)
+       AS v(invoice_id uuid, address text, postal jsonb, tax_id text, category text,
+            note text)
+ WHERE i.invoice_id = v.invoice_id AND i.status <> 'draft' AND i.issuer_name IS NULL"""
+
+
+@dataclass(frozen=True)
+class Legal:
+    """What one document states about its customer and its tax, as frozen on it."""
+
+    address: str | None            # as given, lines separated by newlines
+    postal: postal.Address | None  # parsed; None: none given, or it does not parse
+    tax_id: str | None
+    category: str                  # UNCL 5305; "" when a 0 % rate has none
+    note: str | None
+
+
+def of_tenant(row, plan: Plan | None, tax_rate: Decimal | None) -> Legal:
+    """The customer's address (the override's free text; else the structured annotations;
+    else the annotation's free text) and tax terms (the tenant's overrides; else its
+    plan's when the rate is the plan's) from a _TENANTS row."""
+    if row.address_override:
+        text, address = row.address_override, postal.parse(row.address_override)
+    elif row.postal_address:
+        address = postal.from_parts(row.postal_address)
+        text = "\n".join(address.lines()) if address else None
+    else:
+        text, address = row.address, postal.parse(row.address)
+    rate = tax_rate or Decimal(0)
+    category = row.tax_category_override or (
+        plan.tax_category if plan and plan.tax_rate == rate else "S" if rate else "")
+    note = (row.tax_note_override or (plan.tax_note if plan else None)) if not rate else None
+    return Legal(text, address, row.tax_id, category, note)
+
+
+def gaps(legal: Legal, tax_rate: Decimal | None, issuer: Settings, prefix: str) -> list[str]:
+    """Why a document with `legal` terms would break a fatal EN 16931 rule or art. 226 of
+    Directive 2006/112/EC, each reason naming what to set; [] when nothing is missing."""
+    reasons = []
+    seller = postal.parse("\n".join(issuer.issuer_address))
+    if seller is None:
+        reasons.append("supplier address: ISSUER_ADDRESS needs the street, then postcode and "
+                       "city, then the country on its last line (EN 16931 BR-08, BR-09)")
+    category, rate = legal.category, tax_rate or Decimal(0)
+    if category in ("S", "AE", "E", "K", "G", "Z") and not issuer.issuer_tax_id:
+        reasons.append(f"supplier VAT ID: ISSUER_TAX_ID is required on a category {category} "
+                       f"invoice (EN 16931 BR-{category}-02; art. 226(3))")
+    how = (f"annotate the namespace {prefix}address-street, {prefix}address-postcode, "
+           f"{prefix}address-city and {prefix}address-country (or {prefix}address with "
+           "the country on its last line), or set tenants.address_override")
+    if legal.postal is None:
+        given = f" {legal.address!r} does not parse (no country on its last line)" \
+            if legal.address else ": none given"
+        reasons.append(f"customer address{given}: {how} (EN 16931 BR-10, BR-11; art. 226(5))")
+    elif not legal.postal.city:
+        reasons.append(f"customer address: no city: {how} (art. 226(5))")
+    if not category:
+        reasons.append("tax rate 0 without a tax category: give the plan tax_category and "
+                       "tax_note in the price book, or set tenants.tax_category_override "
+                       "(AE reverse charge, O outside the EU, E exempt) and tax_note_override")
+    elif (category == "S") != bool(rate):
+        reasons.append(f"tax category {category} does not fit the tax rate {rate}: set "
+                       "tenants.tax_category_override (S for a positive rate)")
+    elif not rate and category != "Z" and not legal.note:
+        reasons.append(f"tax rate 0 (category {category}) without its legal basis: set the "
+                       "plan's tax_note or tenants.tax_note_override "
+                       f"(EN 16931 BR-{category}-10)")
+    if category in ("AE", "K") and not postal.vat_country(legal.tax_id):
+        what = "reverse charge" if category == "AE" else "an intra-community supply"
+        given = f" ({legal.tax_id!r} is not an EU VAT ID)" if legal.tax_id else ""
+        reasons.append(f"{what} (tax category {category}) needs the customer's VAT ID"
+                       f"{given}: annotate the namespace {prefix}tax-id or set "
+                       f"tenants.tax_id_override (EN 16931 BR-{category}-02; art. 226(4))")
+    return reasons
+
+
+def assess(conn: psycopg.Connection, settings: Settings, book: PriceBook,
+           drafts: list) -> dict[str, Legal]:
+    """The legal terms of each of `drafts` (billing.invoicing.Draft) by namespace; with
+    LEGAL_CHECKS=en16931 a draft that misses any gets the reasons and stays a draft."""
+    rows = {row.namespace: row for row in conn.cursor(row_factory=namedtuple_row).execute(
+        _TENANTS, ([d.namespace for d in drafts],))}
+    out = {}
+    for draft in drafts:
+        plan = book.plans.get(draft.plan) if draft.plan else None
+        legal = out[draft.namespace] = of_tenant(rows[draft.namespace], plan, draft.tax_rate)
+        if settings.legal_checks == "en16931":
+            draft.reasons += [r for r in gaps(legal, draft.tax_rate, settings,
+                                              settings.tenant_annotation_prefix)
+                              if r not in draft.reasons]
+    return out
 
 
 def freeze(conn: psycopg.Connection, settings: Settings, book: PriceBook,
-           invoice_ids: list[uuid.UUID]) -> None:
-    """Store the legal fields on the invoices `invoice_ids` just finalized in this
-    transaction (the customer's from the tenant row, the supplier's from ISSUER_*,
-    terms and tax note from their plan in `book`)."""
-    if not invoice_ids:
+           documents: dict[uuid.UUID, Legal]) -> None:
+    """Store the legal fields on the invoices just finalized in this transaction (the
+    customer's from `documents`, as `assess` found them; the supplier's from ISSUER_*;
+    terms from their plan in `book`)."""
+    if not documents:
         return
+    seller = postal.parse("\n".join(settings.issuer_address))
     conn.execute(_FREEZE, {
-        "ids": invoice_ids, "name": settings.issuer_name,
+        "documents": Jsonb([{"invoice_id": str(invoice_id), "address": legal.address,
+                             "postal": legal.postal and legal.postal.as_json(),
+                             "tax_id": legal.tax_id, "category": legal.category or None,
+                             "note": legal.note}
+                            for invoice_id, legal in documents.items()]),
+        "name": settings.issuer_name,
         "address": "\n".join(settings.issuer_address) or None,
+        "postal": Jsonb(seller.as_json()) if seller else None,
         "tax_id": settings.issuer_tax_id,
         "payment": "\n".join(settings.issuer_payment_details) or None,
-        "terms": Jsonb({name: plan.payment_terms_days for name, plan in book.plans.items()}),
-        "notes": Jsonb({name: plan.tax_note for name, plan in book.plans.items()
-                        if plan.tax_note})})
-    vat.freeze(conn, settings, invoice_ids)  # VAT in ISSUER_VAT_CURRENCY, when set
+        "terms": Jsonb({name: plan.payment_terms_days for name, plan in book.plans.items()})})
+    vat.freeze(conn, settings, list(documents))  # VAT in ISSUER_VAT_CURRENCY, when set
 
 
 def refuse_examples(function: str, environ: Mapping[str, str], *, issuer: bool,

@@ -129,6 +129,7 @@ def settle(conn: psycopg.Connection, settings: Settings, resolved: Resolved,
     issued_at = conn.execute("SELECT now()").fetchone()[0]
     year = year_of_issue(issued_at, settings)  # the calendar year of issue
     finalize(conn, settings, p, book, documents, issued_at, year, result)
+    held = held or bool(result.held)  # a correction finalize held (legal data missing)
     if namespaces is None and not result.drafts:
         result.closed = True
         if not held:  # a held correction is looked at again at the next close

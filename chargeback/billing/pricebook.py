@@ -52,6 +52,13 @@ BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DEFAULT_SPOT_DISCOUNT_PERCENT = Decimal(60)
 # In the repository pricebook.yml sits beside chargeback/; stack.yml copies both
 # into every function image, so the relative position is the same there.
+# What a 0 % rate is (EN 16931 BT-151, UNCL 5305), each but Z with its legal basis in
+# tax_note (BR-AE-10, BR-E-10, BR-O-10, BR-IC-10, BR-G-10): the invoice prints the note
+ZERO_RATE_CATEGORIES = {
+    "AE": "reverse charge (the customer's VAT ID is then required)",
+    "O": "not subject to VAT (e.g. a customer outside the EU, art. 44 Directive 2006/112/EC)",
+    "E": "exempt (the note names the exemption)",
+    "K": "intra-community supply", "G": "export outside the EU", "Z": "zero rated"}
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "pricebook.yml"
 
 
@@ -71,6 +78,8 @@ class Plan:
     # documents: the invoice's due date, and what a 0% invoice says about its tax
     payment_terms_days: int = 14
     tax_note: str | None = None
+    # EN 16931 VAT category (UNCL 5305): S at a positive rate; at 0 % one of ZERO_RATE_CATEGORIES
+    tax_category: str = "S"
 
 
 @dataclass(frozen=True)
@@ -192,7 +201,7 @@ def _price(raw, where: str) -> Price:
     return Price(effective_from, tiers=tuple(tiers), tier_mode=mode, allowance=allowance)
 
 
-def _plan(name: str, raw, price_lists: dict, where: str) -> Plan:
+def _plan(name: str, raw, price_lists: dict, where: str, strict: bool) -> Plan:
     raw = _mapping(raw, where)
     currency = str(raw.get("currency") or "").upper()
     try:
@@ -210,23 +219,47 @@ def _plan(name: str, raw, price_lists: dict, where: str) -> Plan:
                 _decimal(raw.get("minimum_commitment", 0), f"{where}.minimum_commitment"),
                 _decimal(raw.get("spot_discount_percent", DEFAULT_SPOT_DISCOUNT_PERCENT),
                          f"{where}.spot_discount_percent", below=Decimal(100) + 1),
-                _decimal(raw.get("tax_rate", 0), f"{where}.tax_rate", below=Decimal(1)),
-                *_document_terms(raw, where))
+                (tax_rate := _decimal(raw.get("tax_rate", 0), f"{where}.tax_rate",
+                                      below=Decimal(1))),
+                *_document_terms(raw, tax_rate, where, strict))
 
 
-def _document_terms(raw: dict, where: str) -> tuple[int, str | None]:
-    """payment_terms_days (default 14) and tax_note of a plan."""
+def _document_terms(raw: dict, tax_rate: Decimal, where: str, strict: bool
+                    ) -> tuple[int, str | None, str]:
+    """payment_terms_days (default 14), tax_note and tax_category of a plan: a 0 % plan
+    says which kind of 0 % it is and, but for Z, its legal basis. Not `strict` (a version
+    stored before this rule): a 0 % plan without them has category "" (billing.legal holds
+    its invoices with the reason)."""
     terms = raw.get("payment_terms_days", 14)
     if isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365:
         raise PriceBookError(f"{where}.payment_terms_days: expected whole days, 0 to 365")
     note = raw.get("tax_note")
     if note is not None and not (isinstance(note, str) and note.strip()):
         raise PriceBookError(f"{where}.tax_note: expected text")
-    return terms, note.strip() if note else None
+    category = str(raw.get("tax_category") or ("S" if tax_rate else "")).strip().upper()
+    known = ", ".join(f"{code} {what}" for code, what in ZERO_RATE_CATEGORIES.items())
+    if tax_rate and category != "S":
+        raise PriceBookError(f"{where}.tax_category: a plan with tax_rate {tax_rate} is "
+                             f"category S (standard rate), not {category!r}")
+    if not strict and not tax_rate and (category not in ZERO_RATE_CATEGORIES
+                                        or (category != "Z" and not note)):
+        category = ""
+    elif not tax_rate and category not in ZERO_RATE_CATEGORIES:
+        raise PriceBookError(
+            f"{where}.tax_category: a plan with tax_rate 0 needs the reason for its 0 %: "
+            f"one of {known}" + (f" (got {category!r})" if category else ""))
+    elif not tax_rate and category != "Z" and not note:
+        raise PriceBookError(f"{where}.tax_note: a plan with tax_rate 0 and tax_category "
+                             f"{category} needs its legal basis printed on the invoice, e.g. "
+                             '"Reverse charge: VAT to be accounted for by the recipient, '
+                             'art. 196 Directive 2006/112/EC"')
+    return terms, note.strip() if note else None, category
 
 
-def parse(text: str) -> PriceBook:
-    """The price book in `text`, checked; PriceBookError names the first bad key."""
+def parse(text: str, strict: bool = True) -> PriceBook:
+    """The price book in `text`, checked; PriceBookError names the first bad key. A version
+    stored earlier is read with strict=False: rules added since (a 0 % plan's tax
+    category) do not make it unreadable."""
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -260,7 +293,7 @@ def parse(text: str) -> PriceBook:
         price_lists[list_name] = (currency, meters)
         prices[list_name] = meters
     plans_raw = _mapping(doc.get("plans"), "plans")
-    plans = {name: _plan(name, raw, price_lists, f"plans.{name}")
+    plans = {name: _plan(name, raw, price_lists, f"plans.{name}", strict)
              for name, raw in plans_raw.items()}
     default_plan = doc.get("default_plan")
     if default_plan not in plans:

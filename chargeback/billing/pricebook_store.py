@@ -74,7 +74,7 @@ def version(conn: psycopg.Connection, number: int) -> PriceBook:
         return cached
     text = conn.execute("SELECT source_text FROM openfaas_metering.price_book_versions"
                         " WHERE version = %s", (number,)).fetchone()[0]
-    return _with_version(parse(text), number)
+    return _with_version(parse(text, strict=False), number)
 
 
 def latest(conn: psycopg.Connection) -> PriceBook | None:

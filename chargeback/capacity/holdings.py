@@ -74,6 +74,8 @@ class Tenant:
     locale: str | None = None
     address: str | None = None  # postal address, lines separated by newlines or \n
     tax_id: str | None = None   # VAT or other tax ID
+    # <prefix>address-street/-postcode/-city/-country as given (billing.postal reads them)
+    postal_address: dict[str, str] | None = None
     budget: Decimal | None = None  # monthly, in the plan's currency (budgets capability)
 
 
@@ -134,11 +136,13 @@ def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
         locale = note("locale", _LOCALE, "a language tag such as en or de-CH")
         address = note("address")  # lines: real newlines or the two characters \n
         budget = note("budget", _BUDGET, "an amount such as 500.00")
+        postal = {part: value for part in ("street", "postcode", "city", "country")
+                  if (value := note(f"address-{part}")) is not None}
         tenants.append(Tenant(name, display_name=note("name"), email=note("email"),
                               plan=note("plan"), currency=currency and currency.upper(),
                               locale=locale and locale.replace("_", "-"),
                               address=address and address.replace("\\n", "\n"),
-                              tax_id=note("tax-id"),
+                              tax_id=note("tax-id"), postal_address=postal or None,
                               budget=Decimal(budget) if budget and Decimal(budget) else None))
     return tenants
 

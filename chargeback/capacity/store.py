@@ -96,23 +96,29 @@ def reading_digest(samples: Iterable[Sample]) -> bytes:
 _UPSERT_TENANTS = """
 INSERT INTO openfaas_metering.tenants AS t
        (namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-        first_seen_at, updated_at, subscribed_at)
+        postal_address, first_seen_at, updated_at, subscribed_at)
 SELECT namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-       %(seen_at)s, now(), %(seen_at)s
+       nullif(postal, 'null'::jsonb), %(seen_at)s, now(), %(seen_at)s
   FROM unnest(%(namespace)s::text[], %(display_name)s::text[], %(email)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(locale)s::text[],
               %(address)s::text[], %(tax_id)s::text[], %(budget)s::numeric[])
-       AS a(namespace, display_name, email, plan, currency, locale, address, tax_id, budget)
+       WITH ORDINALITY
+       AS a(namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
+            n)
+  -- the structured addresses travel as one JSON array (a jsonb[] would be escaped twice)
+  JOIN jsonb_array_elements(%(postal)s::jsonb) WITH ORDINALITY AS j(postal, n) USING (n)
 ON CONFLICT (namespace) DO UPDATE
    SET display_name = excluded.display_name, email = excluded.email,
        plan = excluded.plan, currency = excluded.currency, locale = excluded.locale,
        address = excluded.address, tax_id = excluded.tax_id, budget = excluded.budget,
+       postal_address = excluded.postal_address,
        first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now(),
        subscribed_at = least(t.subscribed_at, excluded.subscribed_at), gone_at = NULL
- WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.address, t.tax_id, t.budget)
+ WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.address, t.tax_id, t.budget,
+        t.postal_address)
        IS DISTINCT FROM (excluded.display_name, excluded.email, excluded.plan,
                          excluded.currency, excluded.locale, excluded.address, excluded.tax_id,
-                         excluded.budget)
+                         excluded.budget, excluded.postal_address)
     OR excluded.first_seen_at < t.first_seen_at
     OR t.subscribed_at IS NULL OR excluded.subscribed_at < t.subscribed_at
     OR t.gone_at IS NOT NULL
@@ -242,6 +248,7 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "address": [t.address for t in tenants],
         "tax_id": [t.tax_id for t in tenants],
         "budget": [t.budget for t in tenants],
+        "postal": Jsonb([t.postal_address for t in tenants]),
     })
     conn.execute(_GONE_TENANTS, {"seen_at": slot, "namespace": [t.namespace for t in tenants]})
     if digest == previous.reading_sha256:

@@ -297,6 +297,10 @@ class Settings:
     # a correction smaller than this (in the document's currency) waits for a later close
     correction_min_amount: Decimal = setting("CORRECTION_MIN_AMOUNT", _amount, Decimal(0))
     tax_rounding: str = setting("TAX_ROUNDING", _choice("half_up", "half_even"), "half_up")
+    # en16931: a document missing what EN 16931 or art. 226 of the VAT Directive makes
+    # mandatory (addresses, VAT IDs, a 0 % rate's category) stays a draft (billing.legal);
+    # none: internal chargeback, whose documents are no tax invoices
+    legal_checks: str = setting("LEGAL_CHECKS", _choice("en16931", "none"), "en16931")
     # deliver-webhooks: endpoints as given (chargeback.webhooks.endpoints checks them)
     webhook_urls: tuple[str, ...] = setting("WEBHOOK_URLS", _list, ())
     webhook_signing_secret: str | None = setting("webhook-signing-secret", _secret,

@@ -20,68 +20,134 @@ line descriptions in the customer's language, as the PDF shows them.
 """
 from __future__ import annotations
 
-from datetime import datetime
-from functools import lru_cache
+import re
+from datetime import datetime, timedelta
 from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
-from babel import Locale
 from drafthorse.models.accounting import ApplicableTradeTax
 from drafthorse.models.document import Document
 from drafthorse.models.party import TaxRegistration
-from drafthorse.models.payment import PaymentTerms
-from drafthorse.models.tradelines import LineItem
+from drafthorse.models.payment import PaymentMeans, PaymentTerms
+from drafthorse.models.tradelines import AllowanceCharge, LineItem
 
-from chargeback.documents.model import Invoice, Issuer
+from chargeback.billing import postal
+from chargeback.billing.pricing import minor_units
+from chargeback.documents.model import Invoice, InvoiceLine, Issuer
 
 FILENAME = "factur-x.xml"
 PROFILE = "urn:cen.eu:en16931:2017"
 TYPE_CODES = {"invoice": "380", "supplementary": "380", "credit_note": "381"}
 
 
-@lru_cache(maxsize=1)
-def _country_names() -> dict[str, str]:
-    """Every country's name in the catalog languages (and its ISO code), lower-cased
-    -> ISO 3166-1 alpha-2 code, from Babel's CLDR data."""
-    names: dict[str, str] = {}
-    for language in ("en", "de", "fr", "es", "pl", "ja", "ru"):
-        for code, name in Locale.parse(language).territories.items():
-            if len(code) == 2 and code.isalpha():
-                names[name.lower()] = code
-                names[code.lower()] = code
-    return names
+def _address(postal_json: dict | None, lines: tuple[str, ...], tax_id: str | None
+             ) -> postal.Address | None:
+    """The party's address as frozen (parsed at finalization); for a document finalized
+    before that, its lines parsed now, else only the country of its VAT ID."""
+    address = postal.from_json(postal_json) or postal.parse("\n".join(lines))
+    country = postal.vat_country(tax_id)
+    if address is None and country:
+        return postal.parse("\n".join((*lines, country))) or postal.Address(
+            lines, None, None, country)
+    return address
 
 
-def _country(tax_id: str | None, address: tuple[str, ...]) -> str | None:
-    """The VAT ID's two-letter prefix; else the address's last line when it is a
-    country's name or code ("Germany", "Deutschland", "DE")."""
-    prefix = (tax_id or "")[:2]
-    if len(prefix) == 2 and prefix.isalpha():
-        return prefix.upper()
-    return _country_names().get(address[-1].strip().lower()) if address else None
-
-
-def _party(party, name: str, address: tuple[str, ...], tax_id: str | None) -> None:
+def _party(party, name: str, address: postal.Address | None, tax_id: str | None,
+           category: str, seller: bool) -> None:
     party.name = name
-    country = _country(tax_id, address)
-    if country:  # a postal address without its country is not valid CII: none at all then
-        party.address.country_id = country
-        if address:
-            party.address.line_one = address[0]
-            if len(address) > 1:
-                party.address.line_two = ", ".join(address[1:])
-    if tax_id:
-        party.tax_registrations.add(TaxRegistration(id=("VA", tax_id)))
+    if address:  # a postal address without its country is not valid CII: none at all then
+        party.address.country_id = address.country  # ISO 3166: Greece is GR (its VAT IDs EL)
+        if address.postcode:
+            party.address.postcode = address.postcode
+        if address.street:
+            party.address.line_one = address.street[0]
+            if len(address.street) > 1:
+                party.address.line_two = ", ".join(address.street[1:])
+        if address.city:
+            party.address.city_name = address.city
+    if not tax_id:
+        return
+    if postal.vat_country(tax_id) and category != "O":
+        party.tax_registrations.add(TaxRegistration(id=("VA", tax_id)))  # BT-31, BT-48
+    elif seller:   # another registration (a Japanese T-number), or any under category O
+        party.tax_registrations.add(TaxRegistration(id=("FC", tax_id)))  # BT-32
+    else:          # the buyer's: its legal registration (BT-47), never a VAT ID (BR-O-02)
+        party.legal_organization.id = tax_id
+
+
+# UN/ECE recommendation 20 codes of our units; a unit without one (GB-s, GiB-hours) is
+# counted in C62 ("one"), its name in the item's name
+UNIT_CODES = {"node-hours": "HUR", "core-hours": "HUR", "GPU-hours": "HUR",
+              "LB-hours": "HUR", "month": "MON", "invocations": "C62"}
+_IBAN = re.compile(r"\bIBAN:?\s*([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){10,30})")
+_BIC = re.compile(r"\b(?:BIC|SWIFT):?\s*([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)\b")
+_URL = re.compile(r"https://\S+")
+
+
+def _payment_means(details: tuple[str, ...], currency: str) -> PaymentMeans:
+    """BG-16 from the supplier's payment details: a credit transfer to the IBAN (BT-84) and
+    BIC (BT-86) they name, SEPA (58) in euros, else 30; a payment URL: online payment (68)
+    with the URL as its text (BT-82); neither: mutually defined (ZZZ)."""
+    text = "\n".join(details)
+    means = PaymentMeans()
+    if iban := _IBAN.search(text):
+        means.type_code = "58" if currency == "EUR" else "30"
+        means.payee_account.iban = iban.group(1).replace(" ", "")
+        if bic := _BIC.search(text):
+            means.payee_institution.bic = bic.group(1)
+    elif url := _URL.search(text):
+        means.type_code = "68"
+        means.information.add(url.group(0))
+    else:
+        means.type_code = "ZZZ"
+    return means
+
+
+def _quantity_and_price(item: LineItem, line: InvoiceLine, sign: int, currency: str) -> None:
+    """The line's real quantity (BT-129) in its unit's code (BT-130), its price (BT-146),
+    and a spot discount as a line allowance (BG-27), as the XML's sign states them. The
+    price is the unit price when quantity x unit price gives the line; else (tiers, an
+    allowance of free units) the line's gross for its whole quantity (price base quantity
+    BT-149 = the quantity). A correction's line whose amount moved without its quantity,
+    or against it, is 1 C62 at its amount (BR-27: no negative price)."""
+    quantity, gross = sign * line.quantity, sign * (line.amount + line.discount)
+    discount, amount = sign * line.discount, sign * line.amount
+    code = UNIT_CODES.get(line.unit, "C62")
+    if not quantity or gross * quantity < 0 or discount < 0:
+        item.delivery.billed_quantity = (Decimal(-1 if amount < 0 else 1), "C62")
+        item.agreement.net.amount = abs(amount)
+        return
+    item.delivery.billed_quantity = (quantity, code)
+    cents = Decimal(1).scaleb(-minor_units(currency))
+    if (line.unit_price is not None and not line.tiers and not line.allowance
+            and abs(quantity * line.unit_price - gross) < cents):
+        item.agreement.net.amount = line.unit_price
+    else:
+        item.agreement.net.amount = abs(gross)
+        item.agreement.net.basis_quantity = (abs(quantity), code)
+    if discount:
+        allowance = AllowanceCharge()
+        allowance.indicator = False
+        allowance.actual_amount = discount
+        allowance.reason = f"Spot discount {line.discount_percent.normalize():f} %"
+        allowance.reason_code = "95"     # UNCL 5189: discount
+        item.settlement.allowance_charge.add(allowance)
 
 
 def _tax_category(invoice: Invoice) -> tuple[str, str | None]:
-    """(VAT category code, exemption reason): S at a positive rate; at 0 %, AE (reverse
-    charge) when the tax note says so, else E (exempt) with the note as the reason."""
-    if invoice.tax_rate:
-        return "S", None
-    note = invoice.tax_note or "Exempt from VAT"
-    return ("AE" if "reverse charge" in note.lower() else "E"), note
+    """(VAT category code, exemption reason): as frozen at finalization (billing.legal);
+    a document finalized before that: S at a positive rate, at 0 % AE when its tax note
+    says reverse charge, else E with the note as the reason."""
+    if invoice.tax_category:
+        category = invoice.tax_category
+    elif invoice.tax_rate:
+        category = "S"
+    else:
+        category = "AE" if "reverse charge" in (invoice.tax_note or "").lower() else "E"
+    if category in ("S", "Z"):
+        return category, None
+    return category, invoice.tax_note or "Exempt from VAT"
 
 
 def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = None) -> bytes:
@@ -100,36 +166,41 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
     local = ZoneInfo(invoice.billing_timezone)
     doc.header.issue_date_time = invoice.issued_at.astimezone(local).date()
     agreement, settlement = doc.trade.agreement, doc.trade.settlement
-    _party(agreement.seller, issuer.name, issuer.address, issuer.tax_id)
-    _party(agreement.buyer, invoice.bill_to_name, invoice.bill_to_address,
-           invoice.bill_to_tax_id)
+    category, reason = _tax_category(invoice)
+    _party(agreement.seller, issuer.name, _address(issuer.postal, issuer.address,
+                                                   issuer.tax_id), issuer.tax_id, category,
+           seller=True)
+    _party(agreement.buyer, invoice.bill_to_name,
+           _address(invoice.bill_to_postal, invoice.bill_to_address, invoice.bill_to_tax_id),
+           invoice.bill_to_tax_id, category, seller=False)
     settlement.currency_code = invoice.currency
     if invoice.vat_currency and invoice.vat_tax_converted is not None:
         settlement.tax_currency_code = invoice.vat_currency  # BT-6
-    settlement.payment_means.type_code = "ZZZ"
-    if invoice.corrects:
-        corrected = settlement.invoice_referenced_document
-        corrected.issuer_assigned_id = invoice.corrects
-        if invoice.corrects_issued:
-            corrected.issue_date_time = invoice.corrects_issued
+    settlement.payment_means.add(_payment_means(issuer.payment_details, invoice.currency))
+    # BT-73/74: the month billed, its first and last day in the billing time zone
+    settlement.period.start = invoice.period_start.astimezone(local).date()
+    settlement.period.end = (invoice.period_end.astimezone(local) - timedelta(days=1)).date()
+    preceding = invoice.corrects or invoice.replaces   # BT-25/26: what this corrects or
+    if preceding:                                      # replaces, and when it was issued
+        reference = settlement.invoice_referenced_document
+        reference.issuer_assigned_id = preceding
+        issued = invoice.corrects_issued if invoice.corrects else invoice.replaces_issued
+        if issued:
+            reference.issue_date_time = issued
     if invoice.due_date:
         terms = PaymentTerms()
         terms.due = invoice.due_date
         settlement.terms.add(terms)
-    category, reason = _tax_category(invoice)
     rate_percent = (invoice.tax_rate * 100).quantize(Decimal("0.01"))
     for line in sorted(invoice.lines, key=lambda line: line.line_no):
         item = LineItem()
         item.document.line_id = str(line.line_no)
         item.product.name = (names or {}).get(line.line_no, line.description)
-        item.product.description = f"{line.quantity.normalize():f} {line.unit}"
-        amount = signed(line.amount)
-        item.agreement.net.amount = abs(amount)
-        item.delivery.billed_quantity = (Decimal(-1 if amount < 0 else 1), "C62")
+        _quantity_and_price(item, line, sign, invoice.currency)
         item.settlement.trade_tax.type_code = "VAT"
         item.settlement.trade_tax.category_code = category
         item.settlement.trade_tax.rate_applicable_percent = rate_percent
-        item.settlement.monetary_summation.total_amount = amount
+        item.settlement.monetary_summation.total_amount = signed(line.amount)
         doc.trade.items.add(item)
     tax = ApplicableTradeTax()
     tax.calculated_amount = signed(invoice.tax)

@@ -20,6 +20,7 @@ class Issuer:
     tax_id: str | None = None
     email: str | None = None  # where customers write back (Reply-To, else From)
     payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL
+    postal: dict | None = None  # billing.postal.Address.as_json(), frozen at finalization
 
 
 @dataclass(frozen=True)
@@ -57,4 +58,9 @@ class Invoice:
     vat_exchange_source: str | None = None
     vat_tax_converted: Decimal | None = None
     replaces: str | None = None     # a reissue: the number of the voided invoice it replaces
+    replaces_issued: date | None = None  # ... and its issue date (billing timezone)
     credit_reason: str | None = None  # an operator's credit note: why (billing.credits.REASONS)
+    # EN 16931: the customer's address parsed (billing.postal.Address.as_json()) and the
+    # VAT category (UNCL 5305), frozen at finalization; None on older documents
+    bill_to_postal: dict | None = None
+    tax_category: str | None = None

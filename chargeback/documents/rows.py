@@ -26,7 +26,9 @@ SELECT i.invoice_id::text AS invoice_id, i.number, i.namespace, i.period, i.peri
        i.document_kind, c.number AS corrects,
        (c.issued_at AT TIME ZONE c.billing_timezone)::date AS corrects_issued,
        i.vat_currency, i.vat_exchange_rate, i.vat_exchange_source, i.vat_tax_converted,
-       r.number AS replaces, i.credit_reason
+       r.number AS replaces, (r.issued_at AT TIME ZONE r.billing_timezone)::date
+           AS replaces_issued, i.credit_reason, i.bill_to_postal, i.issuer_postal,
+       i.tax_category
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = i.corrects_invoice_id
@@ -35,7 +37,8 @@ SELECT i.invoice_id::text AS invoice_id, i.number, i.namespace, i.period, i.peri
 """
 
 # the supplier frozen on the document (documents.model.Issuer), not the Invoice's fields
-_ISSUER_COLUMNS = ("issuer_name", "issuer_address", "issuer_tax_id", "issuer_payment_details")
+_ISSUER_COLUMNS = ("issuer_name", "issuer_address", "issuer_tax_id", "issuer_payment_details",
+                   "issuer_postal")
 
 
 def read_document(conn: psycopg.Connection, invoice_id: str, settings: Settings
@@ -58,7 +61,8 @@ def _issuer(row: dict, settings: Settings) -> Issuer:
         return Issuer(settings.issuer_name, settings.issuer_address, settings.issuer_tax_id,
                       contact, settings.issuer_payment_details)
     return Issuer(row["issuer_name"], legal.lines(row["issuer_address"]),
-                  row["issuer_tax_id"], contact, legal.lines(row["issuer_payment_details"]))
+                  row["issuer_tax_id"], contact, legal.lines(row["issuer_payment_details"]),
+                  row["issuer_postal"])
 
 
 def read_invoice(conn: psycopg.Connection, invoice_id: str, settings: Settings

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 INVOICE_FINALIZED = "invoice.finalized"
+INVOICE_HELD = "invoice.held"   # kept in draft: a price, a rate or legal data is missing
 INVOICE_SENT = "invoice.sent"
 INVOICE_UNDELIVERABLE = "invoice.undeliverable"
 INVOICE_VOIDED = "invoice.voided"            # emitted where the documents capability voids
@@ -20,7 +21,7 @@ CREDIT_NOTE_FINALIZED = "credit_note.finalized"  # emitted where corrections fin
 BUDGET_THRESHOLD_CROSSED = "budget.threshold_crossed"
 BUDGET_FORECAST_EXCEEDED = "budget.forecast_exceeded"
 USAGE_REJECTED = "usage.rejected"
-EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_SENT, INVOICE_UNDELIVERABLE, INVOICE_VOIDED,
+EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_HELD, INVOICE_SENT, INVOICE_UNDELIVERABLE, INVOICE_VOIDED,
                CREDIT_NOTE_FINALIZED, BUDGET_THRESHOLD_CROSSED, BUDGET_FORECAST_EXCEEDED,
                USAGE_REJECTED)
 

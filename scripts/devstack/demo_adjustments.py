@@ -62,11 +62,11 @@ def run(gateway_url: str, database_url: str, admin_token: str) -> None:
         voided = _september(conn, VOIDED)[0]
         credited, tenant, line_no, line_amount, currency = _september(conn, None)
         conn.execute("""UPDATE openfaas_metering.tenants
-                           SET address_override = '12 rue de la Paix' || chr(10) || '75002 Paris',
-                               tax_id_override = 'FR40303265045'
+                           SET address_override = '12 rue de la Paix' || chr(10) || '75002 Paris'
+                                                  || chr(10) || 'France'
                          WHERE namespace = %s""", (VOIDED,))
-    print(f"{VOIDED}'s billing address and VAT ID were missing on {voided}: the operator "
-          "adds them and")
+    print(f"{VOIDED} had moved before {voided} was issued: the operator corrects its "
+          "billing address and")
     void = _post(gateway_url, admin_token, {
         "void": voided, "reason": "order_change", "note": "billing address corrected",
         "reissue": True})

@@ -23,22 +23,37 @@ SELECT number, namespace, status, coalesce(message_id, ''), coalesce(undeliverab
 
 
 # The simulated usage tenants have no namespace annotations: the operator gives their
-# billing contacts in the database (tenants.*_override). hooli-api is left without
-# an address, so one invoice shows what "undeliverable" looks like.
+# billing contacts in the database (tenants.*_override): name, e-mail, locale, the postal
+# address and VAT ID an EU invoice needs (their plan, standard, is a reverse charge; Initech
+# is outside the EU: not subject to EU VAT). hooli-api is left without an e-mail address,
+# so one invoice shows what "undeliverable" looks like.
 CONTACTS = [
-    ("acme-shop", "ACME Shop GmbH", "rechnung@acme-shop.example", "de_DE"),
-    ("globex-data", "Globex Données SAS", "factures@globex.example", "fr_FR"),
-    ("initech-ci", "Initech, Inc.", "ap@initech.example", "en_US"),
-    ("umbrella-ml", "Umbrella ML Łódź sp. z o.o. <R&D>", "faktury@umbrella.example", "en"),
+    ("acme-shop", "ACME Shop GmbH", "rechnung@acme-shop.example", "de_DE",
+     "Mariahilfer Straße 1\n1060 Wien\nÖsterreich", "ATU12345675", None),
+    ("globex-data", "Globex Données SAS", "factures@globex.example", "fr_FR",
+     "12 Rue de Rivoli\n75001 Paris\nFrance", "FR40303265045", None),
+    ("initech-ci", "Initech, Inc.", "ap@initech.example", "en_US",
+     "4120 Freidrich Lane\nAustin, TX 78744\nUS", None, "O"),
+    ("umbrella-ml", "Umbrella ML Łódź sp. z o.o. <R&D>", "faktury@umbrella.example", "en",
+     "ul. Piotrkowska 100\n90-001 Łódź\nPolska", "PL7251010808", None),
+    ("hooli-api", None, None, None, "Herengracht 100\n1015 BS Amsterdam\nNederland",
+     "NL123456789B01", None),
 ]
+OUTSIDE_EU = ("Not subject to EU VAT: place of supply outside the EU, "
+              "art. 44 Directive 2006/112/EC")
 
 _CONTACT = """
 INSERT INTO openfaas_metering.tenants
-       (namespace, display_name_override, email_override, locale_override)
-VALUES (%s, %s, %s, %s)
+       (namespace, display_name_override, email_override, locale_override, address_override,
+        tax_id_override, tax_category_override, tax_note_override)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (namespace) DO UPDATE
    SET display_name_override = excluded.display_name_override,
-       email_override = excluded.email_override, locale_override = excluded.locale_override
+       email_override = excluded.email_override, locale_override = excluded.locale_override,
+       address_override = excluded.address_override,
+       tax_id_override = excluded.tax_id_override,
+       tax_category_override = excluded.tax_category_override,
+       tax_note_override = excluded.tax_note_override
 """
 
 
@@ -49,10 +64,15 @@ class DemoError(RuntimeError):
 def set_contacts(database_url: str) -> None:
     """Before the month is closed: billing contacts for the usage-only tenants."""
     with psycopg.connect(database_url) as conn:
-        for namespace, name, address, locale in CONTACTS:
-            conn.execute(_CONTACT, (namespace, name, address, locale))
-            print(f"{namespace:<12} {name} <{address}>, locale {locale}")
-    print("hooli-api    (no address: its invoice will be undeliverable)")
+        for namespace, name, email, locale, postal, tax_id, category in CONTACTS:
+            conn.execute(_CONTACT, (namespace, name, email, locale, postal.replace("\\n", "\n"),
+                                    tax_id, category, OUTSIDE_EU if category else None))
+            where = postal.split("\\n")[-2:]
+            if email:
+                print(f"{namespace:<12} {name} <{email}>, locale {locale}, "
+                      f"{', '.join(where)}, VAT ID {tax_id or '(none: outside the EU)'}")
+    print("hooli-api    (no e-mail address: its invoice will be undeliverable)")
+    print("vision-lab   (no postal address annotated: its invoice will be held as a draft)")
 
 
 def _wait(database_url: str) -> list[tuple]:

@@ -77,11 +77,30 @@ def print_invoices(database_url: str, period: str, only: set[str] | None = None,
             print(f"  {'total':<89}{_money(total, currency)}")
 
 
+HELD_ADDRESS = "Vision Lab BV\nStationsplein 45\n3013 AK Rotterdam\nNederland"
+
+
+def _give_address(database_url: str, tenants: list[str]) -> None:
+    """The operator reads why an invoice was held and gives the tenant its address (on a
+    cluster: the namespace annotations; here the override, as an operator would in SQL)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("""UPDATE openfaas_metering.tenants SET address_override = %s
+                         WHERE namespace = ANY(%s)""", (HELD_ADDRESS.split("\n", 1)[1], tenants))
+    print(f"\nthe operator gives {', '.join(tenants)} its postal address "
+          "(tenants.address_override) and closes 2026-09 again")
+
+
 def run(gateway_url: str, database_url: str, webhook_secret: str, admin_token: str) -> None:
     september = close(gateway_url, "2026-09", admin_token)["periods"][0]
     print(f"closed 2026-09: {len(september['invoices'])} invoices finalized, "
           f"{len(september['drafts'])} drafts")
     print_invoices(database_url, "2026-09")
+    if september["drafts"]:  # held: what EN 16931 needs is missing (the reasons say what)
+        _give_address(database_url, [d["tenant"] for d in september["drafts"]])
+        again = close(gateway_url, "2026-09", admin_token)["periods"][0]
+        print(f"closed 2026-09 again: {len(again['invoices'])} invoice(s) finalized, "
+              f"{len(again['drafts'])} drafts")
+        print_invoices(database_url, "2026-09", only={d["tenant"] for d in september["drafts"]})
     sender = WebhookSender(f"{gateway_url}/function/receive-usage.openfaas-system",
                            webhook_secret)
     answer = sender.post(LATE_EVENTS)
