@@ -2,21 +2,21 @@
 EN 16931), built with drafthorse from the same Invoice the PDF shows. Pure.
 
 The PDF carries it as its PDF/A-3 associated file `factur-x.xml` (documents.pdf)
-and the mail attaches the same bytes. Choices where the data model is thinner
-than the standard: each invoice line is one unit (C62) at its net amount, its
-quantity and unit in the line's description; the seller's and buyer's
-country is the two letters their VAT ID starts with, else their address's last
-line when it names a country ("Germany", "Deutschland", "DE"); an address whose
-country is unknown stays on the PDF but not in the XML (CII requires it); payment
-means are "mutually defined" (ZZZ); the payment details are printed on the PDF.
-A credit note (kind credit_note) is type code 381, an invoice or a supplementary
-invoice 380; a correction names the invoice it corrects (BT-25, its issue date
-BT-26). A credit note is stored with negative amounts; its XML states them with
-the opposite sign, as type 381 asks (a credit of 10.00 is 10.00 on a 381). A line
-whose amount is negative is quantity -1 at a positive net price (BR-27: no
-negative prices). VAT also shown in ISSUER_VAT_CURRENCY (billing.vat) is the
-tax currency (BT-6) with its total there (BT-111). Item names (BT-153) are the
-line descriptions in the customer's language, as the PDF shows them.
+and the mail attaches the same bytes. Both parties' addresses are the ones frozen
+at finalization (billing.postal: street, postcode, city, ISO country; Greece is GR
+while its VAT IDs keep EL); an EU VAT ID is BT-31/BT-48, any other registration
+(a Japanese T-number) or any ID under category O is not coded as a VAT ID. The
+VAT category is the one frozen (billing.legal). Each line states its real
+quantity in a UN/ECE rec 20 unit (HUR, MON, C62), its price and its spot
+discount as a line allowance; the billing period is BT-73/74; payment means are a
+credit transfer to the supplier's IBAN/BIC, an online payment URL, or ZZZ. A
+credit note (kind credit_note) is type code 381, an invoice or a supplementary
+invoice 380; a correction names the invoice it corrects, a reissue the one it
+replaces (BT-25, its issue date BT-26). A credit note is stored with negative
+amounts; its XML states them with the opposite sign, as type 381 asks. VAT also
+shown in ISSUER_VAT_CURRENCY (billing.vat) is the tax currency (BT-6) with its
+total there (BT-111). Item names (BT-153) are the line descriptions in the
+customer's language, as the PDF shows them.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
-from drafthorse.models.accounting import ApplicableTradeTax
+from drafthorse.models.accounting import ApplicableTradeTax, TradeAllowanceCharge
 from drafthorse.models.document import Document
 from drafthorse.models.party import TaxRegistration
 from drafthorse.models.payment import PaymentMeans, PaymentTerms
-from drafthorse.models.tradelines import AllowanceCharge, LineItem
+from drafthorse.models.tradelines import LineItem
 
 from chargeback.billing import postal
 from chargeback.billing.pricing import minor_units
@@ -70,7 +70,8 @@ def _party(party, name: str, address: postal.Address | None, tax_id: str | None,
         return
     if postal.vat_country(tax_id) and category != "O":
         party.tax_registrations.add(TaxRegistration(id=("VA", tax_id)))  # BT-31, BT-48
-    elif seller:   # another registration (a Japanese T-number), or any under category O
+    elif seller:   # another registration (a Japanese T-number), or any under category O:
+        party.id = tax_id                                                # BT-29 (BR-CO-26)
         party.tax_registrations.add(TaxRegistration(id=("FC", tax_id)))  # BT-32
     else:          # the buyer's: its legal registration (BT-47), never a VAT ID (BR-O-02)
         party.legal_organization.id = tax_id
@@ -127,7 +128,7 @@ def _quantity_and_price(item: LineItem, line: InvoiceLine, sign: int, currency: 
         item.agreement.net.amount = abs(gross)
         item.agreement.net.basis_quantity = (abs(quantity), code)
     if discount:
-        allowance = AllowanceCharge()
+        allowance = TradeAllowanceCharge()
         allowance.indicator = False
         allowance.actual_amount = discount
         allowance.reason = f"Spot discount {line.discount_percent.normalize():f} %"
@@ -191,7 +192,8 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
         terms = PaymentTerms()
         terms.due = invoice.due_date
         settlement.terms.add(terms)
-    rate_percent = (invoice.tax_rate * 100).quantize(Decimal("0.01"))
+    # no rate at all "not subject to VAT" (BR-O-05, BR-O-06)
+    rate_percent = None if category == "O" else (invoice.tax_rate * 100).quantize(Decimal("0.01"))
     for line in sorted(invoice.lines, key=lambda line: line.line_no):
         item = LineItem()
         item.document.line_id = str(line.line_no)
@@ -199,7 +201,8 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
         _quantity_and_price(item, line, sign, invoice.currency)
         item.settlement.trade_tax.type_code = "VAT"
         item.settlement.trade_tax.category_code = category
-        item.settlement.trade_tax.rate_applicable_percent = rate_percent
+        if rate_percent is not None:
+            item.settlement.trade_tax.rate_applicable_percent = rate_percent
         item.settlement.monetary_summation.total_amount = signed(line.amount)
         doc.trade.items.add(item)
     tax = ApplicableTradeTax()
@@ -209,7 +212,8 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
     tax.category_code = category
     if reason:
         tax.exemption_reason = reason
-    tax.rate_applicable_percent = rate_percent
+    if rate_percent is not None:
+        tax.rate_applicable_percent = rate_percent
     settlement.trade_tax.add(tax)
     totals = settlement.monetary_summation
     totals.line_total = signed(invoice.subtotal)

@@ -1,0 +1,137 @@
+"""Every kind of document the close and the operator make is a complete EN 16931 CII
+e-invoice: real quantities in UN/ECE rec 20 units with their prices, spot discounts as line
+allowances, the billing period, how to pay, the document it corrects or replaces, and each
+0 % rate's category; the Commission's Schematron finds no fatal error in any of them."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from decimal import Decimal as D
+
+import pytest
+from lxml import etree
+
+from chargeback.documents.einvoice import cii_xml
+from chargeback.documents.model import InvoiceLine, Issuer
+
+from .documents_helpers import INVOICE, NS
+from .einvoice_rules import assert_en16931
+
+SUPPLIER = Issuer("Nordwind Cloud GmbH", ("Kaiserweg 1", "10115 Berlin", "Germany"),
+                  "DE811111111", payment_details=("IBAN DE02 1203 0000 0000 2020 51",
+                                                  "BIC BYLADEM1001"),
+                  postal={"street": ["Kaiserweg 1"], "postcode": "10115", "city": "Berlin",
+                          "country": "DE"})
+PARIS = {"street": ["12 Rue de Rivoli"], "postcode": "75001", "city": "Paris", "country": "FR"}
+# 720 node-hours at 1.31 = 943.20, less 60 % spot = 565.92 off: 377.28;
+# a graduated line: 500,000 GB-s, 400,000 free, 100,000 x 0.00049 = 49.00;
+# base fee 1 month 25.00. Subtotal 451.28; at 19 %: 85.74, total 537.02
+LINES = (
+    InvoiceLine(1, "capacity", "Dedicated nodes g5.12xlarge (spot)", D("720"), "node-hours",
+                D("377.28"), meter="node_hours", sku="g5.12xlarge", spot=True,
+                unit_price=D("1.31"), discount_percent=D(60), discount=D("565.92")),
+    INVOICE.lines[1],
+    InvoiceLine(3, "base_fee", "Base fee, plan spot", D(1), "month", D("25.00"),
+                unit_price=D("25.00")),
+)
+BASE = dataclasses.replace(
+    INVOICE, lines=LINES, subtotal=D("451.28"), tax=D("85.74"), total=D("537.02"),
+    bill_to_address=("12 Rue de Rivoli", "75001 Paris", "FR"), bill_to_postal=PARIS,
+    bill_to_tax_id="FR40303265045", due_date=date(2026, 10, 15), tax_category="S")
+ZERO = {"tax_rate": D(0), "tax": D("0.00"), "total": D("451.28")}
+DOCUMENTS = {
+    "invoice": BASE,
+    "supplementary": dataclasses.replace(BASE, document_kind="supplementary",
+                                         corrects="INV-2026-000041",
+                                         corrects_issued=date(2026, 10, 1)),
+    # a credit note is stored negative: the 381 states it positive
+    "credit note": dataclasses.replace(
+        BASE, document_kind="credit_note", number="CN-2026-000001",
+        corrects="INV-2026-000041", corrects_issued=date(2026, 10, 1),
+        lines=tuple(dataclasses.replace(line, quantity=-line.quantity, amount=-line.amount,
+                                        discount=-line.discount) for line in LINES),
+        subtotal=D("-451.28"), tax=D("-85.74"), total=D("-537.02")),
+    "reissue": dataclasses.replace(BASE, replaces="INV-2026-000041",
+                                   replaces_issued=date(2026, 10, 1)),
+    "reverse charge": dataclasses.replace(BASE, **ZERO, tax_category="AE",
+                                          tax_note="Reverse charge, art. 196"),
+    "outside the EU": dataclasses.replace(
+        BASE, **ZERO, tax_category="O", tax_note="Not subject to EU VAT, art. 44",
+        bill_to_postal={"street": ["1-1 Marunouchi"], "postcode": "100-0005",
+                        "city": "Tokyo", "country": "JP"},
+        bill_to_tax_id="T1234567890123"),            # a Japanese registration number
+    "exempt": dataclasses.replace(BASE, **ZERO, tax_category="E",
+                                  tax_note="Exempt, art. 135(1)(d) Directive 2006/112/EC"),
+    "Greek customer": dataclasses.replace(
+        BASE, bill_to_postal={"street": ["Ermou 10"], "postcode": "105 63", "city": "Athens",
+                              "country": "GR"}, bill_to_tax_id="EL094259216"),
+}
+
+
+def _x(xml: bytes, path: str) -> list[str]:
+    return [e if isinstance(e, str) else e.text
+            for e in etree.fromstring(xml).xpath(path, namespaces=NS)]
+
+
+@pytest.mark.parametrize("kind", DOCUMENTS)
+def test_every_kind_of_document_breaks_no_en16931_rule(kind):
+    assert_en16931(cii_xml(DOCUMENTS[kind], SUPPLIER))
+
+
+def test_lines_carry_real_quantities_units_prices_and_the_spot_discount():
+    xml = cii_xml(BASE, SUPPLIER)
+    assert _x(xml, "//ram:BilledQuantity/@unitCode") == ["HUR", "C62", "MON"]
+    assert _x(xml, "//ram:BilledQuantity") == ["720", "500000", "1"]
+    # the unit price where quantity x price is the line (720 x 1.31 = 943.20); the tiered
+    # line's gross for its whole quantity (49.00 per 500,000 GB-s)
+    assert _x(xml, "//ram:NetPriceProductTradePrice/ram:ChargeAmount") == [
+        "1.31", "49.00", "25.00"]
+    assert _x(xml, "//ram:NetPriceProductTradePrice/ram:BasisQuantity") == ["500000"]
+    assert _x(xml, "//ram:SpecifiedLineTradeSettlement/ram:SpecifiedTradeAllowanceCharge"
+                   "/ram:ActualAmount") == ["565.92"]
+    # no raw quantity leaks into a description any more
+    assert not _x(xml, "//ram:SpecifiedTradeProduct/ram:Description")
+
+
+def test_the_period_and_how_to_pay_are_stated():
+    xml = cii_xml(BASE, SUPPLIER)
+    assert _x(xml, "//ram:BillingSpecifiedPeriod//udt:DateTimeString") == ["20260901",
+                                                                            "20260930"]
+    assert _x(xml, "//ram:SpecifiedTradeSettlementPaymentMeans/ram:TypeCode") == ["58"]
+    assert _x(xml, "//ram:IBANID") == ["DE02120300000000202051"]
+    assert _x(xml, "//ram:BICID") == ["BYLADEM1001"]
+    url = dataclasses.replace(SUPPLIER, payment_details=("https://pay.example/inv",))
+    xml = cii_xml(BASE, url)
+    assert _x(xml, "//ram:SpecifiedTradeSettlementPaymentMeans/ram:TypeCode") == ["68"]
+    assert _x(xml, "//ram:SpecifiedTradeSettlementPaymentMeans/ram:Information") == [
+        "https://pay.example/inv"]
+
+
+def test_a_reissue_names_the_invoice_it_replaces_and_its_date():
+    xml = cii_xml(DOCUMENTS["reissue"], SUPPLIER)
+    assert _x(xml, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == [
+        "INV-2026-000041"]
+    assert _x(xml, "//ram:InvoiceReferencedDocument//qdt:DateTimeString") == ["20261001"]
+
+
+def test_greece_is_gr_while_its_vat_id_keeps_el():
+    xml = cii_xml(DOCUMENTS["Greek customer"], SUPPLIER)
+    assert _x(xml, "//ram:BuyerTradeParty//ram:CountryID") == ["GR"]
+    assert _x(xml, "//ram:BuyerTradeParty//ram:ID[@schemeID='VA']") == ["EL094259216"]
+
+
+def test_outside_the_eu_is_o_and_a_japanese_registration_is_no_vat_id():
+    xml = cii_xml(DOCUMENTS["outside the EU"], SUPPLIER)
+    assert set(_x(xml, "//ram:CategoryCode")) == {"O"}
+    assert _x(xml, "//ram:ExemptionReason") == ["Not subject to EU VAT, art. 44"]
+    assert not _x(xml, "//ram:ID[@schemeID='VA']")      # BR-O-02: no VAT identifiers
+    assert _x(xml, "//ram:SellerTradeParty//ram:ID[@schemeID='FC']") == ["DE811111111"]
+    assert _x(xml, "//ram:BuyerTradeParty/ram:SpecifiedLegalOrganization/ram:ID") == [
+        "T1234567890123"]
+
+
+def test_exempt_and_reverse_charge_say_their_legal_basis():
+    assert set(_x(cii_xml(DOCUMENTS["exempt"], SUPPLIER), "//ram:CategoryCode")) == {"E"}
+    xml = cii_xml(DOCUMENTS["reverse charge"], SUPPLIER)
+    assert set(_x(xml, "//ram:CategoryCode")) == {"AE"}
+    assert _x(xml, "//ram:ExemptionReason") == ["Reverse charge, art. 196"]
