@@ -78,16 +78,19 @@ def print_invoices(database_url: str, period: str, only: set[str] | None = None,
 
 
 HELD_ADDRESS = "Vision Lab BV\nStationsplein 45\n3013 AK Rotterdam\nNederland"
+HELD_VAT_ID = "NL004495445B01"
 
 
 def _give_address(database_url: str, tenants: list[str]) -> None:
     """The operator reads why an invoice was held and gives the tenant its address (on a
     cluster: the namespace annotations; here the override, as an operator would in SQL)."""
     with psycopg.connect(database_url) as conn:
-        conn.execute("""UPDATE openfaas_metering.tenants SET address_override = %s
-                         WHERE namespace = ANY(%s)""", (HELD_ADDRESS.split("\n", 1)[1], tenants))
-    print(f"\nthe operator gives {', '.join(tenants)} its postal address "
-          "(tenants.address_override) and closes 2026-09 again")
+        conn.execute("""UPDATE openfaas_metering.tenants
+                           SET address_override = %s, tax_id_override = %s
+                         WHERE namespace = ANY(%s)""",
+                     (HELD_ADDRESS.split("\n", 1)[1], HELD_VAT_ID, tenants))
+    print(f"\nthe operator gives {', '.join(tenants)} its postal address and VAT ID "
+          "(tenants.address_override, tax_id_override) and closes 2026-09 again")
 
 
 def run(gateway_url: str, database_url: str, webhook_secret: str, admin_token: str) -> None:
