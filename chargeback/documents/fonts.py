@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import fontpkg
+import noto_cjk_sans_jp_bold
 import noto_cjk_sans_jp_regular
 from fontTools.subset import Options, Subsetter
 from fontTools.ttLib import TTFont
@@ -96,9 +97,24 @@ def _cut(font: TTFont, characters: frozenset[int]) -> None:
     subsetter.subset(font)
 
 
-def _fallbacks() -> list[tuple[str, Path]]:
-    return [(_DEVANAGARI, fontpkg.path("Noto Sans Devanagari")),
-            (_CJK, Path(str(noto_cjk_sans_jp_regular.FONT_PATH)))]
+# Fallbacks in the order fpdf2 tries them, each with its regular and bold faces (a
+# variable font cut at both weights) and whether its script needs shaping (HarfBuzz:
+# Arabic letters joined, Hebrew and Arabic right to left, Thai and Devanagari marks
+# placed). Hebrew: Heebo (Noto Sans Hebrew is not packaged for PyPI).
+_ARABIC, _HEBREW, _THAI = "noto-arabic", "heebo", "noto-thai"
+_SHAPED = (_ARABIC, _HEBREW, _THAI, _DEVANAGARI)
+
+
+def _fallbacks() -> list[tuple[str, dict[str, Path]]]:
+    variable = [(_ARABIC, "Noto Sans Arabic"), (_HEBREW, "Heebo"), (_THAI, "Noto Sans Thai"),
+                (_DEVANAGARI, "Noto Sans Devanagari")]
+    out = []
+    for name, family in variable:
+        path = fontpkg.path(family)
+        out.append((name, {"": path, "B": path}))
+    out.append((_CJK, {"": Path(str(noto_cjk_sans_jp_regular.FONT_PATH)),
+                       "B": Path(str(noto_cjk_sans_jp_bold.FONT_PATH))}))
+    return out
 
 
 @lru_cache(maxsize=None)
@@ -116,20 +132,33 @@ def register(pdf: FPDF, text: str) -> str:
     same text always picks the same fonts."""
     sans = fontpkg.path("Noto Sans")
     missing = {ord(c) for c in text} - _characters(sans)
-    needed = [(name, path) for name, path in _fallbacks() if missing & _characters(path)]
-    # Devanagari needs shaping (vowel signs before their consonant, conjuncts): HarfBuzz
-    # reads the layout tables; every other script is set glyph by glyph without them
-    shaped = any(name == _DEVANAGARI for name, _ in needed)
+    needed = [(name, faces) for name, faces in _fallbacks()
+              if missing & _characters(faces[""])]
+    # Arabic, Hebrew, Thai and Devanagari need shaping and bidi: HarfBuzz reads the layout
+    # tables; every other script is set glyph by glyph without them
+    shaped = any(name in _SHAPED for name, _ in needed)
     # a Latin document: a font of those characters only, a fifth of the glyphs to parse
     latin = not shaped and {ord(c) for c in text} <= LATIN
     for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
         pdf.add_font(TEXT, style,
                      _prepared(sans, tuple(sorted(axes.items())), shaped, latin) or sans)
-    for name, path in needed:
-        pdf.add_font(name, "", path if shaped else _prepared(path, layout=False) or path)
+    for name, faces in needed:
+        for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
+            path = faces[style]
+            # a variable font is cut at the weight; a static one (CJK) taken as it is
+            weights = tuple(sorted((k, v) for k, v in axes.items()
+                                   if k in _axes(path))) if path.suffix == ".ttf" else ()
+            pdf.add_font(name, style, _prepared(path, weights, shaped) or path)
     if needed:
-        # exact_match=False: bold text in a script without a bold face is set regular
-        pdf.set_fallback_fonts([name for name, _ in needed], exact_match=False)
+        # bold text is set in each fallback's bold face
+        pdf.set_fallback_fonts([name for name, _ in needed], exact_match=True)
     if shaped:
         pdf.set_text_shaping(True)
     return TEXT
+
+
+@lru_cache(maxsize=None)
+def _axes(path: Path) -> frozenset[str]:
+    """The variation axes of a font file (none for a static font)."""
+    with TTFont(path, lazy=True) as font:
+        return frozenset(a.axisTag for a in font["fvar"].axes) if "fvar" in font else frozenset()

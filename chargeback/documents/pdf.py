@@ -24,11 +24,15 @@ _AMOUNT_W = 34
 _NO_W = 9
 _GREY = (90, 98, 110)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# bidi marks and embeddings (CLDR puts U+200F in Arabic and Hebrew amounts): fpdf2 orders
+# the text itself (Unicode bidi algorithm, with shaping); a font has no glyph for them
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def pdf_safe(text: str) -> str:
-    """`text` on one line: control characters and line breaks become spaces."""
-    return _CONTROLS.sub(" ", str(text))
+    """`text` on one line: control characters and line breaks become spaces, bidi
+    controls go."""
+    return _BIDI_CONTROLS.sub("", _CONTROLS.sub(" ", str(text)))
 
 
 def _all_text(value: Any) -> str:
@@ -237,6 +241,7 @@ def _totals(pdf: _Invoice, view: dict[str, Any], full_w: float) -> None:
         pdf.set_text_color(*_GREY)
         pdf.cell(label_w, 6, pdf_safe(label), align="R")
         pdf.set_text_color(17, 24, 39)
+        pdf._font_afresh("", 10)  # the label may have ended in a fallback font (合計)
         pdf.cell(_AMOUNT_W, 6, pdf_safe(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(1)
     pdf.set_draw_color(17, 24, 39)
@@ -245,5 +250,6 @@ def _totals(pdf: _Invoice, view: dict[str, Any], full_w: float) -> None:
     pdf.ln(1)
     pdf.set_font(pdf.text_font, style="B", size=11)
     pdf.cell(label_w, 7, pdf_safe(view["labels"]["total"]), align="R")
+    pdf._font_afresh("B", 11)
     pdf.cell(_AMOUNT_W, 7, pdf_safe(view["total"]), align="R",
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
