@@ -1,0 +1,90 @@
+"""A customer reads its document in its own script: the tenant's name and address, the
+month and the amounts are in the PDF's text layer as written, read back with poppler's
+pdftotext and with pypdf; the same document renders to the same bytes twice."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import tempfile
+from io import BytesIO
+
+import pypdf
+import pytest
+
+from chargeback.core.settings import load
+from chargeback.documents import delivery
+
+from .documents_helpers import INVOICE, ISSUER
+
+# name, street, "postcode city" in each locale's script, and September as the period
+# ("September 2026") names it there (CLDR's stand-alone month)
+TENANTS = {
+    "ar": ("شركة النور للتقنية", "شارع الملك فهد", "11564 الرياض", "SA", "سبتمبر"),
+    "he": ("חברת אור בע״מ", "רחוב הרצל 10", "6100001 תל אביב", "IL", "ספטמבר"),
+    "th": ("บริษัท แสงทอง", "99 ถนนสุขุมวิท", "10110 กรุงเทพมหานคร", "TH", "กันยายน"),
+    "hi": ("भारत क्लाउड", "12 महात्मा गांधी मार्ग", "110001 नई दिल्ली", "IN", "सितंबर"),
+    "ja": ("株式会社さくらクラウド", "丸の内1-1", "100-0005 東京都千代田区", "JP", "9月"),
+    "ko": ("한빛 클라우드 주식회사", "세종대로 110", "04524 서울특별시", "KR", "9월"),
+    "zh": ("北京云计算有限公司", "长安街1号", "100000 北京市", "CN", "9月"),
+    "el": ("Ελληνική Νέφος Α.Ε.", "Οδός Ερμού 10", "105 63 Αθήνα", "GR", "Σεπτέμβριος"),
+    "ru": ("ООО «Облако»", "ул. Тверская, 1", "125009 Москва", "RU", "сентябрь"),
+    "pl": ("Chmura Łódź sp. z o.o.", "ul. Piotrkowska 100", "90-001 Łódź", "PL", "wrzesień"),
+    "de": ("Müller & Söhne GmbH", "Hauptstraße 5", "80331 München", "DE", "September"),
+}
+# pdftotext marks right-to-left runs with embeddings, pypdf leaves NULs between CJK
+# characters it decodes from two bytes; a reader sees none of them. CLDR's amounts hold
+# no-break spaces, which the text layer keeps as spaces.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NOISE = re.compile("[\x00-\x08\x0b-\x1f]")
+
+
+def _plain(text: str, marks: str = "") -> str:
+    text = _BIDI.sub(marks, _NOISE.sub("", text))
+    return text.replace("\xa0", " ").replace("\u202f", " ")
+
+
+def _render(locale: str):
+    name, street, place, country, _ = TENANTS[locale]
+    invoice = dataclasses.replace(INVOICE, locale=locale, bill_to_name=name,
+                                  bill_to_address=(street, place, country))
+    return delivery.render(invoice, ISSUER, load({"SECRETS_DIR": tempfile.mkdtemp()}))
+
+
+def _pdftotext(pdf: bytes, marks: str = "") -> str:
+    out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+    return _plain(out.stdout.decode(), marks)
+
+
+def _pypdf(pdf: bytes, marks: str = "") -> str:
+    return _plain("\n".join(p.extract_text() for p in pypdf.PdfReader(BytesIO(pdf)).pages),
+                  marks)
+
+
+def _expected(locale: str, view: dict) -> list[str]:
+    name, street, place, _, september = TENANTS[locale]
+    return [name, street, place, september, _plain(view["total"])]
+
+
+@pytest.mark.parametrize("locale", [loc for loc in TENANTS if loc not in ("ar", "he")])
+def test_every_name_address_month_and_amount_reads_back_with_pdftotext_and_pypdf(locale):
+    rendered = _render(locale)
+    for text in (_pdftotext(rendered.pdf), _pypdf(rendered.pdf)):
+        for expected in _expected(locale, rendered.view):
+            assert expected in text, (locale, expected)
+    assert _render(locale).pdf == rendered.pdf   # byte-identical re-rendering
+
+
+@pytest.mark.parametrize("locale", ["ar", "he"])
+def test_right_to_left_names_are_printed_and_read_back_word_by_word(locale):
+    # every word is in the text layer; both readers give a line that mixes directions in
+    # visual order ("10 רחוב הרצל"), and pdftotext splits joined Arabic letters apart
+    rendered = _render(locale)
+    # (a direction mark between two runs parts their words)
+    readers = [_pypdf(rendered.pdf, " ")] + (
+        [_pdftotext(rendered.pdf, " ")] if locale == "he" else [])
+    for text in readers:
+        words = set(text.split())
+        for expected in _expected(locale, rendered.view):
+            assert set(expected.split()) <= words, (locale, expected)
+    assert _render(locale).pdf == rendered.pdf
