@@ -12,7 +12,8 @@ import pytest
 from lxml import etree
 
 from chargeback.documents.einvoice import cii_xml
-from chargeback.documents.model import InvoiceLine, Issuer
+from chargeback.billing.invoicing import Line
+from chargeback.documents.model import Issuer
 
 from .documents_helpers import INVOICE, NS
 from .einvoice_rules import assert_en16931
@@ -27,12 +28,12 @@ PARIS = {"street": ["12 Rue de Rivoli"], "postcode": "75001", "city": "Paris", "
 # a graduated line: 500,000 GB-s, 400,000 free, 100,000 x 0.00049 = 49.00;
 # base fee 1 month 25.00. Subtotal 451.28; at 19 %: 85.74, total 537.02
 LINES = (
-    InvoiceLine(1, "capacity", "Dedicated nodes g5.12xlarge (spot)", D("720"), "node-hours",
-                D("377.28"), meter="node_hours", sku="g5.12xlarge", spot=True,
-                unit_price=D("1.31"), discount_percent=D(60), discount=D("565.92")),
+    Line("capacity", "Dedicated nodes g5.12xlarge (spot)", D("720"), "node-hours",
+         D("377.28"), meter="node_hours", sku="g5.12xlarge", spot=True,
+         unit_price=D("1.31"), discount_percent=D(60), discount=D("565.92"), line_no=1),
     INVOICE.lines[1],
-    InvoiceLine(3, "base_fee", "Base fee, plan spot", D(1), "month", D("25.00"),
-                unit_price=D("25.00")),
+    Line("base_fee", "Base fee, plan spot", D(1), "month", D("25.00"),
+         unit_price=D("25.00"), line_no=3),
 )
 BASE = dataclasses.replace(
     INVOICE, lines=LINES, subtotal=D("451.28"), tax=D("85.74"), total=D("537.02"),

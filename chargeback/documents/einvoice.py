@@ -33,8 +33,9 @@ from drafthorse.models.payment import PaymentMeans, PaymentTerms
 from drafthorse.models.tradelines import LineItem
 
 from chargeback.billing import postal
+from chargeback.billing.invoicing import Line
 from chargeback.billing.pricing import minor_units
-from chargeback.documents.model import Invoice, InvoiceLine, Issuer
+from chargeback.documents.model import Invoice, Issuer
 
 FILENAME = "factur-x.xml"
 PROFILE = "urn:cen.eu:en16931:2017"
@@ -105,7 +106,7 @@ def _payment_means(details: tuple[str, ...], currency: str) -> PaymentMeans:
     return means
 
 
-def _quantity_and_price(item: LineItem, line: InvoiceLine, sign: int, currency: str) -> None:
+def _quantity_and_price(item: LineItem, line: Line, sign: int, currency: str) -> None:
     """The line's real quantity (BT-129) in its unit's code (BT-130), its price (BT-146),
     and a spot discount as a line allowance (BG-27), as the XML's sign states them. The
     price is the unit price when quantity x unit price gives the line; else (tiers, an
