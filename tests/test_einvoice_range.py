@@ -94,6 +94,17 @@ def test_lines_carry_real_quantities_units_prices_and_the_spot_discount():
     assert not _x(xml, "//ram:SpecifiedTradeProduct/ram:Description")
 
 
+def test_a_price_below_a_millionth_is_written_as_a_plain_decimal():
+    # 0.20 per million invocations: 2,000,000 x 0.0000002 = 0.40
+    tiny = Line("usage", "Function invocations", D(2000000), "invocations", D("0.40"),
+                unit_price=D("0.0000002"), line_no=1)
+    invoice = dataclasses.replace(BASE, lines=(tiny,), subtotal=D("0.40"), tax=D("0.08"),
+                                  total=D("0.48"))
+    xml = cii_xml(invoice, SUPPLIER)
+    assert _x(xml, "//ram:NetPriceProductTradePrice/ram:ChargeAmount") == ["0.0000002"]
+    assert_en16931(xml)
+
+
 def test_the_period_and_how_to_pay_are_stated():
     xml = cii_xml(BASE, SUPPLIER)
     assert _x(xml, "//ram:BillingSpecifiedPeriod//udt:DateTimeString") == ["20260901",

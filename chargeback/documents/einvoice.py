@@ -106,6 +106,11 @@ def _payment_means(details: tuple[str, ...], currency: str) -> PaymentMeans:
     return means
 
 
+def _plain(number: Decimal) -> str:
+    """A decimal as xs:decimal writes it: never in exponent form (a price of 2E-7)."""
+    return f"{number:f}"
+
+
 def _quantity_and_price(item: LineItem, line: Line, sign: int, currency: str) -> None:
     """The line's real quantity (BT-129) in its unit's code (BT-130), its price (BT-146),
     and a spot discount as a line allowance (BG-27), as the XML's sign states them. The
@@ -120,14 +125,14 @@ def _quantity_and_price(item: LineItem, line: Line, sign: int, currency: str) ->
         item.delivery.billed_quantity = (Decimal(-1 if amount < 0 else 1), "C62")
         item.agreement.net.amount = abs(amount)
         return
-    item.delivery.billed_quantity = (quantity, code)
+    item.delivery.billed_quantity = (_plain(quantity), code)
     cents = Decimal(1).scaleb(-minor_units(currency))
     if (line.unit_price is not None and not line.tiers and not line.allowance
             and abs(quantity * line.unit_price - gross) < cents):
-        item.agreement.net.amount = line.unit_price
+        item.agreement.net.amount = _plain(line.unit_price)
     else:
         item.agreement.net.amount = abs(gross)
-        item.agreement.net.basis_quantity = (abs(quantity), code)
+        item.agreement.net.basis_quantity = (_plain(abs(quantity)), code)
     if discount:
         allowance = TradeAllowanceCharge()
         allowance.indicator = False
