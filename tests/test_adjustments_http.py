@@ -81,14 +81,14 @@ def test_void_and_reissue_and_a_partial_credit_through_the_gateway_each_mailed_o
     assert len(notes) == 2
     (to, text), = [v for s, v in notes.items() if "CN-2026-000001" in s]
     assert to == ["acme@example.com"]
-    assert "Corrects INV-2026-000001" in text and "reason: order change" in text
+    assert "Corrects invoice INV-2026-000001" in text and "reason: order change" in text
     assert "-€13.69" in text or "−€13.69" in text
     # a credit note owes nothing: no due date, no "Payment due"
     assert "Nothing to pay" in text and "Payment due" not in text and "due " not in text
     (to, text), = [v for s, v in notes.items() if "CN-2026-000002" in s]
-    assert to == ["beta@example.com"] and "Corrects INV-2026-000002" in text
+    assert to == ["beta@example.com"] and "Corrects invoice INV-2026-000002" in text
     (to, text), = [v for s, v in received.items() if "INV-2026-000003" in s]
-    assert to == ["acme@example.com"] and "Replaces INV-2026-000001" in text
+    assert to == ["acme@example.com"] and "Replaces invoice INV-2026-000001" in text
     # every document and both chains verify; the credit note's usage CSV is exported
     for number in ("INV-2026-000001", "INV-2026-000002", "INV-2026-000003", "CN-2026-000001",
                    "CN-2026-000002"):

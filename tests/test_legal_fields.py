@@ -84,8 +84,8 @@ def test_every_part_shows_the_frozen_fields_and_a_rerender_ignores_later_changes
     assert (again.pdf, again.html, again.text) == (first.pdf, first.html, first.text)
     due = first.view["due"]
     for part in (first.text, first.html):
-        for shown in ("Nordwind Cloud GmbH", "Kaiserweg 1", "Tax ID: DE811111111",
-                      "Rue de Rivoli 10", "75001 Paris", "Tax ID: FR00000000000",
+        for shown in ("Nordwind Cloud GmbH", "Kaiserweg 1", "USt-IdNr.: DE811111111",
+                      "Rue de Rivoli 10", "75001 Paris", "VAT ID: FR00000000000",
                       f"Payment due {due} (30 days)", "IBAN DE02 1203 0000 0000 2020 51",
                       "Reverse charge: VAT to be accounted for by the recipient"):
             assert shown in part, shown

@@ -75,6 +75,14 @@ class _Invoice(FPDF):
             self.set_x(left)
             self.cell(room, height, row, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
+    def fitting_size(self, text: str, style: str, size: float, width: float) -> float:
+        """`size`, or the size (in half points) at which `text` fits on one line of `width`:
+        a title is one word ("RECHNUNGSKORREKTUR" was cut in two at 20 pt)."""
+        self.set_font(self.text_font, style=style, size=size)
+        wide = self.get_string_width(pdf_safe(text))
+        room = width - 2 * self.c_margin
+        return size if wide <= room else int(2 * size * room / wide) / 2
+
     def _font_afresh(self, style: str, size: float) -> None:
         """Set the text font so that the PDF states it again. A cell that starts in a
         fallback font (Japanese) states its fonts inside its own graphics state; fpdf2
@@ -133,7 +141,8 @@ def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = No
     top = pdf.get_y()
     pdf.set_xy(pdf.l_margin + full_w / 2, top)
     labels = view["labels"]
-    pdf.text_line(labels["heading"], size=20, style="B", align="R", width=full_w / 2, height=9)
+    pdf.text_line(labels["heading"], size=pdf.fitting_size(labels["heading"], "B", 20, full_w / 2),
+                  style="B", align="R", width=full_w / 2, height=9)
     for text in (labels["number"], labels["issued"], *([labels["corrects"]] if labels["corrects"] else []),
                  *([labels["due"]] if labels["due"] else [])):
         pdf.set_x(pdf.l_margin + full_w / 2)

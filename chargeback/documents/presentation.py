@@ -19,10 +19,11 @@ from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, format_percent
 from babel.units import format_unit
 
+from chargeback.billing import postal
 from chargeback.billing.invoicing import METER_NAMES, Line
 from chargeback.documents.model import Invoice, Issuer
 from chargeback.mail import i18n
-from chargeback.mail.i18n import resolve_locale
+from chargeback.mail.i18n import N_, resolve_locale
 
 # Quantities are exact (GB-s to the nanosecond); a document shows them to 3 decimals,
 # the lines CSV carries every digit.
@@ -142,7 +143,8 @@ def _description(line: Line, plan: str | None, f: _Formats,
 
 
 def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str],
-               words: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
+               words: tuple[dict[str, str], dict[str, str]], credited: bool = False
+               ) -> dict[str, Any]:
     meters, units = words
     unit = units.get(line.unit, line.unit)
     notes = []
@@ -153,7 +155,11 @@ def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str
     if line.adjustment_period:
         notes.append(_("adjustment for {month}").format(month=f.month(line.adjustment_period)))
     quantity = f"{f.number(line.quantity)} {unit}"
-    if line.tiers or (line.unit_price is None and line.tier_mode):
+    if credited:
+        # an operator's credit takes money off a line: its quantity is only the credited
+        # share of the line's (a fictitious -93,964.103 GB-s for 100 yen), so none is shown
+        pricing = _("amount credited: {amount}").format(amount=f.money(line.amount))
+    elif line.tiers or (line.unit_price is None and line.tier_mode):
         # an adjustment of a tiered price stores no tiers: it is the difference
         # between the tiers applied to the whole month and what was billed earlier
         tiered = (_("{quantity}, volume tiers") if line.tier_mode == "volume"
@@ -201,6 +207,8 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
     words = _words(_)  # meter names and units in the label language, once per document
+    # an operator's credit note (billing.credits) takes amounts off lines, not quantities
+    operator_credit = invoice.document_kind == "credit_note" and invoice.credit_reason is not None
     issued = f.day(invoice.issued_at)
     credit = invoice.document_kind == "credit_note"  # owes nothing: no due date
     due = f.date(invoice.due_date) if invoice.due_date and not credit else ""
@@ -219,15 +227,13 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     labels = {
         "heading": {"supplementary": _("SUPPLEMENTARY INVOICE"),
                     "credit_note": _("CREDIT NOTE")}.get(invoice.document_kind, _("INVOICE")),
-        "corrects": _corrects(invoice, period, _),
+        "corrects": _corrects(invoice, period, f, _),
         "number": _("No. {number}").format(number=invoice.number),
         "issued": _("Issued {date}").format(date=issued),
         "due": _("Due {date}").format(date=due) if due else "",
-        "issuer_tax_id": (_("Tax ID: {tax_id}").format(tax_id=issuer.tax_id)
-                          if issuer.tax_id else ""),
+        "issuer_tax_id": _tax_id_label(issuer.tax_id, _),
         "bill_to": _("Bill to"),
-        "bill_to_tax_id": (_("Tax ID: {tax_id}").format(tax_id=invoice.bill_to_tax_id)
-                           if invoice.bill_to_tax_id else ""),
+        "bill_to_tax_id": _tax_id_label(invoice.bill_to_tax_id, _),
         "namespace": _("Namespace {namespace}").format(namespace=invoice.namespace),
         "plan": _("plan {plan}").format(plan=invoice.plan) if invoice.plan else "",
         "period": _("Period"),
@@ -281,14 +287,16 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "due": due,
         "terms_days": invoice.payment_terms_days,
         # why a 0% invoice carries no tax (reverse charge, exemption)
-        "tax_note": invoice.tax_note if invoice.tax_note and not invoice.tax_rate else "",
+        "tax_note": (_tax_note(invoice.tax_note, _)
+                     if invoice.tax_note and not invoice.tax_rate else ""),
         # the VAT in ISSUER_VAT_CURRENCY, its rate and the rate's source (art. 230)
         "vat_converted": vat_converted,
         "period": period,
         "period_days": f.days(invoice.period_start, invoice.period_end),
         "currency": invoice.currency,
         "locale": str(locale),
-        "lines": [_line_view(line, invoice.plan, f, _, words) for line in lines],
+        "lines": [_line_view(line, invoice.plan, f, _, words, operator_credit)
+                  for line in lines],
         "subtotal": f.money(invoice.subtotal),
         "tax_label": _("Tax {rate}").format(rate=f.percent(invoice.tax_rate)),
         "tax": f.money(invoice.tax),
@@ -297,13 +305,16 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     }
 
 
-def _corrects(invoice: Invoice, period: str, _: Callable[[str], str]) -> str:
-    """The line naming the document this one corrects, credits or replaces."""
+def _corrects(invoice: Invoice, period: str, f: _Formats, _: Callable[[str], str]) -> str:
+    """The line naming the document this one corrects, credits or replaces: its number and
+    its issue date (art. 219 and national rules such as art. 106j of Poland's VAT act)."""
     if invoice.replaces:
-        return _("Replaces {number} ({period})").format(number=invoice.replaces, period=period)
+        return _("Replaces invoice {number} of {date} ({period})").format(
+            number=invoice.replaces, date=_issued(invoice.replaces_issued, f), period=period)
     if not invoice.corrects:
         return ""
-    text = _("Corrects {number} ({period})").format(number=invoice.corrects, period=period)
+    text = _("Corrects invoice {number} of {date} ({period})").format(
+        number=invoice.corrects, date=_issued(invoice.corrects_issued, f), period=period)
     reasons = {"duplicated_charge": _("duplicated charge"),
                "product_unsatisfactory": _("product unsatisfactory"),
                "order_change": _("order change"), "order_cancellation": _("order cancellation"),
@@ -311,6 +322,43 @@ def _corrects(invoice: Invoice, period: str, _: Callable[[str], str]) -> str:
     if invoice.credit_reason in reasons:
         text += "; " + _("reason: {reason}").format(reason=reasons[invoice.credit_reason])
     return text
+
+
+def _issued(day: date | None, f: _Formats) -> str:
+    return f.date(day) if day else "?"  # a stored document always has it; "?" never guesses
+
+
+# The legal bases the shipped price book (pricebook.yml) and docs/einvoicing.md give, in
+# English as a plan or tax_note_override states them; shown in the document's language.
+# Any other note is the operator's own wording and is shown as written.
+STANDARD_TAX_NOTES = (
+    N_("Reverse charge: VAT to be accounted for by the recipient, art. 196 Directive "
+       "2006/112/EC"),
+    N_("Not subject to EU VAT: place of supply outside the EU, art. 44 Directive 2006/112/EC"),
+    N_("Exempt from VAT, art. 135(1) Directive 2006/112/EC"),
+)
+
+
+def _tax_note(note: str, _: Callable[[str], str]) -> str:
+    return _(note) if note in STANDARD_TAX_NOTES else note
+
+
+# the national name of a VAT ID, by the ID's own country (not the document's language)
+_NATIONAL_VAT_LABELS = {"DE": "USt-IdNr.: {tax_id}", "PL": "NIP: {tax_id}"}
+
+
+def _tax_id_label(tax_id: str | None, _: Callable[[str], str]) -> str:
+    """"USt-IdNr.: DE…" for a German VAT ID and "NIP: PL…" for a Polish one in every
+    language; another EU VAT ID is a "VAT ID" in the document's language; anything else
+    (a Japanese T… registration, a US EIN) a "Tax ID"."""
+    if not tax_id:
+        return ""
+    country = postal.vat_country(tax_id)
+    if country in _NATIONAL_VAT_LABELS:
+        return _NATIONAL_VAT_LABELS[country].format(tax_id=tax_id)
+    if country:
+        return _("VAT ID: {tax_id}").format(tax_id=tax_id)
+    return _("Tax ID: {tax_id}").format(tax_id=tax_id)
 
 
 def _size(size_bytes: int, locale: Locale) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ def _cell(text: str | None) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _decimal(value: Decimal | None) -> str:
+    """A plain decimal, every digit kept: 0.0000002, never 2E-7 (str() of a Decimal with
+    an exponent below -6); integers as stored (400000, 1.50)."""
+    return "" if value is None else format(value, "f")
+
+
 def lines_csv(invoice: Invoice) -> str:
     """The invoice lines as CSV (RFC 4180, CRLF, true/false, ISO dates): plain
     decimals, one row per line (the amounts add up to the subtotal), then closing rows
@@ -58,18 +65,19 @@ def lines_csv(invoice: Invoice) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_CSV_COLUMNS)
     for line in sorted(invoice.lines, key=lambda line: line.line_no):
-        tiers = json.dumps([{"from": str(t.from_quantity),
-                             "to": None if t.to_quantity is None else str(t.to_quantity),
-                             "unit_price": str(t.unit_price), "quantity": str(t.quantity),
-                             "amount": str(t.amount)} for t in line.billed_tiers]) if line.tiers else ""
+        tiers = json.dumps([{"from": _decimal(t.from_quantity),
+                             "to": None if t.to_quantity is None else _decimal(t.to_quantity),
+                             "unit_price": _decimal(t.unit_price),
+                             "quantity": _decimal(t.quantity), "amount": _decimal(t.amount)}
+                            for t in line.billed_tiers]) if line.tiers else ""
         writer.writerow([
             invoice.number, line.line_no, line.kind, _cell(line.meter), _cell(line.sku),
-            "true" if line.spot else "false", _cell(line.description), line.quantity,
-            _cell(line.unit), "" if line.unit_price is None else line.unit_price,
-            line.tier_mode or "", tiers, line.allowance, line.discount_percent, line.discount,
-            line.amount, invoice.currency, line.adjustment_period or ""])
+            "true" if line.spot else "false", _cell(line.description), _decimal(line.quantity),
+            _cell(line.unit), _decimal(line.unit_price), line.tier_mode or "", tiers,
+            _decimal(line.allowance), _decimal(line.discount_percent), _decimal(line.discount),
+            _decimal(line.amount), invoice.currency, line.adjustment_period or ""])
     for kind, amount in (("subtotal", invoice.subtotal), ("tax", invoice.tax),
                          ("total", invoice.total)):
         writer.writerow([invoice.number, "", kind, "", "", "", "", "", "", "", "", "", "", "",
-                         "", amount, invoice.currency, ""])
+                         "", _decimal(amount), invoice.currency, ""])
     return out.getvalue()
