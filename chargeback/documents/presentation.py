@@ -36,6 +36,16 @@ def _plain(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value
 
 
+# CLDR writes bidi marks into Arabic and Hebrew numbers, amounts and dates (U+200F before
+# "‏1,469.06 €"); a mail client shows some as boxes. The HTML isolates each amount in a
+# <bdi> and the PDF orders text itself, so the formatted strings carry none.
+_BIDI_MARKS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _bare(text: str) -> str:
+    return _BIDI_MARKS.sub("", text)
+
+
 def _month(period: str) -> date:
     year, month = period.split("-")
     return date(int(year), int(month), 1)
@@ -49,34 +59,37 @@ class _Formats:
         self.tz = ZoneInfo(timezone)
 
     def money(self, value: Decimal) -> str:
-        return format_currency(value, self.currency, locale=self.locale)
+        return _bare(format_currency(value, self.currency, locale=self.locale))
 
     def price(self, value: Decimal) -> str:
         # unit prices keep every digit they have (0.0000166667 per GB-s)
-        return format_currency(_plain(value), self.currency, locale=self.locale,
-                               decimal_quantization=False)
+        return _bare(format_currency(_plain(value), self.currency, locale=self.locale,
+                                     decimal_quantization=False))
 
     def number(self, value: Decimal) -> str:
         if value.as_tuple().exponent < SHOWN_QUANTITY.as_tuple().exponent:
             value = value.quantize(SHOWN_QUANTITY, rounding=ROUND_HALF_EVEN)
-        return format_decimal(_plain(value), locale=self.locale, decimal_quantization=False)
+        return _bare(format_decimal(_plain(value), locale=self.locale,
+                                    decimal_quantization=False))
 
     def percent(self, fraction: Decimal) -> str:
-        return format_percent(_plain(fraction), locale=self.locale, decimal_quantization=False)
+        return _bare(format_percent(_plain(fraction), locale=self.locale,
+                                    decimal_quantization=False))
 
     def month(self, period: str) -> str:
-        return format_skeleton("yMMMM", _month(period), locale=self.locale)
+        return _bare(format_skeleton("yMMMM", _month(period), locale=self.locale))
 
     def day(self, instant: datetime) -> str:
-        return format_date(instant.astimezone(self.tz).date(), "long", locale=self.locale)
+        return _bare(format_date(instant.astimezone(self.tz).date(), "long",
+                                 locale=self.locale))
 
     def date(self, day: date) -> str:
-        return format_date(day, "long", locale=self.locale)
+        return _bare(format_date(day, "long", locale=self.locale))
 
     def days(self, start: datetime, end_exclusive: datetime) -> str:
         first = start.astimezone(self.tz).date()
         last = (end_exclusive.astimezone(self.tz) - timedelta(microseconds=1)).date()
-        return format_interval(first, last, "yMMMd", locale=self.locale)
+        return _bare(format_interval(first, last, "yMMMd", locale=self.locale))
 
 
 _SEGMENT = re.compile(r", (\d{4}-\d\d-\d\d \d\d:\d\d) to (\d{4}-\d\d-\d\d \d\d:\d\d) UTC")
@@ -135,7 +148,7 @@ def _description(line: Line, plan: str | None, f: _Formats,
         return stored
     commitment = _COMMITMENT.fullmatch(stored) if line.kind == "commitment" else None
     if commitment and (commitment[3] is not None) == prorated:
-        amount = format_currency(Decimal(commitment[1]), commitment[2], locale=f.locale)
+        amount = _bare(format_currency(Decimal(commitment[1]), commitment[2], locale=f.locale))
         return (_("Minimum commitment {amount}, {days} of {period_days} days: top-up")
                 if prorated else _("Minimum commitment {amount}: top-up")).format(
             amount=amount, **days)
@@ -254,10 +267,10 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         vat_converted = _("VAT in {currency}: {amount} (exchange rate 1 {invoice_currency} = "
                           "{rate} {currency}, {source})").format(
             currency=invoice.vat_currency, invoice_currency=invoice.currency,
-            amount=format_currency(invoice.vat_tax_converted, invoice.vat_currency,
-                                   locale=locale),
-            rate=format_decimal(_plain(invoice.vat_exchange_rate), locale=locale,
-                                decimal_quantization=False),
+            amount=_bare(format_currency(invoice.vat_tax_converted, invoice.vat_currency,
+                                         locale=locale)),
+            rate=_bare(format_decimal(_plain(invoice.vat_exchange_rate), locale=locale,
+                                      decimal_quantization=False)),
             source=invoice.vat_exchange_source)
     preview = (_("{title} for {period}: {total}, due {date}.") if due
                else _("{title} for {period}: {total}.")).format(
@@ -273,6 +286,8 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
             title=title, issuer=issuer.name, period=period, total=total),
         "labels": labels,
         "lang": language,
+        # the direction of the customer's script, for the HTML (Arabic, Hebrew: rtl)
+        "dir": "rtl" if locale.character_order == "right-to-left" else "ltr",
         "preview": preview,
         "mail_note": mail_note,
         "number": invoice.number,
@@ -366,4 +381,4 @@ def _size(size_bytes: int, locale: Locale) -> str:
     unit, scale = (("digital-megabyte", 1_000_000) if size_bytes >= 1_000_000
                    else ("digital-kilobyte", 1_000))
     value = (Decimal(size_bytes) / scale).quantize(Decimal("0.1"))
-    return format_unit(value, unit, length="short", locale=locale)
+    return _bare(format_unit(value, unit, length="short", locale=locale))
