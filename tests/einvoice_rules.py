@@ -55,3 +55,40 @@ def assert_en16931(xml: bytes) -> None:
     assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
     broken = broken_rules(xml)
     assert not broken, broken
+
+
+# UBL: the Commission's EN 16931 UBL rules (compiled XSLT), and Peppol BIS Billing 3.0 and
+# XRechnung 3.0 Schematron (.sch) compiled here with SchXslt (tests/data/*/README.md)
+DATA = Path(__file__).parent / "data"
+UBL_RULES = DATA / "en16931-ubl" / "EN16931-UBL-validation.xslt"
+PEPPOL_RULES = DATA / "peppol" / "PEPPOL-EN16931-UBL.sch"
+XRECHNUNG_RULES = DATA / "xrechnung" / "ubl" / "XRechnung-UBL-validation.sch"
+_SCHXSLT = DATA / "schxslt" / "xslt" / "2.0" / "pipeline-for-svrl.xsl"
+
+
+@lru_cache(maxsize=None)
+def _compiled(path: Path):
+    processor, _ = _rules()
+    xslt = processor.new_xslt30_processor()
+    if path.suffix == ".sch":   # Schematron -> XSLT with SchXslt's pipeline, then compiled
+        text = xslt.compile_stylesheet(stylesheet_file=str(_SCHXSLT)).transform_to_string(
+            xdm_node=processor.parse_xml(xml_file_name=str(path)))
+        return xslt.compile_stylesheet(stylesheet_text=text)
+    return xslt.compile_stylesheet(stylesheet_file=str(path))
+
+
+def broken_rules_of(xml: bytes, path: Path) -> list[str]:
+    """'<rule id>: <text>' for each fatal rule of the rule set at `path` the XML breaks."""
+    processor, _ = _rules()
+    report = _compiled(path).transform_to_string(
+        xdm_node=processor.parse_xml(xml_text=xml.decode()))
+    broken = []
+    for failure in _FAILED.findall(report):
+        head = failure.split(">", 1)[0]
+        if 'flag="warning"' in head or 'flag="information"' in head:
+            continue
+        rule = _ID.search(head)
+        text = _TEXT.search(failure)
+        broken.append(f"{rule.group(1) if rule else '?'}: "
+                      f"{' '.join(text.group(1).split()) if text else failure[:200]}")
+    return broken
