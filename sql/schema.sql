@@ -477,8 +477,6 @@ CREATE TABLE openfaas_metering.budget_crossings (
     crossed_at timestamp with time zone DEFAULT now() NOT NULL,
     rearmed_at timestamp with time zone,
     mail_status text DEFAULT 'pending'::text NOT NULL,
-    mail_claimed_at timestamp with time zone,
-    mail_attempts integer DEFAULT 0 NOT NULL,
     mail_sent_at timestamp with time zone,
     message_id text,
     mail_error text,
@@ -858,13 +856,26 @@ CREATE TABLE openfaas_metering.invoices (
 
 
 --
--- Name: portal_link_requests; Type: TABLE; Schema: openfaas_metering; Owner: -
+-- Name: mail_outbox; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
-CREATE TABLE openfaas_metering.portal_link_requests (
+CREATE TABLE openfaas_metering.mail_outbox (
+    kind text NOT NULL,
+    subject_id text NOT NULL,
     namespace text NOT NULL,
-    last_sent_at timestamp with time zone NOT NULL,
-    sent_count bigint DEFAULT 1 NOT NULL
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    claim_token uuid,
+    claimed_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sent_at timestamp with time zone,
+    message_id text,
+    last_error text,
+    undeliverable_reason text,
+    CONSTRAINT mail_outbox_check CHECK (((status <> 'sent'::text) OR ((sent_at IS NOT NULL) AND (message_id IS NOT NULL)))),
+    CONSTRAINT mail_outbox_check1 CHECK (((status <> 'undeliverable'::text) OR (undeliverable_reason IS NOT NULL))),
+    CONSTRAINT mail_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'undeliverable'::text])))
 );
 
 
@@ -1219,11 +1230,11 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 
 --
--- Name: portal_link_requests portal_link_requests_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+-- Name: mail_outbox mail_outbox_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
-ALTER TABLE ONLY openfaas_metering.portal_link_requests
-    ADD CONSTRAINT portal_link_requests_pkey PRIMARY KEY (namespace);
+ALTER TABLE ONLY openfaas_metering.mail_outbox
+    ADD CONSTRAINT mail_outbox_pkey PRIMARY KEY (kind, subject_id);
 
 
 --
@@ -1462,6 +1473,13 @@ CREATE INDEX invoices_to_send ON openfaas_metering.invoices USING btree (status,
 --
 
 CREATE INDEX invoices_unsealed ON openfaas_metering.invoices USING btree (openfaas_metering.document_series(number), number_seq) WHERE ((number IS NOT NULL) AND (document_sha256 IS NULL));
+
+
+--
+-- Name: mail_outbox_due; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX mail_outbox_due ON openfaas_metering.mail_outbox USING btree (kind, next_attempt_at) WHERE (status = 'pending'::text);
 
 
 --

@@ -11,8 +11,9 @@ One evaluation is one transaction holding a transaction-scoped advisory lock
    on the one-armed-crossing index, so a crossing exists once whatever
    re-runs), and each inserted one writes its webhook event to the outbox in
    the same transaction.
-After the commit the pending mails are sent (budgets.mail, exactly once as
-invoices are) and deliver-webhooks is woken.
+   Each inserted crossing also writes its mail's row (mail.outbox).
+After the commit the due mails are sent (budgets.mail, exactly once by the
+mail outbox, as invoices are) and deliver-webhooks is woken.
 """
 from __future__ import annotations
 
@@ -113,6 +114,8 @@ def fire_crossings(settings: Settings, now: datetime | None = None) -> dict:
         inserted = conn.execute(_FIRE, {"period": p.name, **fire}).fetchall() \
             if fire["namespace"] else []
         outbox.emit_many(conn, [event_of(p.name, *row) for row in inserted])
+        for row in inserted:  # each crossing's mail, with the crossing
+            budget_mail.enqueue(conn, row[0], row[1])
     return {"period": p.name, "budgets": len(budgets), "not_priced": not_priced,
             "crossed": len(inserted), "rearmed": len(rearm["namespace"])}
 

@@ -82,6 +82,20 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _days(environ: Mapping[str, str], name: str, default: float) -> float:
+    """Zero or a positive number of days; decimals allowed (0.5)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number of days") from None
+    if not 0 <= value <= 31:
+        raise ConfigError(f"{name}={raw!r}: expected a number of days from 0 to 31")
+    return value
+
+
 def _nonnegative(environ: Mapping[str, str], name: str, default: int) -> int:
     value = _int(environ, name, default)
     if value < 0:
@@ -284,6 +298,10 @@ class Settings:
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.
     send_claim_timeout_s: int = setting("SEND_CLAIM_TIMEOUT_SECONDS", _positive, 120)
+    # every mail (invoice, budget alert): a transient failure is tried again after
+    # ~base * 2^(n-1) with jitter; after this many attempts it is undeliverable
+    mail_max_attempts: int = setting("MAIL_MAX_ATTEMPTS", _positive, 10)
+    mail_retry_base_s: float = setting("MAIL_RETRY_BASE_SECONDS", _seconds, 60.0)
     # aggregate-month
     billing_timezone: str = setting("BILLING_TIMEZONE", _timezone, "UTC")
     close_grace_hours: int = setting("CLOSE_GRACE_HOURS", _nonnegative, 6)
@@ -326,6 +344,9 @@ class Settings:
                                             "container_network_transmit_bytes_total")
     prometheus_gpu_series: str = setting("PROMETHEUS_GPU_SERIES", _text, "DCGM_FI_DEV_GPU_UTIL")
     prometheus_timeout_s: float = setting("PROMETHEUS_TIMEOUT_SECONDS", _seconds, 10.0)
+    # no forecast before this much of the month has been observed (a run rate over
+    # minutes is noise)
+    budget_forecast_min_days: float = setting("BUDGET_FORECAST_MIN_DAYS", _days, 3.0)
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

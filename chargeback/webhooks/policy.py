@@ -18,6 +18,7 @@ import random
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from chargeback.core import backoff
 from chargeback.core.settings import ConfigError
 
 MAX_DELAY_S = 3 * 3600.0
@@ -58,9 +59,7 @@ def _loopback(host: str) -> bool:
 def retry_delay_s(failed_attempts: int, base_s: float, rng: random.Random | None = None
                   ) -> float:
     """How long to wait after the `failed_attempts`-th failure (1, 2, ...)."""
-    exponent = min(failed_attempts - 1, 40)
-    ceiling = min(base_s * 2 ** exponent, MAX_DELAY_S)
-    return ceiling * (rng or random).uniform(0.5, 1.0)
+    return backoff.delay_s(failed_attempts, base_s, MAX_DELAY_S, rng)
 
 
 def next_attempt(now: datetime, failed_attempts: int, retry_from: datetime, base_s: float,
