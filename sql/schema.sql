@@ -297,6 +297,23 @@ $$;
 
 
 --
+-- Name: number_webhook_event(); Type: FUNCTION; Schema: openfaas_metering; Owner: -
+--
+
+CREATE FUNCTION openfaas_metering.number_webhook_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.tenant := coalesce(NEW.data->>'tenant', '');
+    INSERT INTO openfaas_metering.webhook_sequences AS s (tenant, last_sequence)
+    VALUES (NEW.tenant, 1)
+    ON CONFLICT (tenant) DO UPDATE SET last_sequence = s.last_sequence + 1
+    RETURNING s.last_sequence INTO NEW.sequence;
+    RETURN NEW;
+END $$;
+
+
+--
 -- Name: refuse_finalized_invoice_change(); Type: FUNCTION; Schema: openfaas_metering; Owner: -
 --
 
@@ -474,7 +491,7 @@ CREATE TABLE openfaas_metering.budget_crossings (
     amount numeric NOT NULL,
     month_to_date numeric NOT NULL,
     currency text NOT NULL,
-    crossed_at timestamp with time zone DEFAULT now() NOT NULL,
+    crossed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     rearmed_at timestamp with time zone,
     mail_status text DEFAULT 'pending'::text NOT NULL,
     mail_sent_at timestamp with time zone,
@@ -1077,7 +1094,18 @@ CREATE TABLE openfaas_metering.webhook_deliveries (
     last_status_code integer,
     last_error text,
     delivered_at timestamp with time zone,
-    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+
+--
+-- Name: webhook_endpoints; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.webhook_endpoints (
+    endpoint text NOT NULL,
+    added_at timestamp with time zone DEFAULT now() NOT NULL,
+    removed_at timestamp with time zone
 );
 
 
@@ -1089,8 +1117,10 @@ CREATE TABLE openfaas_metering.webhook_events (
     event_id text DEFAULT ('evt_'::text || replace((gen_random_uuid())::text, '-'::text, ''::text)) NOT NULL,
     type text NOT NULL,
     data jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    fanned_out_at timestamp with time zone
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    fanned_out_at timestamp with time zone,
+    tenant text DEFAULT ''::text NOT NULL,
+    sequence bigint NOT NULL
 );
 
 
@@ -1106,6 +1136,16 @@ CREATE TABLE openfaas_metering.webhook_other_events (
     first_received_at timestamp with time zone DEFAULT now() NOT NULL,
     last_received_at timestamp with time zone DEFAULT now() NOT NULL,
     last_delivery_id text NOT NULL
+);
+
+
+--
+-- Name: webhook_sequences; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.webhook_sequences (
+    tenant text NOT NULL,
+    last_sequence bigint NOT NULL
 );
 
 
@@ -1334,6 +1374,14 @@ ALTER TABLE ONLY openfaas_metering.webhook_deliveries
 
 
 --
+-- Name: webhook_endpoints webhook_endpoints_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (endpoint);
+
+
+--
 -- Name: webhook_events webhook_events_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1347,6 +1395,14 @@ ALTER TABLE ONLY openfaas_metering.webhook_events
 
 ALTER TABLE ONLY openfaas_metering.webhook_other_events
     ADD CONSTRAINT webhook_other_events_pkey PRIMARY KEY (event_type, day);
+
+
+--
+-- Name: webhook_sequences webhook_sequences_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.webhook_sequences
+    ADD CONSTRAINT webhook_sequences_pkey PRIMARY KEY (tenant);
 
 
 --
@@ -1571,6 +1627,13 @@ CREATE CONSTRAINT TRIGGER invoices_seal AFTER INSERT OR UPDATE ON openfaas_meter
 --
 
 CREATE TRIGGER invoices_void BEFORE UPDATE OF voided_by ON openfaas_metering.invoices FOR EACH ROW EXECUTE FUNCTION openfaas_metering.check_void();
+
+
+--
+-- Name: webhook_events webhook_events_numbered; Type: TRIGGER; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TRIGGER webhook_events_numbered BEFORE INSERT ON openfaas_metering.webhook_events FOR EACH ROW EXECUTE FUNCTION openfaas_metering.number_webhook_event();
 
 
 --

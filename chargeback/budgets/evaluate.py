@@ -6,6 +6,8 @@ One evaluation is one transaction holding a transaction-scoped advisory lock
 2. The month to date of exactly those tenants, priced by
    billing.estimate.month_to_date: the month close's own code, so a crossing
    is reported on the figure the invoice will show (tax included: the total).
+   The forecast (the month's run rate) only once BUDGET_FORECAST_MIN_DAYS of
+   the month have been observed.
 3. thresholds.decide per tenant against the crossings already fired.
 4. Re-armed crossings are marked, new ones inserted (ON CONFLICT DO NOTHING
    on the one-armed-crossing index, so a crossing exists once whatever
@@ -97,7 +99,11 @@ def fire_crossings(settings: Settings, now: datetime | None = None) -> dict:
             if total is None:  # it would be a draft invoice: nothing to compare
                 not_priced += 1
                 continue
-            crossings, rearmed = decide(budgets[ns], total, e.projected_total,
+            # a run rate over minutes is noise: no forecast before the minimum observed time
+            observed_days = (e.as_of - e.period.start).total_seconds() / 86400
+            projected = e.projected_total \
+                if observed_days >= settings.budget_forecast_min_days else None
+            crossings, rearmed = decide(budgets[ns], total, projected,
                                         settings.budget_thresholds, fired.get(ns, []))
             for f in rearmed:
                 for key, value in (("namespace", ns), ("kind", f.kind),

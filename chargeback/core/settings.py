@@ -132,6 +132,16 @@ def _list(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _entries(environ: Mapping[str, str], name: str, default: tuple[str, ...]
+             ) -> tuple[str, ...]:
+    """Comma-separated, each entry exactly as given (whitespace kept, so that the reader
+    can refuse an entry with a stray space or line break instead of guessing)."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    return tuple(item for item in raw.split(",") if item.strip())
+
+
 def _text(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
     """The variable as given; the default when unset or empty."""
     return environ.get(name) or default
@@ -320,7 +330,7 @@ class Settings:
     # none: internal chargeback, whose documents are no tax invoices
     legal_checks: str = setting("LEGAL_CHECKS", _choice("en16931", "none"), "en16931")
     # deliver-webhooks: endpoints as given (chargeback.webhooks.endpoints checks them)
-    webhook_urls: tuple[str, ...] = setting("WEBHOOK_URLS", _list, ())
+    webhook_urls: tuple[str, ...] = setting("WEBHOOK_URLS", _entries, ())
     webhook_signing_secret: str | None = setting("webhook-signing-secret", _secret,
                                                  secret=True)
     # one attempt to one endpoint, connect to last byte

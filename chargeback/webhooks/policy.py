@@ -1,6 +1,7 @@
 """Where events may go and when a failed attempt is tried again. Pure.
 
-Endpoints: WEBHOOK_URLS, comma-separated; https:// anywhere, http:// only to
+Endpoints: WEBHOOK_URLS, comma-separated (no spaces, no line breaks: an
+entry with one is refused rather than guessed at); https:// anywhere, http:// only to
 the loopback interface (a receiver on the same machine, the local runtime's
 sink). Anything else is refused when deliver-webhooks starts, so billing
 events never travel in clear over a network.
@@ -29,6 +30,12 @@ def endpoints(urls: tuple[str, ...]) -> tuple[str, ...]:
     """The endpoints of WEBHOOK_URLS, each once; ConfigError naming the first bad one."""
     seen: list[str] = []
     for url in urls:
+        if "\r" in url or "\n" in url:
+            raise ConfigError(f"WEBHOOK_URLS: {url!r} contains a line break (CR or LF); "
+                              "list the URLs on one line, separated by commas")
+        if url != url.strip():
+            raise ConfigError(f"WEBHOOK_URLS: {url!r} starts or ends with a space; separate "
+                              "the URLs by commas alone")
         parts = urlsplit(url)
         try:
             parts.port  # noqa: B018 (raises on a port that is not a number)
