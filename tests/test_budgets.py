@@ -22,6 +22,8 @@ from chargeback.core import db
 from chargeback.usage import webhook as usage_webhook
 
 from .billing_helpers import NS, event, send, settings_for
+from .budgets_helpers import NOW
+from .budgets_helpers import budget_tenant as _tenant
 from .conftest import WEBHOOK_SECRET
 from .invoices import MAIL_ENV
 from .webhook_receiver import SIGNING_SECRET, Receiver, runtime_with, write_signing_secret
@@ -93,15 +95,6 @@ def hook():
     receiver.stop()
 
 
-def _tenant(settings, namespace, budget, *, email="billing@acme.example", locale=None):
-    with db.transaction(settings) as conn:
-        conn.execute("""INSERT INTO openfaas_metering.tenants
-                            (namespace, budget_override, email_override, locale_override,
-                             display_name_override)
-                        VALUES (%s, %s, %s, %s, 'ACME GmbH')""",
-                     (namespace, budget, email, locale))
-
-
 def _usage_body(namespace: str, gb_seconds: int, now: datetime) -> bytes:
     """One event of `gb_seconds` (1 GiB for that many seconds) started a minute ago."""
     started = (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -110,10 +103,7 @@ def _usage_body(namespace: str, gb_seconds: int, now: datetime) -> bytes:
                         "duration": gb_seconds * NS, "memory_bytes": 2**30}]).encode()
 
 
-# the in-process evaluations run at a fixed instant: two days into September, so the
-# run rate projects 15 times the month to date (30 days / 2); the forecast needs two
-# days observed here (FORECAST_ENV; three by default)
-NOW = datetime(2026, 9, 3, tzinfo=timezone.utc)
+# the in-process evaluations run at NOW, two days in: the forecast needs two days here
 FORECAST_ENV = {"BUDGET_FORECAST_MIN_DAYS": "2"}
 
 

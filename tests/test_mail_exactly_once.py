@@ -16,7 +16,8 @@ from chargeback.budgets import evaluate
 from .billing_helpers import NS, event, send, settings_for
 from .invoices import MAIL_ENV, finalized_invoice, invoice_row, mail_row
 from .smtp_faults import DROP, RESET, FaultySmtp
-from .test_budgets import NOW, _tenant
+from .budgets_helpers import NOW
+from .budgets_helpers import budget_tenant as _tenant
 
 
 @pytest.fixture
