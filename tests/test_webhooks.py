@@ -26,22 +26,9 @@ from chargeback.webhooks import events, outbox, policy, signing
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN, WEBHOOK_SECRET
 from .invoices import MAIL_ENV
-from .webhook_receiver import SIGNING_SECRET, Receiver, runtime_with, write_signing_secret
+from .webhook_receiver import SIGNING_SECRET, runtime_with, write_signing_secret
 
 FAST_RETRIES = {"WEBHOOK_RETRY_BASE_SECONDS": "0.05", "WEBHOOK_TIMEOUT_SECONDS": "2"}
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def start(**options) -> Receiver:
-        made.append(Receiver(**options))
-        return made[-1]
-
-    yield start
-    for r in made:
-        r.stop()
 
 
 @pytest.fixture

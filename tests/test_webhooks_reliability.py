@@ -18,20 +18,7 @@ from chargeback.core.settings import ConfigError
 from chargeback.webhooks import delivery, operator, outbox
 
 from .billing_helpers import settings_for
-from .webhook_receiver import Receiver, write_signing_secret
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def start(**options) -> Receiver:
-        made.append(Receiver(**options))
-        return made[-1]
-
-    yield start
-    for r in made:
-        r.stop()
+from .webhook_receiver import write_signing_secret
 
 
 @pytest.fixture

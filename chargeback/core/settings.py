@@ -68,31 +68,35 @@ def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    """A positive number of seconds; decimals allowed (0.5)."""
-    raw = environ.get(name, "").strip()
+def _raw(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    raw = _raw(environ, name)
     if not raw:
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+        raise ConfigError(f"{name}={raw!r}: expected a number of {unit}") from None
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds; decimals allowed (0.5)."""
+    value = _float(environ, name, default, "seconds")
     if not 0 < value < 86400 * 7:
-        raise ConfigError(f"{name}={raw!r}: expected a positive number of seconds")
+        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a positive number of "
+                          "seconds")
     return value
 
 
 def _days(environ: Mapping[str, str], name: str, default: float) -> float:
-    """Zero or a positive number of days; decimals allowed (0.5)."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number of days") from None
+    """Zero or a positive number of days up to a month; decimals allowed (0.5)."""
+    value = _float(environ, name, default, "days")
     if not 0 <= value <= 31:
-        raise ConfigError(f"{name}={raw!r}: expected a number of days from 0 to 31")
+        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a number of days from "
+                          "0 to 31")
     return value
 
 
