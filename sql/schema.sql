@@ -897,6 +897,17 @@ CREATE TABLE openfaas_metering.mail_outbox (
 
 
 --
+-- Name: portal_link_requests; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.portal_link_requests (
+    namespace text NOT NULL,
+    last_sent_at timestamp with time zone NOT NULL,
+    sent_count bigint DEFAULT 1 NOT NULL
+);
+
+
+--
 -- Name: price_book_versions; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -1275,6 +1286,14 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 ALTER TABLE ONLY openfaas_metering.mail_outbox
     ADD CONSTRAINT mail_outbox_pkey PRIMARY KEY (kind, subject_id);
+
+
+--
+-- Name: portal_link_requests portal_link_requests_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.portal_link_requests
+    ADD CONSTRAINT portal_link_requests_pkey PRIMARY KEY (namespace);
 
 
 --
