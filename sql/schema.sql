@@ -297,6 +297,23 @@ $$;
 
 
 --
+-- Name: number_webhook_event(); Type: FUNCTION; Schema: openfaas_metering; Owner: -
+--
+
+CREATE FUNCTION openfaas_metering.number_webhook_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.tenant := coalesce(NEW.data->>'tenant', '');
+    INSERT INTO openfaas_metering.webhook_sequences AS s (tenant, last_sequence)
+    VALUES (NEW.tenant, 1)
+    ON CONFLICT (tenant) DO UPDATE SET last_sequence = s.last_sequence + 1
+    RETURNING s.last_sequence INTO NEW.sequence;
+    RETURN NEW;
+END $$;
+
+
+--
 -- Name: refuse_finalized_invoice_change(); Type: FUNCTION; Schema: openfaas_metering; Owner: -
 --
 
@@ -474,11 +491,9 @@ CREATE TABLE openfaas_metering.budget_crossings (
     amount numeric NOT NULL,
     month_to_date numeric NOT NULL,
     currency text NOT NULL,
-    crossed_at timestamp with time zone DEFAULT now() NOT NULL,
+    crossed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     rearmed_at timestamp with time zone,
     mail_status text DEFAULT 'pending'::text NOT NULL,
-    mail_claimed_at timestamp with time zone,
-    mail_attempts integer DEFAULT 0 NOT NULL,
     mail_sent_at timestamp with time zone,
     message_id text,
     mail_error text,
@@ -858,6 +873,30 @@ CREATE TABLE openfaas_metering.invoices (
 
 
 --
+-- Name: mail_outbox; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.mail_outbox (
+    kind text NOT NULL,
+    subject_id text NOT NULL,
+    namespace text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    claim_token uuid,
+    claimed_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sent_at timestamp with time zone,
+    message_id text,
+    last_error text,
+    undeliverable_reason text,
+    CONSTRAINT mail_outbox_check CHECK (((status <> 'sent'::text) OR ((sent_at IS NOT NULL) AND (message_id IS NOT NULL)))),
+    CONSTRAINT mail_outbox_check1 CHECK (((status <> 'undeliverable'::text) OR (undeliverable_reason IS NOT NULL))),
+    CONSTRAINT mail_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'undeliverable'::text])))
+);
+
+
+--
 -- Name: portal_link_requests; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -1066,7 +1105,18 @@ CREATE TABLE openfaas_metering.webhook_deliveries (
     last_status_code integer,
     last_error text,
     delivered_at timestamp with time zone,
-    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+
+--
+-- Name: webhook_endpoints; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.webhook_endpoints (
+    endpoint text NOT NULL,
+    added_at timestamp with time zone DEFAULT now() NOT NULL,
+    removed_at timestamp with time zone
 );
 
 
@@ -1078,8 +1128,10 @@ CREATE TABLE openfaas_metering.webhook_events (
     event_id text DEFAULT ('evt_'::text || replace((gen_random_uuid())::text, '-'::text, ''::text)) NOT NULL,
     type text NOT NULL,
     data jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    fanned_out_at timestamp with time zone
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    fanned_out_at timestamp with time zone,
+    tenant text DEFAULT ''::text NOT NULL,
+    sequence bigint NOT NULL
 );
 
 
@@ -1095,6 +1147,16 @@ CREATE TABLE openfaas_metering.webhook_other_events (
     first_received_at timestamp with time zone DEFAULT now() NOT NULL,
     last_received_at timestamp with time zone DEFAULT now() NOT NULL,
     last_delivery_id text NOT NULL
+);
+
+
+--
+-- Name: webhook_sequences; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.webhook_sequences (
+    tenant text NOT NULL,
+    last_sequence bigint NOT NULL
 );
 
 
@@ -1219,6 +1281,14 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 
 --
+-- Name: mail_outbox mail_outbox_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.mail_outbox
+    ADD CONSTRAINT mail_outbox_pkey PRIMARY KEY (kind, subject_id);
+
+
+--
 -- Name: portal_link_requests portal_link_requests_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1323,6 +1393,14 @@ ALTER TABLE ONLY openfaas_metering.webhook_deliveries
 
 
 --
+-- Name: webhook_endpoints webhook_endpoints_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (endpoint);
+
+
+--
 -- Name: webhook_events webhook_events_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1336,6 +1414,14 @@ ALTER TABLE ONLY openfaas_metering.webhook_events
 
 ALTER TABLE ONLY openfaas_metering.webhook_other_events
     ADD CONSTRAINT webhook_other_events_pkey PRIMARY KEY (event_type, day);
+
+
+--
+-- Name: webhook_sequences webhook_sequences_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.webhook_sequences
+    ADD CONSTRAINT webhook_sequences_pkey PRIMARY KEY (tenant);
 
 
 --
@@ -1465,6 +1551,13 @@ CREATE INDEX invoices_unsealed ON openfaas_metering.invoices USING btree (openfa
 
 
 --
+-- Name: mail_outbox_due; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX mail_outbox_due ON openfaas_metering.mail_outbox USING btree (kind, next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
 -- Name: usage_rejected_events_namespace_received; Type: INDEX; Schema: openfaas_metering; Owner: -
 --
 
@@ -1553,6 +1646,13 @@ CREATE CONSTRAINT TRIGGER invoices_seal AFTER INSERT OR UPDATE ON openfaas_meter
 --
 
 CREATE TRIGGER invoices_void BEFORE UPDATE OF voided_by ON openfaas_metering.invoices FOR EACH ROW EXECUTE FUNCTION openfaas_metering.check_void();
+
+
+--
+-- Name: webhook_events webhook_events_numbered; Type: TRIGGER; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TRIGGER webhook_events_numbered BEFORE INSERT ON openfaas_metering.webhook_events FOR EACH ROW EXECUTE FUNCTION openfaas_metering.number_webhook_event();
 
 
 --

@@ -217,6 +217,22 @@ def smtp():
 
 
 @pytest.fixture
+def receiver():
+    """Real HTTP receivers of outbound webhooks: receiver(**options) -> Receiver (see
+    webhook_receiver.py); stopped after the test."""
+    from .webhook_receiver import Receiver
+    made = []
+
+    def start(**options):
+        made.append(Receiver(**options))
+        return made[-1]
+
+    yield start
+    for r in made:
+        r.stop()
+
+
+@pytest.fixture
 def portal(local_runtime, product_stack, secrets_dir, database_url):
     """tenant-portal (and `also`, from stack.yml or tests/stack.yml) behind the local
     gateway, and its own origin (the Ingress stand-in) at http://localhost:<port>

@@ -27,6 +27,15 @@ def invoice_row(database_url: str, invoice_id: str) -> dict:
         return dict(zip([c.name for c in cur.description], cur.fetchone()))
 
 
+def mail_row(database_url: str, subject_id: str, kind: str = "invoice") -> dict | None:
+    """The mail outbox's row of one mail (None: never asked for)."""
+    with psycopg.connect(database_url) as conn:
+        cur = conn.execute("SELECT * FROM openfaas_metering.mail_outbox"
+                           " WHERE kind = %s AND subject_id = %s", (kind, str(subject_id)))
+        row = cur.fetchone()
+        return dict(zip([c.name for c in cur.description], row)) if row else None
+
+
 @dataclass
 class Received:
     mail_from: str
@@ -88,7 +97,9 @@ def start_smtp(handler: RecordingSmtp, port: int, **smtp_options) -> Controller:
 MAIL_ENV = {"MAIL_FROM": "Example Functions Billing <billing@example.com>",
             "MAIL_REPLY_TO": "accounts@example.com", "ISSUER_NAME": "Example Functions Ltd",
             "ISSUER_ADDRESS": "1 Cloud Street\\n10115 Berlin", "ISSUER_TAX_ID": "DE123456789",
-            "SMTP_TIMEOUT_SECONDS": "5"}
+            "SMTP_TIMEOUT_SECONDS": "5",
+            # a failed mail is tried again after ~0.2 s, 0.4 s, ... (60 s in production)
+            "MAIL_RETRY_BASE_SECONDS": "0.2"}
 
 
 def email_invoice_behind_gateway(local_runtime, product_stack, database_url: str, smtp_url: str,

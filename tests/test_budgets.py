@@ -22,6 +22,8 @@ from chargeback.core import db
 from chargeback.usage import webhook as usage_webhook
 
 from .billing_helpers import NS, event, send, settings_for
+from .budgets_helpers import NOW
+from .budgets_helpers import budget_tenant as _tenant
 from .conftest import WEBHOOK_SECRET
 from .invoices import MAIL_ENV
 from .webhook_receiver import SIGNING_SECRET, Receiver, runtime_with, write_signing_secret
@@ -93,15 +95,6 @@ def hook():
     receiver.stop()
 
 
-def _tenant(settings, namespace, budget, *, email="billing@acme.example", locale=None):
-    with db.transaction(settings) as conn:
-        conn.execute("""INSERT INTO openfaas_metering.tenants
-                            (namespace, budget_override, email_override, locale_override,
-                             display_name_override)
-                        VALUES (%s, %s, %s, %s, 'ACME GmbH')""",
-                     (namespace, budget, email, locale))
-
-
 def _usage_body(namespace: str, gb_seconds: int, now: datetime) -> bytes:
     """One event of `gb_seconds` (1 GiB for that many seconds) started a minute ago."""
     started = (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -110,9 +103,8 @@ def _usage_body(namespace: str, gb_seconds: int, now: datetime) -> bytes:
                         "duration": gb_seconds * NS, "memory_bytes": 2**30}]).encode()
 
 
-# the in-process evaluations run at a fixed instant: two days into September, so the
-# run rate projects 15 times the month to date (30 days / 2)
-NOW = datetime(2026, 9, 3, tzinfo=timezone.utc)
+# the in-process evaluations run at NOW, two days in: the forecast needs two days here
+FORECAST_ENV = {"BUDGET_FORECAST_MIN_DAYS": "2"}
 
 
 def _spend(settings, gb_seconds: int):
@@ -174,7 +166,7 @@ def test_a_budget_crossed_by_one_delivery_fires_one_mail_and_one_webhook_per_thr
 
 
 def test_concurrent_evaluations_fire_each_crossing_once(database_url, tmp_path, smtp):
-    s = settings_for(database_url, tmp_path, SMTP_URL=smtp.url, **MAIL_ENV)
+    s = settings_for(database_url, tmp_path, SMTP_URL=smtp.url, **MAIL_ENV, **FORECAST_ENV)
     _tenant(s, "acme", "10.00")
     _spend(s, 8_000)  # 8.00 USD: 80 %, projected 120.00
     outs, barrier = [], threading.Barrier(4)
@@ -195,7 +187,7 @@ def test_concurrent_evaluations_fire_each_crossing_once(database_url, tmp_path, 
 
 def test_a_raised_budget_rearms_and_a_lowered_one_fires_what_it_now_crosses(
         database_url, tmp_path, smtp):
-    s = settings_for(database_url, tmp_path, SMTP_URL=smtp.url, **MAIL_ENV)
+    s = settings_for(database_url, tmp_path, SMTP_URL=smtp.url, **MAIL_ENV, **FORECAST_ENV)
     _tenant(s, "acme", "10.00")
     _spend(s, 6_000)  # 6.00 USD: 50 % of 10 crossed, projected 90.00
 

@@ -24,6 +24,9 @@ NOT_DISTRIBUTED = {
     "webhook_other_events": "per event type and day, not per tenant: local",
     "webhook_events": "the outbound outbox (any billing fact, not only usage): local",
     "webhook_deliveries": "one row per outbound event and endpoint: local",
+    "webhook_endpoints": "the operator's endpoints, not per tenant: local",
+    "webhook_sequences": "one counter per tenant, locked by the emitting transaction: "
+                         "local, beside webhook_events",
     "capacity_ticks": "one row per tick for the whole cluster: reference",
     "capacity_voided_ticks": "ticks voided for the whole cluster: reference",
 }

@@ -29,6 +29,7 @@ from .invoices import (
     email_invoice_behind_gateway,
     finalized_invoice,
     invoice_row,
+    mail_row,
     start_smtp,
 )
 
@@ -76,8 +77,8 @@ def test_the_invoice_arrives_once_with_both_alternatives_and_every_attachment(
     assert msg["Reply-To"] == "accounts@example.com"
     assert number in msg["Subject"] and "€279.83" in msg["Subject"]
     row = invoice_row(database_url, invoice_id)
-    assert (row["status"], row["message_id"], row["send_claimed_at"]) == (
-        "sent", msg["Message-ID"].strip(), None)
+    assert (row["status"], row["message_id"], mail_row(database_url, invoice_id)["claim_token"]
+            ) == ("sent", msg["Message-ID"].strip(), None)
     assert msg["Message-ID"].strip() == f"<invoice-{invoice_id}@example.com>"
     found = parts(msg)
     assert set(found) == {"text/plain", "text/html", f"{STEM}{number}.pdf",
@@ -193,9 +194,10 @@ def test_smtp_down_then_up_is_a_503_then_one_mail_through_the_async_queue(
     direct = requests.post(f"{rt.gateway_url}/function/email-invoice.openfaas-system",
                            json={"invoice_id": invoice_id}, timeout=30)
     assert direct.status_code == 503 and "SMTP unavailable" in direct.json()["error"]
-    row = invoice_row(database_url, invoice_id)
-    assert (row["status"], row["send_claimed_at"]) == ("finalized", None)  # claim released
-    assert "Connection refused" in row["last_send_error"]
+    mail = mail_row(database_url, invoice_id)
+    assert invoice_row(database_url, invoice_id)["status"] == "finalized"
+    assert mail["claim_token"] is None  # claim released, for its own backoff
+    assert "Connection refused" in mail["last_error"]
     queued = requests.post(f"{rt.gateway_url}/async-function/email-invoice.openfaas-system",
                            json={"invoice_id": invoice_id},
                            headers={"X-Callback-Url": callbacks.url})
@@ -208,8 +210,8 @@ def test_smtp_down_then_up_is_a_503_then_one_mail_through_the_async_queue(
         controller.stop()
     assert headers["X-Function-Status"] == "200", body
     assert len(handler.received) == 1
-    row = invoice_row(database_url, invoice_id)
-    assert row["status"] == "sent" and row["send_attempts"] >= 2
+    assert invoice_row(database_url, invoice_id)["status"] == "sent"
+    assert mail_row(database_url, invoice_id)["attempts"] >= 2
 
 
 def test_a_permanently_refused_recipient_makes_the_invoice_undeliverable_without_retry(
@@ -300,21 +302,22 @@ def test_a_crash_after_the_server_accepted_resends_with_the_same_message_id(
     fn.proc.wait()
     smtp.on_data = None
     assert len(smtp.received) == 1
-    assert invoice_row(database_url, invoice_id)["send_claimed_at"] is not None
+    assert mail_row(database_url, invoice_id)["claim_token"] is not None
     fn.start().wait_healthy()
     held = send(fn, invoice_id)  # the claim is fresh: nobody may send yet
     assert held.status_code == 503 and len(smtp.received) == 1
     with psycopg.connect(database_url) as conn:  # the claim timeout passes
-        conn.execute("UPDATE openfaas_metering.invoices"
-                     "   SET send_claimed_at = send_claimed_at - interval '1 hour'"
-                     " WHERE invoice_id = %s", (invoice_id,))
+        conn.execute("UPDATE openfaas_metering.mail_outbox"
+                     "   SET next_attempt_at = next_attempt_at - interval '1 hour'"
+                     " WHERE subject_id = %s", (invoice_id,))
     r = send(fn, invoice_id)
     assert r.status_code == 200 and r.json()["status"] == "sent"
     first, second = (mail.message for mail in smtp.received)
     assert first["Message-ID"] == second["Message-ID"]
     assert first["Message-ID"].strip() == r.json()["message_id"]
     row = invoice_row(database_url, invoice_id)
-    assert row["message_id"] == r.json()["message_id"] and row["send_attempts"] == 2
+    assert row["message_id"] == r.json()["message_id"]
+    assert mail_row(database_url, invoice_id)["attempts"] == 2
 
 
 def test_without_an_smtp_server_configured_it_is_a_one_line_500_and_nothing_is_claimed(
@@ -326,5 +329,5 @@ def test_without_an_smtp_server_configured_it_is_a_one_line_500_and_nothing_is_c
     assert r.status_code == 500
     assert r.json() == {"error": "misconfigured: no SMTP server configured: create the "
                                  "smtp-url secret or set SMTP_URL"}
-    row = invoice_row(database_url, invoice_id)
-    assert (row["status"], row["send_claimed_at"], row["send_attempts"]) == ("finalized", None, 0)
+    assert invoice_row(database_url, invoice_id)["status"] == "finalized"
+    assert mail_row(database_url, invoice_id) is None  # not even asked for

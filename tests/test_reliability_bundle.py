@@ -24,7 +24,7 @@ from devstack.pg import free_port
 
 from .conftest import ADMIN
 from .invoices import (MAIL_ENV, RecordingSmtp, email_invoice_behind_gateway,
-                       finalized_invoice, invoice_row, start_smtp)
+                       finalized_invoice, invoice_row, mail_row, start_smtp)
 from .invoices import recorded as _recorded
 from .capacity_helpers import FIXTURE_HOLDINGS, H100, T0, rows, tick, unit_seconds
 from .waiting import until
@@ -216,7 +216,8 @@ def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
                           headers={"X-Callback-Url": callbacks.url})
         assert r.status_code == 202
     deadline = time.monotonic() + 30
-    while min(refused := [invoice_row(database_url, i)["send_attempts"] for i in ids]) < 3:
+    while min(refused := [(mail_row(database_url, i) or {"attempts": 0})["attempts"]
+                          for i in ids]) < 3:
         assert time.monotonic() < deadline, f"send attempts after 30 s: {refused}"
         time.sleep(0.1)  # each invoice refused by the dead server at least three times
     handler = RecordingSmtp()
@@ -230,7 +231,7 @@ def test_smtp_down_for_several_retries_then_up_each_invoice_arrives_once(
         "sent"] * 3
     assert sorted(m.rcpt_tos[0] for m in handler.received) == [
         f"billing@tenant-{i}.example" for i in range(3)]  # one mail each
-    attempts = [invoice_row(database_url, i)["send_attempts"] for i in ids]
+    attempts = [mail_row(database_url, i)["attempts"] for i in ids]
     assert all(invoice_row(database_url, i)["status"] == "sent" for i in ids)
     # at least three attempts each while SMTP was down (counted when claimed, so the
     # third may be the one that was claimed just before the server came up and sent)
@@ -259,15 +260,15 @@ def test_email_invoice_killed_before_the_server_took_the_mail_sends_it_once(
         held = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
         assert held.status_code == 503 and handler.received == []
         with psycopg.connect(database_url) as conn:  # SEND_CLAIM_TIMEOUT_SECONDS passes
-            conn.execute("UPDATE openfaas_metering.invoices SET send_claimed_at ="
-                         " send_claimed_at - interval '1 hour' WHERE invoice_id = %s",
+            conn.execute("UPDATE openfaas_metering.mail_outbox SET next_attempt_at ="
+                         " next_attempt_at - interval '1 hour' WHERE subject_id = %s",
                          (invoice_id,))
         r = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
         assert r.status_code == 200 and r.json()["status"] == "sent", r.text
         again = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
         assert again.json()["status"] == "already-sent"
         assert len(handler.received) == 1
-        assert invoice_row(database_url, invoice_id)["send_attempts"] == 2
+        assert mail_row(database_url, invoice_id)["attempts"] == 2
     finally:
         controller.stop()
     print("\nemail-invoice killed at RCPT: 503 while its claim was fresh, then 1 mail "

@@ -26,22 +26,9 @@ from chargeback.webhooks import events, outbox, policy, signing
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN, WEBHOOK_SECRET
 from .invoices import MAIL_ENV
-from .webhook_receiver import SIGNING_SECRET, Receiver, runtime_with, write_signing_secret
+from .webhook_receiver import SIGNING_SECRET, runtime_with, write_signing_secret
 
 FAST_RETRIES = {"WEBHOOK_RETRY_BASE_SECONDS": "0.05", "WEBHOOK_TIMEOUT_SECONDS": "2"}
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def start(**options) -> Receiver:
-        made.append(Receiver(**options))
-        return made[-1]
-
-    yield start
-    for r in made:
-        r.stop()
 
 
 @pytest.fixture
@@ -127,8 +114,15 @@ def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it
     for hit in hits:
         assert hit.headers["webhook-signature"].startswith("v1,")
         assert verifier.verify(hit.body, hit.headers) == hit.event  # raises if not
-        assert set(hit.event) == {"type", "timestamp", "data"}
+        assert set(hit.event) == {"type", "timestamp", "sequence", "data"}
     assert len({h.id for h in hits}) == len(hits)
+    # order is not guaranteed; the sequence orders each tenant's events: a fresh
+    # database numbers every tenant's (and the tenantless usage.rejected) 1, 2, 3, ...
+    by_tenant: dict[str, list[int]] = {}
+    for h in hits:
+        by_tenant.setdefault(h.event["data"].get("tenant", ""), []).append(h.event["sequence"])
+    assert {t: sorted(q) for t, q in by_tenant.items()} == {
+        t: list(range(1, len(q) + 1)) for t, q in by_tenant.items()}
     by_type = {h.event["type"]: h.event["data"] for h in hits}
     sent = by_type["invoice.sent"]
     assert sent["tenant"] == "acme" and sent["currency"] == "USD"
@@ -148,7 +142,7 @@ def test_every_billing_event_arrives_signed_and_the_standard_verifier_accepts_it
 
 def test_a_tampered_body_or_an_old_timestamp_is_rejected_by_the_verifier():
     signer = signing.signer(SIGNING_SECRET)
-    body = events.body("invoice.finalized", datetime(2026, 10, 1, tzinfo=timezone.utc),
+    body = events.body("invoice.finalized", datetime(2026, 10, 1, tzinfo=timezone.utc), 1,
                        {"number": "INV-2026-000001", "total": "1.00"})
     now = datetime.now(timezone.utc)
     headers = signing.headers(signer, "evt_" + "0" * 32, now, body)
@@ -215,7 +209,7 @@ def test_a_slow_endpoint_times_out_without_holding_the_others(
     fn = serve_function("deliver-webhooks", env=_function_env(
         database_url, signed_secrets, f"{slow.url},{quick.url}",
         WEBHOOK_TIMEOUT_SECONDS="0.3", WEBHOOK_CONCURRENCY="2",
-        WEBHOOK_RETRY_BASE_SECONDS="60"))  # one attempt each in this drain
+        WEBHOOK_RETRY_BASE_SECONDS="600"))  # one attempt each in this drain
     answer = _drain(fn.url).json()
     assert sorted(h.id for h in quick.accepted()) == sorted(ids)
     assert answer["delivered"] == 6 and answer["retrying"] == 6
@@ -223,7 +217,7 @@ def test_a_slow_endpoint_times_out_without_holding_the_others(
         errors = {e for (e,) in conn.execute(
             "SELECT last_error FROM openfaas_metering.webhook_deliveries WHERE endpoint = %s",
             (slow.url,))}
-    assert len(errors) == 1 and "timed out" in errors.pop()
+    assert errors == {"no answer within 0.3 s (the whole attempt)"}
 
 
 def test_the_local_sink_writes_each_webhook_with_its_headers_and_checks_the_signature(
@@ -386,12 +380,14 @@ def test_events_past_their_retention_are_pruned_once_none_of_theirs_is_pending(
     fn = serve_function("deliver-webhooks", env=_function_env(
         database_url, signed_secrets, hook.url))
     answer = _drain(fn.url).json()
-    assert answer["pruned"] == 2 and answer["delivered"] == 0, answer
+    # the one never fanned out is kept and delivered now that there is an endpoint
+    assert answer["pruned"] == 1 and answer["delivered"] == 1, answer
     with db.transaction(settings) as conn:
         kept = {e for (e,) in conn.execute(
             "SELECT event_id FROM openfaas_metering.webhook_events WHERE event_id = ANY(%s)",
             ([delivered, pending, never_fanned, recent],))}
         deliveries = {e for (e,) in conn.execute(
             "SELECT event_id FROM openfaas_metering.webhook_deliveries")}
-    assert kept == {pending, recent} and deliveries == {pending, recent}
-    assert hook.hits == []
+    assert kept == {pending, never_fanned, recent}
+    assert deliveries == {pending, never_fanned, recent}
+    assert [h.id for h in hook.hits] == [never_fanned]

@@ -19,6 +19,7 @@ class Hit:
     headers: dict
     body: bytes
     answered: int
+    at: float = 0.0  # time.monotonic() when the answer was decided
 
     @property
     def id(self) -> str:
@@ -37,18 +38,23 @@ class Receiver:
         self.fail_first, self.status, self.delay_s = fail_first, status, delay_s
         self.hits: list[Hit] = []
         self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0  # requests being answered at once
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 with receiver.lock:
+                    receiver.in_flight -= 1
                     answer = 503 if receiver.fail_first > 0 else receiver.status
                     receiver.fail_first -= 1
                     receiver.hits.append(Hit({k.lower(): v for k, v in self.headers.items()},
-                                             body, answer))
+                                             body, answer, time.monotonic()))
                 self.send_response(answer)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

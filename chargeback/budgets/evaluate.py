@@ -6,13 +6,16 @@ One evaluation is one transaction holding a transaction-scoped advisory lock
 2. The month to date of exactly those tenants, priced by
    billing.estimate.month_to_date: the month close's own code, so a crossing
    is reported on the figure the invoice will show (tax included: the total).
+   The forecast (the month's run rate) only once BUDGET_FORECAST_MIN_DAYS of
+   the month have been observed.
 3. thresholds.decide per tenant against the crossings already fired.
 4. Re-armed crossings are marked, new ones inserted (ON CONFLICT DO NOTHING
    on the one-armed-crossing index, so a crossing exists once whatever
    re-runs), and each inserted one writes its webhook event to the outbox in
    the same transaction.
-After the commit the pending mails are sent (budgets.mail, exactly once as
-invoices are) and deliver-webhooks is woken.
+   Each inserted crossing also writes its mail's row (mail.outbox).
+After the commit the due mails are sent (budgets.mail, exactly once by the
+mail outbox, as invoices are) and deliver-webhooks is woken.
 """
 from __future__ import annotations
 
@@ -96,7 +99,11 @@ def fire_crossings(settings: Settings, now: datetime | None = None) -> dict:
             if total is None:  # it would be a draft invoice: nothing to compare
                 not_priced += 1
                 continue
-            crossings, rearmed = decide(budgets[ns], total, e.projected_total,
+            # a run rate over minutes is noise: no forecast before the minimum observed time
+            observed_days = (e.as_of - e.period.start).total_seconds() / 86400
+            projected = e.projected_total \
+                if observed_days >= settings.budget_forecast_min_days else None
+            crossings, rearmed = decide(budgets[ns], total, projected,
                                         settings.budget_thresholds, fired.get(ns, []))
             for f in rearmed:
                 for key, value in (("namespace", ns), ("kind", f.kind),
@@ -113,6 +120,8 @@ def fire_crossings(settings: Settings, now: datetime | None = None) -> dict:
         inserted = conn.execute(_FIRE, {"period": p.name, **fire}).fetchall() \
             if fire["namespace"] else []
         outbox.emit_many(conn, [event_of(p.name, *row) for row in inserted])
+        for row in inserted:  # each crossing's mail, with the crossing
+            budget_mail.enqueue(conn, row[0], row[1])
     return {"period": p.name, "budgets": len(budgets), "not_priced": not_priced,
             "crossed": len(inserted), "rearmed": len(rearm["namespace"])}
 

@@ -68,17 +68,35 @@ def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    """A positive number of seconds; decimals allowed (0.5)."""
-    raw = environ.get(name, "").strip()
+def _raw(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    raw = _raw(environ, name)
     if not raw:
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+        raise ConfigError(f"{name}={raw!r}: expected a number of {unit}") from None
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds; decimals allowed (0.5)."""
+    value = _float(environ, name, default, "seconds")
     if not 0 < value < 86400 * 7:
-        raise ConfigError(f"{name}={raw!r}: expected a positive number of seconds")
+        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a positive number of "
+                          "seconds")
+    return value
+
+
+def _days(environ: Mapping[str, str], name: str, default: float) -> float:
+    """Zero or a positive number of days up to a month; decimals allowed (0.5)."""
+    value = _float(environ, name, default, "days")
+    if not 0 <= value <= 31:
+        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a number of days from "
+                          "0 to 31")
     return value
 
 
@@ -116,6 +134,16 @@ def _list(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
     if raw is None:
         return default
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _entries(environ: Mapping[str, str], name: str, default: tuple[str, ...]
+             ) -> tuple[str, ...]:
+    """Comma-separated, each entry exactly as given (whitespace kept, so that the reader
+    can refuse an entry with a stray space or line break instead of guessing)."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    return tuple(item for item in raw.split(",") if item.strip())
 
 
 def _text(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -284,6 +312,10 @@ class Settings:
     # A claim older than this is a sender that died mid-send: it may be taken over.
     # Keep it above exec_timeout plus the SMTP timeout.
     send_claim_timeout_s: int = setting("SEND_CLAIM_TIMEOUT_SECONDS", _positive, 120)
+    # every mail (invoice, budget alert): a transient failure is tried again after
+    # ~base * 2^(n-1) with jitter; after this many attempts it is undeliverable
+    mail_max_attempts: int = setting("MAIL_MAX_ATTEMPTS", _positive, 10)
+    mail_retry_base_s: float = setting("MAIL_RETRY_BASE_SECONDS", _seconds, 60.0)
     # aggregate-month
     billing_timezone: str = setting("BILLING_TIMEZONE", _timezone, "UTC")
     close_grace_hours: int = setting("CLOSE_GRACE_HOURS", _nonnegative, 6)
@@ -302,7 +334,7 @@ class Settings:
     # none: internal chargeback, whose documents are no tax invoices
     legal_checks: str = setting("LEGAL_CHECKS", _choice("en16931", "none"), "en16931")
     # deliver-webhooks: endpoints as given (chargeback.webhooks.endpoints checks them)
-    webhook_urls: tuple[str, ...] = setting("WEBHOOK_URLS", _list, ())
+    webhook_urls: tuple[str, ...] = setting("WEBHOOK_URLS", _entries, ())
     webhook_signing_secret: str | None = setting("webhook-signing-secret", _secret,
                                                  secret=True)
     # one attempt to one endpoint, connect to last byte
@@ -326,6 +358,9 @@ class Settings:
                                             "container_network_transmit_bytes_total")
     prometheus_gpu_series: str = setting("PROMETHEUS_GPU_SERIES", _text, "DCGM_FI_DEV_GPU_UTIL")
     prometheus_timeout_s: float = setting("PROMETHEUS_TIMEOUT_SECONDS", _seconds, 10.0)
+    # no forecast before this much of the month has been observed (a run rate over
+    # minutes is noise)
+    budget_forecast_min_days: float = setting("BUDGET_FORECAST_MIN_DAYS", _days, 3.0)
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

@@ -1,18 +1,14 @@
-"""email-invoice's work: claim one invoice, render it, send it once, record what happened.
+"""email-invoice's work: one invoice's mail, sent exactly once by the mail outbox.
 
-Exactly once, as far as SMTP allows:
-1. Claim: one committed UPDATE sets send_claimed_at on a finalized invoice
-   nobody holds (or whose holder died: a claim older than
-   SEND_CLAIM_TIMEOUT_SECONDS). Two requests at once: the row lock lets one
-   through; the other answers 503 and its retry finds the invoice sent.
-2. Render from the database only, and send with a Message-ID derived from
-   the invoice.
-3. Record: sent (sent_at, message_id), undeliverable (reason), or release the
-   claim after a transient failure (503, the queue retries).
-If the process dies after the server accepted the mail and before step 3
-commits, the claim stays until it is stale; the next request then sends the
-same message again with the same Message-ID, which receivers use to drop
-the duplicate. That window cannot be closed with SMTP; it is kept short.
+The invoice is one kind of mail (INVOICE_MAIL) of chargeback.mail.outbox,
+which claims, sends and records it (see there: per-mail attempts and backoff,
+an attempt limit, a claim kept until its lease ends when the server may have
+the message). This module says what is particular to invoices: the mail row
+is written when email-invoice is first asked for a finalized invoice; the
+message is rendered from the database only, with a Message-ID derived from
+the invoice; sent and undeliverable move the invoice's status and report it
+to the operator's endpoints (invoice.sent, invoice.undeliverable) in the
+transaction that records the outcome.
 """
 from __future__ import annotations
 
@@ -22,57 +18,36 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chargeback.core import db, jsonbody
-from chargeback.core.responses import RETRY_AFTER_S, RequestError
+from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
 from chargeback.core.tokens import hosted_invoice_url
 from chargeback.documents import einvoice
-from chargeback.documents.message import Attachment, attachment_names, build, message_id
+from chargeback.documents.message import Attachment, attachment_names, build
 from chargeback.documents.model import Invoice, Issuer
 from chargeback.documents.pdf import render_pdf
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.rows import read_invoice
+from chargeback.mail import outbox
 from chargeback.mail import smtp as mailer
-from chargeback.mail.mime import Undeliverable
 # a sent or bounced invoice is reported to the operator's endpoints through the
 # outbox, in the transaction that records it
 from chargeback.webhooks import outbox as webhook_outbox
 
-_CLAIM = """
-UPDATE openfaas_metering.invoices
-   SET send_claimed_at = clock_timestamp(), send_attempts = send_attempts + 1
- WHERE invoice_id = %(invoice_id)s
-   AND status = 'finalized'
-   AND (send_claimed_at IS NULL
-        OR send_claimed_at < clock_timestamp() - make_interval(secs => %(stale_s)s))
-RETURNING send_claimed_at
-"""
-
-_STATE = """
-SELECT status, send_claimed_at, sent_at, message_id, undeliverable_reason
-  FROM openfaas_metering.invoices WHERE invoice_id = %s
-"""
+_INVOICE = """
+SELECT status, namespace FROM openfaas_metering.invoices WHERE invoice_id = %s"""
 
 _SENT = """
 UPDATE openfaas_metering.invoices
    SET status = 'sent', sent_at = now(), message_id = %(message_id)s,
        send_claimed_at = NULL, last_send_error = %(note)s
- WHERE invoice_id = %(invoice_id)s AND status = 'finalized'
-"""
+ WHERE invoice_id = %(invoice_id)s AND status = 'finalized'"""
 
 _UNDELIVERABLE = """
 UPDATE openfaas_metering.invoices
    SET status = 'undeliverable', undeliverable_reason = %(reason)s,
        last_send_error = %(reason)s, send_claimed_at = NULL
- WHERE invoice_id = %(invoice_id)s AND status = 'finalized'
-   AND send_claimed_at = %(claimed_at)s
-"""
-
-_RELEASE = """
-UPDATE openfaas_metering.invoices
-   SET send_claimed_at = NULL, last_send_error = %(reason)s
- WHERE invoice_id = %(invoice_id)s AND send_claimed_at = %(claimed_at)s
-"""
+ WHERE invoice_id = %(invoice_id)s AND status = 'finalized'"""
 
 
 @dataclass(frozen=True)
@@ -145,53 +120,42 @@ def rerender(settings: Settings, invoice_id: str) -> Rendered:
     return render(invoice, supplier, settings, usage)
 
 
-class _NotClaimed(Exception):
-    """The invoice is not this request's to send; `outcome` is the answer."""
-
-    def __init__(self, outcome: Outcome):
-        super().__init__(outcome.status)
-        self.outcome = outcome
-
-
-def _claim(settings: Settings, invoice_id: str) -> tuple[Invoice, Issuer, datetime, str]:
-    """The claimed invoice, its supplier, its claim time and its usage CSV; _NotClaimed
-    otherwise."""
-    with db.transaction(settings) as conn:
-        row = conn.execute(_CLAIM, {"invoice_id": invoice_id,
-                                    "stale_s": settings.send_claim_timeout_s}).fetchone()
-        if row is None:
-            raise _NotClaimed(_not_claimed(conn, invoice_id))
-        invoice, supplier, usage = read_invoice(conn, invoice_id, settings)
-    return invoice, supplier, row[0], usage
+@dataclass(frozen=True)
+class _Subject:
+    invoice: Invoice
+    supplier: Issuer
+    usage: str | None
 
 
-def _not_claimed(conn, invoice_id: str) -> Outcome:
-    state = conn.execute(_STATE, (invoice_id,)).fetchone()
-    if state is None:
-        raise RequestError(404, f"invoice_id: no invoice {invoice_id}")
-    status, claimed_at, sent_at, sent_message_id, reason = state
-    if status == "draft":
-        raise RequestError(409, f"invoice {invoice_id} is still a draft; only finalized "
-                                "invoices are sent")
-    if status == "sent":
-        return Outcome(200, {"status": "already-sent", "invoice_id": invoice_id,
-                             "sent_at": sent_at.isoformat(), "message_id": sent_message_id})
-    if status == "undeliverable":
-        return Outcome(200, {"status": "undeliverable", "invoice_id": invoice_id,
-                             "reason": reason})
-    return Outcome(503, {"error": f"invoice {invoice_id} is being sent by another request "
-                                  f"since {claimed_at.isoformat()}; retry later"},
-                   {"Retry-After": str(RETRY_AFTER_S)})
+def _load(conn, settings: Settings, invoice_id: str) -> _Subject:
+    return _Subject(*read_invoice(conn, invoice_id, settings))
 
 
-def _record(settings: Settings, statement: str, event: tuple[str, dict] | None = None,
-            **params) -> None:
-    with db.transaction(settings) as conn:
-        moved = conn.execute(statement, params).rowcount
-        if event and moved:  # the status moved: its webhook, once
-            webhook_outbox.emit(conn, *event)
-    if event and moved:
-        webhook_outbox.wake(settings)
+def _compose(s: _Subject, settings: Settings) -> outbox.Composed:
+    rendered = render(s.invoice, s.supplier, settings, s.usage)
+    msg, envelope = build(s.invoice, subject=subject(s.invoice, rendered),
+                          text=rendered.text, html=rendered.html,
+                          attachments=rendered.attachments, mail_from=settings.mail_from,
+                          reply_to=settings.mail_reply_to, bcc=settings.mail_bcc,
+                          sent_at=datetime.now(timezone.utc))
+    return outbox.Composed(msg, envelope.sender, envelope.recipients)
+
+
+def _on_sent(conn, s: _Subject, mid: str, note: str | None) -> None:
+    if conn.execute(_SENT, {"invoice_id": s.invoice.invoice_id, "message_id": mid,
+                            "note": note}).rowcount:
+        webhook_outbox.emit(conn, "invoice.sent", {**_webhook_data(s.invoice),
+                                                   "message_id": mid})
+
+
+def _on_undeliverable(conn, s: _Subject, reason: str) -> None:
+    if conn.execute(_UNDELIVERABLE, {"invoice_id": s.invoice.invoice_id,
+                                     "reason": reason}).rowcount:
+        webhook_outbox.emit(conn, "invoice.undeliverable", {**_webhook_data(s.invoice),
+                                                            "reason": reason})
+
+
+INVOICE_MAIL = outbox.MailKind("invoice", _load, _compose, _on_sent, _on_undeliverable)
 
 
 def _webhook_data(invoice: Invoice) -> dict:
@@ -200,42 +164,69 @@ def _webhook_data(invoice: Invoice) -> dict:
             "total": str(invoice.total), "currency": invoice.currency}
 
 
+def _enqueue(settings: Settings, invoice_id: str) -> None:
+    """The invoice's mail row, written the first time it is asked for; RequestError
+    404 for no invoice, 409 for a draft."""
+    with db.transaction(settings) as conn:
+        row = conn.execute(_INVOICE, (invoice_id,)).fetchone()
+        if row is None:
+            raise RequestError(404, f"invoice_id: no invoice {invoice_id}")
+        status, namespace = row
+        if status == "draft":
+            raise RequestError(409, f"invoice {invoice_id} is still a draft; only finalized "
+                                    "invoices are sent")
+        if status == "finalized":
+            outbox.enqueue(conn, INVOICE_MAIL.name, invoice_id, namespace)
+
+
+def _not_claimed(settings: Settings, invoice_id: str) -> Outcome:
+    with db.transaction(settings) as conn:
+        mail = outbox.state(conn, INVOICE_MAIL.name, invoice_id)
+    if mail is None:  # sent or bounced before the mail outbox existed
+        with db.transaction(settings) as conn:
+            row = conn.execute("""SELECT status, sent_at, message_id, undeliverable_reason
+                                    FROM openfaas_metering.invoices WHERE invoice_id = %s""",
+                               (invoice_id,)).fetchone()
+        mail = outbox.State(row[0], 0, datetime.now(timezone.utc), False, None, *row[1:3],
+                            None, row[3])
+    if mail.status == "sent":
+        return Outcome(200, {"status": "already-sent", "invoice_id": invoice_id,
+                             "sent_at": mail.sent_at.isoformat(),
+                             "message_id": mail.message_id})
+    if mail.status == "undeliverable":
+        return Outcome(200, {"status": "undeliverable", "invoice_id": invoice_id,
+                             "reason": mail.undeliverable_reason})
+    retry_after = str(outbox.Result("pending", None,
+                                    next_attempt_at=mail.next_attempt_at).retry_after_s())
+    if mail.claimed:
+        return Outcome(503, {"error": f"invoice {invoice_id} is being sent by another request "
+                                      f"since {mail.claimed_at.isoformat()}; retry later"},
+                       {"Retry-After": retry_after})
+    return Outcome(503, {"error": f"invoice {invoice_id}: next attempt at "
+                                  f"{mail.next_attempt_at.isoformat()} (attempts so far: "
+                                  f"{mail.attempts}; last error: {mail.last_error}); "
+                                  "retry later"}, {"Retry-After": retry_after})
+
+
 def deliver(settings: Settings, invoice_id: str) -> Outcome:
     """Send invoice `invoice_id` unless it was sent; see the module docstring."""
     server = mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)  # before claiming
-    try:
-        invoice, supplier, claimed_at, usage = _claim(settings, invoice_id)
-    except _NotClaimed as refused:
-        return refused.outcome
-    try:
-        rendered = render(invoice, supplier, settings, usage)
-        msg, envelope = build(invoice, subject=subject(invoice, rendered),
-                              text=rendered.text, html=rendered.html,
-                              attachments=rendered.attachments, mail_from=settings.mail_from,
-                              reply_to=settings.mail_reply_to, bcc=settings.mail_bcc,
-                              sent_at=datetime.now(timezone.utc))
-        archive_refused = mailer.send(server, msg, envelope.sender, envelope.recipients,
-                                      settings.smtp_ca_file)
-    except (Undeliverable, mailer.SmtpRejected) as exc:
-        _record(settings, _UNDELIVERABLE, invoice_id=invoice_id, reason=str(exc),
-                claimed_at=claimed_at, event=("invoice.undeliverable", {
-                    **_webhook_data(invoice), "reason": str(exc)}))
+    _enqueue(settings, invoice_id)
+    claimed = outbox.claim(settings, INVOICE_MAIL, invoice_id)
+    if claimed is None:
+        return _not_claimed(settings, invoice_id)
+    result = outbox.attempt(settings, INVOICE_MAIL, claimed, server)
+    invoice = claimed.subject.invoice
+    if result.status in ("sent", "undeliverable"):
+        webhook_outbox.wake(settings)
+    if result.status == "sent":
+        return Outcome(200, {"status": "sent", "invoice_id": invoice_id,
+                             "number": invoice.number, "message_id": result.message_id,
+                             "to": result.recipients[0]})
+    if result.status == "undeliverable":
         return Outcome(200, {"status": "undeliverable", "invoice_id": invoice_id,
-                             "reason": str(exc)})
-    except mailer.SmtpTransient as exc:
-        _record(settings, _RELEASE, invoice_id=invoice_id, reason=str(exc),
-                claimed_at=claimed_at)
-        return Outcome(503, {"error": f"SMTP unavailable, retry later: {exc}"},
-                       {"Retry-After": str(RETRY_AFTER_S)})
-    except Exception as exc:  # misconfigured SMTP, a bug: free the invoice for a retry
-        _record(settings, _RELEASE, invoice_id=invoice_id,
-                reason=db.one_line(exc), claimed_at=claimed_at)
-        if isinstance(exc, mailer.SmtpMisconfigured):
-            return Outcome(500, {"error": f"misconfigured: {exc}"})
-        raise
-    note = "; ".join(f"archive copy to {a} refused: {r}" for a, r in archive_refused.items())
-    mid = message_id(invoice, settings.mail_from)
-    _record(settings, _SENT, invoice_id=invoice_id, message_id=mid, note=note or None,
-            event=("invoice.sent", {**_webhook_data(invoice), "message_id": mid}))
-    return Outcome(200, {"status": "sent", "invoice_id": invoice_id, "number": invoice.number,
-                         "message_id": mid, "to": envelope.recipients[0]})
+                             "reason": result.reason})
+    if result.status == "misconfigured":
+        return Outcome(500, {"error": f"misconfigured: {result.reason}"})
+    return Outcome(503, {"error": f"SMTP unavailable, retry later: {result.reason}"},
+                   {"Retry-After": str(result.retry_after_s())})

@@ -8,15 +8,20 @@ verifies the server's certificate against the system CAs, or SMTP_CA_FILE.
 
 Failures come out as one of three exceptions, which the caller maps:
 SmtpTransient (refused, timeout, dropped connection, any 4xx: retry later),
+SmtpUncertain (the connection failed after the message was transmitted: it
+may have been accepted, so not again before the claim goes stale),
 SmtpRejected (5xx for the recipient or the message: do not retry) and
 SmtpMisconfigured (authentication, sender, TLS: the operator must act).
 """
 from __future__ import annotations
 
+import copy
+import io
 import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.message import Message
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,6 +32,16 @@ _DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
 
 class SmtpTransient(Exception):
     """Try again later; nothing was accepted for the customer (as far as we know)."""
+
+
+    def __init__(self, reason: str, reached: bool = True):
+        super().__init__(reason)
+        self.reached = reached  # False: the server was not reached at all
+
+
+class SmtpUncertain(Exception):
+    """The connection failed after the message was transmitted and before the server
+    answered it: it may have been accepted. Do not send it again soon."""
 
 
 class SmtpRejected(Exception):
@@ -106,13 +121,23 @@ def send(server: SmtpServer, msg: Message, sender: str, recipients: tuple[str, .
 
     Returns the refusals of recipients after the first (the archive Bcc) that
     the server refused while it accepted the customer, as {address: reason}.
+
+    Once the server has answered 250 to the message, the mail is sent: the QUIT
+    that follows (a 421, a 554, a dropped connection) cannot change that, so
+    its errors are ignored. A failure after DATA began and before its answer
+    (a dropped connection, a timeout) raises SmtpUncertain: the server may
+    have stored the message.
     """
     customer = recipients[0]
+    client = None
+    data_began = False
     try:
-        with _connect(server, ca_file) as client:
-            if server.username:
-                client.login(server.username, server.password or "")
-            refused = client.send_message(msg, from_addr=sender, to_addrs=list(recipients))
+        client = _connect(server, ca_file)
+        if server.username:
+            client.login(server.username, server.password or "")
+        refused = _transaction(client, msg, sender, recipients, customer)
+        data_began = True
+        client.data(_wire_bytes(msg, _international(sender, recipients)))  # raises unless 250
     except smtplib.SMTPRecipientsRefused as exc:
         code, detail = exc.recipients.get(customer, (550, b"refused"))
         raise _kind(code, f"recipient {customer} refused: {code} {_text(detail)}") from None
@@ -132,8 +157,59 @@ def send(server: SmtpServer, msg: Message, sender: str, recipients: tuple[str, .
         raise _kind(exc.smtp_code, f"message refused: {exc.smtp_code} "
                                    f"{_text(exc.smtp_error)}") from None
     except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-        raise SmtpTransient(f"{server}: {_text(exc) or type(exc).__name__}") from None
-    if customer in refused:
-        code, detail = refused[customer]
-        raise _kind(code, f"recipient {customer} refused: {code} {_text(detail)}")
+        reason = f"{server}: {_text(exc) or type(exc).__name__}"
+        if data_began:
+            raise SmtpUncertain(f"{reason} after the message was transmitted, before the "
+                                "server answered it") from None
+        raise SmtpTransient(reason, reached=client is not None) from None
+    finally:
+        if client is not None:
+            _leave(client)
     return {address: f"{code} {_text(detail)}" for address, (code, detail) in refused.items()}
+
+
+def _transaction(client: smtplib.SMTP, msg: Message, sender: str,
+                 recipients: tuple[str, ...], customer: str) -> dict:
+    """EHLO, MAIL FROM and RCPT TO (the steps smtplib's sendmail takes, one at a time, so
+    that the caller knows when DATA begins); the refused archive recipients."""
+    client.ehlo_or_helo_if_needed()
+    options = ["SMTPUTF8", "BODY=8BITMIME"] if _international(sender, recipients) else []
+    if options and not client.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError(
+            "a non-ASCII address needs SMTPUTF8, which the server does not offer")
+    code, reply = client.mail(sender, options)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    refused = {}
+    for address in recipients:
+        code, reply = client.rcpt(address)
+        if code not in (250, 251):
+            if address == customer:
+                raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
+            refused[address] = (code, reply)
+    return refused
+
+
+def _international(sender: str, recipients: tuple[str, ...]) -> bool:
+    return not all(a.isascii() for a in (sender, *recipients))
+
+
+def _wire_bytes(msg: Message, international: bool) -> bytes:
+    """The message as smtplib's send_message transmits it: Bcc left out, CRLF line ends."""
+    wire = copy.copy(msg)  # deleting a header gives the copy its own header list
+    del wire["Bcc"]
+    del wire["Resent-Bcc"]
+    out = io.BytesIO()
+    policy = msg.policy.clone(utf8=True) if international else msg.policy
+    BytesGenerator(out, policy=policy).flatten(wire, linesep="\r\n")
+    return out.getvalue()
+
+
+def _leave(client: smtplib.SMTP) -> None:
+    """QUIT and close; nothing the server says now changes what it accepted."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()

@@ -1,26 +1,35 @@
 """deliver-webhooks' work: fan events out to the endpoints, post each one, record it.
 
-At least once, never twice at once:
-1. Fan-out: each event not yet handled gets one delivery row per endpoint of
-   WEBHOOK_URLS (events emitted before any endpoint was configured wait).
-2. Claim: one short committed UPDATE picks a due row (FOR UPDATE SKIP LOCKED,
-   so concurrent drainers pick different rows), counts the attempt and moves
-   next_attempt_at past it: that is the lease. No row lock is held during the
-   HTTP call, and a drainer that dies mid-call leaves a row that is due again
-   when its lease ends.
-3. Post the body, signed for this attempt, with the event's webhook-id. Every
-   attempt is bounded by WEBHOOK_TIMEOUT_SECONDS; WEBHOOK_CONCURRENCY attempts
-   run at once, so one slow endpoint holds one of them, never the others.
-4. Record: 2xx -> delivered; anything else -> pending again after a backoff
-   with jitter (policy.next_attempt), or failed past the 24 h window. The
+At least once, never twice at once, delivery order not guaranteed (each
+event's `sequence` orders one tenant's events):
+1. Endpoints: WEBHOOK_URLS is compared with the endpoints seen before. A new
+   one is added (it gets the events emitted from then on; the operator can
+   replay earlier ones); one no longer listed is removed and its pending
+   deliveries are cancelled (listed as `cancelled`, never retried).
+2. Fan-out: each event not yet handled gets one delivery row per endpoint
+   (events emitted while WEBHOOK_URLS was empty wait for the first endpoint,
+   and are never pruned before they were fanned out).
+3. Claim: one short committed UPDATE picks a due row (FOR UPDATE SKIP LOCKED),
+   counts the attempt and moves next_attempt_at past it: that is the lease,
+   longer than any attempt can last (2 x WEBHOOK_TIMEOUT_SECONDS + 30 s), so
+   an event is never attempted twice at once.
+4. Post the body, signed for this attempt, with the event's webhook-id. Each
+   attempt is bounded as a whole by WEBHOOK_TIMEOUT_SECONDS (webhooks.attempt).
+   WEBHOOK_CONCURRENCY attempts run at once, and one endpoint holds at most
+   its share of them (workers / endpoints, at least one), so a slow endpoint
+   never starves the others.
+5. Record: 2xx -> delivered; anything else -> pending again after a backoff
+   with jitter (policy.next_attempt), or failed past the retry window. The
    record names the attempt it claimed, so a drainer whose lease ran out
-   changes nothing.
+   changes nothing. A retry due before the drain's time is up is made in the
+   same drain, at its backoff, not at the next minute's.
+6. Prune: events older than WEBHOOK_RETENTION_DAYS, fanned out, and with no
+   delivery pending.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
+import math
 import threading
 import time
 from collections import Counter
@@ -28,12 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import requests
-
 from chargeback.core import db
-from chargeback.core.responses import RequestError
 from chargeback.core.settings import ConfigError, Settings
-from chargeback.webhooks import events, policy, signing
+from chargeback.webhooks import attempt, events, policy, signing
 
 log = logging.getLogger("chargeback")
 
@@ -41,9 +47,23 @@ log = logging.getLogger("chargeback")
 # what is left is the next call's (cron, every minute)
 DRAIN_BUDGET_S = 35.0
 FAN_OUT_BATCH = 1000
-LISTED = 200
-_EVENT_ID = re.compile(r"evt_[0-9a-f]{32}")
-_STATUSES = ("pending", "delivered", "failed")
+IDLE_POLL_S = 0.5  # a worker with nothing due waits at most this before looking again
+
+_ADD_ENDPOINTS = """
+INSERT INTO openfaas_metering.webhook_endpoints AS w (endpoint)
+SELECT unnest(%(endpoints)s::text[])
+ON CONFLICT (endpoint) DO UPDATE SET removed_at = NULL, added_at = now()
+ WHERE w.removed_at IS NOT NULL"""
+
+_REMOVE_ENDPOINTS = """
+UPDATE openfaas_metering.webhook_endpoints SET removed_at = now()
+ WHERE removed_at IS NULL AND NOT endpoint = ANY(%(endpoints)s)"""
+
+_CANCEL_REMOVED = """
+UPDATE openfaas_metering.webhook_deliveries
+   SET status = 'cancelled', next_attempt_at = now(),
+       last_error = 'cancelled: the endpoint was removed from WEBHOOK_URLS'
+ WHERE status = 'pending' AND NOT endpoint = ANY(%(endpoints)s)"""
 
 _FAN_OUT = """
 WITH waiting AS (
@@ -71,8 +91,14 @@ UPDATE openfaas_metering.webhook_deliveries AS d
        next_attempt_at = now() + make_interval(secs => %(lease_s)s)
   FROM due, openfaas_metering.webhook_events AS e
  WHERE d.event_id = due.event_id AND d.endpoint = due.endpoint AND e.event_id = d.event_id
-RETURNING d.event_id, d.endpoint, d.attempts, d.retry_from, now(), e.type, e.created_at,
-          e.data"""
+RETURNING d.event_id, d.endpoint, d.attempts, d.retry_from, now() AS claimed_at, e.type,
+          e.created_at, e.sequence, e.data"""
+
+# seconds until the next delivery of these endpoints is due (None: none pending)
+_NEXT_DUE = """
+SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
+  FROM openfaas_metering.webhook_deliveries
+ WHERE status = 'pending' AND endpoint = ANY(%(endpoints)s)"""
 
 _DELIVERED = """
 UPDATE openfaas_metering.webhook_deliveries
@@ -89,14 +115,16 @@ UPDATE openfaas_metering.webhook_deliveries
  WHERE event_id = %(event_id)s AND endpoint = %(endpoint)s AND attempts = %(attempt)s
    AND status = 'pending'"""
 
-# Events older than WEBHOOK_RETENTION_DAYS with no delivery pending (delivered or failed
-# everywhere, or never fanned out because no endpoint was configured), with their
-# delivery rows; a batch per call, so one call never holds many rows.
+# Events older than WEBHOOK_RETENTION_DAYS that were fanned out and have no delivery
+# pending (delivered, failed or cancelled everywhere), with their delivery rows; a
+# batch per call, so one call never holds many rows. An event never fanned out
+# (WEBHOOK_URLS empty so far) is kept: it waits for the first endpoint.
 PRUNE_BATCH = 10000
 _PRUNE = """
 WITH old AS (
     SELECT event_id FROM openfaas_metering.webhook_events AS e
      WHERE created_at < now() - make_interval(days => %(days)s)
+       AND fanned_out_at IS NOT NULL
        AND NOT EXISTS (SELECT FROM openfaas_metering.webhook_deliveries AS d
                         WHERE d.event_id = e.event_id AND d.status = 'pending')
      ORDER BY created_at LIMIT %(batch)s
@@ -105,58 +133,6 @@ deliveries AS (
     DELETE FROM openfaas_metering.webhook_deliveries AS d USING old
      WHERE d.event_id = old.event_id)
 DELETE FROM openfaas_metering.webhook_events AS e USING old WHERE e.event_id = old.event_id"""
-
-_LIST = """
-SELECT d.event_id, e.type, e.created_at, e.data, d.endpoint, d.status, d.attempts,
-       d.last_attempt_at, d.last_status_code, d.last_error, d.next_attempt_at, d.delivered_at
-  FROM openfaas_metering.webhook_deliveries AS d
-  JOIN openfaas_metering.webhook_events AS e USING (event_id)
- WHERE d.status = %s
- ORDER BY e.created_at DESC, d.endpoint
- LIMIT %s"""
-
-_REPLAY = """
-UPDATE openfaas_metering.webhook_deliveries
-   SET status = 'pending', next_attempt_at = now(), retry_from = now()
- WHERE CASE WHEN %(event_id)s::text IS NULL THEN status = 'failed'
-            ELSE event_id = %(event_id)s AND status <> 'pending' END
-RETURNING event_id, endpoint"""
-
-
-@dataclass(frozen=True)
-class Options:
-    list: str | None = None    # "failed", "pending" or "delivered"
-    replay: str | None = None  # an event id, or "failed" for every failed delivery
-
-    @property
-    def operator(self) -> bool:
-        return self.list is not None or self.replay is not None
-
-
-def parse_options(body: bytes) -> Options:
-    """Empty body (cron, the async wake-up): drain. Otherwise one operator option."""
-    if not body or not body.strip():
-        return Options()
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        raise RequestError(400, 'body: expected empty or a JSON object such as '
-                                '{"list": "failed"}') from None
-    if not isinstance(doc, dict) or len(doc) > 1:
-        raise RequestError(400, 'body: expected one option: {"list": "failed"} or '
-                                '{"replay": "<event id>" | "failed"}')
-    if not doc:
-        return Options()
-    key, value = next(iter(doc.items()))
-    if key == "list":
-        if value not in _STATUSES:
-            raise RequestError(400, f"list: expected one of {', '.join(_STATUSES)}")
-        return Options(list=value)
-    if key == "replay":
-        if not (isinstance(value, str) and (value == "failed" or _EVENT_ID.fullmatch(value))):
-            raise RequestError(400, 'replay: expected an event id (evt_...) or "failed"')
-        return Options(replay=value)
-    raise RequestError(400, f"{key}: unknown option (known: list, replay)")
 
 
 def configured_endpoints(settings: Settings) -> tuple[str, ...]:
@@ -182,75 +158,100 @@ class _Attempt:
     claimed_at: datetime
     type: str
     created_at: datetime
+    sequence: int
     data: dict
 
 
+def lease_s(settings: Settings) -> float:
+    """How long a claim holds a delivery: longer than any attempt can last."""
+    return 2 * settings.webhook_timeout_s + 30
+
+
 def drain(settings: Settings, budget_s: float = DRAIN_BUDGET_S) -> dict:
-    """Deliver everything due now, after pruning what is past its retention; counts only
+    """Deliver everything due before `budget_s` is up (see the module); counts only
     (no tenant, number or amount)."""
-    with db.transaction(settings) as conn:
-        pruned = conn.execute(_PRUNE, {"days": settings.webhook_retention_days,
-                                       "batch": PRUNE_BATCH}).rowcount
     endpoints = configured_endpoints(settings)
-    if not endpoints:
-        return {"endpoints": 0, "fanned_out": 0, "delivered": 0, "retrying": 0, "failed": 0,
-                "pruned": pruned,
-                "note": "WEBHOOK_URLS is empty: events wait until an endpoint is configured"}
-    signer = signing.signer(settings.webhook_signing_secret)
+    with db.transaction(settings) as conn:
+        conn.execute(_ADD_ENDPOINTS, {"endpoints": list(endpoints)})
+        conn.execute(_REMOVE_ENDPOINTS, {"endpoints": list(endpoints)})
+        cancelled = conn.execute(_CANCEL_REMOVED, {"endpoints": list(endpoints)}).rowcount
     stop_at = time.monotonic() + budget_s
     fanned = 0
-    while True:
+    while endpoints:
         with db.transaction(settings) as conn:
             added = conn.execute(_FAN_OUT, {"batch": FAN_OUT_BATCH,
                                             "endpoints": list(endpoints)}).rowcount
         fanned += added
         if added == 0 or time.monotonic() > stop_at:
             break
+    with db.transaction(settings) as conn:
+        pruned = conn.execute(_PRUNE, {"days": settings.webhook_retention_days,
+                                       "batch": PRUNE_BATCH}).rowcount
+    counts = {"endpoints": len(endpoints), "fanned_out": fanned, "delivered": 0,
+              "retrying": 0, "failed": 0, "cancelled": cancelled, "pruned": pruned}
+    if not endpoints:
+        return {**counts,
+                "note": "WEBHOOK_URLS is empty: events wait until an endpoint is configured"}
+    return {**counts, **_post_due(settings, endpoints, stop_at)}
+
+
+def _post_due(settings: Settings, endpoints: tuple[str, ...], stop_at: float) -> Counter:
+    signer = signing.signer(settings.webhook_signing_secret)
     counts: Counter = Counter()
     lock = threading.Lock()
-    # an attempt never outlives its lease: connect + wait for the answer, then some
-    lease_s = 3 * settings.webhook_timeout_s + 30
+    workers = max(1, min(settings.webhook_concurrency, settings.db_pool_max))
+    share = max(1, math.ceil(workers / len(endpoints)))  # per endpoint
+    busy: Counter = Counter()
+
+    def claim_next() -> _Attempt | None:
+        with lock:  # claims are short; under the lock, no endpoint exceeds its share
+            free = [e for e in endpoints if busy[e] < share]
+            claimed = _claim(settings, free) if free else None
+            if claimed:
+                busy[claimed.endpoint] += 1
+        return claimed
 
     def work() -> None:
-        with requests.Session() as session:
-            while time.monotonic() < stop_at:
-                claimed = _claim(settings, endpoints, lease_s)
-                if claimed is None:
+        while time.monotonic() < stop_at:
+            claimed = claim_next()
+            if claimed is None:
+                wait_s = _next_due_in(settings, endpoints)
+                if wait_s is None or time.monotonic() + wait_s >= stop_at:
                     return
-                code, error = _post(session, signer, claimed, settings.webhook_timeout_s)
+                time.sleep(min(max(wait_s, 0.01), IDLE_POLL_S))
+                continue
+            try:
+                code, error = _post(signer, claimed, settings.webhook_timeout_s)
                 outcome = _record(settings, claimed, code, error)
+            finally:
                 with lock:
-                    counts[outcome] += 1
+                    busy[claimed.endpoint] -= 1
+            with lock:
+                counts[outcome] += 1
 
-    workers = max(1, min(settings.webhook_concurrency, settings.db_pool_max))
     with ThreadPoolExecutor(workers) as pool:
         for future in [pool.submit(work) for _ in range(workers)]:
             future.result()
-    return {"endpoints": len(endpoints), "fanned_out": fanned,
-            "delivered": counts["delivered"], "retrying": counts["retrying"],
-            "failed": counts["failed"], "pruned": pruned}
+    return counts
 
 
-def _claim(settings: Settings, endpoints, lease_s: float) -> _Attempt | None:
+def _claim(settings: Settings, endpoints: list[str]) -> _Attempt | None:
     with db.transaction(settings) as conn:
-        row = conn.execute(_CLAIM, {"endpoints": list(endpoints), "lease_s": lease_s}).fetchone()
+        row = conn.execute(_CLAIM, {"endpoints": endpoints,
+                                    "lease_s": lease_s(settings)}).fetchone()
     return _Attempt(*row) if row else None
 
 
-def _post(session: requests.Session, signer, claimed: _Attempt, timeout_s: float
-          ) -> tuple[int | None, str | None]:
+def _next_due_in(settings: Settings, endpoints) -> float | None:
+    with db.transaction(settings) as conn:
+        return conn.execute(_NEXT_DUE, {"endpoints": list(endpoints)}).fetchone()[0]
+
+
+def _post(signer, claimed: _Attempt, timeout_s: float) -> tuple[int | None, str | None]:
     """(status code or None, error or None) of one signed attempt."""
-    body = events.body(claimed.type, claimed.created_at, claimed.data)
+    body = events.body(claimed.type, claimed.created_at, claimed.sequence, claimed.data)
     headers = signing.headers(signer, claimed.event_id, datetime.now(timezone.utc), body)
-    try:
-        # stream: the answer's body is not read, so a slow one cannot hold the attempt
-        with session.post(claimed.endpoint, data=body.encode(), headers=headers,
-                          timeout=(timeout_s, timeout_s), allow_redirects=False,
-                          stream=True) as response:
-            code = response.status_code
-    except requests.RequestException as exc:
-        return None, db.one_line(exc)[:300]
-    return code, None if 200 <= code < 300 else f"answered {code}"
+    return attempt.post(claimed.endpoint, body.encode(), headers, timeout_s)
 
 
 def _record(settings: Settings, claimed: _Attempt, code: int | None, error: str | None) -> str:
@@ -260,36 +261,11 @@ def _record(settings: Settings, claimed: _Attempt, code: int | None, error: str 
         with db.transaction(settings) as conn:
             conn.execute(_DELIVERED, params)
         return "delivered"
-    after = policy.next_attempt(claimed.claimed_at, claimed.attempt, claimed.retry_from,
+    # the backoff counts from the attempt's end, so a slow failure still waits it out
+    after = policy.next_attempt(datetime.now(timezone.utc), claimed.attempt, claimed.retry_from,
                                 settings.webhook_retry_base_s, settings.webhook_retry_window_s)
     log.warning("webhook %s to %s, attempt %d: %s", claimed.event_id, claimed.endpoint,
                 claimed.attempt, error)
     with db.transaction(settings) as conn:
         conn.execute(_NOT_DELIVERED, {**params, "next": after, "error": error})
     return "retrying" if after else "failed"
-
-
-def listing(settings: Settings, status: str) -> dict:
-    """The deliveries in `status` (newest events first, at most LISTED): the operator's view."""
-    with db.transaction(settings) as conn:
-        rows = conn.execute(_LIST, (status, LISTED)).fetchall()
-    keys = ("event_id", "type", "created_at", "data", "endpoint", "status", "attempts",
-            "last_attempt_at", "last_status_code", "last_error", "next_attempt_at",
-            "delivered_at")
-    return {"status": status, "deliveries": [
-        {k: events.rfc3339(v) if isinstance(v, datetime) else v for k, v in zip(keys, row)}
-        for row in rows]}
-
-
-def replay(settings: Settings, what: str) -> dict:
-    """Make deliveries pending again, with a fresh 24 h window: every failed one, or every
-    delivery of one event (delivered or failed); then drain."""
-    event_id = None if what == "failed" else what
-    with db.transaction(settings) as conn:
-        if event_id is not None and conn.execute(
-                "SELECT 1 FROM openfaas_metering.webhook_events WHERE event_id = %s",
-                (event_id,)).fetchone() is None:
-            raise RequestError(404, f"replay: no event {event_id}")
-        replayed = conn.execute(_REPLAY, {"event_id": event_id}).fetchall()
-    return {"replayed": [{"event_id": e, "endpoint": u} for e, u in replayed],
-            "drained": drain(settings)}

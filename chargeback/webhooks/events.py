@@ -1,6 +1,7 @@
 """What an outbound event is: its type, and the body every attempt posts. Pure.
 
-Body: {"type": ..., "timestamp": <when the fact happened, RFC 3339 UTC>, "data": {...}}
+Body: {"type": ..., "timestamp": <when the fact happened, RFC 3339 UTC>,
+"sequence": <strictly increasing per tenant>, "data": {...}}
 serialized once, the same way for every attempt (compact JSON, keys in the
 order stored), so a receiver that hashes bodies sees the same bytes again.
 """
@@ -48,7 +49,9 @@ def data_json(data: dict) -> str:
     return json.dumps(data, default=jsonable, separators=(",", ":"))
 
 
-def body(event_type: str, created_at: datetime, data: dict) -> str:
-    """The body of every attempt of one event."""
-    return json.dumps({"type": event_type, "timestamp": rfc3339(created_at), "data": data},
+def body(event_type: str, created_at: datetime, sequence: int, data: dict) -> str:
+    """The body of every attempt of one event. Delivery order is not guaranteed;
+    `sequence` orders the events of one tenant (data.tenant)."""
+    return json.dumps({"type": event_type, "timestamp": rfc3339(created_at),
+                       "sequence": sequence, "data": data},
                       default=jsonable, separators=(",", ":"))

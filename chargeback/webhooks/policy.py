@@ -1,6 +1,7 @@
 """Where events may go and when a failed attempt is tried again. Pure.
 
-Endpoints: WEBHOOK_URLS, comma-separated; https:// anywhere, http:// only to
+Endpoints: WEBHOOK_URLS, comma-separated (no spaces, no line breaks: an
+entry with one is refused rather than guessed at); https:// anywhere, http:// only to
 the loopback interface (a receiver on the same machine, the local runtime's
 sink). Anything else is refused when deliver-webhooks starts, so billing
 events never travel in clear over a network.
@@ -18,6 +19,7 @@ import random
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from chargeback.core import backoff
 from chargeback.core.settings import ConfigError
 
 MAX_DELAY_S = 3 * 3600.0
@@ -28,6 +30,12 @@ def endpoints(urls: tuple[str, ...]) -> tuple[str, ...]:
     """The endpoints of WEBHOOK_URLS, each once; ConfigError naming the first bad one."""
     seen: list[str] = []
     for url in urls:
+        if "\r" in url or "\n" in url:
+            raise ConfigError(f"WEBHOOK_URLS: {url!r} contains a line break (CR or LF); "
+                              "list the URLs on one line, separated by commas")
+        if url != url.strip():
+            raise ConfigError(f"WEBHOOK_URLS: {url!r} starts or ends with a space; separate "
+                              "the URLs by commas alone")
         parts = urlsplit(url)
         try:
             parts.port  # noqa: B018 (raises on a port that is not a number)
@@ -58,9 +66,7 @@ def _loopback(host: str) -> bool:
 def retry_delay_s(failed_attempts: int, base_s: float, rng: random.Random | None = None
                   ) -> float:
     """How long to wait after the `failed_attempts`-th failure (1, 2, ...)."""
-    exponent = min(failed_attempts - 1, 40)
-    ceiling = min(base_s * 2 ** exponent, MAX_DELAY_S)
-    return ceiling * (rng or random).uniform(0.5, 1.0)
+    return backoff.delay_s(failed_attempts, base_s, MAX_DELAY_S, rng)
 
 
 def next_attempt(now: datetime, failed_attempts: int, retry_from: datetime, base_s: float,

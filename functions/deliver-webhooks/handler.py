@@ -2,8 +2,9 @@
 
 Empty body (cron every minute, or the async wake-up a function sends after
 committing an event): deliver what is due; 200 with counts only. Operator
-options (admin-token as Bearer): {"list": "failed" | "pending" | "delivered"}
-and {"replay": "<event id>" | "failed"}. A WEBHOOK_URLS entry that is neither
+options (admin-token as Bearer, chargeback.webhooks.operator): {"list":
+"failed" | "pending" | "delivered" | "cancelled"} and {"replay": "<event id>" |
+"failed" | {"endpoint": ..., "from": ..., "to": ...}}. A WEBHOOK_URLS entry that is neither
 https:// nor loopback is refused when the function starts (one line on
 stderr) and every call answers 500 with that line: nothing is sent. The work
 is in chargeback.webhooks.delivery.
@@ -13,7 +14,7 @@ import sys
 from chargeback.core.auth import require_operator
 from chargeback.core.responses import error, guarded, require_method, respond
 from chargeback.core.settings import load
-from chargeback.webhooks import delivery
+from chargeback.webhooks import delivery, operator
 
 STARTUP_PROBLEM = delivery.startup_problem(load)
 if STARTUP_PROBLEM:
@@ -25,12 +26,12 @@ def handle(event, context):
     require_method(event, "POST")
     if STARTUP_PROBLEM:
         return error(500, f"misconfigured: {STARTUP_PROBLEM}")
-    options = delivery.parse_options(event.body)
+    options = operator.parse_options(event.body)
     settings = load()
     if options.list:
         require_operator(event.headers, "list")
-        return respond(200, delivery.listing(settings, options.list))
+        return respond(200, operator.listing(settings, options.list))
     if options.replay:
         require_operator(event.headers, "replay")
-        return respond(200, delivery.replay(settings, options.replay))
+        return respond(200, operator.replay(settings, options.replay))
     return respond(200, delivery.drain(settings))
