@@ -88,8 +88,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "correction-tax-assigned",
         "a correction owes the month's tax less the tax of every document billed for it",
         "chargeback/billing/corrections.py",
-        "                b.tax += tax\n",
-        "                b.tax = tax\n",
+        "                b.tax += d.tax\n",
+        "                b.tax = d.tax\n",
         ("tests/test_corrections.py::test_a_second_correction_owes_the_tax_left_after_every_"
          "earlier_document",)),
     Mutation(
