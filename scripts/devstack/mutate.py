@@ -68,8 +68,9 @@ def run(mutation: Mutation, copy: Path) -> tuple[str, float, str]:
     started = time.monotonic()
     try:
         done = subprocess.run(
+            # hypothesis's plugin costs seconds of import and no covering test needs it
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-             *mutation.tests],
+             "-p", "no:hypothesispytest", *mutation.tests],
             cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
         code, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
