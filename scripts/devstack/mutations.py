@@ -164,11 +164,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "portal-tenant-from-query",
         "tenant isolation: a tenant token reads its own tenant, whatever ?tenant= says",
         "chargeback/portal/access.py",
-        "    if asked and asked != claims.tenant:  # another tenant's data: nothing says it"
+        "    if asked and asked != who.tenant:  # another tenant's data: nothing says it"
         " exists\n"
         "        raise RequestError(404, f\"tenant: no tenant {asked!r} for this token\")\n"
-        "    return Access(claims.tenant,",
-        "    return Access(asked or claims.tenant,",
+        "    return who\n",
+        "    return Access(asked or who.tenant, who.invoice, token=token,"
+        " expires_at=who.expires_at)\n",
         ("tests/test_portal.py::test_a_tenant_reads_its_own_month_series_documents_and_"
          "rejected_events",)),
 )
