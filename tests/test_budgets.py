@@ -48,6 +48,14 @@ def test_the_forecast_fires_once_while_the_month_is_still_under_budget():
     assert decide(D("100"), D("20"), D("99.99"), T, []) == ([], [])
 
 
+def test_a_raised_budget_never_rearms_the_months_forecast():
+    # the forecast fired at a budget of 100 (projected 120 while 40 was spent); the
+    # budget is raised to 200 and the projection grows to 250: still the month's one
+    # forecast, which is never re-armed (only thresholds are)
+    fired = [Fired(FORECAST, 100, D("100"))]
+    assert decide(D("200"), D("40"), D("250"), T, fired) == ([], [])
+
+
 def test_a_raised_budget_rearms_the_thresholds_above_the_new_level_only():
     fired = [Fired(THRESHOLD, 50, D("100")), Fired(THRESHOLD, 80, D("100"))]
     # spent 85; raised to 150: 50 % of 150 = 75 still reached, 80 % = 120 no longer

@@ -154,6 +154,22 @@ def test_a_correction_keeps_its_months_currency_and_tax_after_a_plan_change(
                             " WHERE status = 'draft'").fetchone()[0] == 0
 
 
+def test_a_second_correction_owes_the_tax_left_after_every_earlier_document(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=BOOK)
+    on_plan(s, "acme", "euro")                       # 0.001 EUR per GB-s, 19 % tax
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    close(s, OCT_2)                                  # 1.00 + 0.19 tax
+    send(s, [event("acme", "2026-09-11T10:00:00Z", 1000 * NS)])
+    close(s, NOV_2)  # the month is 2.00 + 0.38: 1.00 + 0.19 more
+    send(s, [event("acme", "2026-09-12T10:00:00Z", 1000 * NS)])
+    close(s, DEC_2)  # the month is 3.00 + 0.57; billed 2.00 + 0.38 (both documents): 1.00 + 0.19
+    got = [(n[:4], total, tax) for n, total, _, tax in billed(s, "acme")]
+    assert got == [("INV-", Decimal("1.19"), Decimal("0.19"))] * 3
+    # the month's documents add up to the month priced whole: 3.00 + 0.57 = 3.57
+    assert total_billed(s, "acme") == Decimal("3.57")
+
+
 def test_two_periods_closing_at_once_bill_late_usage_once(database_url, tmp_path):
     s = settings_for(database_url, tmp_path, book=BOOK)
     send(s, [event("acme", "2026-08-10T10:00:00Z", 1000 * NS)])

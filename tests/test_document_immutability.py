@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from chargeback.billing import audit
+from chargeback.documents import chain
 
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN
@@ -39,6 +40,23 @@ def test_what_a_finalized_invoice_says_cannot_be_updated(closed, database_url, a
     message = _refused(database_url, f"UPDATE openfaas_metering.invoices SET {assignment}"
                                      " WHERE number = 'INV-2026-000002'")
     assert "invoice INV-2026-000002 is finalized" in message
+
+
+def test_a_finalized_total_cannot_be_changed_by_clearing_its_seal_in_the_same_update(
+        closed, database_url):
+    # the trigger asks whether the row *was* sealed (OLD): a statement that clears the
+    # seal while it sets the total would otherwise pass, and the seal at commit would
+    # hash the forged total as if it were genuine
+    message = _refused(database_url, "UPDATE openfaas_metering.invoices SET total = 0,"
+                                     " document_sha256 = NULL, previous_sha256 = NULL"
+                                     " WHERE number = 'INV-2026-000002'")
+    assert "invoice INV-2026-000002 is finalized" in message
+    with psycopg.connect(database_url) as conn:
+        total, sealed = conn.execute("SELECT total, document_sha256 IS NOT NULL FROM"
+                                     " openfaas_metering.invoices"
+                                     " WHERE number = 'INV-2026-000002'").fetchone()
+    # 1000 GB-s at 0.001 USD (billing_helpers.BOOK, standard plan, no tax) = 1.00
+    assert (total, sealed) == (1, True)
 
 
 def test_a_finalized_invoice_and_its_lines_cannot_be_deleted_or_changed(closed, database_url):
@@ -161,3 +179,17 @@ def test_a_finalized_documents_usage_csv_cannot_change_or_be_replaced(closed, da
     message = _refused(database_url, "UPDATE openfaas_metering.invoices SET usage_csv = 'forged'"
                                      " WHERE number = 'INV-2026-000001'")
     assert "usage_csv cannot change" in message
+
+
+def test_the_first_document_of_a_series_removed_behind_the_triggers_breaks_the_chain(
+        closed, database_url):
+    # a series starts at 1: INV-2026-000002 first in line means 000001 is gone
+    _tamper(database_url,
+            "DELETE FROM openfaas_metering.invoice_lines WHERE invoice_id IN (SELECT invoice_id"
+            " FROM openfaas_metering.invoices WHERE number = 'INV-2026-000001')",
+            "DELETE FROM openfaas_metering.invoices WHERE number = 'INV-2026-000001'")
+    with psycopg.connect(database_url) as conn:
+        series, count, found = chain.problems(conn, "INV-2026-000003")
+    assert (series, count) == ("INV-2026-", 2)
+    assert found == ["INV-2026-000001: missing (the series goes from its start to "
+                     "INV-2026-000002)"]

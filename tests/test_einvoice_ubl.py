@@ -11,7 +11,7 @@ from lxml import etree
 from chargeback.documents.ubl import ubl_xml
 
 from .einvoice_rules import PEPPOL_RULES, UBL_RULES, XRECHNUNG_RULES, broken_rules_of
-from .test_einvoice_range import DOCUMENTS, SUPPLIER
+from .einvoice_documents import DOCUMENTS, SUPPLIER
 
 SELLER = dataclasses.replace(SUPPLIER, email="billing@nordwind.example")
 CONTACT = {"name": "Buchhaltung", "telephone": "+49 30 1234567",

@@ -33,7 +33,8 @@ def test_healthz_and_function_list(runtime):
     assert requests.get(f"{runtime.gateway_url}/healthz").status_code == 200
     listed = requests.get(f"{runtime.gateway_url}/system/functions").json()
     assert {(f["name"], f["namespace"]) for f in listed} == {
-        ("echo", "openfaas-system"), ("flaky", "openfaas-system")}
+        ("echo", "openfaas-system"), ("flaky", "openfaas-system"),
+        ("tenant-page", "tenant-b")}
 
 
 def test_scale_min_replicas_take_calls_in_turn(local_runtime, tests_stack):

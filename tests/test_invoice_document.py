@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
+import os
+import re
+import subprocess
+import sys
 from decimal import Decimal as D
 
 import pypdfium2 as pdfium
@@ -16,6 +22,7 @@ from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import Attachment, Undeliverable, build
 from chargeback.documents.pdf import render_pdf
 
+from .conftest import ROOT
 from .documents_helpers import INVOICE, ISSUER
 
 
@@ -25,8 +32,31 @@ def everything(invoice=INVOICE):
             lines_csv(invoice))
 
 
-def test_the_same_invoice_renders_to_the_same_bytes_twice():
-    assert everything() == everything()
+_RENDER_ELSEWHERE = """
+import hashlib, json
+from tests.test_invoice_document import everything
+print(json.dumps([hashlib.sha256(b if isinstance(b, bytes) else b.encode()).hexdigest()
+                  for b in everything()]))
+"""
+
+
+def test_the_same_invoice_renders_to_the_same_bytes_in_another_process_and_time_zone():
+    # a re-render (the portal, a resend) must give the bytes the mail carried, in another
+    # process: another hash seed (set and dict order), another local time zone, later
+    here = [hashlib.sha256(b if isinstance(b, bytes) else b.encode()).hexdigest()
+            for b in everything()]
+    for seed, zone in (("1", "Pacific/Kiritimati"), ("4242", "America/Adak")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TZ": zone,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "scripts")])}
+        out = subprocess.run([sys.executable, "-c", _RENDER_ELSEWHERE], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        assert json.loads(out) == here, (seed, zone)
+    # and the PDF says the invoice's issue instant (2026-10-01T01:00:05Z), never the
+    # moment it was rendered
+    dates = re.findall(rb"<xmp:(CreateDate|ModifyDate|MetadataDate)>([^<]*)", everything()[2])
+    assert dates == [(b"CreateDate", b"2026-10-01T01:00:05+00:00"),
+                     (b"ModifyDate", b"2026-10-01T01:00:05+00:00"),
+                     (b"MetadataDate", b"2026-10-01T01:00:05+00:00")]
 
 
 def test_money_numbers_and_dates_follow_the_tenants_locale():

@@ -81,7 +81,7 @@ def test_every_part_speaks_the_customers_language(locale, shown, absent):
                 part_name, label)
         for label in absent:
             assert label not in part, (part_name, label)
-    assert f'<html lang="{locale.split("_")[0]}">' in html
+    assert f'<html lang="{locale.split("_")[0]}" dir="ltr">' in html
     assert view["subject"].split(" ")[0] in ("Rechnung", "Facture", "Factura", "Faktura",
                                              "Счёт") or \
         view["subject"].startswith(ISSUER.name)  # ja: 〈issuer〉 からの請求書

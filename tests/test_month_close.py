@@ -162,9 +162,8 @@ def test_an_unpriced_sku_keeps_only_that_tenant_in_draft(database_url, tmp_path)
     assert invoices(s)["gpu-co 2026-09"][:2] == ("draft", None)
 
 
-def test_a_draft_with_lines_is_finalized_once_its_tenant_can_be_priced(database_url, tmp_path):
-    # a plan whose price list prices every GPU: the fix an operator makes for the draft
-    book = BOOK.replace("  dinar: {", "  gpu: {currency: USD, price_list: gpu, tax_category: Z}\n"
+# a plan whose price list prices every GPU: the fix an operator makes for a draft
+GPU_BOOK = BOOK.replace("  dinar: {", "  gpu: {currency: USD, price_list: gpu, tax_category: Z}\n"
                                       "  dinar: {").replace("  jpy:\n", """  gpu:
     currency: USD
     meters:
@@ -173,7 +172,10 @@ def test_a_draft_with_lines_is_finalized_once_its_tenant_can_be_priced(database_
       gpu_hours: {"*": {unit_price: "5.00"}}
   jpy:
 """)
-    s = settings_for(database_url, tmp_path, book=book)
+
+
+def test_a_draft_with_lines_is_finalized_once_its_tenant_can_be_priced(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=GPU_BOOK)
     slots = [datetime(2026, 9, 1, h, tzinfo=timezone.utc) for h in range(3)]
     ticks(s, "gpu-co", [("gpu_hours", "NVIDIA-B200", False, "8")], slots)  # 16 GPU-hours
     send(s, [event("gpu-co", "2026-09-10T10:00:00Z", 1000 * NS)])          # 1,000 GB-s
@@ -185,6 +187,23 @@ def test_a_draft_with_lines_is_finalized_once_its_tenant_can_be_priced(database_
     [invoice] = close(s, period="2026-09")["periods"][0]["invoices"]
     # 16 x 5.00 + 1,000 x 0.001 + 1 x 0.0001 (0.00) = 81.00, no tax
     assert (invoice["number"], Decimal(invoice["total"])) == ("INV-2026-000001", Decimal("81.00"))
+
+
+def test_a_draft_takes_no_number_so_the_next_final_document_takes_the_next_one(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=GPU_BOOK)
+    slots = [datetime(2026, 9, 1, h, tzinfo=timezone.utc) for h in range(3)]
+    ticks(s, "gpu-co", [("gpu_hours", "NVIDIA-B200", False, "8")], slots)
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS)])
+    first = close(s, period="2026-09")["periods"][0]  # gpu-co: a draft, acme: number 1
+    assert [(i["tenant"], i["number"]) for i in first["invoices"]] == [
+        ("acme", "INV-2026-000001")]
+    assert [d["tenant"] for d in first["drafts"]] == ["gpu-co"]
+    with db.transaction(s) as conn:
+        conn.execute("UPDATE openfaas_metering.tenants SET plan_override = 'gpu'"
+                     " WHERE namespace = 'gpu-co'")
+    [later] = close(s, period="2026-09")["periods"][0]["invoices"]
+    assert (later["tenant"], later["number"]) == ("gpu-co", "INV-2026-000002")  # no gap
 
 
 def test_capacity_is_priced_with_spot_discount_and_a_mid_month_price_change(

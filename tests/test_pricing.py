@@ -58,6 +58,18 @@ def test_a_split_month_does_not_grant_the_allowance_or_the_first_tier_twice():
     assert first.gross + second.gross == whole.gross == D("105")
 
 
+def test_volume_tiers_across_a_price_change_take_the_tier_the_months_total_reaches():
+    # 120 units: 60 before a price change on the 16th, 60 after (same tiers). The month's
+    # 120 units reach the 101-300 tier, so every unit is at 0.5: 60 x 0.5 + 60 x 0.5 = 60.
+    # (A tier chosen by each window's running end would bill the first 60 at the first
+    # tier's 1.0 and only the rest at 0.5: 60 + 30 = 90.)
+    old = Price(T0, tiers=TIERS, tier_mode="volume")
+    new = Price(datetime(2026, 9, 16, tzinfo=timezone.utc), tiers=TIERS, tier_mode="volume")
+    first, second = price_sequence([(D(60), old), (D(60), new)])
+    assert (first.gross, second.gross) == (D(30), D(30))
+    assert first.gross + second.gross == volume(120).gross == D(60)
+
+
 @pytest.mark.parametrize("currency, amount, expected", [
     ("JPY", "2.5", "2"), ("JPY", "3.5", "4"), ("EUR", "0.125", "0.12"),
     ("EUR", "0.135", "0.14"), ("KWD", "1.0005", "1.000"), ("KWD", "1.0015", "1.002")])
@@ -72,8 +84,10 @@ def test_unknown_currency_is_refused_not_guessed():
 
 
 def test_tax_is_one_rounding_of_the_subtotal():
-    totals = pricing.totals([D("10.01"), D("0.05")], D("0.19"), "EUR")
-    assert (totals.subtotal, totals.tax, totals.total) == (D("10.06"), D("1.91"), D("11.97"))
+    # three lines of 10.02 EUR at 19 %: once on the subtotal, 30.06 x 0.19 = 5.7114 -> 5.71;
+    # line by line, 10.02 x 0.19 = 1.9038 -> 1.90 three times = 5.70 (a cent short)
+    totals = pricing.totals([D("10.02")] * 3, D("0.19"), "EUR")
+    assert (totals.subtotal, totals.tax, totals.total) == (D("30.06"), D("5.71"), D("35.77"))
 
 
 BOOK = parse("""

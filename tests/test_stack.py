@@ -12,8 +12,13 @@ from .conftest import ROOT
 from .stack_helpers import FUNCTIONS, _env
 
 
-def test_stack_declares_the_five_functions_in_openfaas_system(product_stack):
-    assert set(product_stack.functions) == FUNCTIONS
+def test_stack_declares_the_seven_functions_in_openfaas_system(product_stack):
+    assert sorted(product_stack.functions) == [
+        "aggregate-month", "deliver-webhooks", "email-invoice", "evaluate-budgets",
+        "meter-capacity", "receive-usage", "tenant-portal"] == sorted(FUNCTIONS)
+    # and each has its folder under functions/, with nothing else there
+    assert sorted(p.name for p in (ROOT / "functions").iterdir() if p.is_dir()) == sorted(
+        product_stack.functions)
     for fn in product_stack.functions.values():
         assert fn.namespace == "openfaas-system", fn.name
         assert (fn.handler / "handler.py").is_file(), fn.name

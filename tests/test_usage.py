@@ -190,6 +190,17 @@ def test_bad_signatures_are_refused_with_the_reason(signature, reason):
         webhook.verify_signature(BODY, signature, KEYS)
 
 
+def test_a_signature_right_but_for_one_digit_is_refused_wherever_that_digit_is():
+    # the whole digest is compared: a forger who got the first 63 hex digits right (or
+    # any 63) still has no valid signature
+    good = webhook.sign(BODY, "s3cret")
+    for position in (7, 7 + 32, len(good) - 1):  # first digit, middle, last
+        flipped = "0" if good[position] != "0" else "1"
+        forged = good[:position] + flipped + good[position + 1:]
+        with pytest.raises(webhook.SignatureError, match="does not match the body"):
+            webhook.verify_signature(BODY, forged, KEYS)
+
+
 def test_headers_match_case_insensitively():
     assert webhook.header({"x-openfaas-delivery": "d1"}, "X-OpenFaas-Delivery") == "d1"
     assert webhook.header({}, "X-Openfaas-Delivery") is None

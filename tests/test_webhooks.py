@@ -21,7 +21,7 @@ from chargeback.billing import month_close
 from chargeback.core import db
 from chargeback.core.settings import ConfigError
 from chargeback.usage import webhook as usage_webhook
-from chargeback.webhooks import events, outbox, policy, signing
+from chargeback.webhooks import delivery, events, outbox, policy, signing
 
 from .billing_helpers import NS, event, send, settings_for
 from .conftest import ADMIN, WEBHOOK_SECRET
@@ -391,3 +391,28 @@ def test_events_past_their_retention_are_pruned_once_none_of_theirs_is_pending(
     assert kept == {pending, never_fanned, recent}
     assert deliveries == {pending, never_fanned, recent}
     assert [h.id for h in hook.hits] == [never_fanned]
+
+
+def test_a_retry_more_than_five_minutes_after_the_event_is_signed_at_the_attempt_and_verifies(
+        database_url, signed_secrets, tmp_path, receiver):
+    # Standard Webhooks verifiers refuse a webhook-timestamp more than 5 minutes from
+    # their clock. An event made 10 minutes ago whose first attempt failed is retried
+    # now: signed with the attempt's time it verifies; signed with the event's
+    # created_at it would be refused as too old by every receiver, on every retry.
+    hook = receiver(fail_first=1)
+    settings = settings_for(database_url, tmp_path, SECRETS_DIR=str(signed_secrets),
+                            WEBHOOK_URLS=hook.url, **FAST_RETRIES)
+    [event_id] = _emit(settings, ("invoice.voided", {"number": "INV-2026-000003"}))
+    with db.transaction(settings) as conn:
+        conn.execute("UPDATE openfaas_metering.webhook_events"
+                     " SET created_at = created_at - interval '10 minutes'"
+                     " WHERE event_id = %s", (event_id,))
+    # drained as cron would: the first attempt is refused (503), a retry delivers it
+    hook.wait_for(lambda accepted: accepted, poke=lambda: delivery.drain(settings))
+    refused, retry = hook.hits
+    assert refused.answered == 503 and retry.answered == 200 and retry.id == event_id
+    assert Webhook(SIGNING_SECRET).verify(retry.body, retry.headers) == retry.event
+    signed_at = int(retry.headers["webhook-timestamp"])
+    happened_at = datetime.fromisoformat(retry.event["timestamp"]).timestamp()
+    assert signed_at - happened_at > 5 * 60  # the body still says when it happened
+    assert abs(signed_at - time.time()) < 60

@@ -130,6 +130,9 @@ class Gateway:
         self.retry = retry
         self.timeout_s = timeout_s
         self.executor = ThreadPoolExecutor(async_workers, thread_name_prefix="async")
+        # asynchronous calls accepted and not yet finished (retries and callback included)
+        self._async_open = 0
+        self._async_lock = threading.Lock()
         # One pool of kept-alive upstream connections for every thread, as the
         # gateway's own HTTP client keeps them; urllib3 directly, since requests'
         # extra layer was about a third of the proxy's CPU per call.
@@ -218,6 +221,20 @@ class Gateway:
             except requests.RequestException as exc:
                 log.warning("callback %s for %s failed: %s", callback_url, call_id, exc)
 
+    def _run_async_counted(self, *args) -> None:
+        try:
+            self.run_async(*args)
+        finally:
+            with self._async_lock:
+                self._async_open -= 1
+
+    def idle(self) -> bool:
+        """True when every asynchronous call accepted so far has finished: the queue is
+        empty and no function is still working on one (what a test waits for before it
+        says that nothing more happened)."""
+        with self._async_lock:
+            return self._async_open == 0
+
     def _build_app(self) -> Flask:
         app = Flask("devstack-gateway")
 
@@ -270,8 +287,11 @@ class Gateway:
             headers = _forwardable(request.headers)
             headers["X-Call-Id"] = call_id
             callback_url = headers.pop("X-Callback-Url", None)
-            self.executor.submit(self.run_async, fn, call_id, path, request.query_string,
-                                 request.get_data(), headers, callback_url)
+            with self._async_lock:
+                self._async_open += 1
+            self.executor.submit(self._run_async_counted, fn, call_id, path,
+                                 request.query_string, request.get_data(), headers,
+                                 callback_url)
             return Response("", 202, {"X-Call-Id": call_id})
 
         return app
