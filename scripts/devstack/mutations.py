@@ -134,13 +134,10 @@ MUTATIONS: tuple[Mutation, ...] = (
          "that_digit_is",)),
     Mutation(
         "mail-claim-unchecked",
-        "exactly-once mail: an invoice another request is sending is not claimed again",
-        "chargeback/documents/delivery.py",
-        "   AND status = 'finalized'\n"
-        "   AND (send_claimed_at IS NULL\n"
-        "        OR send_claimed_at < clock_timestamp() - make_interval(secs => %(stale_s)s))\n",
-        "   AND status = 'finalized'\n"
-        "   AND %(stale_s)s IS NOT NULL\n",
+        "exactly-once mail: a mail another request holds (its lease running) is not claimed again",
+        "chargeback/mail/outbox.py",
+        "        WHERE kind = %(kind)s AND status = 'pending' AND next_attempt_at <= clock_timestamp()\n",
+        "        WHERE kind = %(kind)s AND status = 'pending'\n",
         ("tests/test_email_invoice.py::test_concurrent_requests_send_one_mail",)),
     Mutation(
         "numbers-taken-for-drafts",
