@@ -312,10 +312,10 @@ def main() -> int:
               f"the baseline's p95 is {p95(naive) * 1000 / worst:.1f}x that")
         a, b = picks[0], f"tenant-{(int(picks[0].split('-')[1]) + 1) % args.tenants}"
         env = {"DATABASE_URL": database_url}
-        beside_pdf_loop({**stack.functions["aggregate-month"].environment, **env,
-                         "ALLOW_EXAMPLE_ISSUER": "1"}, {**stack.functions["tenant-portal"].environment,
-                                   **env}, base, tokens_by, a, b,
-                        args.paced)
+        close_env = {**stack.functions["aggregate-month"].environment, **env,
+                     "ALLOW_EXAMPLE_ISSUER": "1"}
+        portal_env = {**stack.functions["tenant-portal"].environment, **env}
+        beside_pdf_loop(close_env, portal_env, base, tokens_by, a, b, args.paced)
     finally:
         if runtime is not None:
             runtime.stop()
