@@ -376,3 +376,35 @@ def test_a_voided_invoice_shows_voided_by_its_credit_note_beside_its_reissue(
     assert "voided by CN-2026-000001" in invoices
     assert "credit note for INV-2026-000001" in invoices
     assert "replaces INV-2026-000001" in invoices
+
+
+def test_a_german_tenants_page_and_refusal_pages_are_in_german_with_lang_de(portal, october,
+                                                                             database_url):
+    _, acme_no, _, _ = october
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE openfaas_metering.tenants SET locale_override = 'de_DE'"
+                     " WHERE namespace = 'acme'")
+    p = portal()
+    browser = requests.Session()
+    browser.get(f"{p.origin}/", params={"token": token_for("acme")}, timeout=30)
+    page = p.page("/", session=browser, period="2026-10")
+    assert page.status_code == 200 and '<html lang="de">' in page.text
+    # the German catalog's words (chargeback/mail/locales/de), none of the English ones
+    for german in ("Monat bis heute", "Bisher gesamt", "Zwischensumme", "Tägliche Nutzung",
+                   "Rechnungen", "Abgelehnte Ereignisse", f'aria-label="{acme_no}: Positionen'):
+        assert german in page.text, german
+    for english in ("Month to date", "Total so far", "Daily usage", "Rejected events"):
+        assert english not in page.text, english
+    invoice = p.page(f"/invoices/{acme_no}", session=browser)
+    assert '<html lang="de">' in invoice.text and "Ihre Rechnung" in invoice.text
+    # an expired link names the tenant: its refusal page is German too
+    now = datetime.now(timezone.utc)
+    expired = tokens.issue(PORTAL_KEY, "acme", now - timedelta(days=10), timedelta(days=1))
+    refused = requests.get(f"{p.origin}/", params={"token": expired}, timeout=30)
+    assert refused.status_code == 401 and '<html lang="de">' in refused.text
+    assert "Dieser Link ist abgelaufen" in refused.text and "Neuen Link senden" in refused.text
+    # globex has no locale: English, and lang says so
+    other = requests.Session()
+    other.get(f"{p.origin}/", params={"token": token_for("globex")}, timeout=30)
+    english = p.page("/", session=other, period="2026-10")
+    assert '<html lang="en">' in english.text and "Month to date" in english.text

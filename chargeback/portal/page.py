@@ -19,10 +19,11 @@ import pygal
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 from pygal.style import Style
 
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS, UNITS
-from chargeback.mail.i18n import resolve_locale
+from chargeback.mail.i18n import for_locale, resolve_locale
 from chargeback.portal import series
 from chargeback.portal.series import SeriesQuery
 
@@ -35,6 +36,7 @@ CSP = ("default-src 'none'; script-src 'none'; "
 TOP_FUNCTIONS = 10
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined,
                    autoescape=select_autoescape(default=True))
+_env.globals["Markup"] = Markup  # a tag put into a translated sentence (its text escaped)
 _CHART_STYLE = Style(background="white", plot_background="white", font_family="sans-serif",
                      colors=("#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2",
                              "#dc2626", "#ca8a04", "#4b5563"))
@@ -44,6 +46,11 @@ class _Formats:
     def __init__(self, locale_name: str, currency: str | None):
         self.locale = resolve_locale(locale_name)
         self.currency = currency
+        self.language, self._translations = for_locale(self.locale)
+
+    def t(self, label: str, **values) -> Markup:
+        """`label` (words.py) in the tenant's language, `values` escaped into it."""
+        return escape(self._translations.gettext(label)).format(**values)
 
     def money(self, value: Decimal | str | None) -> str:
         if value is None or self.currency is None:
@@ -64,14 +71,14 @@ class _Formats:
         return format_datetime(instant, "medium", tzinfo=instant.tzinfo, locale=self.locale)
 
 
-def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str) -> str:
+def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str, f: _Formats) -> str:
     """A stacked daily bar chart as a data: URI (pygal SVG)."""
     rows = max(1, (min(len(values), 8) + 1) // 2)  # the legend: two columns below the chart
     chart = pygal.StackedBar(style=_CHART_STYLE, width=640, height=280 + 22 * rows, js=[],
                              disable_xml_declaration=False, legend_at_bottom=True,
                              legend_at_bottom_columns=2, truncate_legend=40,
                              show_minor_x_labels=False, x_labels_major_every=5,
-                             y_title=unit, no_data_text="nothing yet", margin=8)
+                             y_title=unit, no_data_text=str(f.t("No usage yet")), margin=8)
     chart.title = title
     chart.x_labels = [str(start.day) for start in q.starts()]
     for label, points in sorted(values.items(), key=lambda kv: -sum(kv[1]))[:8]:
@@ -117,36 +124,32 @@ def _budget(f: _Formats, budget: dict) -> dict[str, Any]:
             format_decimal(share, "#,##0.00", locale=f.locale) + " %",
             "crossings": [{**c, "when": f.instant(c["crossed_at"]),
                            "what": (f"{c['threshold_percent']} %" if c["kind"] == "threshold"
-                                    else "projected month total"),
+                                    else f.t("projected month total")),
                            "budget_text": money.money(c["budget"]),
                            "month_to_date_text": money.money(c["month_to_date"])}
                           for c in budget["crossings"]]}
 
 
 def _lang(f: _Formats) -> str:
-    """The page's words are English; its numbers and dates are the tenant's locale. A
-    screen reader must read English, so `lang` says the language of the words."""
-    return "en"
+    """The language of the page's words (its catalog's; English without one), which a
+    screen reader reads them in; numbers and dates follow the full locale."""
+    return f.language
 
 
 def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function: list[tuple],
                 by_sku: list[tuple], docs: list[dict], rejected: list[dict],
                 budget: dict, periods: list[str] = ()) -> str:
     f = _Formats(locale, month["currency"])
-    charts = [
-        ("GB-seconds by function", _chart("GB-seconds by function", q,
-                                          series.dense(q, by_function, GB_SECONDS),
-                                          UNITS[GB_SECONDS])),
-        ("Invocations by function", _chart("Invocations by function", q,
-                                           series.dense(q, by_function, INVOCATIONS),
-                                           UNITS[INVOCATIONS])),
-        ("Capacity by meter and SKU", _chart("Capacity by meter and SKU (unit-hours)", q,
-                                             _capacity_series(q, by_sku), "unit-hours")),
-    ]
+    charts = [(str(f.t(title)), _chart(str(f.t(title)), q, values, unit, f))
+              for title, values, unit in (
+        ("GB-seconds by function", series.dense(q, by_function, GB_SECONDS), UNITS[GB_SECONDS]),
+        ("Invocations by function", series.dense(q, by_function, INVOCATIONS),
+         UNITS[INVOCATIONS]),
+        ("Capacity by meter and SKU (unit-hours)", _capacity_series(q, by_sku), "unit-hours"))]
     lines = [{**line, "quantity_text": f"{f.number(line['quantity'])} {line['unit']}",
               "amount_text": f.money(line["amount"])} for line in month["lines"]]
     return _env.get_template("page.html").render(
-        stylesheet=STYLESHEET, name=name, tenant=month["tenant"], lang=_lang(f),
+        stylesheet=STYLESHEET, name=name, tenant=month["tenant"], lang=_lang(f), t=f.t,
         periods=list(periods),
         period=month["period"], as_of=f.instant(month["as_of"]), month=month, lines=lines,
         total=f.money(month["total"]), projected=f.money(month["projected_total"]),
@@ -161,7 +164,7 @@ def render_invoice_page(name: str, locale: str, docs: list[dict], full: bool = F
     session's view of one invoice, with a way back to the page)."""
     f = _Formats(locale, None)
     return _env.get_template("invoice_page.html").render(
-        stylesheet=STYLESHEET, name=name, lang=_lang(f), full=full,
+        stylesheet=STYLESHEET, name=name, lang=_lang(f), t=f.t, full=full,
         documents=[{**d, "due": f.day_of(d["due_date"]) if d.get("due_date") else None}
                    for d in _documents(f, docs)])
 
@@ -169,5 +172,5 @@ def render_invoice_page(name: str, locale: str, docs: list[dict], full: bool = F
 def render_refusal(locale: str, kind: str, title: str, **values) -> str:
     """A refusal's page (refusals.py)."""
     f = _Formats(locale, None)
-    return _env.get_template("refusal.html").render(stylesheet=STYLESHEET, lang=_lang(f),
-                                                    kind=kind, title=title, **values)
+    return _env.get_template("refusal.html").render(stylesheet=STYLESHEET, lang=_lang(f), t=f.t,
+                                                    kind=kind, title=f.t(title), **values)
