@@ -408,3 +408,38 @@ def test_a_german_tenants_page_and_refusal_pages_are_in_german_with_lang_de(port
     other.get(f"{p.origin}/", params={"token": token_for("globex")}, timeout=30)
     english = p.page("/", session=other, period="2026-10")
     assert '<html lang="en">' in english.text and "Month to date" in english.text
+
+
+def test_the_usage_table_shows_unit_prices_allowances_and_a_total_and_each_chart_its_numbers(
+        portal, october, database_url):
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE openfaas_metering.tenants SET locale_override = 'de_DE'"
+                     " WHERE namespace = 'acme'")
+    p = portal()
+    browser = requests.Session()
+    browser.get(f"{p.origin}/", params={"token": token_for("acme")}, timeout=30)
+    text = p.page("/", session=browser, period="2026-10").text
+    rows = {re.sub(r"<[^>]+>", "|", row).split("|")[2]: re.findall(
+        r'<td class="num"[^>]*>([^<]*)</td>', row) for row in re.findall(
+        r"<tr><td>.*?</tr>", text.split('id="lines"')[1].split("</tbody>")[0])}
+    # the shipped book in October: calls 0.0000002 each (all 3 inside the allowance),
+    # load balancers 0.0225 an hour (from 16 Sep; no allowance), 4 h = 0.09 USD; GB-s
+    # priced by graduated tiers (no single unit price), all 225 inside the allowance
+    # descriptions and units from the German catalog; babel's de_DE money: "0,09\xa0$"
+    assert rows == {"Funktionsaufrufe": ["3 Aufrufe", "3 Aufrufe", "0,0000002\xa0$", "0,00\xa0$"],
+                    "Load Balancer": ["4 LB-Stunden", "—", "0,0225\xa0$", "0,09\xa0$"],
+                    "Funktionsrechenzeit": ["225 GB-s", "225 GB-s", "—", "0,00\xa0$"]}
+    total = re.search(r'<tr class="total"><th colspan="4">Gesamt</th>'
+                      r'<td class="num" id="total-row"[^>]*>([^<]*)</td>', text)
+    assert total and total.group(1) == "0,09\xa0$"
+    # the invocations chart: 2 calls on the 10th, 1 on the 11th, so its y axis has
+    # fractions, written the German way; its table has the same figures by day
+    figure = text.split("Aufrufe nach Funktion</figcaption>")[1].split("</figure>")[0]
+    svg = base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)"',
+                                      figure).group(1)).decode()
+    assert ">0,2<" in svg and ">0.2<" not in svg  # pygal steps 0 to 2 by 0.2
+    assert '<ul class="legend"><li><span class="swatch c0"></span>resize</li>' in figure
+    table = figure.split("<details>")[1]
+    assert "<th>Tag</th>" in table and "<tr><th>10.10.2026</th><td class=\"num\">2</td>" \
+        "<td class=\"num\">0</td></tr>" in table
+    assert "<tr><th>11.10.2026</th><td class=\"num\">0</td><td class=\"num\">1</td>" in table

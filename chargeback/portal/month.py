@@ -74,7 +74,9 @@ def current(settings: Settings, tenant: str, p, now: datetime) -> dict:
             "plan": d.plan,
             "lines": [{"kind": line.kind, "description": line.description,
                        "meter": line.meter, "sku": line.sku, "spot": line.spot,
-                       "quantity": line.quantity, "unit": line.unit, "amount": line.amount}
+                       "quantity": line.quantity, "unit": line.unit,
+                       "unit_price": line.unit_price, "allowance": line.allowance,
+                       "amount": line.amount}
                       for line in d.lines],
             "subtotal": d.subtotal, "tax": d.tax, "total": d.total,
             "projected_total": e.projected_total, "price_book_version": e.price_book_version,

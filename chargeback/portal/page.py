@@ -57,6 +57,14 @@ class _Formats:
             return "—" if value is None else str(value)
         return format_currency(Decimal(value), self.currency, locale=self.locale)
 
+    def unit_price(self, value: Decimal | str | None) -> str:
+        """A unit price with all its digits (0.0000002 stays that, not 0.00); none (tiers,
+        a fee): a dash."""
+        if value is None or self.currency is None:
+            return "—"
+        return format_currency(Decimal(value), self.currency, locale=self.locale,
+                               decimal_quantization=False)
+
     def number(self, value: Decimal | int) -> str:
         return format_decimal(Decimal(value).quantize(Decimal("0.001")).normalize(),
                               locale=self.locale, decimal_quantization=False)
@@ -71,20 +79,30 @@ class _Formats:
         return format_datetime(instant, "medium", tzinfo=instant.tzinfo, locale=self.locale)
 
 
-def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str, f: _Formats) -> str:
-    """A stacked daily bar chart as a data: URI (pygal SVG)."""
-    rows = max(1, (min(len(values), 8) + 1) // 2)  # the legend: two columns below the chart
-    chart = pygal.StackedBar(style=_CHART_STYLE, width=640, height=280 + 22 * rows, js=[],
-                             disable_xml_declaration=False, legend_at_bottom=True,
-                             legend_at_bottom_columns=2, truncate_legend=40,
+SERIES_SHOWN = 8  # the largest series of a chart; the colours of _CHART_STYLE, in order
+
+
+def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str,
+           f: _Formats) -> dict[str, Any]:
+    """A stacked daily bar chart (pygal SVG as a data: URI), its legend and its numbers
+    for the page: the legend is HTML under the image (it wraps at any width, where
+    pygal's is drawn at a fixed size and shrinks with the image), the y axis in the
+    tenant's locale, and the same figures as a table."""
+    shown = sorted(values.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:SERIES_SHOWN]
+    chart = pygal.StackedBar(style=_CHART_STYLE, width=480, height=300, js=[],
+                             disable_xml_declaration=False, show_legend=False,
                              show_minor_x_labels=False, x_labels_major_every=5,
-                             y_title=unit, no_data_text=str(f.t("No usage yet")), margin=8)
-    chart.title = title
-    chart.x_labels = [str(start.day) for start in q.starts()]
-    for label, points in sorted(values.items(), key=lambda kv: -sum(kv[1]))[:8]:
+                             value_formatter=lambda v: format_decimal(v, locale=f.locale),
+                             y_title=unit, no_data_text=str(f.t("No usage yet")), margin=6)
+    days = list(q.starts())
+    chart.x_labels = [str(start.day) for start in days]
+    for label, points in shown:
         chart.add(label or "—", [float(v) for v in points])
-    svg = chart.render()
-    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+    uri = "data:image/svg+xml;base64," + base64.b64encode(chart.render()).decode()
+    return {"title": title, "uri": uri, "unit": unit,
+            "legend": [label or "—" for label, _ in shown],
+            "rows": [(f.day_of(day.date()), [f.number(points[i]) for _, points in shown])
+                     for i, day in enumerate(days)] if shown else []}
 
 
 def _capacity_series(q: SeriesQuery, by_sku: list[tuple]) -> dict[str, list]:
@@ -140,13 +158,17 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
                 by_sku: list[tuple], docs: list[dict], rejected: list[dict],
                 budget: dict, periods: list[str] = ()) -> str:
     f = _Formats(locale, month["currency"])
-    charts = [(str(f.t(title)), _chart(str(f.t(title)), q, values, unit, f))
-              for title, values, unit in (
+    charts = [_chart(str(f.t(title)), q, values, unit, f) for title, values, unit in (
         ("GB-seconds by function", series.dense(q, by_function, GB_SECONDS), UNITS[GB_SECONDS]),
         ("Invocations by function", series.dense(q, by_function, INVOCATIONS),
          UNITS[INVOCATIONS]),
         ("Capacity by meter and SKU (unit-hours)", _capacity_series(q, by_sku), "unit-hours"))]
-    lines = [{**line, "quantity_text": f"{f.number(line['quantity'])} {line['unit']}",
+    # a line's description and unit are catalog labels when they have no parameters
+    lines = [{**line, "description": f.t(line["description"]),
+              "quantity_text": f"{f.number(line['quantity'])} {f.t(line['unit'])}",
+              "allowance_text": (f"{f.number(line['allowance'])} {f.t(line['unit'])}"
+                                 if line.get("allowance") else "—"),
+              "unit_price_text": f.unit_price(line.get("unit_price")),
               "amount_text": f.money(line["amount"])} for line in month["lines"]]
     return _env.get_template("page.html").render(
         stylesheet=STYLESHEET, name=name, tenant=month["tenant"], lang=_lang(f), t=f.t,
