@@ -174,6 +174,13 @@ def test_a_tenant_opens_its_link_and_sees_the_apis_figures_charts_and_invoices(
     width = chrome.execute_script("return document.documentElement.scrollWidth")
     viewport = chrome.execute_script("return document.documentElement.clientWidth")
     assert viewport == 390 and width <= viewport, (width, viewport)
+    # every legend entry (HTML under its chart) is on the screen, none cut off, and each
+    # chart's numbers are a table under it
+    entries = chrome.find_elements("css selector", "ul.legend li")
+    assert len(entries) >= 4 and all(e.is_displayed() for e in entries)
+    assert max(chrome.execute_script("return arguments[0].getBoundingClientRect().right", e)
+               for e in entries) <= 390
+    assert len(chrome.find_elements("css selector", "figure.chart details table")) == 3
     _shoot(chrome, "portal-phone.png")
 
 

@@ -37,7 +37,10 @@ TOP_FUNCTIONS = 10
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined,
                    autoescape=select_autoescape(default=True))
 _env.globals["Markup"] = Markup  # a tag put into a translated sentence (its text escaped)
+# text sizes for a 480-unit-wide image that a 390 px phone shows about 350 px wide
 _CHART_STYLE = Style(background="white", plot_background="white", font_family="sans-serif",
+                     label_font_size=14, major_label_font_size=14, title_font_size=15,
+                     value_font_size=13, tooltip_font_size=13,
                      colors=("#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2",
                              "#dc2626", "#ca8a04", "#4b5563"))
 
@@ -92,8 +95,8 @@ def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str,
     chart = pygal.StackedBar(style=_CHART_STYLE, width=480, height=300, js=[],
                              disable_xml_declaration=False, show_legend=False,
                              show_minor_x_labels=False, x_labels_major_every=5,
-                             value_formatter=lambda v: format_decimal(v, locale=f.locale),
-                             y_title=unit, no_data_text=str(f.t("No usage yet")), margin=6)
+                             truncate_label=-1, value_formatter=lambda v: format_decimal(v, locale=f.locale),
+                             y_title=str(f.t(unit)), no_data_text=str(f.t("No usage yet")), margin=6)
     days = list(q.starts())
     chart.x_labels = [str(start.day) for start in days]
     for label, points in shown:
