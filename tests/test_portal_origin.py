@@ -225,6 +225,14 @@ def test_an_expired_link_shows_a_page_offering_a_new_one_and_the_mail_arrives(
     assert again.text == asked.text and nobody.status_code == 200
     assert nobody.text.replace("nobody", "acme") .count("on its way") == 1
     assert len(smtp.received) == 1
+    # through the shared exactly-once outbox: acme's mail recorded sent with the
+    # Message-ID it carried, nobody's (no address on file) undeliverable, never sent
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT subject_id, status, message_id FROM "
+                            "openfaas_metering.mail_outbox WHERE kind = 'portal-link'"
+                            " ORDER BY subject_id").fetchall()
+    assert rows == [("acme/1", "sent", mail.message["Message-ID"]),
+                    ("nobody/1", "undeliverable", None)]
 
 
 def tokens_from(link: str) -> str:
