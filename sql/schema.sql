@@ -975,6 +975,18 @@ CREATE TABLE openfaas_metering.schema_migrations (
 
 
 --
+-- Name: tenant_subscription_periods; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.tenant_subscription_periods (
+    namespace text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone,
+    CONSTRAINT tenant_subscription_periods_check CHECK ((ended_at > started_at))
+);
+
+
+--
 -- Name: tenants; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -993,8 +1005,6 @@ CREATE TABLE openfaas_metering.tenants (
     locale text,
     locale_override text,
     tax_rate_override numeric,
-    subscribed_at timestamp with time zone,
-    gone_at timestamp with time zone,
     address text,
     tax_id text,
     address_override text,
@@ -1087,6 +1097,17 @@ CREATE TABLE openfaas_metering.vat_exchange_rates (
     CONSTRAINT vat_exchange_rates_rate_check CHECK ((rate > (0)::numeric)),
     CONSTRAINT vat_exchange_rates_source_check CHECK ((btrim(source) <> ''::text)),
     CONSTRAINT vat_exchange_rates_to_currency_check CHECK ((to_currency ~ '^[A-Z]{3}$'::text))
+);
+
+
+--
+-- Name: waived_usage_reports; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.waived_usage_reports (
+    invoice_id uuid NOT NULL,
+    quantities_sha256 text NOT NULL,
+    reported_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 
@@ -1337,6 +1358,14 @@ ALTER TABLE ONLY openfaas_metering.schema_migrations
 
 
 --
+-- Name: tenant_subscription_periods tenant_subscription_periods_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.tenant_subscription_periods
+    ADD CONSTRAINT tenant_subscription_periods_pkey PRIMARY KEY (namespace, started_at);
+
+
+--
 -- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1382,6 +1411,14 @@ ALTER TABLE ONLY openfaas_metering.usage_rejected_events
 
 ALTER TABLE ONLY openfaas_metering.vat_exchange_rates
     ADD CONSTRAINT vat_exchange_rates_pkey PRIMARY KEY (period, from_currency, to_currency);
+
+
+--
+-- Name: waived_usage_reports waived_usage_reports_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.waived_usage_reports
+    ADD CONSTRAINT waived_usage_reports_pkey PRIMARY KEY (invoice_id);
 
 
 --
@@ -1555,6 +1592,13 @@ CREATE INDEX invoices_unsealed ON openfaas_metering.invoices USING btree (openfa
 --
 
 CREATE INDEX mail_outbox_due ON openfaas_metering.mail_outbox USING btree (kind, next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: tenant_subscription_periods_open; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE UNIQUE INDEX tenant_subscription_periods_open ON openfaas_metering.tenant_subscription_periods USING btree (namespace) WHERE (ended_at IS NULL);
 
 
 --
@@ -1733,6 +1777,22 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 ALTER TABLE ONLY openfaas_metering.invoices
     ADD CONSTRAINT invoices_voided_by_fkey FOREIGN KEY (voided_by) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: tenant_subscription_periods tenant_subscription_periods_namespace_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.tenant_subscription_periods
+    ADD CONSTRAINT tenant_subscription_periods_namespace_fkey FOREIGN KEY (namespace) REFERENCES openfaas_metering.tenants(namespace);
+
+
+--
+-- Name: waived_usage_reports waived_usage_reports_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.waived_usage_reports
+    ADD CONSTRAINT waived_usage_reports_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
 
 
 --

@@ -10,10 +10,11 @@ so a document is verified by building it again from its stored inputs, and
 its inputs by reading the rows again.
 
 Decisions (see docs/functions/aggregate-month.md):
-- a tenant seen by meter-capacity is subscribed from the first tick that
-  listed its namespace until the first that did not; every month of that span
-  is invoiced with the base fee and minimum commitment prorated by the days
-  subscribed ("12 of 30 days"). A tenant only ever seen through usage is
+- a tenant seen by meter-capacity is subscribed in each interval from a tick
+  that listed its namespace to the first that did not (a namespace listed
+  again starts a new interval); every month such an interval touches is
+  invoiced with the base fee and minimum commitment prorated by the local days
+  begun in them ("12 of 30 days"). A tenant only ever seen through usage is
   invoiced in months with usage, with the whole base fee and commitment;
 - the minimum commitment tops up the month's usage and capacity charges
   (after discounts), not the base fee;
