@@ -650,6 +650,21 @@ CREATE TABLE openfaas_metering.custom_events (
 
 
 --
+-- Name: document_payment_status; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.document_payment_status (
+    invoice_id uuid NOT NULL,
+    namespace text NOT NULL,
+    status text NOT NULL,
+    paid numeric NOT NULL,
+    open_amount numeric NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT document_payment_status_status_check CHECK ((status = ANY (ARRAY['open'::text, 'partially_paid'::text, 'paid'::text, 'overdue'::text, 'voided'::text])))
+);
+
+
+--
 -- Name: document_usage_csvs; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -893,6 +908,25 @@ CREATE TABLE openfaas_metering.mail_outbox (
     CONSTRAINT mail_outbox_check CHECK (((status <> 'sent'::text) OR ((sent_at IS NOT NULL) AND (message_id IS NOT NULL)))),
     CONSTRAINT mail_outbox_check1 CHECK (((status <> 'undeliverable'::text) OR (undeliverable_reason IS NOT NULL))),
     CONSTRAINT mail_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'undeliverable'::text])))
+);
+
+
+--
+-- Name: payments; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.payments (
+    payment_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    namespace text NOT NULL,
+    invoice_id uuid NOT NULL,
+    currency text NOT NULL,
+    amount numeric NOT NULL,
+    received_on date NOT NULL,
+    reference text NOT NULL,
+    source text NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT payments_amount_check CHECK ((amount > (0)::numeric)),
+    CONSTRAINT payments_source_check CHECK ((source = ANY (ARRAY['operator'::text, 'camt053'::text])))
 );
 
 
@@ -1238,6 +1272,14 @@ ALTER TABLE ONLY openfaas_metering.custom_events
 
 
 --
+-- Name: document_payment_status document_payment_status_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.document_payment_status
+    ADD CONSTRAINT document_payment_status_pkey PRIMARY KEY (invoice_id);
+
+
+--
 -- Name: document_usage_csvs document_usage_csvs_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1307,6 +1349,22 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 ALTER TABLE ONLY openfaas_metering.mail_outbox
     ADD CONSTRAINT mail_outbox_pkey PRIMARY KEY (kind, subject_id);
+
+
+--
+-- Name: payments payments_namespace_reference_key; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_namespace_reference_key UNIQUE (namespace, reference);
+
+
+--
+-- Name: payments payments_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_pkey PRIMARY KEY (payment_id);
 
 
 --
@@ -1504,6 +1562,13 @@ CREATE INDEX custom_events_type_time ON openfaas_metering.custom_events USING bt
 
 
 --
+-- Name: document_payment_status_unsettled; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX document_payment_status_unsettled ON openfaas_metering.document_payment_status USING btree (namespace) WHERE (status <> ALL (ARRAY['paid'::text, 'voided'::text]));
+
+
+--
 -- Name: function_usage_daily_namespace_day; Type: INDEX; Schema: openfaas_metering; Owner: -
 --
 
@@ -1592,6 +1657,13 @@ CREATE INDEX invoices_unsealed ON openfaas_metering.invoices USING btree (openfa
 --
 
 CREATE INDEX mail_outbox_due ON openfaas_metering.mail_outbox USING btree (kind, next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: payments_invoice; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX payments_invoice ON openfaas_metering.payments USING btree (invoice_id);
 
 
 --
@@ -1732,6 +1804,14 @@ ALTER TABLE ONLY openfaas_metering.closed_periods
 
 
 --
+-- Name: document_payment_status document_payment_status_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.document_payment_status
+    ADD CONSTRAINT document_payment_status_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
 -- Name: invoice_lines invoice_lines_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1777,6 +1857,22 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 ALTER TABLE ONLY openfaas_metering.invoices
     ADD CONSTRAINT invoices_voided_by_fkey FOREIGN KEY (voided_by) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: payments payments_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: payments payments_namespace_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_namespace_fkey FOREIGN KEY (namespace) REFERENCES openfaas_metering.tenants(namespace);
 
 
 --

@@ -5,12 +5,9 @@ the code under test), to the cent, and no document but a credit note is negative
 PostgreSQL, real ingest, the real hourly close."""
 from __future__ import annotations
 
-import itertools
-import os
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
-import psycopg
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +15,13 @@ from chargeback.billing import month_close
 from chargeback.core import db
 
 from .billing_helpers import NS, Recorder, event, on_plan, send, settings_for
-from .conftest import _TEMPLATE_DB
 from .corrections_helpers import BOOK
+from .subscription_helpers import fresh_database
 
 MONTHS = ("2026-08", "2026-09", "2026-10")
 # close k runs on the 2nd of the month after MONTHS[k]; the last one only corrects
 CLOSES = [datetime(2026, m, 2, tzinfo=timezone.utc) for m in (9, 10, 11, 12)]
 PLANS = ("standard", "committed", "volume", "changing", "graduated", "euro")
-_names = itertools.count()
 
 events_strategy = st.lists(st.tuples(
     st.sampled_from(("a", "a", "b")),       # tenant
@@ -82,13 +78,6 @@ def priced_by_hand(plan: str, before: int, after: int) -> tuple[Decimal, Decimal
     return subtotal, subtotal  # no tax on the USD plans
 
 
-def _fresh_database(pg_server) -> str:
-    name = f"p{os.getpid()}_{next(_names)}"
-    with psycopg.connect(pg_server.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE_DB}")
-    return pg_server.url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @settings(max_examples=15, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(events=events_strategy, plans=plans_strategy)
@@ -102,7 +91,7 @@ def _fresh_database(pg_server) -> str:
          plans=[("graduated", "committed"), ("graduated", "committed"), ("changing", "euro")])
 def test_the_documents_of_a_month_add_up_to_pricing_it_from_scratch(
         pg_server, tmp_path, events, plans):
-    s = settings_for(_fresh_database(pg_server), tmp_path, book=BOOK)
+    s = settings_for(fresh_database(pg_server), tmp_path, book=BOOK)
     for k, close_at in enumerate(CLOSES):
         batch = [event(t, f"{MONTHS[m]}-{day:02d}T{hour:02d}:00:00Z", gb * NS)
                  for t, m, day, hour, gb, late in events if min(m + late, 3) == k]

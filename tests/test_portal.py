@@ -376,3 +376,34 @@ def test_a_voided_invoice_shows_voided_by_its_credit_note_beside_its_reissue(
     assert "voided by CN-2026-000001" in invoices
     assert "credit note for INV-2026-000001" in invoices
     assert "replaces INV-2026-000001" in invoices
+
+
+def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url, tmp_path):
+    from chargeback.billing import payment_requests
+    from .billing_helpers import BOOK
+    s = settings_for(database_url, tmp_path, book=BOOK)
+    # 2,000 GB-s at 0.001 USD, no tax: INV-2026-000001, 2.00
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 2000 * NS, GiB)])
+    month_close.run(s, month_close.parse_options(b'{"period": "2026-09"}'),
+                    datetime(2026, 10, 2, tzinfo=timezone.utc))
+
+    def pay(amount, reference):
+        body = json.dumps({"payment": {"invoice": "INV-2026-000001", "amount": amount,
+                                       "date": "2026-10-05", "reference": reference}})
+        payment_requests.apply(s, *payment_requests.parse(body.encode()),
+                               datetime(2026, 10, 5, tzinfo=timezone.utc))
+
+    pay("0.50", "TX-1")
+    p = portal()
+    t = token_for("acme")
+    answer = p.get("/api/v1/invoices", t).json()
+    [doc] = answer["data"]
+    assert (doc["payment_status"], doc["open"], answer["balance"]) == (
+        "partially_paid", "1.50", {})
+    invoices = p.get("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
+    assert "Partly paid" in invoices and "$1.50 open" in invoices
+    pay("2.00", "TX-2")                  # 0.50 more than is open: the tenant's balance
+    answer = p.get("/api/v1/invoices", t).json()
+    assert (answer["data"][0]["payment_status"], answer["balance"]) == ("paid", {"USD": "0.50"})
+    page = p.get("/", t).text
+    assert "Your balance: $0.50" in page

@@ -7,19 +7,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from chargeback.billing import month_close
-from chargeback.capacity import store as capacity_store
-from chargeback.capacity.holdings import Reading, Tenant
 from chargeback.core import db
 
 from .billing_helpers import NS, Recorder, event, on_plan, send, settings_for
-
-
-def tick(settings, slot: datetime, namespaces: tuple[str, ...], plan="pro"):
-    """One meter-capacity tick that lists `namespaces` (holding nothing)."""
-    reading = Reading(tenants=tuple(Tenant(ns, plan=plan) for ns in namespaces), samples=(),
-                      dedicated_nodes=0, not_ready_nodes=0, warnings=())
-    with db.transaction(settings) as conn:
-        capacity_store.record_tick(conn, slot, reading, max_gap_seconds=3600)
+from .subscription_helpers import FLAT_BOOK, tick
 
 
 def documents(settings):
@@ -85,21 +76,6 @@ def test_a_correction_below_the_minimum_waits_and_is_not_lost(database_url, tmp_
         got = conn.execute("""SELECT document_kind, total FROM openfaas_metering.invoices
                                WHERE period = '2026-08' ORDER BY issued_at""").fetchall()
     assert got == [("invoice", Decimal("1.00")), ("supplementary", Decimal("1.10"))]
-
-
-# The resume cases: base fee 10.00, commitment 50.00, tax 19 %, EUR, no usage.
-FLAT_BOOK = """
-default_plan: flat
-plans:
-  flat: {currency: EUR, price_list: eur, base_fee: "10.00", minimum_commitment: "50.00",
-         tax_rate: "0.19"}
-price_lists:
-  eur:
-    currency: EUR
-    meters:
-      gb_seconds: {"*": {unit_price: "0.001"}}
-      invocations: {"*": {unit_price: "0"}}
-"""
 
 
 def utc(*args) -> datetime:

@@ -16,8 +16,7 @@ from chargeback.billing import month_close
 from chargeback.core import db
 
 from .billing_helpers import Recorder, settings_for
-from .test_corrections_property import _fresh_database
-from .test_subscriptions import FLAT_BOOK, tick
+from .subscription_helpers import FLAT_BOOK, fresh_database, tick
 
 START = datetime(2026, 8, 1, tzinfo=timezone.utc)
 # close k runs on the 3rd of the month after August, September, October
@@ -74,7 +73,7 @@ def cents(amount: Decimal) -> Decimal:
                   (60, 23, 30, False)], zones=["Europe/Berlin"] * 3)
 def test_base_fee_and_commitment_follow_every_listing_interval(
         pg_server, tmp_path, history, zones):
-    url = _fresh_database(pg_server)
+    url = fresh_database(pg_server)
     ticks = sorted({START + timedelta(days=d, hours=h, minutes=m): listed
                     for d, h, m, listed in history}.items())
     pending = list(ticks)

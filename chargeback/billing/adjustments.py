@@ -44,6 +44,7 @@ from chargeback.billing import (
     handoff,
     invoicing,
     month_inputs,
+    payment_store,
     period_bounds,
     pricebook_store,
 )
@@ -176,6 +177,9 @@ def apply(settings: Settings, request: Request, client: GatewayClient | None = N
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                      (finalize.CLOSE_LOCK,))
         answer = _adjust(conn, settings, request)
+        # a credit note settles what it credits; a void leaves nothing open
+        payment_store.refresh(conn, [answer["tenant"]],
+                              conn.execute("SELECT now()").fetchone()[0])
     webhook_outbox.wake(settings)
     queued, errors = handoff.requeue(settings, client or GatewayClient(settings),
                                      [answer["tenant"]])
