@@ -624,6 +624,58 @@ CREATE TABLE openfaas_metering.closed_periods (
 
 
 --
+-- Name: credit_balance_alerts; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_balance_alerts (
+    namespace text NOT NULL,
+    currency text NOT NULL,
+    low boolean NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: credit_grant_expiries; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_grant_expiries (
+    grant_id uuid NOT NULL,
+    amount numeric NOT NULL,
+    expired_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: credit_grant_uses; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_grant_uses (
+    grant_id uuid NOT NULL,
+    invoice_id uuid NOT NULL,
+    amount numeric NOT NULL
+);
+
+
+--
+-- Name: credit_grants; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_grants (
+    grant_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    namespace text NOT NULL,
+    amount numeric NOT NULL,
+    currency text NOT NULL,
+    reason text NOT NULL,
+    expires_at timestamp with time zone,
+    plan text,
+    meter text,
+    granted_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT credit_grants_amount_check CHECK ((amount > (0)::numeric))
+);
+
+
+--
 -- Name: credit_note_number_counters; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -789,7 +841,7 @@ CREATE TABLE openfaas_metering.invoice_lines (
     billed_days integer,
     period_days integer,
     CONSTRAINT invoice_lines_adjustment_period_check CHECK ((adjustment_period ~ '^[0-9]{4}-[0-9]{2}$'::text)),
-    CONSTRAINT invoice_lines_kind_check CHECK ((kind = ANY (ARRAY['usage'::text, 'capacity'::text, 'base_fee'::text, 'commitment'::text, 'adjustment'::text]))),
+    CONSTRAINT invoice_lines_kind_check CHECK ((kind = ANY (ARRAY['usage'::text, 'capacity'::text, 'base_fee'::text, 'commitment'::text, 'adjustment'::text, 'credit'::text]))),
     CONSTRAINT invoice_lines_tier_mode_check CHECK ((tier_mode = ANY (ARRAY['graduated'::text, 'volume'::text])))
 );
 
@@ -1256,6 +1308,38 @@ ALTER TABLE ONLY openfaas_metering.closed_periods
 
 
 --
+-- Name: credit_balance_alerts credit_balance_alerts_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_balance_alerts
+    ADD CONSTRAINT credit_balance_alerts_pkey PRIMARY KEY (namespace, currency);
+
+
+--
+-- Name: credit_grant_expiries credit_grant_expiries_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_expiries
+    ADD CONSTRAINT credit_grant_expiries_pkey PRIMARY KEY (grant_id);
+
+
+--
+-- Name: credit_grant_uses credit_grant_uses_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_uses
+    ADD CONSTRAINT credit_grant_uses_pkey PRIMARY KEY (grant_id, invoice_id);
+
+
+--
+-- Name: credit_grants credit_grants_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grants
+    ADD CONSTRAINT credit_grants_pkey PRIMARY KEY (grant_id);
+
+
+--
 -- Name: credit_note_number_counters credit_note_number_counters_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1548,6 +1632,20 @@ CREATE UNIQUE INDEX capacity_holdings_open ON openfaas_metering.capacity_holding
 
 
 --
+-- Name: credit_grant_uses_invoice; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX credit_grant_uses_invoice ON openfaas_metering.credit_grant_uses USING btree (invoice_id);
+
+
+--
+-- Name: credit_grants_namespace; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX credit_grants_namespace ON openfaas_metering.credit_grants USING btree (namespace);
+
+
+--
 -- Name: custom_events_received; Type: INDEX; Schema: openfaas_metering; Owner: -
 --
 
@@ -1801,6 +1899,38 @@ ALTER TABLE ONLY openfaas_metering.capacity_holdings
 
 ALTER TABLE ONLY openfaas_metering.closed_periods
     ADD CONSTRAINT closed_periods_price_book_version_fkey FOREIGN KEY (price_book_version) REFERENCES openfaas_metering.price_book_versions(version);
+
+
+--
+-- Name: credit_grant_expiries credit_grant_expiries_grant_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_expiries
+    ADD CONSTRAINT credit_grant_expiries_grant_id_fkey FOREIGN KEY (grant_id) REFERENCES openfaas_metering.credit_grants(grant_id);
+
+
+--
+-- Name: credit_grant_uses credit_grant_uses_grant_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_uses
+    ADD CONSTRAINT credit_grant_uses_grant_id_fkey FOREIGN KEY (grant_id) REFERENCES openfaas_metering.credit_grants(grant_id);
+
+
+--
+-- Name: credit_grant_uses credit_grant_uses_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_uses
+    ADD CONSTRAINT credit_grant_uses_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: credit_grants credit_grants_namespace_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grants
+    ADD CONSTRAINT credit_grants_namespace_fkey FOREIGN KEY (namespace) REFERENCES openfaas_metering.tenants(namespace);
 
 
 --

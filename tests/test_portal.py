@@ -407,3 +407,13 @@ def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url,
     assert (answer["data"][0]["payment_status"], answer["balance"]) == ("paid", {"USD": "0.50"})
     page = p.get("/", t).text
     assert "Your balance: $0.50" in page
+    # a credit the operator grants: its balance and history
+    grant = json.dumps({"grant": {"tenant": "acme", "amount": "5.00", "currency": "USD",
+                                  "reason": "welcome"}})
+    payment_requests.apply(s, *payment_requests.parse(grant.encode()),
+                           datetime(2026, 10, 5, tzinfo=timezone.utc))
+    credit = p.get("/api/v1/invoices", t).json()["credit"]
+    assert credit["balance"] == {"USD": "5.00"}
+    assert [(g["amount"], g["reason"], g["remaining"]) for g in credit["grants"]] == [
+        ("5.00", "welcome", "5.00")]
+    assert "Credit granted to you, left: $5.00" in p.get("/", t).text

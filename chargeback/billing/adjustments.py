@@ -41,6 +41,7 @@ from psycopg.rows import namedtuple_row
 from chargeback.billing import (
     credits,
     finalize,
+    grant_store,
     handoff,
     invoicing,
     month_inputs,
@@ -276,9 +277,10 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     book = pricebook_store.version(conn, chosen)
     ws = period_bounds.windows(p, [book])
     quantities = billing_store.quantities(conn, ws, [ns], book.meters).get(ns, {})
-    inputs = month_inputs.tenant_inputs(ns, p, book.version, details, ws, quantities,
-                                        settings.tax_rounding)
-    draft = invoicing.build(inputs, {book.version: book})
+    # the tenant's credit grants as they stand now (the voided invoice gave its part back)
+    inputs, draft = month_inputs.priced(ns, p, book, details, ws, quantities,
+                                        settings.tax_rounding,
+                                        grant_store.available(conn, [ns], p.start).get(ns, []))
     if draft.reasons:
         raise RequestError(409, f"reissue: the month cannot be priced again: "
                                 f"{'; '.join(draft.reasons)}")

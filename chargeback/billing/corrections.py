@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 from psycopg.rows import class_row, dict_row
 
-from chargeback.billing import invoicing, pricebook_store
+from chargeback.billing import grant_store, invoicing, pricebook_store
 from chargeback.billing import store as billing_store
 from chargeback.billing.finalize import Document, PeriodResult
 from chargeback.billing.invoicing import quantities_rows
@@ -169,6 +169,12 @@ def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: Price
             owed = invoicing.correction(month, b.lines, b.subtotal, b.tax)
             if not owed.total:
                 continue
+            # the grants as they stood for the month: what they give it now, less what
+            # its documents took (billing.grants)
+            taken = grant_store.taken_by(conn, list(b.ids))
+            owed.credits = {g: month.credits.get(g, 0) - taken.get(g, 0)
+                            for g in set(month.credits) | set(taken)
+                            if month.credits.get(g, 0) != taken.get(g, 0)}
             if abs(owed.total) < settings.correction_min_amount:
                 held = True
                 result.held.append({"tenant": ns, "corrects": b.number,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 
-from chargeback.billing import pricing
+from chargeback.billing import grants, pricing
 from chargeback.billing.pricebook import Plan, PriceBook, price_at
 from chargeback.billing.pricing import EXACT, ZERO, Price, canon
 from chargeback.core.meters import CAPACITY_METERS, UNITS
@@ -128,6 +128,7 @@ class Draft:
     subtotal: Decimal | None = None
     tax: Decimal | None = None
     total: Decimal | None = None
+    credits: dict[str, Decimal] = field(default_factory=dict)   # grant id -> what it gave
 
     @property
     def lines_sha256(self) -> str:
@@ -293,6 +294,15 @@ def build(inputs: dict, books: dict[int, PriceBook]) -> Draft:
     with localcontext(EXACT):
         usage_amount = sum((line.amount for line in usage_lines), ZERO)
     draft.lines = usage_lines + _fixed_lines(plan, usage_amount, inputs.get("subscription"))
+    # the operator's credits, before tax (billing.grants): those in the plan's currency
+    eligible = [g for g in inputs.get("grants", ()) if g["currency"] == plan.currency
+                and g.get("plan") in (None, plan.name)]
+    applied = grants.apply(draft.lines, eligible)
+    if applied.total:
+        draft.lines.append(Line(grants.CREDIT, grants.DESCRIPTION, Decimal(1), "credit",
+                                -applied.total, unit_price=-applied.total,
+                                gross=-applied.total))
+    draft.credits = applied.by_grant
     totals = pricing.totals([line.amount for line in draft.lines], tax_rate, plan.currency,
                             inputs.get("tax_rounding", "half_even"))
     draft.subtotal, draft.tax, draft.total = totals.subtotal, totals.tax, totals.total

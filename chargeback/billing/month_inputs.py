@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.range import Range
 
-from chargeback.billing import invoicing
+from chargeback.billing import grant_store, grants, invoicing
 from chargeback.billing import store as billing_store
 from chargeback.billing.invoicing import Draft, quantities_rows
 from chargeback.billing.period_bounds import iso_windows, windows
@@ -87,6 +87,24 @@ def tenant_inputs(ns: str, p: Period, version: int, details: TenantDetails, ws,
             "windows": iso_windows(ws), "quantities": quantities_rows(quantities)}
 
 
+def priced(ns: str, p: Period, book: PriceBook, details: TenantDetails, ws,
+           quantities: dict, tax_rounding: str, grants_available: list[dict]
+           ) -> tuple[dict, Draft]:
+    """The month's inputs and draft; the inputs keep what each grant gave (not what it
+    had), so a correction re-applies the grants as they stood for the month."""
+    inputs = tenant_inputs(ns, p, book.version, details, ws, quantities, tax_rounding)
+    if grants_available:
+        inputs["grants"] = grants_available
+    draft = invoicing.build(inputs, {book.version: book})
+    if grants_available:
+        given = grants.as_given(grants_available, draft.credits)
+        if given:
+            inputs["grants"] = given
+        else:
+            del inputs["grants"]
+    return inputs, draft
+
+
 def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
             namespaces: list[str] | None, until: datetime | None = None,
             tax_rounding: str = "half_up") -> list[tuple[dict, Draft, TenantDetails]]:
@@ -104,11 +122,11 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
         "namespaces": namespaces or []})}
     billable = sorted((set(current) | subscribed) - finalized)
     details = ensure_tenants(conn, billable) if billable else {}
+    credit = grant_store.available(conn, billable, p.start) if billable else {}
     out = []
     for ns in billable:
-        inputs = tenant_inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),
-                         tax_rounding)
-        draft = invoicing.build(inputs, {book.version: book})
+        inputs, draft = priced(ns, p, book, details[ns], ws, current.get(ns, {}),
+                               tax_rounding, credit.get(ns, []))
         if not draft.lines and not draft.reasons:
             continue   # subscribed, nothing to bill this month
         out.append((inputs, draft, details[ns]))

@@ -1,14 +1,18 @@
-"""The operator's payment options on aggregate-month (admin token):
+"""The operator's payment and credit options on aggregate-month (admin token):
 
     {"payment": {"invoice": "INV-2026-000042", "amount": "71.40", "date": "2026-10-14",
                  "reference": "bank transfer 4711"}}
     {"camt053": "<?xml ...?><Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.02\">..."}
+    {"grant": {"tenant": "acme", "amount": "50.00", "currency": "EUR", "reason": "...",
+               "expires_at": "2027-01-01T00:00:00Z", "plan": "pro", "meter": "gb_seconds"}}
 
 A payment is recorded against the document it names (partial payments add up; an
 overpayment becomes the tenant's balance). A camt.053 statement records each credit
 line it can match (billing.camt053) and lists the others, in one transaction: a
 statement that cannot be read records nothing. Importing the same statement again
-records nothing twice (a line's bank reference is its payment's reference).
+records nothing twice (a line's bank reference is its payment's reference). A grant
+is a credit the closes apply before tax (billing.grants); expiry, plan and meter are
+optional.
 """
 from __future__ import annotations
 
@@ -21,16 +25,20 @@ from pathlib import Path
 
 import psycopg
 
-from chargeback.billing import camt053, payment_store
+from chargeback.billing import camt053, grant_store, payment_store
+from chargeback.billing.grant_store import GrantRequest
 from chargeback.billing.payment_store import PaymentRequest
+from chargeback.billing.pricing import CurrencyError, minor_units
 from chargeback.core import db, jsonbody
+from chargeback.core.meters import DNS_LABEL, UNITS
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import ConfigError, Settings, load
 # the status changes' events are in the outbox once the transaction commits
 from chargeback.webhooks import outbox as webhook_outbox
 
-PAYMENT, CAMT053 = "payment", "camt053"
-ACTIONS = (PAYMENT, CAMT053)
+PAYMENT, CAMT053, GRANT = "payment", "camt053", "grant"
+ACTIONS = (PAYMENT, CAMT053, GRANT)
+REASON_MAX_CHARS = 200
 REFERENCE_MAX_CHARS = 140     # a SEPA remittance line
 
 
@@ -56,7 +64,63 @@ def parse(body: bytes) -> tuple[str, PaymentRequest | bytes]:
         if not (isinstance(doc[action], str) and doc[action].strip()):
             raise RequestError(400, "camt053: expected the statement's XML text")
         return action, doc[action].encode()
+    if action == GRANT:
+        return action, credit_grant(doc[action])
     return action, payment(doc[action])
+
+
+def _positive_amount(amount, field: str) -> Decimal:
+    try:  # a string, never a JSON number (a float would already be rounded)
+        value = Decimal(amount) if isinstance(amount, str) and len(amount) <= 40 else None
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise RequestError(400, f'{field}: expected a positive decimal string such as '
+                                '"12.50"')
+    return value
+
+
+_GRANT_KEYS = {"tenant", "amount", "currency", "reason", "expires_at", "plan", "meter"}
+
+
+def credit_grant(raw) -> GrantRequest:
+    if not isinstance(raw, dict) or set(raw) - _GRANT_KEYS:
+        raise RequestError(400, 'grant: expected {"tenant", "amount", "currency", "reason"} '
+                                'and optionally "expires_at", "plan", "meter"')
+    tenant = raw.get("tenant")
+    if not (isinstance(tenant, str) and DNS_LABEL.fullmatch(tenant)):
+        raise RequestError(400, "grant.tenant: expected a namespace name (lowercase DNS "
+                                "label)")
+    amount = _positive_amount(raw.get("amount"), "grant.amount")
+    currency = raw.get("currency")
+    try:
+        minor_units(currency if isinstance(currency, str) and currency.isupper() else "")
+    except CurrencyError:
+        raise RequestError(400, "grant.currency: expected an ISO 4217 code such as EUR"
+                           ) from None
+    reason = raw.get("reason")
+    if not (isinstance(reason, str) and reason.strip() and len(reason) <= REASON_MAX_CHARS
+            and reason.isprintable()):
+        raise RequestError(400, "grant.reason: expected one line of at most "
+                                f"{REASON_MAX_CHARS} characters")
+    expires_at = raw.get("expires_at")
+    if expires_at is not None:
+        try:
+            expires_at = datetime.fromisoformat(expires_at) \
+                if isinstance(expires_at, str) else None
+        except ValueError:
+            expires_at = None
+        if expires_at is None or expires_at.tzinfo is None:
+            raise RequestError(400, "grant.expires_at: expected an instant with its offset, "
+                                    "such as 2027-01-01T00:00:00Z")
+    plan = raw.get("plan")
+    if plan is not None and not (isinstance(plan, str) and plan and len(plan) <= 100
+                                 and plan.isprintable()):
+        raise RequestError(400, "grant.plan: expected a plan name of the price book")
+    meter = raw.get("meter")
+    if meter is not None and meter not in UNITS:
+        raise RequestError(400, f"grant.meter: expected one of {', '.join(UNITS)}")
+    return GrantRequest(tenant, amount, currency, reason.strip(), expires_at, plan, meter)
 
 
 def payment(raw) -> PaymentRequest:
@@ -68,14 +132,7 @@ def payment(raw) -> PaymentRequest:
             and number.isprintable()):
         raise RequestError(400, "payment.invoice: expected a document number such as "
                                 "INV-2026-000042")
-    amount = raw.get("amount")
-    try:  # a string, never a JSON number (a float would already be rounded)
-        value = Decimal(amount) if isinstance(amount, str) and len(amount) <= 40 else None
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value <= 0:
-        raise RequestError(400, 'payment.amount: expected a positive decimal string such as '
-                                '"12.50"')
+    value = _positive_amount(raw.get("amount"), "payment.amount")
     try:
         received_on = date.fromisoformat(raw.get("date")) \
             if isinstance(raw.get("date"), str) else None
@@ -97,6 +154,9 @@ def apply(settings: Settings, action: str, what, now: datetime) -> dict:
     with db.transaction(settings) as conn:
         if action == PAYMENT:
             answer = payment_store.record(conn, what, "operator", now)
+        elif action == GRANT:
+            answer = grant_store.grant(conn, what)
+            grant_store.alert_low(conn, settings, [what.tenant])
         else:
             answer = import_statement(conn, settings, what, now)
     webhook_outbox.wake(settings)
