@@ -400,12 +400,12 @@ def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url,
     [doc] = answer["data"]
     assert (doc["payment_status"], doc["open"], answer["balance"]) == (
         "partially_paid", "1.50", {})
-    invoices = p.get("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
+    invoices = p.page("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
     assert "Partly paid" in invoices and "$1.50 open" in invoices
     pay("2.00", "TX-2")                  # 0.50 more than is open: the tenant's balance
     answer = p.get("/api/v1/invoices", t).json()
     assert (answer["data"][0]["payment_status"], answer["balance"]) == ("paid", {"USD": "0.50"})
-    page = p.get("/", t).text
+    page = p.page("/", t).text
     assert "Your balance: $0.50" in page
     # a credit the operator grants: its balance and history
     grant = json.dumps({"grant": {"tenant": "acme", "amount": "5.00", "currency": "USD",
@@ -416,4 +416,4 @@ def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url,
     assert credit["balance"] == {"USD": "5.00"}
     assert [(g["amount"], g["reason"], g["remaining"]) for g in credit["grants"]] == [
         ("5.00", "welcome", "5.00")]
-    assert "Credit granted to you, left: $5.00" in p.get("/", t).text
+    assert "Credit granted to you, left: $5.00" in p.page("/", t).text

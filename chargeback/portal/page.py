@@ -101,12 +101,24 @@ def _top(by_function: list[tuple]) -> list[tuple[str, Decimal, int]]:
     return [(n, gb.get(n, Decimal(0)), calls.get(n, 0)) for n in names[:TOP_FUNCTIONS]]
 
 
+PAYMENT_STATUS = {"open": "Open", "partially_paid": "Partly paid", "paid": "Paid",
+                  "overdue": "Overdue", "voided": "Voided"}
+
+
 def _documents(f: _Formats, docs: list[dict]) -> list[dict[str, Any]]:
     out = []
     for d in docs:
         money = _Formats(str(f.locale), d["currency"])
-        out.append({**d, "issued": f.day(d["issued_at"]), "total_text": money.money(d["total"])})
+        status = d.get("payment_status")
+        out.append({**d, "issued": f.day(d["issued_at"]), "total_text": money.money(d["total"]),
+                    "status_text": PAYMENT_STATUS.get(status, ""),
+                    "open_text": money.money(d["open"]) if status in (
+                        "partially_paid", "overdue") else ""})
     return out
+
+
+def _amounts(f: _Formats, by_currency: dict) -> list[str]:
+    return [_Formats(str(f.locale), c).money(a) for c, a in by_currency.items() if a]
 
 
 def _budget(f: _Formats, budget: dict) -> dict[str, Any]:
@@ -131,7 +143,7 @@ def _lang(f: _Formats) -> str:
 
 def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function: list[tuple],
                 by_sku: list[tuple], docs: list[dict], rejected: list[dict],
-                budget: dict, periods: list[str] = ()) -> str:
+                budget: dict, periods: list[str] = (), accounts: dict | None = None) -> str:
     f = _Formats(locale, month["currency"])
     charts = [
         ("GB-seconds by function", _chart("GB-seconds by function", q,
@@ -153,6 +165,9 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
         subtotal=f.money(month["subtotal"]), tax=f.money(month["tax"]), charts=charts,
         top=[(n, f.number(gb), f.number(calls)) for n, gb, calls in _top(by_function)],
         documents=_documents(f, docs), budget=_budget(f, budget),
+        # billing.payment_store, billing.grant_store (portal.month.balances)
+        balance=_amounts(f, (accounts or {}).get("balance", {})),
+        credit=_amounts(f, (accounts or {}).get("credit", {}).get("balance", {})),
         rejected=[{**r, "received": f.instant(r["received_at"])} for r in rejected])
 
 
