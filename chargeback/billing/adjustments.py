@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -145,12 +145,8 @@ def _lines(raw) -> tuple[tuple[int, Decimal], ...]:
         if n in seen:
             raise RequestError(400, f"{where}.line: line {n} is named twice")
         seen.add(n)
-        amount = item["amount"]
-        try:  # a string, never a JSON number (a float would already be rounded)
-            value = Decimal(amount) if isinstance(amount, str) and len(amount) <= 40 else None
-        except InvalidOperation:
-            value = None
-        if value is None or not value.is_finite() or value <= 0:
+        value = jsonbody.positive_amount(item["amount"])
+        if value is None:
             raise RequestError(400, f'{where}.amount: expected a positive decimal string '
                                     'such as "12.50"')
         out.append((n, value))

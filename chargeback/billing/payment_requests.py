@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -70,11 +70,8 @@ def parse(body: bytes) -> tuple[str, PaymentRequest | bytes]:
 
 
 def _positive_amount(amount, field: str) -> Decimal:
-    try:  # a string, never a JSON number (a float would already be rounded)
-        value = Decimal(amount) if isinstance(amount, str) and len(amount) <= 40 else None
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value <= 0:
+    value = jsonbody.positive_amount(amount)
+    if value is None:
         raise RequestError(400, f'{field}: expected a positive decimal string such as '
                                 '"12.50"')
     return value
