@@ -624,6 +624,58 @@ CREATE TABLE openfaas_metering.closed_periods (
 
 
 --
+-- Name: credit_balance_alerts; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_balance_alerts (
+    namespace text NOT NULL,
+    currency text NOT NULL,
+    low boolean NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: credit_grant_expiries; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_grant_expiries (
+    grant_id uuid NOT NULL,
+    amount numeric NOT NULL,
+    expired_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: credit_grant_uses; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_grant_uses (
+    grant_id uuid NOT NULL,
+    invoice_id uuid NOT NULL,
+    amount numeric NOT NULL
+);
+
+
+--
+-- Name: credit_grants; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.credit_grants (
+    grant_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    namespace text NOT NULL,
+    amount numeric NOT NULL,
+    currency text NOT NULL,
+    reason text NOT NULL,
+    expires_at timestamp with time zone,
+    plan text,
+    meter text,
+    granted_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT credit_grants_amount_check CHECK ((amount > (0)::numeric))
+);
+
+
+--
 -- Name: credit_note_number_counters; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -646,6 +698,21 @@ CREATE TABLE openfaas_metering.custom_events (
     data jsonb NOT NULL,
     delivery_id text NOT NULL,
     received_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: document_payment_status; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.document_payment_status (
+    invoice_id uuid NOT NULL,
+    namespace text NOT NULL,
+    status text NOT NULL,
+    paid numeric NOT NULL,
+    open_amount numeric NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT document_payment_status_status_check CHECK ((status = ANY (ARRAY['open'::text, 'partially_paid'::text, 'paid'::text, 'overdue'::text, 'voided'::text])))
 );
 
 
@@ -774,7 +841,7 @@ CREATE TABLE openfaas_metering.invoice_lines (
     billed_days integer,
     period_days integer,
     CONSTRAINT invoice_lines_adjustment_period_check CHECK ((adjustment_period ~ '^[0-9]{4}-[0-9]{2}$'::text)),
-    CONSTRAINT invoice_lines_kind_check CHECK ((kind = ANY (ARRAY['usage'::text, 'capacity'::text, 'base_fee'::text, 'commitment'::text, 'adjustment'::text]))),
+    CONSTRAINT invoice_lines_kind_check CHECK ((kind = ANY (ARRAY['usage'::text, 'capacity'::text, 'base_fee'::text, 'commitment'::text, 'adjustment'::text, 'credit'::text]))),
     CONSTRAINT invoice_lines_tier_mode_check CHECK ((tier_mode = ANY (ARRAY['graduated'::text, 'volume'::text])))
 );
 
@@ -897,6 +964,25 @@ CREATE TABLE openfaas_metering.mail_outbox (
 
 
 --
+-- Name: payments; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.payments (
+    payment_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    namespace text NOT NULL,
+    invoice_id uuid NOT NULL,
+    currency text NOT NULL,
+    amount numeric NOT NULL,
+    received_on date NOT NULL,
+    reference text NOT NULL,
+    source text NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT payments_amount_check CHECK ((amount > (0)::numeric)),
+    CONSTRAINT payments_source_check CHECK ((source = ANY (ARRAY['operator'::text, 'camt053'::text])))
+);
+
+
+--
 -- Name: portal_link_requests; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -975,6 +1061,18 @@ CREATE TABLE openfaas_metering.schema_migrations (
 
 
 --
+-- Name: tenant_subscription_periods; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.tenant_subscription_periods (
+    namespace text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone,
+    CONSTRAINT tenant_subscription_periods_check CHECK ((ended_at > started_at))
+);
+
+
+--
 -- Name: tenants; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -993,8 +1091,6 @@ CREATE TABLE openfaas_metering.tenants (
     locale text,
     locale_override text,
     tax_rate_override numeric,
-    subscribed_at timestamp with time zone,
-    gone_at timestamp with time zone,
     address text,
     tax_id text,
     address_override text,
@@ -1087,6 +1183,17 @@ CREATE TABLE openfaas_metering.vat_exchange_rates (
     CONSTRAINT vat_exchange_rates_rate_check CHECK ((rate > (0)::numeric)),
     CONSTRAINT vat_exchange_rates_source_check CHECK ((btrim(source) <> ''::text)),
     CONSTRAINT vat_exchange_rates_to_currency_check CHECK ((to_currency ~ '^[A-Z]{3}$'::text))
+);
+
+
+--
+-- Name: waived_usage_reports; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.waived_usage_reports (
+    invoice_id uuid NOT NULL,
+    quantities_sha256 text NOT NULL,
+    reported_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 
@@ -1201,6 +1308,38 @@ ALTER TABLE ONLY openfaas_metering.closed_periods
 
 
 --
+-- Name: credit_balance_alerts credit_balance_alerts_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_balance_alerts
+    ADD CONSTRAINT credit_balance_alerts_pkey PRIMARY KEY (namespace, currency);
+
+
+--
+-- Name: credit_grant_expiries credit_grant_expiries_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_expiries
+    ADD CONSTRAINT credit_grant_expiries_pkey PRIMARY KEY (grant_id);
+
+
+--
+-- Name: credit_grant_uses credit_grant_uses_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_uses
+    ADD CONSTRAINT credit_grant_uses_pkey PRIMARY KEY (grant_id, invoice_id);
+
+
+--
+-- Name: credit_grants credit_grants_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grants
+    ADD CONSTRAINT credit_grants_pkey PRIMARY KEY (grant_id);
+
+
+--
 -- Name: credit_note_number_counters credit_note_number_counters_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1214,6 +1353,14 @@ ALTER TABLE ONLY openfaas_metering.credit_note_number_counters
 
 ALTER TABLE ONLY openfaas_metering.custom_events
     ADD CONSTRAINT custom_events_pkey PRIMARY KEY (namespace, source, event_id);
+
+
+--
+-- Name: document_payment_status document_payment_status_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.document_payment_status
+    ADD CONSTRAINT document_payment_status_pkey PRIMARY KEY (invoice_id);
 
 
 --
@@ -1289,6 +1436,22 @@ ALTER TABLE ONLY openfaas_metering.mail_outbox
 
 
 --
+-- Name: payments payments_namespace_reference_key; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_namespace_reference_key UNIQUE (namespace, reference);
+
+
+--
+-- Name: payments payments_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_pkey PRIMARY KEY (payment_id);
+
+
+--
 -- Name: portal_link_requests portal_link_requests_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1337,6 +1500,14 @@ ALTER TABLE ONLY openfaas_metering.schema_migrations
 
 
 --
+-- Name: tenant_subscription_periods tenant_subscription_periods_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.tenant_subscription_periods
+    ADD CONSTRAINT tenant_subscription_periods_pkey PRIMARY KEY (namespace, started_at);
+
+
+--
 -- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1382,6 +1553,14 @@ ALTER TABLE ONLY openfaas_metering.usage_rejected_events
 
 ALTER TABLE ONLY openfaas_metering.vat_exchange_rates
     ADD CONSTRAINT vat_exchange_rates_pkey PRIMARY KEY (period, from_currency, to_currency);
+
+
+--
+-- Name: waived_usage_reports waived_usage_reports_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.waived_usage_reports
+    ADD CONSTRAINT waived_usage_reports_pkey PRIMARY KEY (invoice_id);
 
 
 --
@@ -1453,6 +1632,20 @@ CREATE UNIQUE INDEX capacity_holdings_open ON openfaas_metering.capacity_holding
 
 
 --
+-- Name: credit_grant_uses_invoice; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX credit_grant_uses_invoice ON openfaas_metering.credit_grant_uses USING btree (invoice_id);
+
+
+--
+-- Name: credit_grants_namespace; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX credit_grants_namespace ON openfaas_metering.credit_grants USING btree (namespace);
+
+
+--
 -- Name: custom_events_received; Type: INDEX; Schema: openfaas_metering; Owner: -
 --
 
@@ -1464,6 +1657,13 @@ CREATE INDEX custom_events_received ON openfaas_metering.custom_events USING btr
 --
 
 CREATE INDEX custom_events_type_time ON openfaas_metering.custom_events USING btree (type, time_ns);
+
+
+--
+-- Name: document_payment_status_unsettled; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX document_payment_status_unsettled ON openfaas_metering.document_payment_status USING btree (namespace) WHERE (status <> ALL (ARRAY['paid'::text, 'voided'::text]));
 
 
 --
@@ -1555,6 +1755,20 @@ CREATE INDEX invoices_unsealed ON openfaas_metering.invoices USING btree (openfa
 --
 
 CREATE INDEX mail_outbox_due ON openfaas_metering.mail_outbox USING btree (kind, next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: payments_invoice; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX payments_invoice ON openfaas_metering.payments USING btree (invoice_id);
+
+
+--
+-- Name: tenant_subscription_periods_open; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE UNIQUE INDEX tenant_subscription_periods_open ON openfaas_metering.tenant_subscription_periods USING btree (namespace) WHERE (ended_at IS NULL);
 
 
 --
@@ -1688,6 +1902,46 @@ ALTER TABLE ONLY openfaas_metering.closed_periods
 
 
 --
+-- Name: credit_grant_expiries credit_grant_expiries_grant_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_expiries
+    ADD CONSTRAINT credit_grant_expiries_grant_id_fkey FOREIGN KEY (grant_id) REFERENCES openfaas_metering.credit_grants(grant_id);
+
+
+--
+-- Name: credit_grant_uses credit_grant_uses_grant_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_uses
+    ADD CONSTRAINT credit_grant_uses_grant_id_fkey FOREIGN KEY (grant_id) REFERENCES openfaas_metering.credit_grants(grant_id);
+
+
+--
+-- Name: credit_grant_uses credit_grant_uses_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grant_uses
+    ADD CONSTRAINT credit_grant_uses_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: credit_grants credit_grants_namespace_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.credit_grants
+    ADD CONSTRAINT credit_grants_namespace_fkey FOREIGN KEY (namespace) REFERENCES openfaas_metering.tenants(namespace);
+
+
+--
+-- Name: document_payment_status document_payment_status_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.document_payment_status
+    ADD CONSTRAINT document_payment_status_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
 -- Name: invoice_lines invoice_lines_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1733,6 +1987,38 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 ALTER TABLE ONLY openfaas_metering.invoices
     ADD CONSTRAINT invoices_voided_by_fkey FOREIGN KEY (voided_by) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: payments payments_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: payments payments_namespace_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payments
+    ADD CONSTRAINT payments_namespace_fkey FOREIGN KEY (namespace) REFERENCES openfaas_metering.tenants(namespace);
+
+
+--
+-- Name: tenant_subscription_periods tenant_subscription_periods_namespace_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.tenant_subscription_periods
+    ADD CONSTRAINT tenant_subscription_periods_namespace_fkey FOREIGN KEY (namespace) REFERENCES openfaas_metering.tenants(namespace);
+
+
+--
+-- Name: waived_usage_reports waived_usage_reports_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.waived_usage_reports
+    ADD CONSTRAINT waived_usage_reports_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
 
 
 --

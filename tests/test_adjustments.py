@@ -88,6 +88,14 @@ def test_a_void_credits_everything_left_and_a_late_event_is_waived_not_billed(
     assert september["period"] == "2026-09" and september["invoices"] == []
     assert september["waived"] == [{"tenant": "acme", "voided": number}]
     assert len(documents(s)) == 2
+    # the month read again (asked by name, or new usage of another tenant of it) lists
+    # the same late usage no more; new late usage is a new report
+    assert "waived" not in close(s, NOV_2, period="2026-09")["periods"][-1]
+    send(s, [event("other", "2026-09-21T10:00:00Z", 1_000 * NS)])
+    assert "waived" not in close(s, NOV_2, period="2026-09")["periods"][-1]
+    send(s, [event("acme", "2026-09-22T10:00:00Z", 1_000 * NS)])
+    assert close(s, NOV_2, period="2026-09")["periods"][-1]["waived"] == [
+        {"tenant": "acme", "voided": number}]
     again = pytest.raises(RequestError, adjust, s, void=number, reason="other")
     assert again.value.status == 409 and "voided already (by CN-2026-000001)" in str(again.value)
 

@@ -131,3 +131,18 @@ def test_without_the_token_void_and_credit_are_401_and_bad_input_is_400_or_404(b
     with db.transaction(settings) as conn:
         assert conn.execute("SELECT count(*) FROM openfaas_metering.invoices").fetchone()[0] == 2
     assert len(smtp.received) == 2
+
+
+def test_a_payment_through_the_gateway_needs_the_admin_token_and_sets_the_status(billing):
+    url, settings = billing
+    body = {"payment": {"invoice": "INV-2026-000002", "amount": "1.00", "date": "2026-10-05",
+                        "reference": "TX-77"}}
+    assert post(url, body, headers={}).status_code == 401
+    # beta's 2.38: 1.00 paid, 1.38 open
+    answer = post(url, body).json()
+    assert (answer["invoice"]["status"], answer["invoice"]["open"]) == ("partially_paid", "1.38")
+    bad = post(url, {"payment": {**body["payment"], "amount": "-1"}})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("payment.amount")
+    with db.transaction(settings) as conn:
+        assert conn.execute("SELECT sum(amount) FROM openfaas_metering.payments"
+                            ).fetchone()[0] == Decimal("1.00")

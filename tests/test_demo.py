@@ -91,7 +91,9 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     budgets = out.split("== budgets and webhooks:", 1)[1]
     assert '"crossed": 3' in budgets and "nothing more: crossed 0" in budgets
     assert "Budgetwarnung: ACME Shop GmbH hat 100" in budgets
-    assert "3 budget.threshold_crossed, 13 invoice.finalized, 1 invoice.held, 12 invoice.sent" in budgets
+    # (acme-shop's and hooli-api's September invoices are 0.00: nothing to pay, paid)
+    assert ("3 budget.threshold_crossed, 13 invoice.finalized, 1 invoice.held, "
+            "2 invoice.paid, 12 invoice.sent") in budgets
     assert "signature checked by the sink with standardwebhooks: valid" in budgets
     # globex-data's September invoice voided and reissued; part of acme-shop's credited
     adjusted = out.split("== void and credit:", 1)[1]
@@ -99,5 +101,14 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
                      r"\n  reissues it: INV-2026-000014  \2 USD  \(replaces \1,", adjusted)
     assert "credit note CN-2026-000002" in adjusted
     assert adjusted.count(": sent") == 3
+    # after the invoice: a statement pays one invoice in full and one in part, a transfer
+    # without a number is listed; an unpaid invoice is overdue after its due date; a grant
+    paid = out.split("== payments and credits:", 1)[1]
+    assert "camt.053, 3 credit lines" in paid
+    assert re.search(r"BANK-0001 +[\d.]+ \w+  pays INV-2026-\d{6}: paid, 0\.00 open", paid)
+    assert re.search(r"BANK-0002 +[\d.]+ \w+  pays INV-2026-\d{6}: partially_paid", paid)
+    assert "BANK-0003       99.00 EUR  not matched: no document number" in paid
+    assert re.search(r"the hourly run marks INV-2026-\d{6} overdue", paid)
+    assert "launch promotion" in paid and "Credit applied" in paid
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

@@ -131,3 +131,30 @@ def test_the_xml_names_each_item_as_the_pdf_does_in_the_customers_language(tmp_p
     assert _xpath(xml, "//ram:SpecifiedTradeProduct/ram:Name") == shown
     assert "Grundgebühr, Tarif pro, 12 von 30 Tagen" in shown
     assert_en16931(xml)
+
+
+def test_a_credit_the_operator_granted_is_a_document_level_allowance(database_url, tmp_path):
+    from chargeback.billing import payment_requests
+    from chargeback.billing.grant_store import GrantRequest
+    s = settings_for(database_url, tmp_path, book=BOOK, **SELLER)
+    on_plan(s, "acme", "euro")
+    with db.transaction(s) as conn:
+        give_buyer_address(conn, "acme")
+    payment_requests.apply(s, payment_requests.GRANT, GrantRequest(
+        "acme", D("4.00"), "EUR", "welcome"), OCT_2)
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 11_500 * NS_PER_S)])  # 11.50 EUR
+    close(s, OCT_2)      # 11.50 - 4.00 = 7.50 + 19 % (1.425 -> 1.43) = 8.93
+    with db.transaction(s) as conn:
+        (invoice_id,) = conn.execute("SELECT invoice_id::text FROM openfaas_metering.invoices"
+                                     " WHERE number = 'INV-2026-000001'").fetchone()
+    rendered = delivery.rerender(s, invoice_id)
+    xml = next(a.data for a in rendered.attachments if a.filename.endswith(".xml"))
+    assert_en16931(xml)
+    assert _xpath(xml, "//ram:SpecifiedTradeAllowanceCharge/ram:ActualAmount") == ["4.00"]
+    assert _xpath(xml, "//ram:SpecifiedTradeAllowanceCharge/ram:Reason") == ["Credit applied"]
+    assert _xpath(xml, "//ram:AllowanceTotalAmount") == ["4.00"]
+    assert _xpath(xml, "//ram:TaxBasisTotalAmount") == ["7.50"]
+    assert _xpath(xml, "//ram:GrandTotalAmount") == ["8.93"]
+    # the items are the usage lines only: 11.50 + 0.00
+    assert _xpath(xml, "//ram:IncludedSupplyChainTradeLineItem/ram:AssociatedDocumentLineDocument"
+                       "/ram:LineID") == ["1", "2"]

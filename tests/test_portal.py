@@ -443,3 +443,44 @@ def test_the_usage_table_shows_unit_prices_allowances_and_a_total_and_each_chart
     assert "<th>Tag</th>" in table and "<tr><th>10.10.2026</th><td class=\"num\">2</td>" \
         "<td class=\"num\">0</td></tr>" in table
     assert "<tr><th>11.10.2026</th><td class=\"num\">0</td><td class=\"num\">1</td>" in table
+
+
+def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url, tmp_path):
+    from chargeback.billing import payment_requests
+    from .billing_helpers import BOOK
+    s = settings_for(database_url, tmp_path, book=BOOK)
+    # 2,000 GB-s at 0.001 USD, no tax: INV-2026-000001, 2.00
+    send(s, [event("acme", "2026-09-10T10:00:00Z", 2000 * NS, GiB)])
+    month_close.run(s, month_close.parse_options(b'{"period": "2026-09"}'),
+                    datetime(2026, 10, 2, tzinfo=timezone.utc))
+
+    def pay(amount, reference):
+        body = json.dumps({"payment": {"invoice": "INV-2026-000001", "amount": amount,
+                                       "date": "2026-10-05", "reference": reference}})
+        payment_requests.apply(s, *payment_requests.parse(body.encode()),
+                               datetime(2026, 10, 5, tzinfo=timezone.utc))
+
+    pay("0.50", "TX-1")
+    p = portal()
+    t = token_for("acme")
+    answer = p.get("/api/v1/invoices", t).json()
+    [doc] = answer["data"]
+    assert (doc["payment_status"], doc["open"], answer["balance"]) == (
+        "partially_paid", "1.50", {})
+    invoices = p.page("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
+    assert "Partly paid" in invoices and "$1.50 open" in invoices
+    pay("2.00", "TX-2")                  # 0.50 more than is open: the tenant's balance
+    answer = p.get("/api/v1/invoices", t).json()
+    assert (answer["data"][0]["payment_status"], answer["balance"]) == ("paid", {"USD": "0.50"})
+    page = p.page("/", t).text
+    assert "Your balance: $0.50" in page
+    # a credit the operator grants: its balance and history
+    grant = json.dumps({"grant": {"tenant": "acme", "amount": "5.00", "currency": "USD",
+                                  "reason": "welcome"}})
+    payment_requests.apply(s, *payment_requests.parse(grant.encode()),
+                           datetime(2026, 10, 5, tzinfo=timezone.utc))
+    credit = p.get("/api/v1/invoices", t).json()["credit"]
+    assert credit["balance"] == {"USD": "5.00"}
+    assert [(g["amount"], g["reason"], g["remaining"]) for g in credit["grants"]] == [
+        ("5.00", "welcome", "5.00")]
+    assert "Credit granted to you, left: $5.00" in p.page("/", t).text

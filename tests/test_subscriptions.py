@@ -7,19 +7,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from chargeback.billing import month_close
-from chargeback.capacity import store as capacity_store
-from chargeback.capacity.holdings import Reading, Tenant
 from chargeback.core import db
 
 from .billing_helpers import NS, Recorder, event, on_plan, send, settings_for
-
-
-def tick(settings, slot: datetime, namespaces: tuple[str, ...], plan="pro"):
-    """One meter-capacity tick that lists `namespaces` (holding nothing)."""
-    reading = Reading(tenants=tuple(Tenant(ns, plan=plan) for ns in namespaces), samples=(),
-                      dedicated_nodes=0, not_ready_nodes=0, warnings=())
-    with db.transaction(settings) as conn:
-        capacity_store.record_tick(conn, slot, reading, max_gap_seconds=3600)
+from .subscription_helpers import FLAT_BOOK, tick
 
 
 def documents(settings):
@@ -85,3 +76,50 @@ def test_a_correction_below_the_minimum_waits_and_is_not_lost(database_url, tmp_
         got = conn.execute("""SELECT document_kind, total FROM openfaas_metering.invoices
                                WHERE period = '2026-08' ORDER BY issued_at""").fetchall()
     assert got == [("invoice", Decimal("1.00")), ("supplementary", Decimal("1.10"))]
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def totals(settings) -> dict[str, Decimal]:
+    with db.transaction(settings) as conn:
+        return dict(conn.execute("""SELECT period, total FROM openfaas_metering.invoices
+                                     WHERE namespace = 'render' AND status <> 'draft'"""))
+
+
+def test_a_namespace_listed_again_months_later_is_billed_only_for_the_days_it_ran(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=FLAT_BOOK)
+    tick(s, utc(2026, 8, 1), ("render",), plan="flat")
+    tick(s, utc(2026, 8, 10, 12), ())                  # removed: gone from 10 Aug 12:00Z
+    month_close.run(s, month_close.Options(), utc(2026, 9, 2), Recorder())
+    month_close.run(s, month_close.Options(), utc(2026, 10, 2), Recorder())
+    tick(s, utc(2026, 10, 15), ("render",), plan="flat")   # listed again
+    month_close.run(s, month_close.Options(), utc(2026, 11, 2), Recorder())
+    # September read again (asked by name): nothing to bill, no late "new tenant" invoice
+    month_close.run(s, month_close.Options(period="2026-09"), utc(2026, 11, 2), Recorder())
+    assert totals(s) == {
+        # 1-10 Aug: 10 of 31 days: 10 x 10/31 = 3.2258 -> 3.23; 50 x 10/31 = 16.129 -> 16.13;
+        # 19.36 + 19 % (3.6784 -> 3.68) = 23.04
+        "2026-08": Decimal("23.04"),
+        # September: not subscribed a single day, no usage: no invoice
+        # 15-31 Oct: 17 of 31 days: 10 x 17/31 = 5.4839 -> 5.48; 50 x 17/31 = 27.419 -> 27.42;
+        # 32.90 + 19 % (6.251 -> 6.25) = 39.15
+        "2026-10": Decimal("39.15"),
+    }
+
+
+def test_a_namespace_gone_and_back_within_a_month_is_billed_for_both_stretches(
+        database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, book=FLAT_BOOK)
+    tick(s, utc(2026, 11, 1), ("render",), plan="flat")
+    tick(s, utc(2026, 11, 5, 12), ())                   # gone: 1-5 Nov begun, 5 days
+    tick(s, utc(2026, 11, 20, 12), ("render",), plan="flat")   # back: 20-30 Nov, 11 days
+    month_close.run(s, month_close.Options(), utc(2026, 12, 2), Recorder())
+    # 16 of 30 days: 10 x 16/30 = 5.333 -> 5.33; 50 x 16/30 = 26.667 -> 26.67;
+    # 32.00 + 19 % (6.08) = 38.08
+    assert totals(s) == {"2026-11": Decimal("38.08")}
+    assert documents(s)[("render", "2026-11")][1] == [
+        "Base fee, plan flat, 16 of 30 days",
+        "Minimum commitment 26.67 EUR, 16 of 30 days: top-up"]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -41,9 +41,11 @@ from psycopg.rows import namedtuple_row
 from chargeback.billing import (
     credits,
     finalize,
+    grant_store,
     handoff,
     invoicing,
     month_inputs,
+    payment_store,
     period_bounds,
     pricebook_store,
 )
@@ -143,12 +145,8 @@ def _lines(raw) -> tuple[tuple[int, Decimal], ...]:
         if n in seen:
             raise RequestError(400, f"{where}.line: line {n} is named twice")
         seen.add(n)
-        amount = item["amount"]
-        try:  # a string, never a JSON number (a float would already be rounded)
-            value = Decimal(amount) if isinstance(amount, str) and len(amount) <= 40 else None
-        except InvalidOperation:
-            value = None
-        if value is None or not value.is_finite() or value <= 0:
+        value = jsonbody.positive_amount(item["amount"])
+        if value is None:
             raise RequestError(400, f'{where}.amount: expected a positive decimal string '
                                     'such as "12.50"')
         out.append((n, value))
@@ -176,6 +174,9 @@ def apply(settings: Settings, request: Request, client: GatewayClient | None = N
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                      (finalize.CLOSE_LOCK,))
         answer = _adjust(conn, settings, request)
+        # a credit note settles what it credits; a void leaves nothing open
+        payment_store.refresh(conn, [answer["tenant"]],
+                              conn.execute("SELECT now()").fetchone()[0])
     webhook_outbox.wake(settings)
     queued, errors = handoff.requeue(settings, client or GatewayClient(settings),
                                      [answer["tenant"]])
@@ -272,9 +273,10 @@ def _reissue(conn: psycopg.Connection, settings: Settings, request: Request, p: 
     book = pricebook_store.version(conn, chosen)
     ws = period_bounds.windows(p, [book])
     quantities = billing_store.quantities(conn, ws, [ns], book.meters).get(ns, {})
-    inputs = month_inputs.tenant_inputs(ns, p, book.version, details, ws, quantities,
-                                        settings.tax_rounding)
-    draft = invoicing.build(inputs, {book.version: book})
+    # the tenant's credit grants as they stand now (the voided invoice gave its part back)
+    inputs, draft = month_inputs.priced(ns, p, book, details, ws, quantities,
+                                        settings.tax_rounding,
+                                        grant_store.available(conn, [ns], p.start).get(ns, []))
     if draft.reasons:
         raise RequestError(409, f"reissue: the month cannot be priced again: "
                                 f"{'; '.join(draft.reasons)}")

@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 from psycopg.rows import class_row, dict_row
 
-from chargeback.billing import invoicing, pricebook_store
+from chargeback.billing import grant_store, invoicing, pricebook_store
 from chargeback.billing import store as billing_store
 from chargeback.billing.finalize import Document, PeriodResult
 from chargeback.billing.invoicing import quantities_rows
@@ -152,7 +152,8 @@ def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: Price
             b = billed[ns]
             inputs = {**b.inputs, "quantities": quantities_rows(current.get(ns, {}))}
             if b.waived:  # voided without a reissue: late usage is reported, never billed
-                if inputs["quantities"] != b.inputs["quantities"]:
+                if inputs["quantities"] != b.inputs["quantities"] and _first_report(
+                        conn, b.invoice_id, inputs["quantities"]):
                     result.waived.append({"tenant": ns, "voided": b.number})
                 continue
             inputs.pop("late", None)  # invoices made before corrections carried late usage
@@ -168,6 +169,12 @@ def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: Price
             owed = invoicing.correction(month, b.lines, b.subtotal, b.tax)
             if not owed.total:
                 continue
+            # the grants as they stood for the month: what they give it now, less what
+            # its documents took (billing.grants)
+            taken = grant_store.taken_by(conn, list(b.ids))
+            owed.credits = {g: month.credits.get(g, 0) - taken.get(g, 0)
+                            for g in set(month.credits) | set(taken)
+                            if month.credits.get(g, 0) != taken.get(g, 0)}
             if abs(owed.total) < settings.correction_min_amount:
                 held = True
                 result.held.append({"tenant": ns, "corrects": b.number,
@@ -179,3 +186,18 @@ def correct(conn: psycopg.Connection, settings: Settings, p: Period, book: Price
             documents.append(Document(kind, {**inputs, "corrects": b.number}, owed, details,
                                       b.invoice_id, b.number, b.corrections + 1))
     return held
+
+
+# a waived month's usage is reported once for each state of it (sql/160)
+_WAIVED_REPORT = """
+INSERT INTO openfaas_metering.waived_usage_reports AS w (invoice_id, quantities_sha256)
+VALUES (%s, %s)
+ON CONFLICT (invoice_id) DO UPDATE
+   SET quantities_sha256 = excluded.quantities_sha256, reported_at = now()
+ WHERE w.quantities_sha256 <> excluded.quantities_sha256"""
+
+
+def _first_report(conn: psycopg.Connection, invoice_id, quantities: list) -> bool:
+    """True the first time the voided month's usage is `quantities` (then recorded)."""
+    return conn.execute(_WAIVED_REPORT, (invoice_id, invoicing.sha256_json(quantities))
+                        ).rowcount == 1

@@ -15,7 +15,7 @@ from chargeback.billing import export as invoice_export
 from chargeback.billing import invoicing
 # the legal fields (addresses, tax IDs, supplier, due date, tax note) and the VAT
 # exchange rate are frozen on a document when it is finalized
-from chargeback.billing import legal, vat
+from chargeback.billing import grant_store, legal, vat
 from chargeback.billing.invoicing import Draft, sha256_json
 from chargeback.billing.lines import COPY_LINES, copy_row
 from chargeback.billing.month_inputs import TenantDetails
@@ -210,6 +210,10 @@ def finalize(conn: psycopg.Connection, settings: Settings, p: Period, book: Pric
     # the finalized documents in this transaction, before the database seals them
     legal.freeze(conn, settings, book, {ids[doc.draft.namespace]: terms[doc.draft.namespace]
                                         for doc in documents if not doc.draft.reasons})
+    # what each final document took from the tenant's credit grants (billing.grants)
+    grant_store.record_uses(conn, [(grant_id, ids[doc.draft.namespace], amount)
+                                   for doc in documents if not doc.draft.reasons
+                                   for grant_id, amount in doc.draft.credits.items()])
     events = []
     for doc, number in zip(documents, rows["number"]):
         draft = doc.draft

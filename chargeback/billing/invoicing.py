@@ -10,10 +10,11 @@ so a document is verified by building it again from its stored inputs, and
 its inputs by reading the rows again.
 
 Decisions (see docs/functions/aggregate-month.md):
-- a tenant seen by meter-capacity is subscribed from the first tick that
-  listed its namespace until the first that did not; every month of that span
-  is invoiced with the base fee and minimum commitment prorated by the days
-  subscribed ("12 of 30 days"). A tenant only ever seen through usage is
+- a tenant seen by meter-capacity is subscribed in each interval from a tick
+  that listed its namespace to the first that did not (a namespace listed
+  again starts a new interval); every month such an interval touches is
+  invoiced with the base fee and minimum commitment prorated by the local days
+  begun in them ("12 of 30 days"). A tenant only ever seen through usage is
   invoiced in months with usage, with the whole base fee and commitment;
 - the minimum commitment tops up the month's usage and capacity charges
   (after discounts), not the base fee;
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 
-from chargeback.billing import pricing
+from chargeback.billing import grants, pricing
 from chargeback.billing.pricebook import Plan, PriceBook, price_at
 from chargeback.billing.pricing import EXACT, ZERO, Price, canon
 from chargeback.core.meters import CAPACITY_METERS, UNITS
@@ -127,6 +128,7 @@ class Draft:
     subtotal: Decimal | None = None
     tax: Decimal | None = None
     total: Decimal | None = None
+    credits: dict[str, Decimal] = field(default_factory=dict)   # grant id -> what it gave
 
     @property
     def lines_sha256(self) -> str:
@@ -292,6 +294,15 @@ def build(inputs: dict, books: dict[int, PriceBook]) -> Draft:
     with localcontext(EXACT):
         usage_amount = sum((line.amount for line in usage_lines), ZERO)
     draft.lines = usage_lines + _fixed_lines(plan, usage_amount, inputs.get("subscription"))
+    # the operator's credits, before tax (billing.grants): those in the plan's currency
+    eligible = [g for g in inputs.get("grants", ()) if g["currency"] == plan.currency
+                and g.get("plan") in (None, plan.name)]
+    applied = grants.apply(draft.lines, eligible)
+    if applied.total:
+        draft.lines.append(Line(grants.CREDIT, grants.DESCRIPTION, Decimal(1), "credit",
+                                -applied.total, unit_price=-applied.total,
+                                gross=-applied.total))
+    draft.credits = applied.by_grant
     totals = pricing.totals([line.amount for line in draft.lines], tax_rate, plan.currency,
                             inputs.get("tax_rounding", "half_even"))
     draft.subtotal, draft.tax, draft.total = totals.subtotal, totals.tax, totals.total

@@ -36,7 +36,7 @@ from datetime import datetime
 import psycopg
 
 from chargeback.billing import export as invoice_export
-from chargeback.billing import corrections, pricebook_store
+from chargeback.billing import corrections, grant_store, payment_store, pricebook_store
 from chargeback.billing.finalize import CLOSE_LOCK, Document, PeriodResult, finalize
 from chargeback.billing.handoff import requeue
 from chargeback.billing.invoicing import Draft
@@ -207,7 +207,14 @@ def run(settings: Settings, options: Options, now: datetime,
     else:
         todo = periods_to_settle(settings, now)
     results = [_settled(settings, resolved, book, namespaces) for resolved in todo]
-    if any(r.invoices for r in results):
+    with db.transaction(settings) as conn:   # new documents' standings, invoices now overdue
+        _, status_events = payment_store.refresh(conn, namespaces, now)
+        # grants past their expiry keep what was left of them as expired (after the
+        # closes: a grant valid in a month applies to it however late it closes)
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (CLOSE_LOCK,))
+        grant_store.expire(conn, now)
+        status_events += grant_store.alert_low(conn, settings, namespaces)
+    if status_events or any(r.invoices for r in results):
         webhook_outbox.wake(settings)  # after the commits: the outbox rows exist
     queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
     # a closed month looked at again for late usage is shown only when it changed

@@ -9,8 +9,9 @@ from typing import NamedTuple
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.range import Range
 
-from chargeback.billing import invoicing
+from chargeback.billing import grant_store, grants, invoicing
 from chargeback.billing import store as billing_store
 from chargeback.billing.invoicing import Draft, quantities_rows
 from chargeback.billing.period_bounds import iso_windows, windows
@@ -27,25 +28,29 @@ class TenantDetails(NamedTuple):
     name: str
     email: str | None
     locale: str
-    subscribed_at: datetime | None
-    gone_at: datetime | None
+    # its subscription intervals [started_at, ended_at) in order (an open one has no
+    # upper bound); empty for a tenant meter-capacity never listed (sql/160)
+    subscriptions: list[Range]
 
 
 _TENANTS = """
-SELECT namespace, coalesce(plan_override, plan) AS plan,
+SELECT t.namespace, coalesce(plan_override, plan) AS plan,
        coalesce(currency_override, currency) AS currency, tax_rate_override,
-       coalesce(display_name_override, display_name, namespace) AS name,
+       coalesce(display_name_override, display_name, t.namespace) AS name,
        coalesce(email_override, email) AS email,
-       coalesce(locale_override, locale, 'en') AS locale, subscribed_at, gone_at
-  FROM openfaas_metering.tenants WHERE namespace = ANY(%s)"""
+       coalesce(locale_override, locale, 'en') AS locale,
+       coalesce((SELECT array_agg(tstzrange(started_at, ended_at) ORDER BY started_at)
+                   FROM openfaas_metering.tenant_subscription_periods s
+                  WHERE s.namespace = t.namespace), '{}') AS subscriptions
+  FROM openfaas_metering.tenants t WHERE t.namespace = ANY(%s)"""
 
 _ENSURE_TENANTS = """
 INSERT INTO openfaas_metering.tenants (namespace)
 SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT (namespace) DO NOTHING"""
 
 _SUBSCRIBED = """
-SELECT namespace FROM openfaas_metering.tenants
- WHERE subscribed_at < %(end)s AND (gone_at IS NULL OR gone_at > %(start)s)
+SELECT DISTINCT namespace FROM openfaas_metering.tenant_subscription_periods
+ WHERE started_at < %(end)s AND (ended_at IS NULL OR ended_at > %(start)s)
    AND (%(all)s OR namespace = ANY(%(namespaces)s))"""
 
 
@@ -58,15 +63,16 @@ def ensure_tenants(conn: psycopg.Connection, namespaces: list[str]
         return {row.namespace: row for row in cur.execute(_TENANTS, (namespaces,))}
 
 
-def subscription(p: Period, subscribed_at: datetime | None, gone_at: datetime | None
-                 ) -> dict | None:
-    """{"days": local days of `p` the tenant was subscribed (a day begun counts),
-    "of": the period's local days}; None for a tenant never seen by meter-capacity."""
-    if subscribed_at is None:
+def subscription(p: Period, intervals: list[Range]) -> dict | None:
+    """{"days": local days of `p` begun inside one of the subscription `intervals` (a day
+    two intervals touch counts once), "of": the period's local days}; None for a tenant
+    never seen by meter-capacity (no interval at all)."""
+    if not intervals:
         return None
-    start, end = max(p.start, subscribed_at), min(p.end, gone_at or p.end)
     days = local_days(p.start, p.end, p.timezone)
-    return {"days": sum(1 for _, a, b in days if a < end and start < b), "of": len(days)}
+    subscribed = sum(1 for _, a, b in days if any(
+        r.lower < b and (r.upper is None or a < r.upper) for r in intervals))
+    return {"days": subscribed, "of": len(days)}
 
 
 def tenant_inputs(ns: str, p: Period, version: int, details: TenantDetails, ws,
@@ -77,8 +83,26 @@ def tenant_inputs(ns: str, p: Period, version: int, details: TenantDetails, ws,
             "tenant_currency": details.currency,
             "tax_rate_override": None if tax_override is None else str(tax_override),
             "tax_rounding": settings_rounding,
-            "subscription": subscription(p, details.subscribed_at, details.gone_at),
+            "subscription": subscription(p, details.subscriptions),
             "windows": iso_windows(ws), "quantities": quantities_rows(quantities)}
+
+
+def priced(ns: str, p: Period, book: PriceBook, details: TenantDetails, ws,
+           quantities: dict, tax_rounding: str, grants_available: list[dict]
+           ) -> tuple[dict, Draft]:
+    """The month's inputs and draft; the inputs keep what each grant gave (not what it
+    had), so a correction re-applies the grants as they stood for the month."""
+    inputs = tenant_inputs(ns, p, book.version, details, ws, quantities, tax_rounding)
+    if grants_available:
+        inputs["grants"] = grants_available
+    draft = invoicing.build(inputs, {book.version: book})
+    if grants_available:
+        given = grants.as_given(grants_available, draft.credits)
+        if given:
+            inputs["grants"] = given
+        else:
+            del inputs["grants"]
+    return inputs, draft
 
 
 def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
@@ -98,11 +122,11 @@ def compute(conn: psycopg.Connection, p: Period, book: PriceBook,
         "namespaces": namespaces or []})}
     billable = sorted((set(current) | subscribed) - finalized)
     details = ensure_tenants(conn, billable) if billable else {}
+    credit = grant_store.available(conn, billable, p.start) if billable else {}
     out = []
     for ns in billable:
-        inputs = tenant_inputs(ns, p, book.version, details[ns], ws, current.get(ns, {}),
-                         tax_rounding)
-        draft = invoicing.build(inputs, {book.version: book})
+        inputs, draft = priced(ns, p, book, details[ns], ws, current.get(ns, {}),
+                               tax_rounding, credit.get(ns, []))
         if not draft.lines and not draft.reasons:
             continue   # subscribed, nothing to bill this month
         out.append((inputs, draft, details[ns]))

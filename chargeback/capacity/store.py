@@ -96,9 +96,9 @@ def reading_digest(samples: Iterable[Sample]) -> bytes:
 _UPSERT_TENANTS = """
 INSERT INTO openfaas_metering.tenants AS t
        (namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-        postal_address, first_seen_at, updated_at, subscribed_at)
+        postal_address, first_seen_at, updated_at)
 SELECT namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-       nullif(postal, 'null'::jsonb), %(seen_at)s, now(), %(seen_at)s
+       nullif(postal, 'null'::jsonb), %(seen_at)s, now()
   FROM unnest(%(namespace)s::text[], %(display_name)s::text[], %(email)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(locale)s::text[],
               %(address)s::text[], %(tax_id)s::text[], %(budget)s::numeric[])
@@ -112,24 +112,27 @@ ON CONFLICT (namespace) DO UPDATE
        plan = excluded.plan, currency = excluded.currency, locale = excluded.locale,
        address = excluded.address, tax_id = excluded.tax_id, budget = excluded.budget,
        postal_address = excluded.postal_address,
-       first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now(),
-       subscribed_at = least(t.subscribed_at, excluded.subscribed_at), gone_at = NULL
+       first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now()
  WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.address, t.tax_id, t.budget,
         t.postal_address)
        IS DISTINCT FROM (excluded.display_name, excluded.email, excluded.plan,
                          excluded.currency, excluded.locale, excluded.address, excluded.tax_id,
                          excluded.budget, excluded.postal_address)
     OR excluded.first_seen_at < t.first_seen_at
-    OR t.subscribed_at IS NULL OR excluded.subscribed_at < t.subscribed_at
-    OR t.gone_at IS NOT NULL
 """
 
-# A subscribed namespace the tick no longer lists is gone from this slot on
-# (billing's subscription ends; a later tick that lists it again resumes it).
-_GONE_TENANTS = """
-UPDATE openfaas_metering.tenants SET gone_at = %(seen_at)s, updated_at = now()
- WHERE subscribed_at IS NOT NULL AND gone_at IS NULL AND subscribed_at < %(seen_at)s
-   AND NOT namespace = ANY(%(namespace)s)
+# Subscriptions (sql/160): a listed namespace without an open interval starts one at
+# this slot (the first listing, or a namespace that came back); an open interval whose
+# namespace the tick no longer lists ends at this slot.
+_OPEN_SUBSCRIPTIONS = """
+INSERT INTO openfaas_metering.tenant_subscription_periods (namespace, started_at)
+SELECT unnest(%(namespace)s::text[]), %(seen_at)s
+ON CONFLICT (namespace) WHERE ended_at IS NULL DO NOTHING
+"""
+
+_END_SUBSCRIPTIONS = """
+UPDATE openfaas_metering.tenant_subscription_periods SET ended_at = %(seen_at)s
+ WHERE ended_at IS NULL AND started_at < %(seen_at)s AND NOT namespace = ANY(%(namespace)s)
 """
 
 # The reading is copied into a staging table (ON COMMIT DELETE ROWS: created
@@ -187,6 +190,11 @@ _VOID_LATEST = [
           SET last_slot = NULL, closed_total_seconds = NULL
         WHERE last_slot = %(previous_slot)s""",
     "DELETE FROM openfaas_metering.capacity_ticks WHERE slot = %(slot)s",
+    # the subscriptions it started are gone, the ones it ended are open again
+    """DELETE FROM openfaas_metering.tenant_subscription_periods
+        WHERE started_at = %(slot)s""",
+    """UPDATE openfaas_metering.tenant_subscription_periods SET ended_at = NULL
+        WHERE ended_at = %(slot)s""",
 ]
 
 
@@ -250,7 +258,9 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "budget": [t.budget for t in tenants],
         "postal": Jsonb([t.postal_address for t in tenants]),
     })
-    conn.execute(_GONE_TENANTS, {"seen_at": slot, "namespace": [t.namespace for t in tenants]})
+    listed = {"seen_at": slot, "namespace": [t.namespace for t in tenants]}
+    conn.execute(_END_SUBSCRIPTIONS, listed)
+    conn.execute(_OPEN_SUBSCRIPTIONS, listed)
     if digest == previous.reading_sha256:
         # The open intervals are always exactly the latest tick's reading: nothing changed.
         opened = closed = 0

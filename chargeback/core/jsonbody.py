@@ -8,6 +8,7 @@ thousands deep, an integer of thousands of digits, invalid UTF-8) is a one-line
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
@@ -39,6 +40,16 @@ def parse(body: bytes, *, empty: Any = _REFUSE) -> Any:
 def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def positive_amount(value: Any) -> Decimal | None:
+    """A money amount sent as a decimal string ("12.50", never a JSON number: a float is
+    rounded already), finite and above zero; None when it is not one."""
+    try:
+        amount = Decimal(value) if isinstance(value, str) and len(value) <= 40 else None
+    except InvalidOperation:
+        return None
+    return amount if amount is not None and amount.is_finite() and amount > 0 else None
 
 
 def kind(value: Any) -> str:

@@ -328,6 +328,9 @@ class Settings:
     credit_note_prefix: str = setting("CREDIT_NOTE_PREFIX", _as_given, "CN-")
     # a correction smaller than this (in the document's currency) waits for a later close
     correction_min_amount: Decimal = setting("CORRECTION_MIN_AMOUNT", _amount, Decimal(0))
+    # credit.balance_low when a tenant's granted credit in a currency falls below this
+    # (0: never)
+    credit_balance_low: Decimal = setting("CREDIT_BALANCE_LOW", _amount, Decimal(0))
     tax_rounding: str = setting("TAX_ROUNDING", _choice("half_up", "half_even"), "half_up")
     # en16931: a document missing what EN 16931 or art. 226 of the VAT Directive makes
     # mandatory (addresses, VAT IDs, a 0 % rate's category) stays a draft (billing.legal);

@@ -26,7 +26,11 @@ from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
-from drafthorse.models.accounting import ApplicableTradeTax, TradeAllowanceCharge
+from drafthorse.models.accounting import (
+    ApplicableTradeTax,
+    CategoryTradeTax,
+    TradeAllowanceCharge,
+)
 from drafthorse.models.document import Document
 from drafthorse.models.party import TaxRegistration
 from drafthorse.models.payment import PaymentMeans, PaymentTerms
@@ -200,7 +204,25 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
         settlement.terms.add(terms)
     # no rate at all "not subject to VAT" (BR-O-05, BR-O-06)
     rate_percent = None if category == "O" else (invoice.tax_rate * 100).quantize(Decimal("0.01"))
+    # a "Credit applied" line (billing.grants) is a document-level allowance (BG-20,
+    # BT-92), a charge (BG-21) where a correction takes some of it back: not an item
+    credit = sum((signed(line.amount) for line in invoice.lines if line.kind == "credit"),
+                 Decimal("0.00"))
+    if credit:
+        allowance = TradeAllowanceCharge()
+        allowance.indicator = credit > 0
+        allowance.actual_amount = abs(credit)
+        allowance.reason = "Credit applied"
+        category_tax = CategoryTradeTax()
+        category_tax.type_code = "VAT"
+        category_tax.category_code = category
+        if rate_percent is not None:
+            category_tax.rate_applicable_percent = rate_percent
+        allowance.trade_tax.add(category_tax)
+        settlement.allowance_charge.add(allowance)
     for line in sorted(invoice.lines, key=lambda line: line.line_no):
+        if line.kind == "credit":
+            continue
         item = LineItem()
         item.document.line_id = str(line.line_no)
         item.product.name = (names or {}).get(line.line_no, line.description)
@@ -222,9 +244,9 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
         tax.rate_applicable_percent = rate_percent
     settlement.trade_tax.add(tax)
     totals = settlement.monetary_summation
-    totals.line_total = signed(invoice.subtotal)
-    totals.charge_total = Decimal("0.00")
-    totals.allowance_total = Decimal("0.00")
+    totals.line_total = signed(invoice.subtotal) - credit
+    totals.charge_total = max(credit, Decimal("0.00"))
+    totals.allowance_total = max(-credit, Decimal("0.00"))
     totals.tax_basis_total = signed(invoice.subtotal)
     totals.tax_total = (signed(invoice.tax), invoice.currency)
     if invoice.vat_currency and invoice.vat_tax_converted is not None:

@@ -10,6 +10,7 @@ is the invoice's issue instant, so the same invoice gives the same bytes.
 """
 from __future__ import annotations
 
+import io
 import re
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,10 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from chargeback.documents import einvoice, fonts
+from chargeback.documents import einvoice, epc_qr, fonts
 
 _MARGIN_MM = 18
+EPC_QR_MM = 32   # EPC069-12 asks for at least 2 x 2 cm; 32 mm with the quiet zone
 _AMOUNT_W = 34
 _NO_W = 9
 _GREY = (90, 98, 110)
@@ -189,6 +191,13 @@ def render_pdf(view: dict[str, Any], issued_at: datetime, xml: bytes | None = No
         pdf.text_line(labels["payment_due"], size=9)
     for row in view["issuer"]["payment_details"]:
         pdf.text_line(row, size=9)
+    if view["epc"]:   # the EPC QR code (documents.epc_qr), 32 mm wide with its quiet zone
+        pdf.ln(2)
+        if pdf.get_y() + EPC_QR_MM + 6 > pdf.h - pdf.b_margin:
+            pdf.add_page()
+        pdf.image(io.BytesIO(epc_qr.png(view["epc"])), x=pdf.l_margin, w=EPC_QR_MM,
+                  h=EPC_QR_MM)
+        pdf.text_line(view["labels"]["epc_qr"], size=8, grey=True)
     if labels["attached"]:
         pdf.ln(2)
         pdf.text_line(labels["attached"], size=8, grey=True)

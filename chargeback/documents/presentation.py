@@ -21,6 +21,7 @@ from babel.units import format_unit
 
 from chargeback.billing import postal
 from chargeback.billing.invoicing import METER_NAMES, Line
+from chargeback.documents import epc_qr
 from chargeback.documents.model import Invoice, Issuer
 from chargeback.mail import i18n
 from chargeback.mail.i18n import N_, resolve_locale
@@ -261,7 +262,9 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
             email=issuer.email) if issuer.email else ""),
         "page": _("page {page}/{pages}"),  # formatted by the PDF for each page
         "hosted": _("View and download this invoice online"),
+        "epc_qr": _("Scan to pay with your banking app"),
     }
+    epc = epc_qr.payment(invoice, issuer)   # EUR with an IBAN: the EPC QR code
     vat_converted = ""
     if invoice.vat_currency and invoice.vat_tax_converted is not None:
         vat_converted = _("VAT in {currency}: {amount} (exchange rate 1 {invoice_currency} = "
@@ -317,6 +320,8 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
         "tax": f.money(invoice.tax),
         "total": total,
         "attachments": list(attachments),
+        "epc": epc,
+        "epc_qr_uri": epc_qr.data_uri(epc) if epc else "",
     }
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from urllib.parse import quote
 
-from chargeback.billing import estimate, pricebook_store
+from chargeback.billing import estimate, grant_store, payment_store, pricebook_store
 from chargeback.billing.periods import PeriodError, period, period_of
 from chargeback.core import db
 from chargeback.core.responses import RequestError, respond
@@ -108,16 +108,27 @@ def document_view(doc: store.Document, base: str) -> dict:
             "corrects": doc.corrects, "replaces": doc.replaces,
             "delivery": doc.status, "issued_at": doc.issued_at, "currency": doc.currency,
             "subtotal": doc.subtotal, "tax": doc.tax, "total": doc.total,
-            "due_date": doc.due_date, "links": links}
+            "due_date": doc.due_date, "links": links,
+            "payment_status": doc.payment_status, "open": doc.open}
 
 
 def documents(settings: Settings, who: Access, base: str) -> dict:
     """The caller's issued documents (only its one invoice for a limited token)."""
     with db.transaction(settings) as conn:
         docs = store.documents(conn, who.tenant)
+        accounts = balances(conn, who.tenant)
     if who.invoice is not None:
-        docs = [d for d in docs if d.number == who.invoice]
-    return {"tenant": who.tenant, "data": [document_view(d, base) for d in docs]}
+        return {"tenant": who.tenant, "data": [document_view(d, base) for d in docs
+                                               if d.number == who.invoice]}
+    return {"tenant": who.tenant, "data": [document_view(d, base) for d in docs], **accounts}
+
+
+def balances(conn, tenant: str) -> dict:
+    """What the tenant paid beyond its documents ("balance") and what the operator's
+    credit grants have left, with their history ("credit"), per currency."""
+    return {"balance": payment_store.balance(conn, tenant),
+            "credit": {"balance": grant_store.tenant_balance(conn, tenant),
+                       "grants": grant_store.history(conn, tenant)}}
 
 
 def document(settings: Settings, who: Access, name: str, head: bool, base: str) -> dict:

@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 from pygal.style import Style
 
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS, UNITS
-from chargeback.mail.i18n import for_locale, resolve_locale
+from chargeback.mail.i18n import N_, for_locale, resolve_locale
 from chargeback.portal import series
 from chargeback.portal.series import SeriesQuery
 
@@ -129,12 +129,25 @@ def _top(by_function: list[tuple]) -> list[tuple[str, Decimal, int]]:
     return [(n, gb.get(n, Decimal(0)), calls.get(n, 0)) for n in names[:TOP_FUNCTIONS]]
 
 
+PAYMENT_STATUS = {"open": N_("Open"), "partially_paid": N_("Partly paid"), "paid": N_("Paid"),
+                  "overdue": N_("Overdue"), "voided": N_("Voided")}
+
+
 def _documents(f: _Formats, docs: list[dict]) -> list[dict[str, Any]]:
     out = []
     for d in docs:
         money = _Formats(str(f.locale), d["currency"])
-        out.append({**d, "issued": f.day(d["issued_at"]), "total_text": money.money(d["total"])})
+        status = d.get("payment_status")
+        out.append({**d, "issued": f.day(d["issued_at"]), "total_text": money.money(d["total"]),
+                    "status_text": f.t(PAYMENT_STATUS[status]) if status in PAYMENT_STATUS
+                    else "",
+                    "open_text": money.money(d["open"]) if status in (
+                        "partially_paid", "overdue") else ""})
     return out
+
+
+def _amounts(f: _Formats, by_currency: dict) -> list[str]:
+    return [_Formats(str(f.locale), c).money(a) for c, a in by_currency.items() if a]
 
 
 def _budget(f: _Formats, budget: dict) -> dict[str, Any]:
@@ -159,7 +172,7 @@ def _lang(f: _Formats) -> str:
 
 def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function: list[tuple],
                 by_sku: list[tuple], docs: list[dict], rejected: list[dict],
-                budget: dict, periods: list[str] = ()) -> str:
+                budget: dict, periods: list[str] = (), accounts: dict | None = None) -> str:
     f = _Formats(locale, month["currency"])
     charts = [_chart(str(f.t(title)), q, values, unit, f) for title, values, unit in (
         ("GB-seconds by function", series.dense(q, by_function, GB_SECONDS), UNITS[GB_SECONDS]),
@@ -181,6 +194,9 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
         subtotal=f.money(month["subtotal"]), tax=f.money(month["tax"]), charts=charts,
         top=[(n, f.number(gb), f.number(calls)) for n, gb, calls in _top(by_function)],
         documents=_documents(f, docs), budget=_budget(f, budget),
+        # billing.payment_store, billing.grant_store (portal.month.balances)
+        balance=_amounts(f, (accounts or {}).get("balance", {})),
+        credit=_amounts(f, (accounts or {}).get("credit", {}).get("balance", {})),
         rejected=[{**r, "received": f.instant(r["received_at"])} for r in rejected])
 
 

@@ -49,11 +49,13 @@ SELECT delivery_id, event_index, reason, received_at, event_json
 # credit note corrects, the voided one a reissue replaces, the credit note that voided it.
 _DOCUMENTS = """
 SELECT d.number, d.period, d.status, d.issued_at, d.currency, d.subtotal, d.tax, d.total,
-       d.document_kind, c.number, r.number, v.number, d.due_date
+       d.document_kind, c.number, r.number, v.number, d.due_date, p.status, p.open_amount
   FROM openfaas_metering.invoices AS d
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = d.corrects_invoice_id
   LEFT JOIN openfaas_metering.invoices AS r ON r.invoice_id = d.replaces_invoice_id
   LEFT JOIN openfaas_metering.invoices AS v ON v.invoice_id = d.voided_by
+  -- the standing billing.payment_store derived last (none for a credit note)
+  LEFT JOIN openfaas_metering.document_payment_status AS p ON p.invoice_id = d.invoice_id
  WHERE d.namespace = %s AND d.status <> 'draft'
  ORDER BY d.issued_at DESC, d.number DESC"""
 
@@ -93,6 +95,8 @@ class Document:
     replaces: str | None     # a reissue: the voided invoice's number
     voided_by: str | None    # a voided invoice: the credit note's number
     due_date: date | None = None
+    payment_status: str | None = None   # open, partially_paid, paid, overdue, voided
+    open: Decimal | None = None         # what is left to pay
 
 
 def series(conn: psycopg.Connection, tenant: str, q: SeriesQuery) -> list[tuple]:

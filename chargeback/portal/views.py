@@ -103,6 +103,7 @@ def _page(settings: Settings, who: Access, query: Mapping[str, str], now: dateti
     with db.transaction(settings) as conn:
         locale, name = store.tenant_details(conn, who.tenant)
         docs = store.documents(conn, who.tenant)
+        accounts = month.balances(conn, who.tenant)
     found = month.current(settings, who.tenant, p, now)
     q = series.parse({}, min(now, p.end - series.WINDOWS["day"]), p.start)
     with db.transaction(settings) as conn:
@@ -113,4 +114,5 @@ def _page(settings: Settings, who: Access, query: Mapping[str, str], now: dateti
     return _html(page.render_page(name, locale or settings.default_locale, found, q,
                                   by_function, by_sku,
                                   [month.document_view(d, "/invoices") for d in docs],
-                                  rejected, month.budget(settings, who.tenant, found), periods))
+                                  rejected, month.budget(settings, who.tenant, found), periods,
+                                  accounts))

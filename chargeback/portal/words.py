@@ -4,6 +4,10 @@ text through `t()` (page.py), which the catalog of the tenant's language transla
 from chargeback.mail.i18n import N_
 
 LABELS = (
+    N_('Payment'),
+    N_('{amount} open'),
+    N_('Your balance: {amounts} (applied to your next invoices)'),
+    N_("Credit granted to you, left: {amounts} (applied before tax at each month's close)"),
     N_('{name}: usage and invoices'),
     N_('as of {time}'),
     N_('Month to date'),

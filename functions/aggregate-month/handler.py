@@ -10,7 +10,9 @@ JSON options: {"period": "2026-09"}, {"tenant": "acme"}, {"dry_run": true},
 month priced again into a new invoice that replaces it), {"credit": "<number>",
 "lines": [{"line": 3, "amount": "12.50"}], "reason": "<code>"} (a partial credit
 note); reasons: duplicated_charge, product_unsatisfactory, order_change,
-order_cancellation, fraudulent_charge, other. Every option is the operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
+order_cancellation, fraudulent_charge, other; {"payment": {"invoice": "<number>",
+"amount": "12.50", "date": "YYYY-MM-DD", "reference": "..."}} and {"camt053": "<XML>"}
+(payments, chargeback.billing.payment_requests). Every option is the operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
 the cron call's answer says how many, never which tenant, number or amount.
 A bad option answers 400 naming it; an unknown number 404; a document that cannot
 take the adjustment (voided already, a credit note, more than is left) 409; the
@@ -20,7 +22,7 @@ chargeback.billing.adjustments.
 import os
 from datetime import datetime, timezone
 
-from chargeback.billing import adjustments, audit, month_close
+from chargeback.billing import adjustments, audit, month_close, payment_requests
 from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
@@ -49,6 +51,11 @@ def handle(event, context):
     if action:
         require_operator(event.headers, action)  # before anything about the body is said
         return respond(200, adjustments.apply(load(), adjustments.parse(event.body)))
+    action = payment_requests.action_of(event.body)
+    if action:
+        require_operator(event.headers, action)
+        return respond(200, payment_requests.apply(load(), *payment_requests.parse(event.body),
+                                                   datetime.now(timezone.utc)))
     options = month_close.parse_options(event.body)
     for name in _OPERATOR_OPTIONS:
         if getattr(options, name):

@@ -23,7 +23,7 @@ from chargeback.core import migrate
 from chargeback.core.db import one_line
 
 from . import (demo_adjustments, demo_budgets, demo_capacity, demo_email, demo_invoices,
-               demo_portal, demo_usage)
+               demo_payments, demo_portal, demo_usage)
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
@@ -87,6 +87,9 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
     ("void and credit: one invoice voided and reissued, part of another credited",
      lambda env: demo_adjustments.run(env.gateway_url, env.database_url,
                                       env.secret("admin-token").strip())),
+    ("payments and credits: a bank statement imported, an invoice overdue, a credit granted",
+     lambda env: demo_payments.run(env.gateway_url, env.database_url,
+                                   env.secret("admin-token").strip())),
 ]
 
 
