@@ -35,9 +35,7 @@ def billing(local_runtime, product_stack, database_url, secrets_dir, smtp, tmp_p
         name: product_stack.functions[name] for name in ("aggregate-month", "email-invoice")})
     runtime = local_runtime(stack, cron=False, function_env={
         "DATABASE_URL": database_url, "PRICEBOOK_FILE": settings.pricebook_file,
-        "SECRETS_DIR": str(secrets_dir), "SMTP_URL": smtp.url, **MAIL_ENV,
-        # tenants without addresses, as in settings_for (tests/test_legal_hold.py holds them)
-        "LEGAL_CHECKS": "none"})
+        "SECRETS_DIR": str(secrets_dir), "SMTP_URL": smtp.url, **MAIL_ENV})
     url = f"{runtime.gateway_url}/function/aggregate-month.openfaas-system"
     closed = requests.post(url, json={"period": "2026-09"}, headers=ADMIN, timeout=60)
     assert [i["number"] for i in closed.json()["periods"][0]["invoices"]] == [

@@ -44,7 +44,7 @@ def test_a_long_subject_is_folded_into_encoded_words_of_at_most_75_characters(su
 
 def test_the_html_has_a_preview_line_color_scheme_lang_and_table_semantics():
     html = render_html(present(dataclasses.replace(INVOICE, locale="de_DE"), ISSUER))
-    assert '<html lang="de">' in html and '<meta name="color-scheme" content="light">' in html
+    assert '<html lang="de" dir="ltr">' in html and '<meta name="color-scheme" content="light">' in html
     preview = re.search(r'<div style="display:none;[^"]*">([^<]+)</div>', html).group(1)
     assert preview == "Rechnung INV-2026-000042 für September 2026: 1.469,06\xa0€."
     lines_table = html[html.index("<caption"):html.index("</tfoot>")]
