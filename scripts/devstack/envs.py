@@ -33,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # FUNCTION_VENVS moves them (a test of the cold path uses a folder of its own)
 VENVS = Path(os.environ.get("FUNCTION_VENVS") or ROOT / ".venv-fn")
 _STAMP = ".chargeback-complete"
+# Not --compile-bytecode (as the image's pip does): compiling every module of seven
+# environments took minutes; a function process writes the bytecode of what it
+# imports instead, once (FunctionProcess).
+_INSTALL_OPTIONS: tuple[str, ...] = ()
 
 
 class FunctionEnvError(RuntimeError):
@@ -58,7 +62,7 @@ def key(requirement_files: tuple[Path, ...], python: str | None = None) -> str:
     for path in requirement_files:
         digest.update(path.read_bytes() if path.is_file() else b"")
         digest.update(b"\0")
-    digest.update(f"{python or base_python()}|{sys.version}".encode())
+    digest.update(f"{python or base_python()}|{sys.version}|{_INSTALL_OPTIONS}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -98,7 +102,7 @@ def ensure(requirement_files: tuple[Path, ...], *, venvs: Path | None = None,
         try:
             _run([_uv(), "venv", "--quiet", "--python", python, str(partial)],
                  f"{label}: creating its environment failed")
-            install = [_uv(), "pip", "install", "--quiet", "--python",
+            install = [_uv(), "pip", "install", "--quiet", *_INSTALL_OPTIONS, "--python",
                        str(partial / "bin" / "python")]
             for path in requirement_files:
                 if path.is_file():

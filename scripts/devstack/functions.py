@@ -25,8 +25,11 @@ from .stack import FunctionSpec, Stack
 # What the tests' own process has that an image has not: its PYTHONPATH (the
 # project root, so `chargeback` would resolve outside function/), and the
 # machine's time zone files (the slim image has none: zoneinfo finds only the
-# tzdata package a function installs, as there).
-_NOT_IN_THE_IMAGE = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP")
+# tzdata package a function installs, as there). Bytecode is written (into the
+# function's environment, and chargeback/__pycache__), so a start does not compile
+# fpdf2 and fontTools again: the image's pip compiled them as it installed.
+_NOT_IN_THE_IMAGE = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP",
+                     "PYTHONDONTWRITEBYTECODE")
 
 
 def lay_out(stack: Stack, fn: FunctionSpec, build_root: Path) -> Path:
