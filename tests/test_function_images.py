@@ -146,9 +146,11 @@ def every_secret(tmp_path) -> Path:
 def test_each_function_starts_from_its_build_context_alone(stack, name, tmp_path, every_secret):
     fn = stack.functions[name]
     build = lay_out(stack, fn, tmp_path / "build")  # as faas-cli build --shrinkwrap does
+    kubeconfig = tmp_path / "kubeconfig"  # read at the first tick, not at start
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
     process = FunctionProcess(fn, build, free_port(), {
-        "SECRETS_DIR": str(every_secret), "GATEWAY_URL": "http://127.0.0.1:9"},
-        log_path=tmp_path / f"{name}.log").start()
+        "SECRETS_DIR": str(every_secret), "GATEWAY_URL": "http://127.0.0.1:9",
+        "KUBECONFIG": str(kubeconfig)}, log_path=tmp_path / f"{name}.log").start()
     try:
         process.wait_healthy(timeout_s=60)
         health = requests.get(f"{process.url}/_/health", timeout=5)

@@ -16,6 +16,7 @@ into place; the other waits on the lock and then finds it made. A folder
 without its stamp (an interrupted build) is never used.
 
     python -m devstack.envs [-f stack.yml]   prepare every function's environment
+    python -m devstack.envs --sizes          ... and print each one's size (du -sk)
 """
 from __future__ import annotations
 
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.envs", description=__doc__.split(
         "\n\n")[0])
     parser.add_argument("-f", "--file", default=str(ROOT / "stack.yml"))
+    parser.add_argument("--sizes", action="store_true",
+                        help="print each function's environment and its size (du -sk)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -142,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"chargeback: {len(made)} function environments ({len(set(made.values()))} distinct) "
           f"ready in {time.monotonic() - started:.1f} s under {VENVS}", file=sys.stderr)
+    if args.sizes:
+        for name, python in made.items():
+            venv = python.parent.parent
+            # measured alone: uv hard-links from its cache, and du counts a file once per call
+            kib = int(subprocess.run(["du", "-sk", str(venv)], capture_output=True, text=True,
+                                     check=True).stdout.split()[0])
+            print(f"{name}\t{venv.relative_to(ROOT) if venv.is_relative_to(ROOT) else venv}"
+                  f"\t{kib / 1024:.0f} MiB")
     return 0
 
 

@@ -103,18 +103,25 @@ class FunctionProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_healthy(self, timeout_s: float = 20) -> None:
+    def wait_healthy(self, timeout_s: float = 20, *, require_ok: bool = True
+                     ) -> requests.Response:
+        """/_/health's first answer; RuntimeError when it is not 200 (a function that
+        refuses its configuration answers 503 with the reason, and says it for good)
+        unless not `require_ok`, or when the process exits or never answers."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"function {self.fn.name} exited with {self.proc.returncode}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
             try:
-                if requests.get(f"{self.url}/_/health", timeout=1).status_code == 200:
-                    return
+                answer = requests.get(f"{self.url}/_/health", timeout=1)
             except requests.RequestException:
-                pass
-            time.sleep(0.05)
+                time.sleep(0.05)
+                continue
+            if answer.status_code != 200 and require_ok:
+                raise RuntimeError(f"function {self.fn.name} is not healthy: "
+                                   f"{answer.status_code} {answer.text.strip()}")
+            return answer
         raise RuntimeError(f"function {self.fn.name} not healthy after {timeout_s}s")
 
     def stop(self) -> None:
