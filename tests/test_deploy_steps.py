@@ -47,9 +47,16 @@ NOT_IN_STACK_YML = {
     "TAX_ROUNDING": "half_up by default (DESIGN.md)",
     "ISSUER_VAT_CURRENCY": "off by default: only for a member state that asks for it",
     "MAIL_BCC": "off by default: an archive copy is the operator's choice",
+    "PORTAL_TOKEN_MAX_DAYS": "120 days by default, as Stripe's hosted invoice page",
+    "PROMETHEUS_MAX_GAP_SECONDS": "Prometheus bound; its default suits a 1-minute scrape",
+    "PROMETHEUS_BACKFILL_HOURS": "Prometheus backfill; its default covers a weekend outage",
+    "PROMETHEUS_TIMEOUT_SECONDS": "Prometheus bound; its default is below exec_timeout",
+    "PROMETHEUS_EGRESS_SERIES": "the standard cAdvisor series by default (docs/meters.md)",
+    "PROMETHEUS_GPU_SERIES": "the standard DCGM series by default (docs/meters.md)",
 }
 # What of-watchdog reads, not the code
 WATCHDOG_VARIABLES = {"read_timeout", "write_timeout", "exec_timeout", "max_inflight"}
+TEMPLATE_SERVER = ROOT / "template" / "python3-http" / "index.py"
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +114,10 @@ def _text(node: ast.AST, constants: dict[str, str]) -> str | None:
     return constants.get(name)
 
 
-def reads(stack, fn) -> tuple[set[str], set[str]]:
-    """(secrets, environment variables) fn's code reads."""
-    reached = code.reach(stack, fn)
+def reads(stack, fn, start: Path | None = None) -> tuple[set[str], set[str]]:
+    """(secrets, environment variables) fn's code reads; with `start`, that one file's
+    (the template's server)."""
+    reached = code.reach_file(stack, fn, start) if start else code.reach(stack, fn)
     fields = _settings_fields(stack, fn)
     constants = _constants(reached)
     secrets, variables = set(), set()
@@ -194,5 +202,6 @@ def test_stack_yml_declares_every_variable_the_code_reads(stack, name):
 def test_stack_yml_declares_no_variable_the_code_ignores(stack, name):
     fn = stack.functions[name]
     _, variables = reads(stack, fn)
-    stale = sorted(set(fn.environment) - variables - WATCHDOG_VARIABLES)
+    _, server_variables = reads(stack, fn, TEMPLATE_SERVER)  # MAX_BODY_BYTES, TRUSTED_PROXY
+    stale = sorted(set(fn.environment) - variables - server_variables - WATCHDOG_VARIABLES)
     assert not stale, f"stack.yml gives {name} {stale}, which its code never reads: remove them"
