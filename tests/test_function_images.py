@@ -18,7 +18,7 @@ from devstack.functions import FunctionProcess, lay_out
 from devstack.pg import free_port
 
 from . import function_code as code
-from .conftest import ROOT
+from .conftest import ROOT, WEBHOOK_SIGNING_SECRET
 from .stack_helpers import FUNCTIONS
 
 # Distributions a function needs without importing them: each with the import that
@@ -133,10 +133,9 @@ def every_secret(tmp_path) -> Path:
     database is never contacted before a request (port 9 refuses)."""
     directory = tmp_path / "secrets"
     directory.mkdir()
-    for name in ("webhook-secret", "admin-token", "portal-signing-key",
-                 "webhook-signing-secret"):
+    for name in ("webhook-secret", "admin-token", "portal-signing-key"):
         (directory / name).write_text(f"{name}-of-32-bytes-or-more-for-hs256\n")
-    (directory / "webhook-signing-secret").write_text("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n")
+    (directory / "webhook-signing-secret").write_text(WEBHOOK_SIGNING_SECRET + "\n")
     (directory / "database-url").write_text("postgresql://chargeback@127.0.0.1:9/none\n")
     (directory / "smtp-url").write_text("smtp://127.0.0.1:9\n")
     return directory
