@@ -321,17 +321,23 @@ def test_a_crash_after_the_server_accepted_resends_with_the_same_message_id(
     assert mail_row(database_url, invoice_id)["attempts"] == 2
 
 
-def test_without_an_smtp_server_configured_it_says_so_at_start_and_nothing_is_claimed(
-        serve_function, database_url, tmp_path):
-    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
-                                              "SECRETS_DIR": str(tmp_path)}, healthy=False)
-    reason = ("misconfigured: no SMTP server configured: create the smtp-url secret or set "
-              "SMTP_URL")
+def _refused_with(fn, database_url, reason: str) -> str:
+    """/_/health and a hand-off of a finalized invoice both answer 503 with `reason` (the
+    queue retries the hand-off); the invoice's id."""
     health = requests.get(f"{fn.url}/_/health", timeout=10)
     assert (health.status_code, health.json()) == (503, {"error": reason})
     invoice_id = finalized_invoice(database_url)
     r = send(fn, invoice_id)
-    assert (r.status_code, r.json()) == (503, {"error": reason})  # the queue retries it
+    assert (r.status_code, r.json()) == (503, {"error": reason})
+    return invoice_id
+
+
+def test_without_an_smtp_server_configured_it_says_so_at_start_and_nothing_is_claimed(
+        serve_function, database_url, tmp_path):
+    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
+                                              "SECRETS_DIR": str(tmp_path)}, healthy=False)
+    invoice_id = _refused_with(fn, database_url, "misconfigured: no SMTP server configured: "
+                               "create the smtp-url secret or set SMTP_URL")
     assert invoice_row(database_url, invoice_id)["status"] == "finalized"
     assert mail_row(database_url, invoice_id) is None  # not even asked for
 
@@ -347,11 +353,7 @@ def test_with_portal_url_and_no_signing_key_it_says_so_at_start_in_its_log_and_h
         healthy=False)
     reason = ("misconfigured: secret portal-signing-key is missing: portal tokens can be "
               "neither issued nor checked")
-    health = requests.get(f"{fn.url}/_/health", timeout=10)
-    assert (health.status_code, health.json()) == (503, {"error": reason})
-    invoice_id = finalized_invoice(database_url)
-    r = send(fn, invoice_id)
-    assert (r.status_code, r.json()) == (503, {"error": reason})
+    _refused_with(fn, database_url, reason)
     assert smtp.received == []
     log = (tmp_path / "email-invoice.log").read_text()
     assert log.count(f"{reason} (/_/health and every call answer 503") == 1  # once, at start
