@@ -299,7 +299,7 @@ def test_the_portal_renders_invoices_as_email_invoice_does(database_url, secrets
     from devstack import stack as stackfile
     stack = stackfile.load(ROOT / "stack.yml")
     invoice_id = finalized_invoice(database_url, namespace="acme")
-    mail, page = (delivery.rerender(load({**stack.functions[name].environment,
+    mail, page = (documents.rerender(load({**stack.functions[name].environment,
                                           "DATABASE_URL": database_url,
                                           "SECRETS_DIR": str(secrets_dir)}), invoice_id)
                   for name in ("email-invoice", "tenant-portal"))
