@@ -182,6 +182,26 @@ def _walk(context: _Context, start: tuple[str, Path, bool], follow: bool = True)
     return found
 
 
+def font_families(reached: Reach) -> set[str]:
+    """The distributions of the fontpkg families the code names: fontpkg finds a family
+    ("Noto Sans Arabic") through the entry points of the packages that ship it
+    (group fontpkg.family, "noto_sans_arabic"), never by an import, so a module that calls
+    fontpkg.path needs the package of each family name it spells."""
+    families = {entry.name: canonical(entry.dist.name)
+                for entry in importlib.metadata.entry_points(group="fontpkg.family")}
+    found = set()
+    for module in reached.modules.values():
+        source = ast.unparse(module.tree)
+        if "fontpkg.path" not in source:
+            continue
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                key = re.sub(r"[\s-]+", "_", node.value.strip()).lower()
+                if key in families:
+                    found.add(families[key])
+    return found
+
+
 @lru_cache(maxsize=1)
 def _distributions_of() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()

@@ -23,12 +23,13 @@ from .stack_helpers import FUNCTIONS
 
 # Distributions a function needs without importing them: each with the import that
 # needs it (reached -> the distribution must be installed, and may be listed) and why.
+# (The fonts fontpkg finds by family name: function_code.font_families.)
 NEEDED_WITHOUT_IMPORT = {
     "tzdata": ("zoneinfo", "zoneinfo's zones: the slim image has no system zone files"),
-    "fontpkg-noto-sans": ("fontpkg", "the PDF's text font, found by fontpkg.path"),
-    "fontpkg-noto-sans-devanagari": ("fontpkg", "the PDF's Devanagari fallback font"),
-    "uharfbuzz": ("fpdf", "fpdf2's text shaping (set_text_shaping), for Devanagari"),
+    "uharfbuzz": ("fpdf", "fpdf2's text shaping (set_text_shaping): Arabic, Hebrew, Thai, "
+                          "Devanagari"),
 }
+FONT = "a font the code names for fontpkg.path"
 
 ROOT_PINS = code.requirement_lines(ROOT / "requirements.txt")
 
@@ -72,13 +73,14 @@ def test_every_module_a_function_can_reach_is_installed_in_its_environment(stack
     unknown = sorted(n for n in reached.third_party if not code.distributions(n))
     assert not unknown, (f"{name}: imports {unknown}, which no distribution in requirements.txt "
                          "provides")
-    needed = sorted(d for d, (trigger, _) in NEEDED_WITHOUT_IMPORT.items()
-                    if trigger in reached.third_party or trigger in reached.stdlib)
+    needed = sorted({d for d, (trigger, _) in NEEDED_WITHOUT_IMPORT.items()
+                     if trigger in reached.third_party or trigger in reached.stdlib}
+                    | code.font_families(reached))
     missing = _installed(envs.for_function(stack, fn), sorted(reached.third_party), needed)
     problems = [f"imports {m} (from {', '.join(sorted(reached.third_party[m]))}): "
                 + _pin_hint(sorted(code.distributions(m))[0], fn) for m in missing["modules"]]
-    problems += [f"needs {d} ({NEEDED_WITHOUT_IMPORT[d][1]}): {_pin_hint(d, fn)}"
-                 for d in missing["distributions"]]
+    problems += [f"needs {d} ({NEEDED_WITHOUT_IMPORT.get(d, (None, FONT))[1]}): "
+                 f"{_pin_hint(d, fn)}" for d in missing["distributions"]]
     assert not problems, f"{name}'s image would lack:\n" + "\n".join(problems)
 
 
@@ -93,6 +95,8 @@ def _justified(reached: code.Reach) -> dict[str, str]:
     for dist, (trigger, reason) in NEEDED_WITHOUT_IMPORT.items():
         if trigger in reached.third_party or trigger in reached.stdlib:
             why.setdefault(dist, reason)
+    for dist in code.font_families(reached):
+        why.setdefault(dist, FONT)
     return why
 
 
