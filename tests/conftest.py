@@ -26,6 +26,7 @@ WEBHOOK_SECRET = "test-webhook-secret"
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the operator's request headers
 PORTAL_KEY = "test-portal-signing-key-of-32-bytes-or-more"
+WEBHOOK_SIGNING_SECRET = "whsec_dGVzdC13ZWJob29rLXNpZ25pbmcta2V5LTMyYnl0ZXM="  # 32 bytes
 _TEMPLATE_DB = "chargeback_template"
 _counter = itertools.count()
 
@@ -74,6 +75,7 @@ def secrets_dir(tmp_path, database_url) -> Path:
     (directory / "webhook-secret").write_text(WEBHOOK_SECRET + "\n")
     (directory / "admin-token").write_text(ADMIN_TOKEN + "\n")
     (directory / "portal-signing-key").write_text(PORTAL_KEY + "\n")
+    (directory / "webhook-signing-secret").write_text(WEBHOOK_SIGNING_SECRET + "\n")
     (directory / "database-url").write_text(database_url)
     return directory
 
@@ -96,11 +98,13 @@ def product_stack():
 def serve_function(tmp_path, product_stack):
     """Start a function of stack.yml (or of `stack`) on its own port; stopped after the test.
 
-    serve_function("receive-usage", env={...}) -> FunctionProcess with .url
+    serve_function("receive-usage", env={...}) -> FunctionProcess with .url, healthy;
+    healthy=False: serving, whatever /_/health answers (a refused configuration)
     """
     started: list[FunctionProcess] = []
 
-    def start(name: str, env: dict[str, str] | None = None, stack=None) -> FunctionProcess:
+    def start(name: str, env: dict[str, str] | None = None, stack=None,
+              healthy: bool = True) -> FunctionProcess:
         stack = stack or product_stack
         fn = stack.functions[name]
         build_dir = lay_out(stack, fn, tmp_path / "build")
@@ -110,7 +114,7 @@ def serve_function(tmp_path, product_stack):
                                   {"GATEWAY_URL": "http://127.0.0.1:9", **(env or {})},
                                   log_path=tmp_path / f"{name}.log").start()
         started.append(process)
-        process.wait_healthy()
+        process.wait_healthy(require_ok=healthy)
         return process
 
     yield start

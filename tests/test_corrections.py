@@ -259,7 +259,7 @@ def test_verify_sees_over_billing_by_reading_the_raw_events(database_url, tmp_pa
 def test_the_usage_csv_is_the_one_stored_at_finalization(database_url, tmp_path):
     import hashlib
 
-    from chargeback.documents import delivery
+    from chargeback.documents import rendered as documents
     s = settings_for(database_url, tmp_path, book=BOOK)
     send(s, [event("acme", "2026-09-10T10:00:00Z", 1000 * NS, function_name="a")])
     invoice = close(s, OCT_2)["periods"][0]["invoices"][0]
@@ -267,7 +267,7 @@ def test_the_usage_csv_is_the_one_stored_at_finalization(database_url, tmp_path)
     send(s, [event("acme", "2026-09-10T11:00:00Z", 500 * NS, function_name="b")])  # late
     assert audit.export(s, invoice["number"]) == before
     assert "b" not in [row.split(",")[6] for row in before.splitlines()]
-    attached = delivery.rerender(s, invoice["invoice_id"]).attachments[-1]
+    attached = documents.rerender(s, invoice["invoice_id"]).attachments[-1]
     assert attached.data == before.encode()
     report = audit.verify(s, invoice["number"])
     assert report["usage_csv_sha256"] == hashlib.sha256(before.encode()).hexdigest()

@@ -17,7 +17,7 @@ import pypdf
 
 from chargeback.billing.invoicing import Line
 from chargeback.core.settings import load
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 from chargeback.documents.rendering import lines_csv
 
 from .documents_helpers import INVOICE, ISSUER
@@ -31,7 +31,7 @@ CREDIT = dataclasses.replace(INVOICE, document_kind="credit_note", number="CN-20
 
 def _rendered(invoice, issuer=ISSUER):
     """(HTML, text, the PDF's text) of `invoice`, whitespace runs made one space."""
-    out = delivery.render(invoice, issuer, SETTINGS)
+    out = documents.render(invoice, issuer, SETTINGS)
     pdf = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(out.pdf)).pages)
     return [" ".join(part.replace("\xa0", " ").replace("\u202f", " ").split())
             for part in (out.html, out.text, pdf)]
@@ -44,7 +44,7 @@ def _rendered(invoice, issuer=ISSUER):
     ("pl_PL", "Faktura korygująca CN-2026-000001", "FAKTURA KORYGUJĄCA"),
 ])
 def test_a_credit_note_carries_its_national_name(locale, title, heading):
-    view = delivery.render(dataclasses.replace(CREDIT, locale=locale), ISSUER, SETTINGS).view
+    view = documents.render(dataclasses.replace(CREDIT, locale=locale), ISSUER, SETTINGS).view
     assert view["title"] == title and view["labels"]["heading"] == heading
     for part in _rendered(dataclasses.replace(CREDIT, locale=locale)):
         assert heading in part.replace("&#39;", "'")

@@ -11,7 +11,7 @@ from lxml import etree
 
 from chargeback.core import db
 from chargeback.core.settings import load
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 from chargeback.documents.einvoice import cii_xml
 
 from .billing_helpers import close, event, on_plan, send, settings_for, NS as NS_PER_S
@@ -55,11 +55,11 @@ def test_a_reverse_charge_is_category_ae():
 def test_the_pdf_carries_the_same_xml_the_mail_attaches_and_renders_the_same_bytes_twice(
         tmp_path):
     settings = load({"SECRETS_DIR": str(tmp_path)})
-    first = delivery.render(LEGAL, ISSUER, settings, "line_no\r\n")
+    first = documents.render(LEGAL, ISSUER, settings, "line_no\r\n")
     attached = {a.filename.rsplit("-", 1)[-1]: a.data for a in first.attachments}
     name, embedded = facturx.get_xml_from_pdf(first.pdf, check_xsd=True)
     assert name == "factur-x.xml" and embedded == attached["x.xml"]
-    assert first == delivery.render(LEGAL, ISSUER, settings, "line_no\r\n")
+    assert first == documents.render(LEGAL, ISSUER, settings, "line_no\r\n")
 
 
 def test_a_correction_credit_note_is_type_381_naming_the_invoice_it_corrects(
@@ -78,7 +78,7 @@ def test_a_correction_credit_note_is_type_381_naming_the_invoice_it_corrects(
         (invoiced_on,) = conn.execute("SELECT (issued_at AT TIME ZONE billing_timezone)::date"
                                       " FROM openfaas_metering.invoices"
                                       " WHERE number = 'INV-2026-000001'").fetchone()
-    rendered = delivery.rerender(s, credit_id)
+    rendered = documents.rerender(s, credit_id)
     xml = next(a.data for a in rendered.attachments if a.filename.endswith(".xml"))
     assert_en16931(xml)
     assert _xpath(xml, "//rsm:ExchangedDocument/ram:TypeCode") == ["381"]
@@ -125,7 +125,7 @@ def test_an_address_without_a_vat_id_takes_its_country_from_its_last_line_or_sta
 def test_the_xml_names_each_item_as_the_pdf_does_in_the_customers_language(tmp_path):
     german = dataclasses.replace(LEGAL, plan="pro", lines=STORED, subtotal=D("50.00"),
                                  tax=D("9.50"), total=D("59.50"))   # locale de_DE
-    rendered = delivery.render(german, ISSUER, load({"SECRETS_DIR": str(tmp_path)}))
+    rendered = documents.render(german, ISSUER, load({"SECRETS_DIR": str(tmp_path)}))
     xml = next(a.data for a in rendered.attachments if a.filename.endswith("x.xml"))
     shown = [line["description"] for line in rendered.view["lines"]]
     assert _xpath(xml, "//ram:SpecifiedTradeProduct/ram:Name") == shown

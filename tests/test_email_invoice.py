@@ -21,6 +21,7 @@ from pypdf import PdfReader
 
 from chargeback.core.settings import load
 from chargeback.documents import delivery as invoice_delivery
+from chargeback.documents.rendered import rerender
 
 from .invoices import (
     HOSTILE_NAME,
@@ -142,7 +143,7 @@ def test_a_tenants_script_is_escaped_and_a_rerender_gives_the_bytes_that_were_se
     assert "Zoë &amp; Søn &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Łódź" in html
     # Re-render from the database (as an auditor would) and compare with the mail.
     settings = dataclasses.replace(load({**os.environ, **MAIL_ENV}), database_url=database_url)
-    again = invoice_delivery.rerender(settings, invoice_id)
+    again = rerender(settings, invoice_id)
     number = invoice_row(database_url, invoice_id)["number"]
     assert again.pdf == found[f"{STEM}{number}.pdf"]
     assert again.html.encode() == found["text/html"].replace(b"\r\n", b"\n")
@@ -320,14 +321,40 @@ def test_a_crash_after_the_server_accepted_resends_with_the_same_message_id(
     assert mail_row(database_url, invoice_id)["attempts"] == 2
 
 
-def test_without_an_smtp_server_configured_it_is_a_one_line_500_and_nothing_is_claimed(
-        serve_function, database_url, tmp_path):
-    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
-                                              "SECRETS_DIR": str(tmp_path)})
+def _refused_with(fn, database_url, reason: str) -> str:
+    """/_/health and a hand-off of a finalized invoice both answer 503 with `reason` (the
+    queue retries the hand-off); the invoice's id."""
+    health = requests.get(f"{fn.url}/_/health", timeout=10)
+    assert (health.status_code, health.json()) == (503, {"error": reason})
     invoice_id = finalized_invoice(database_url)
     r = send(fn, invoice_id)
-    assert r.status_code == 500
-    assert r.json() == {"error": "misconfigured: no SMTP server configured: create the "
-                                 "smtp-url secret or set SMTP_URL"}
+    assert (r.status_code, r.json()) == (503, {"error": reason})
+    return invoice_id
+
+
+def test_without_an_smtp_server_configured_it_says_so_at_start_and_nothing_is_claimed(
+        serve_function, database_url, tmp_path):
+    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
+                                              "SECRETS_DIR": str(tmp_path)}, healthy=False)
+    invoice_id = _refused_with(fn, database_url, "misconfigured: no SMTP server configured: "
+                               "create the smtp-url secret or set SMTP_URL")
     assert invoice_row(database_url, invoice_id)["status"] == "finalized"
     assert mail_row(database_url, invoice_id) is None  # not even asked for
+
+
+def test_with_portal_url_and_no_signing_key_it_says_so_at_start_in_its_log_and_health(
+        serve_function, database_url, smtp, tmp_path):
+    """PORTAL_URL puts a signed hosted link in every mail: without portal-signing-key
+    email-invoice cannot sign one, so it refuses at start (it used to answer 500 to every
+    retry with an empty log)."""
+    fn = serve_function("email-invoice", env={
+        "DATABASE_URL": database_url, "SMTP_URL": smtp.url, **MAIL_ENV,
+        "SECRETS_DIR": str(tmp_path), "PORTAL_URL": "https://billing.example.com/portal"},
+        healthy=False)
+    reason = ("misconfigured: secret portal-signing-key is missing: portal tokens can be "
+              "neither issued nor checked")
+    _refused_with(fn, database_url, reason)
+    assert smtp.received == []
+    log = (tmp_path / "email-invoice.log").read_text()
+    assert log.count(f"{reason} (/_/health and every call answer 503") == 1  # once, at start
+    assert f"503 POST /: {reason}" in log  # and the refused call, with its path

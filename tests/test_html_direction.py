@@ -12,7 +12,7 @@ import lxml.html
 import pytest
 
 from chargeback.core.settings import load
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 
 from .documents_helpers import INVOICE, ISSUER
 
@@ -29,14 +29,14 @@ def _isolated(html: str) -> set[str]:
 @pytest.mark.parametrize("locale, direction", [("he_IL", "rtl"), ("ar_SA", "rtl"),
                                                ("de_DE", "ltr"), ("en", "ltr")])
 def test_the_html_states_the_direction_of_the_customers_script(locale, direction):
-    html = delivery.render(dataclasses.replace(HEBREW, locale=locale), ISSUER, SETTINGS).html
+    html = documents.render(dataclasses.replace(HEBREW, locale=locale), ISSUER, SETTINGS).html
     root = lxml.html.fromstring(html)
     assert root.get("dir") == direction and root.find("body").get("dir") == direction
 
 
 @pytest.mark.parametrize("locale", ["he_IL", "ar_SA"])
 def test_names_addresses_and_amounts_are_isolated_and_no_bidi_control_is_left(locale):
-    rendered = delivery.render(dataclasses.replace(HEBREW, locale=locale), ISSUER, SETTINGS)
+    rendered = documents.render(dataclasses.replace(HEBREW, locale=locale), ISSUER, SETTINGS)
     view = rendered.view
     isolated = _isolated(rendered.html)
     shown = [HEBREW.bill_to_name, *HEBREW.bill_to_address, ISSUER.name, *ISSUER.address,

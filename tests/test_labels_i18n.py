@@ -164,7 +164,7 @@ def test_every_language_names_the_lines(locale):
 
 def test_a_closed_month_for_a_german_tenant_names_its_lines_in_german(database_url, tmp_path):
     from chargeback.core import db
-    from chargeback.documents import delivery
+    from chargeback.documents import rendered as documents
 
     from .billing_helpers import NS, event, send, settings_for
     from .billing_helpers import close, on_plan
@@ -180,7 +180,7 @@ def test_a_closed_month_for_a_german_tenant_names_its_lines_in_german(database_u
     with db.transaction(s) as conn:
         (invoice_id,) = conn.execute("SELECT invoice_id::text FROM openfaas_metering.invoices"
                                      " WHERE namespace = 'acme'").fetchone()
-    view = delivery.rerender(s, invoice_id).view
+    view = documents.rerender(s, invoice_id).view
     # usage, invocations (at 0), the 250.00 base fee, the top-up to the 300.00 commitment
     assert [line["description"] for line in view["lines"]] == [
         "Funktionsrechenzeit", "Funktionsaufrufe", "Grundgebühr, Tarif committed",

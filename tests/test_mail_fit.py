@@ -13,7 +13,7 @@ from email.header import decode_header, make_header
 import pytest
 
 from chargeback.core.settings import load
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.message import Attachment, attachment_names, build, supplier_token
@@ -66,7 +66,7 @@ def test_a_usage_csv_over_the_limit_is_not_attached_and_the_mail_says_so(tmp_pat
     settings = dataclasses.replace(load({"SECRETS_DIR": str(tmp_path)}),
                                    max_attachment_bytes=1000)
     usage = "line_no,kind\r\n" + "1,usage\r\n" * 300  # 2,714 bytes: over 1,000
-    rendered = delivery.render(INVOICE, ISSUER, settings, usage)
+    rendered = documents.render(INVOICE, ISSUER, settings, usage)
     assert [a.filename for a in rendered.attachments] == [
         "examplefunctions-2026-09-INV-2026-000042.pdf",
         "examplefunctions-2026-09-INV-2026-000042-lines.csv",
@@ -74,7 +74,7 @@ def test_a_usage_csv_over_the_limit_is_not_attached_and_the_mail_says_so(tmp_pat
     # 2,714 bytes in German words; the text part wraps lines: compare words
     note = "Die Nutzungsdetails (2,7 kB) sind zu groß für einen Anhang"
     assert note in " ".join(rendered.text.split()) and note in " ".join(rendered.html.split())
-    small = delivery.render(INVOICE, ISSUER, dataclasses.replace(
+    small = documents.render(INVOICE, ISSUER, dataclasses.replace(
         settings, max_attachment_bytes=len(usage)), usage)
     assert small.attachments[-1] == Attachment(
         "examplefunctions-2026-09-INV-2026-000042-usage.csv", "text/csv", usage.encode())

@@ -13,7 +13,7 @@ import pypdf
 import pytest
 
 from chargeback.core.settings import load
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 
 from .documents_helpers import INVOICE, ISSUER
 
@@ -48,7 +48,7 @@ def _render(locale: str):
     name, street, place, country, _ = TENANTS[locale]
     invoice = dataclasses.replace(INVOICE, locale=locale, bill_to_name=name,
                                   bill_to_address=(street, place, country))
-    return delivery.render(invoice, ISSUER, load({"SECRETS_DIR": tempfile.mkdtemp()}))
+    return documents.render(invoice, ISSUER, load({"SECRETS_DIR": tempfile.mkdtemp()}))
 
 
 def _pdftotext(pdf: bytes, marks: str = "") -> str:

@@ -18,7 +18,7 @@ from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Sample, Tenant
 from chargeback.core import db
 from chargeback.core.settings import load
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 from chargeback.core import tokens
 
 from .billing_helpers import GiB, NS, event, send, settings_for, ticks
@@ -287,7 +287,7 @@ def test_every_invoice_email_links_to_its_page_with_a_token_for_it_alone(
     assert served.content == pdf.get_payload(decode=True)  # the bytes the e-mail carried
     assert p.page(f"/invoices/{globex_no}.pdf", session=browser).status_code == 404
     # without PORTAL_URL the same invoice carries no link
-    plain = delivery.rerender(load({"DATABASE_URL": database_url, **MAIL_ENV}), acme_invoice)
+    plain = documents.rerender(load({"DATABASE_URL": database_url, **MAIL_ENV}), acme_invoice)
     assert "token=" not in plain.text and "token=" not in plain.html
 
 
@@ -299,7 +299,7 @@ def test_the_portal_renders_invoices_as_email_invoice_does(database_url, secrets
     from devstack import stack as stackfile
     stack = stackfile.load(ROOT / "stack.yml")
     invoice_id = finalized_invoice(database_url, namespace="acme")
-    mail, page = (delivery.rerender(load({**stack.functions[name].environment,
+    mail, page = (documents.rerender(load({**stack.functions[name].environment,
                                           "DATABASE_URL": database_url,
                                           "SECRETS_DIR": str(secrets_dir)}), invoice_id)
                   for name in ("email-invoice", "tenant-portal"))

@@ -6,6 +6,7 @@ Screenshots land in var/screenshots/ (docs/portal.md shows copies)."""
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -35,8 +36,8 @@ def _chrome(request, *extra):
     if not (chromium and driver_path):
         reason = ("Chromium is not installed: apt-get install -y chromium chromium-driver, "
                   "then scripts/test --browser")
-        if request.config.getoption("--browser"):
-            pytest.fail(reason)
+        if request.config.getoption("--browser") or os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail(reason + " (required here: --browser or REQUIRE_BROWSER, as .ci/run)")
         pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

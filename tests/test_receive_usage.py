@@ -105,9 +105,12 @@ def test_secret_with_or_without_its_trailing_newline_and_any_header_case(receive
 
 def test_without_a_webhook_secret_nothing_is_accepted(serve_function, env, secrets_dir):
     (secrets_dir / "webhook-secret").unlink()
-    fn = serve_function("receive-usage", env=env)
+    fn = serve_function("receive-usage", env=env, healthy=False)
+    health = requests.get(f"{fn.url}/_/health", timeout=10)
+    assert health.status_code == 503
     r = WebhookSender(fn.url, "").post([ev()], signature="sha256=" + "0" * 64)
-    assert r.status_code == 500
+    assert r.status_code == 503  # the event-worker retries until the secret is there
+    assert r.json() == health.json()
     assert r.json()["error"].startswith("misconfigured: no webhook secret")
     assert "\n" not in r.json()["error"]
 

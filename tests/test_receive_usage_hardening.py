@@ -47,11 +47,13 @@ def test_a_503_names_no_host_port_or_user_and_the_log_keeps_the_detail(serve_fun
     port = free_port()
     fn = serve_function("receive-usage", env={
         **env, "DATABASE_URL": f"postgresql://billing_admin@127.0.0.1:{port}/ledger"})
-    r = WebhookSender(fn.url, WEBHOOK_SECRET).post([ev()])
+    r = WebhookSender(f"{fn.url}/usage", WEBHOOK_SECRET).post([ev()])
     assert r.status_code == 503
     assert r.json() == {"error": "database unavailable, retry later"}
-    log = (tmp_path / "receive-usage.log").read_text()
-    assert str(port) in log and "database unavailable" in log
+    log = (tmp_path / "receive-usage.log").read_text().splitlines()
+    # one line for the one 503: its path, and the detail the caller never sees
+    [line] = [entry for entry in log if "database unavailable" in entry]
+    assert "503 POST /usage: database unavailable: " in line and str(port) in line
 
 
 def test_a_held_lock_answers_503_within_the_lock_timeout_and_the_retry_counts_once(

@@ -308,7 +308,8 @@ def test_a_clock_override_with_no_utc_minute_is_a_400(now):
 
 
 def test_a_method_no_route_takes_is_a_one_line_json_405(serve_function, database_url):
-    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url})
+    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
+                                              "SMTP_URL": "smtp://127.0.0.1:9"})
     r = requests.request("TRACE", fn.url, timeout=10)
     assert r.status_code == 405 and r.headers["Content-Type"] == "application/json"
     assert r.json()["error"].startswith("405 Method Not Allowed")

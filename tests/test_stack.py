@@ -1,5 +1,4 @@
 """stack.yml is deployable as written, and scripts/up reports bad input in one line."""
-import re
 import subprocess
 import sys
 
@@ -29,13 +28,6 @@ def test_stack_declares_the_seven_functions_in_openfaas_system(product_stack):
 
 def test_shared_package_and_migrations_reach_every_image(product_stack):
     assert {p.name for p in product_stack.copy} == {"chargeback", "sql", "pricebook.yml"}
-
-
-def test_only_secrets_the_readme_tells_users_to_create(product_stack):
-    readme = (ROOT / "README.md").read_text()
-    documented = set(re.findall(r"faas-cli secret create ([a-z0-9-]+)", readme))
-    used = {s for fn in product_stack.functions.values() for s in fn.secrets}
-    assert used <= documented, used - documented
 
 
 def test_cron_annotations_match_cron_connector(product_stack):

@@ -55,6 +55,15 @@ def test_raising_handler_answers_a_one_line_json_500(echo):
     assert "<html" not in r.text.lower() and "Traceback" not in r.text
 
 
+def test_every_5xx_is_logged_once_with_its_path_and_reason(echo, tmp_path):
+    requests.get(f"{echo.url}/broken/here?mode=raise")
+    requests.get(f"{echo.url}/?mode=status")  # a 418: not logged
+    log = (tmp_path / "echo.log").read_text()
+    assert log.count("500 GET /broken/here: internal error: ValueError: the handler broke") == 1
+    assert "Traceback" in log  # the handler's bug, for whoever fixes it
+    assert " 418 " not in log
+
+
 def test_health_endpoint_answers_200(echo):
     assert requests.get(f"{echo.url}/_/health").status_code == 200
 

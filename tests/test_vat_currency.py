@@ -12,7 +12,7 @@ import pytest
 
 from chargeback.core import db
 from chargeback.billing import vat
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 
 from .billing_helpers import NS, close, event, on_plan, send, settings_for
 from .corrections_helpers import BOOK, OCT_2
@@ -49,7 +49,7 @@ def test_a_euro_invoice_shows_its_vat_in_zloty_at_the_operators_rate(
     invoice_id, status, reasons, number = _document(s)
     assert status == "finalized" and number == "INV-2026-000001"
 
-    rendered = delivery.rerender(s, invoice_id)
+    rendered = documents.rerender(s, invoice_id)
     # tax 0.19 EUR x 4.2651 = 0.810369 PLN, rounded half-even to the grosz: 0.81
     sentence = f"VAT in PLN: PLN0.81 (exchange rate 1 EUR = 4.2651 PLN, {SOURCE})"
     assert sentence in re.sub(r"[ \n]+", " ", rendered.text)  # wrapped at 72 columns
@@ -64,7 +64,7 @@ def test_a_euro_invoice_shows_its_vat_in_zloty_at_the_operators_rate(
 
     # a later rate changes no finalized document, and nobody can change it on the document
     assert vat.main(["2026-09", "EUR", "PLN", "4.5", "a typo fixed"]) == 0
-    assert delivery.rerender(s, invoice_id) == rendered
+    assert documents.rerender(s, invoice_id) == rendered
     with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="vat_exchange_rate"):
         with db.transaction(s) as conn:
             conn.execute("UPDATE openfaas_metering.invoices SET vat_exchange_rate = 5"
@@ -80,7 +80,7 @@ def test_an_invoice_in_the_vat_currency_or_without_tax_needs_no_rate(database_ur
     for namespace in ("acme", "bcme"):
         invoice_id, status, _, _ = _document(s, namespace)
         assert status == "finalized", namespace
-        assert "exchange rate" not in delivery.rerender(s, invoice_id).text
+        assert "exchange rate" not in documents.rerender(s, invoice_id).text
 
 
 @pytest.mark.parametrize("args, field", [

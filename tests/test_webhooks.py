@@ -269,14 +269,31 @@ def test_a_plain_http_endpoint_off_this_machine_is_refused_at_start(
         serve_function, database_url, signed_secrets, tmp_path):
     fn = serve_function("deliver-webhooks", env={
         "DATABASE_URL": database_url, "SECRETS_DIR": str(signed_secrets),
-        "WEBHOOK_URLS": "https://hooks.example.com/in,http://crm.example.com/hook"})
+        "WEBHOOK_URLS": "https://hooks.example.com/in,http://crm.example.com/hook"},
+        healthy=False)
+    reason = ("misconfigured: WEBHOOK_URLS: 'http://crm.example.com/hook': plain http is "
+              "allowed to the loopback interface only (127.0.0.1, ::1, localhost); use https://")
+    assert requests.get(f"{fn.url}/_/health", timeout=10).status_code == 503
     r = _drain(fn.url)
-    assert r.status_code == 500
-    assert r.json()["error"] == ("misconfigured: WEBHOOK_URLS: 'http://crm.example.com/hook': "
-                                 "plain http is allowed to the loopback interface only "
-                                 "(127.0.0.1, ::1, localhost); use https://")
-    assert "deliver-webhooks: misconfigured: WEBHOOK_URLS" in (
-        tmp_path / "deliver-webhooks.log").read_text()
+    assert (r.status_code, r.json()) == (503, {"error": reason})
+    log = (tmp_path / "deliver-webhooks.log").read_text()
+    assert log.count(f"{reason} (/_/health and every call answer 503") == 1
+
+
+def test_without_a_signing_secret_it_says_so_at_start_and_sends_nothing(
+        serve_function, database_url, secrets_dir, tmp_path, receiver):
+    hook = receiver()
+    (secrets_dir / "webhook-signing-secret").unlink()
+    fn = serve_function("deliver-webhooks", env=_function_env(
+        database_url, secrets_dir, hook.url), healthy=False)
+    reason = ("misconfigured: no webhook signing secret: create the webhook-signing-secret "
+              "secret (whsec_ followed by base64 of at least 24 random bytes)")
+    health = requests.get(f"{fn.url}/_/health", timeout=10)
+    assert (health.status_code, health.json()) == (503, {"error": reason})
+    r = _drain(fn.url)
+    assert (r.status_code, r.json()) == (503, {"error": reason})
+    assert hook.accepted() == []
+    assert reason in (tmp_path / "deliver-webhooks.log").read_text()
 
 
 def test_endpoints_allow_https_and_loopback_only():

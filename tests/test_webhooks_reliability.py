@@ -229,7 +229,8 @@ def test_a_replayed_delivery_starts_its_attempt_count_afresh(signed, database_ur
 ])
 def test_webhook_urls_with_a_stray_space_or_line_break_are_refused_at_start(
         signed, urls, reason):
-    problem = delivery.startup_problem(lambda: signed(urls))
-    assert problem is not None and reason in problem and "WEBHOOK_URLS" in problem
+    with pytest.raises(ConfigError) as refused:
+        delivery.ready(signed(urls), {})
+    assert reason in str(refused.value) and "WEBHOOK_URLS" in str(refused.value)
     with pytest.raises(ConfigError):
         delivery.configured_endpoints(signed(urls))

@@ -8,8 +8,8 @@ for the documents a close is about to finalize and, with LEGAL_CHECKS=en16931
 (the default), keeps a document that misses any in draft with reasons naming
 the annotation or override that gives it, like a missing price. `freeze` stores them on each invoice inside the finalizing transaction
 (before the database seals it, sql/050), so re-rendering later never reads
-the environment or the tenant again. `refuse_examples` keeps a function from
-starting with the shipped example supplier or sender.
+the environment or the tenant again. `refuse_example_issuer` keeps a function from
+starting with the shipped example supplier (mail.sender: the sender).
 """
 from __future__ import annotations
 
@@ -24,12 +24,10 @@ from psycopg.types.json import Jsonb
 
 from chargeback.billing import postal, vat
 from chargeback.billing.pricebook import Plan, PriceBook
-from chargeback.core.settings import Settings
+from chargeback.core.settings import ConfigError, Settings
 
-# The supplier and sender stack.yml ships, and the code's defaults.
+# The supplier stack.yml ships, and the code's default.
 EXAMPLE_ISSUERS = ("Example Functions Ltd", "chargeback")
-EXAMPLE_SENDERS = ("Example Functions Billing <billing@example.com>",
-                   "Billing <billing@chargeback.invalid>")
 
 _TENANTS = """
 SELECT namespace, address_override, address, postal_address,
@@ -161,24 +159,14 @@ def freeze(conn: psycopg.Connection, settings: Settings, book: PriceBook,
     vat.freeze(conn, settings, list(documents))  # VAT in ISSUER_VAT_CURRENCY, when set
 
 
-def refuse_examples(function: str, environ: Mapping[str, str], *, issuer: bool,
-                    sender: bool) -> None:
-    """SystemExit with one line when the supplier (for the function that freezes it) or
-    the sender (for the one that mails) is still the shipped example or the default, and
-    ALLOW_EXAMPLE_ISSUER is not set. Reads only those three variables, so any other
-    setting's mistake is still answered per request."""
-    if (environ.get("ALLOW_EXAMPLE_ISSUER") or "").strip().lower() in ("1", "true", "yes", "on"):
-        return
-    name = environ.get("ISSUER_NAME") or Settings.issuer_name
-    if issuer and name in EXAMPLE_ISSUERS:
-        raise SystemExit(f"{function}: ISSUER_NAME is the shipped example {name!r}: set your "
-                         "company's name, address and tax ID in stack.yml "
-                         "(ALLOW_EXAMPLE_ISSUER=true only for a demo)")
-    mail_from = environ.get("MAIL_FROM") or Settings.mail_from
-    if sender and mail_from in EXAMPLE_SENDERS:
-        raise SystemExit(f"{function}: MAIL_FROM is the shipped example {mail_from!r}: set "
-                         "your billing sender in stack.yml (ALLOW_EXAMPLE_ISSUER=true only "
-                         "for a demo)")
+def refuse_example_issuer(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """ConfigError with one line while the supplier frozen on every invoice is still the
+    shipped example or the default and ALLOW_EXAMPLE_ISSUER is not set: checked when the
+    function that finalizes starts (chargeback.core.startup)."""
+    if not settings.allow_example_issuer and settings.issuer_name in EXAMPLE_ISSUERS:
+        raise ConfigError(f"ISSUER_NAME is the shipped example {settings.issuer_name!r}: set "
+                          "your company's name, address and tax ID in stack.yml "
+                          "(ALLOW_EXAMPLE_ISSUER=true only for a demo)")
 
 
 def lines(text: str | None) -> tuple[str, ...]:

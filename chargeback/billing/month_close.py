@@ -30,13 +30,14 @@ invocation with {"invoice_id": ...}.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
 from chargeback.billing import export as invoice_export
-from chargeback.billing import corrections, grant_store, payment_store, pricebook_store
+from chargeback.billing import corrections, grant_store, legal, payment_store, pricebook_store
 from chargeback.billing.finalize import CLOSE_LOCK, Document, PeriodResult, finalize
 from chargeback.billing.handoff import requeue
 from chargeback.billing.invoicing import Draft
@@ -67,6 +68,13 @@ class Options:
     dry_run: bool = False
     verify: str | None = None
     export: str | None = None
+
+
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What aggregate-month cannot work without (checked at start): a database, and a
+    supplier of its own on the invoices it finalizes."""
+    db.configured(settings)
+    legal.refuse_example_issuer(settings)
 
 
 def parse_options(body: bytes) -> Options:

@@ -19,6 +19,7 @@ mail outbox, as invoices are) and deliver-webhooks is woken.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from chargeback.billing import estimate
@@ -27,6 +28,8 @@ from chargeback.budgets import mail as budget_mail
 from chargeback.budgets.thresholds import FORECAST, Fired, decide
 from chargeback.core import db
 from chargeback.core.settings import Settings
+from chargeback.mail import sender
+from chargeback.mail import smtp as mailer
 from chargeback.webhooks import outbox
 
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('chargeback budgets', 0))"
@@ -66,6 +69,14 @@ SELECT f.namespace, %(period)s, f.kind, f.threshold, coalesce((
 ON CONFLICT DO NOTHING
 RETURNING crossing_id, namespace, kind, threshold_percent, budget, amount, month_to_date,
           currency"""
+
+
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What evaluate-budgets cannot work without (checked at start): a database, the SMTP
+    server its crossings are mailed through and a sender of its own."""
+    db.configured(settings)
+    mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)
+    sender.refuse_example(settings)
 
 
 def evaluate(settings: Settings, now: datetime | None = None) -> dict:

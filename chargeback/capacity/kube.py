@@ -15,10 +15,9 @@ made, so the other functions' images need not ship it.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from chargeback.core.responses import ServiceError
@@ -42,7 +41,6 @@ class KubeRefused(ServiceError):
     """The API refused the call (e.g. 403): a configuration problem; the message says which."""
 
     status = 500
-    log_level = logging.ERROR
     what = "kubernetes API refused"
 
 
@@ -54,6 +52,19 @@ class Cluster:
     nodes: list[dict]
     persistentvolumeclaims: list[dict]
     services: list[dict]
+
+
+NO_ACCESS = "no Kubernetes access: run in a pod with a service account, or set KUBECONFIG"
+
+
+def configured(settings: Settings, environ: Mapping[str, str]) -> None:
+    """ConfigError unless the function can reach a Kubernetes API at all: KUBECONFIG names
+    a file, or it runs in a pod (checked at start; whether the API answers is a tick's)."""
+    if settings.kubeconfig:
+        if not os.path.isfile(settings.kubeconfig):
+            raise ConfigError(f"KUBECONFIG={settings.kubeconfig!r}: no such file")
+    elif not environ.get("KUBERNETES_SERVICE_HOST"):
+        raise ConfigError(NO_ACCESS)
 
 
 def _core_api(settings: Settings):
@@ -72,8 +83,7 @@ def _core_api(settings: Settings):
             elif os.environ.get("KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config(client_configuration=configuration)
             else:
-                raise ConfigError("no Kubernetes access: run in a pod with a service account, "
-                                  "or set KUBECONFIG")
+                raise ConfigError(NO_ACCESS)
         except (ConfigException, OSError) as exc:
             raise ConfigError(f"Kubernetes configuration: {exc}") from exc
         # One attempt per call: a failed tick answers 503 and the next one converges.

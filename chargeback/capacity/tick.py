@@ -14,6 +14,7 @@ minute list the cluster once.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from chargeback.capacity import holdings as capacity
@@ -24,6 +25,13 @@ from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
 
 MAX_WARNINGS_SHOWN = 20
+
+
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What meter-capacity cannot work without (checked at start): a database and
+    access to a Kubernetes API."""
+    db.configured(settings)
+    kube.configured(settings, environ)
 
 
 def tick_slot(now: datetime) -> datetime:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import psycopg
@@ -67,6 +67,12 @@ def _require_url(settings: Settings) -> str:
             "no database configured: create the database-url secret or set DATABASE_URL"
         )
     return settings.database_url
+
+
+def configured(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """ConfigError unless a database is configured (checked at start,
+    chargeback.core.startup; whether it answers is a request's business)."""
+    _require_url(settings)
 
 
 _BOUND = """

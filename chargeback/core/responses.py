@@ -1,22 +1,27 @@
 """Response shaping shared by every handler: JSON bodies, one-line errors, status mapping.
 
 A handler wraps its work in `guarded()` so that the same failure always gets
-the same answer: a bad request its 4xx with the reason, a missing setting 500,
-and a failure of something we depend on the status its `ServiceError` class
-carries (a database or Kubernetes API that is down 503 with Retry-After, so the
-sender retries; the gateway unreachable 502; a Kubernetes refusal 500 naming the
-missing permission). Each capability declares its own; this module knows none.
+the same answer: a bad request its 4xx with the reason, a missing or unusable
+setting 503 "misconfigured: ..." (as the check at start answers,
+chargeback.core.startup), and a failure of something we depend on the status
+its `ServiceError` class carries (a database or Kubernetes API that is down 503
+with Retry-After, so the sender retries; the gateway unreachable 502; a
+Kubernetes refusal 500 naming the missing permission). Each capability declares
+its own; this module knows none.
+
+A 5xx answer is logged once, by the template's server, with the request's path:
+`guarded` puts the line for the log under the answer's `log` key (the server
+never sends it), so a database error's host and user reach the log and never
+the caller.
 """
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from chargeback.core.settings import ConfigError
 
-log = logging.getLogger("chargeback")
 RETRY_AFTER_S = 5
 
 
@@ -37,7 +42,6 @@ class ServiceError(Exception):
     unless `public_reason` returns it)."""
 
     status = 503
-    log_level = logging.WARNING
     what = "unavailable"  # the log line's subject
 
     def public_reason(self) -> str:
@@ -62,11 +66,10 @@ def guarded(handle: Callable[[Any, Any], dict]) -> Callable[[Any, Any], dict]:
         except RequestError as exc:
             return error(exc.status, exc.reason, exc.headers)
         except ConfigError as exc:
-            return error(500, f"misconfigured: {exc}")
+            return error(503, f"misconfigured: {exc}")
         except ServiceError as exc:
-            log.log(exc.log_level, "%s: %s", exc.what, exc)
             retry = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
-            return error(exc.status, exc.public_reason(), retry)
+            return {**error(exc.status, exc.public_reason(), retry), "log": f"{exc.what}: {exc}"}
 
     return wrapper
 

@@ -296,6 +296,9 @@ class Settings:
     # an archive copy of every invoice mail, never shown
     mail_bcc: str | None = setting("MAIL_BCC", _text)
     issuer_name: str = setting("ISSUER_NAME", _text, "chargeback")
+    # the demo's and the tests' example supplier and sender (billing.legal, mail.sender):
+    # a deployed function refuses to start with them
+    allow_example_issuer: bool = setting("ALLOW_EXAMPLE_ISSUER", _bool, False)
     issuer_address: tuple[str, ...] = setting("ISSUER_ADDRESS", _lines, ())
     issuer_tax_id: str | None = setting("ISSUER_TAX_ID", _text)
     # IBAN/BIC or a payment URL, as lines; frozen on each invoice at finalization

@@ -13,22 +13,19 @@ transaction that records the outcome.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from chargeback.core import db, jsonbody
+from chargeback.core import db, jsonbody, tokens
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import Settings
-from chargeback.core.tokens import hosted_invoice_url
-from chargeback.documents import einvoice
-from chargeback.documents.message import Attachment, attachment_names, build
+from chargeback.documents.message import build
 from chargeback.documents.model import Invoice, Issuer
-from chargeback.documents.pdf import render_pdf
-from chargeback.documents.presentation import present
-from chargeback.documents.rendering import lines_csv, render_html, render_text
+from chargeback.documents.rendered import render, subject
 from chargeback.documents.rows import read_invoice
-from chargeback.mail import outbox
+from chargeback.mail import outbox, sender
 from chargeback.mail import smtp as mailer
 # a sent or bounced invoice is reported to the operator's endpoints through the
 # outbox, in the transaction that records it
@@ -57,14 +54,15 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """Everything one invoice renders to; the same invoice gives the same bytes."""
-    view: dict[str, Any]
-    text: str
-    html: str
-    pdf: bytes
-    attachments: list[Attachment]
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What email-invoice cannot work without (checked at start): a database, an SMTP
+    server, a sender of its own, and, when PORTAL_URL puts the hosted invoice link in
+    every mail, the key that signs the link."""
+    db.configured(settings)
+    mailer.parse_url(settings.smtp_url, settings.smtp_timeout_s)
+    sender.refuse_example(settings)
+    if settings.portal_url:
+        tokens.signing_key(environ)
 
 
 def requested_invoice_id(body: bytes) -> str:
@@ -81,43 +79,6 @@ def requested_invoice_id(body: bytes) -> str:
         return str(uuid.UUID(raw))
     except (ValueError, TypeError, AttributeError):
         raise RequestError(400, f"invoice_id: expected a UUID string, got {raw!r}") from None
-
-
-def render(invoice: Invoice, issuer: Issuer, settings: Settings,
-           usage: str | None = None) -> Rendered:
-    """All parts of the mail for `invoice`: text, HTML, PDF and the CSV attachments
-    (the usage CSV, aggregate-month's export, when `usage` is given)."""
-    usage_bytes = usage.encode() if usage is not None else None
-    withheld = None  # a usage CSV over MAX_ATTACHMENT_BYTES is not attached; the mail says so
-    if usage_bytes is not None and len(usage_bytes) > settings.max_attachment_bytes:
-        withheld, usage_bytes = len(usage_bytes), None
-    names = attachment_names(invoice, issuer.name, usage_bytes is not None)
-    view = present(invoice, issuer, settings.default_locale, names, withheld)
-    # in the PDF and attached: the same bytes, its item names as the PDF shows them
-    xml = einvoice.cii_xml(invoice, issuer, {line["no"]: line["description"]
-                                             for line in view["lines"]})
-    # the hosted invoice page (tenant-portal), when PORTAL_URL is set
-    view["hosted_url"] = hosted_invoice_url(settings, invoice.namespace, invoice.number,
-                                            invoice.issued_at)
-    pdf = render_pdf(view, invoice.issued_at, xml)
-    files = [Attachment(names[0], "application/pdf", pdf),
-             Attachment(names[1], "text/csv", lines_csv(invoice).encode()),
-             Attachment(names[2], "application/xml", xml)]
-    if usage_bytes is not None:
-        files.append(Attachment(names[3], "text/csv", usage_bytes))
-    return Rendered(view, render_text(view), render_html(view), pdf, files)
-
-
-def subject(invoice: Invoice, rendered: Rendered) -> str:
-    """In the invoice's label language, like the document."""
-    return rendered.view["subject"]
-
-
-def rerender(settings: Settings, invoice_id: str) -> Rendered:
-    """Render a finalized or sent invoice again: the same bytes as the mail carried."""
-    with db.transaction(settings) as conn:
-        invoice, supplier, usage = read_invoice(conn, invoice_id, settings)
-    return render(invoice, supplier, settings, usage)
 
 
 @dataclass(frozen=True)

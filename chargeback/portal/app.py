@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chargeback.billing.periods import period_of
-from chargeback.core import db
+from chargeback.core import db, tokens
 from chargeback.core.responses import RequestError, respond
 from chargeback.core.settings import Settings
 from chargeback.portal import access, downloads, limits, month, series, store, views
@@ -34,6 +34,13 @@ class Request:
     headers: Mapping[str, str]
     host: str = ""  # the public Host (X-Forwarded-Host from a trusted proxy)
     body: bytes = b""
+
+
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What tenant-portal cannot work without (checked at start): a database and the key
+    that checks portal tokens."""
+    db.configured(settings)
+    tokens.signing_key(environ)
 
 
 def answer(settings: Settings, req: Request, now: datetime) -> dict:

@@ -1,6 +1,6 @@
 """An issued document's files as the portal serves them, at bounded cost.
 
-The bytes come from `chargeback.documents.delivery.rerender`: the portal serves
+The bytes come from `chargeback.documents.rendered.rerender`: the portal serves
 the very bytes the e-mail carried, and rendering is the documents capability's
 one job. A finalized document never changes, so what it renders to is kept
 here, by document and locale, in a bounded least-recently-used cache
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from chargeback.core.responses import RequestError, respond
 from chargeback.core.settings import Settings
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 
 CACHE_BYTES = 64 * 1024 * 1024
 # file suffix -> (index into Rendered.attachments, or "html"; Content-Type)
@@ -77,7 +77,7 @@ CACHE = _Cache(CACHE_BYTES)
 
 
 def _render(settings: Settings, invoice_id: str) -> Files:
-    rendered = delivery.rerender(settings, invoice_id)
+    rendered = documents.rerender(settings, invoice_id)
     by_suffix = {".html": (f"{invoice_id}.html", rendered.html.encode())}
     for suffix, (index, _) in FILES.items():
         if isinstance(index, int) and index < len(rendered.attachments):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from chargeback.core import db
 from chargeback.core.meters import DNS_LABEL
 from chargeback.core.responses import RequestError
 from chargeback.core.settings import ConfigError, Settings
@@ -36,6 +37,13 @@ def webhook_keys(settings: Settings) -> list[bytes]:
         raise ConfigError("no webhook secret: create the webhook-secret secret "
                           "(the key the gateway's eventSubscription signs with)")
     return keys
+
+
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What receive-usage cannot work without (checked at start): a database and the
+    webhook secret."""
+    db.configured(settings)
+    webhook_keys(settings)
 
 
 def receive(settings: Settings, headers: Mapping[str, str], body: bytes,

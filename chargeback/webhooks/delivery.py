@@ -33,6 +33,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -140,13 +141,12 @@ def configured_endpoints(settings: Settings) -> tuple[str, ...]:
     return policy.endpoints(settings.webhook_urls)
 
 
-def startup_problem(settings_loader) -> str | None:
-    """The one-line reason deliver-webhooks refuses to work with its configuration, or None."""
-    try:
-        configured_endpoints(settings_loader())
-    except ConfigError as exc:
-        return str(exc)
-    return None
+def ready(settings: Settings, environ: Mapping[str, str]) -> None:
+    """What deliver-webhooks cannot work without (checked at start): a database, usable
+    WEBHOOK_URLS and the secret that signs every delivery."""
+    db.configured(settings)
+    configured_endpoints(settings)
+    signing.signer(settings.webhook_signing_secret)
 
 
 @dataclass

@@ -19,18 +19,17 @@ take the adjustment (voided already, a credit note, more than is left) 409; the
 database down 503. The work is in chargeback.billing.month_close and (void, credit)
 chargeback.billing.adjustments.
 """
-import os
 from datetime import datetime, timezone
 
 from chargeback.billing import adjustments, audit, month_close, payment_requests
+from chargeback.core import startup
 from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
-from chargeback.billing import legal
 from chargeback.documents import chain
 
-# refuses to start while ISSUER_NAME is the shipped example (frozen on every invoice)
-legal.refuse_examples("aggregate-month", os.environ, issuer=True, sender=False)
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(month_close.ready)
 
 _OPERATOR_OPTIONS = ("dry_run", "verify", "export", "tenant", "period")
 

@@ -5,27 +5,23 @@ committing an event): deliver what is due; 200 with counts only. Operator
 options (admin-token as Bearer, chargeback.webhooks.operator): {"list":
 "failed" | "pending" | "delivered" | "cancelled"} and {"replay": "<event id>" |
 "failed" | {"endpoint": ..., "from": ..., "to": ...}}. A WEBHOOK_URLS entry that is neither
-https:// nor loopback is refused when the function starts (one line on
-stderr) and every call answers 500 with that line: nothing is sent. The work
-is in chargeback.webhooks.delivery.
+https:// nor loopback, or no usable webhook-signing-secret, is refused when the
+function starts (logged once; /_/health and every call answer 503 with that
+line): nothing is sent. The work is in chargeback.webhooks.delivery.
 """
-import sys
-
+from chargeback.core import startup
 from chargeback.core.auth import require_operator
-from chargeback.core.responses import error, guarded, require_method, respond
+from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.webhooks import delivery, operator
 
-STARTUP_PROBLEM = delivery.startup_problem(load)
-if STARTUP_PROBLEM:
-    print(f"deliver-webhooks: misconfigured: {STARTUP_PROBLEM}", file=sys.stderr, flush=True)
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(delivery.ready)
 
 
 @guarded
 def handle(event, context):
     require_method(event, "POST")
-    if STARTUP_PROBLEM:
-        return error(500, f"misconfigured: {STARTUP_PROBLEM}")
     options = operator.parse_options(event.body)
     settings = load()
     if options.list:

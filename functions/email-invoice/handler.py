@@ -9,15 +9,13 @@ queue retries). The work is in chargeback.documents.delivery. The supplier
 shown is the one frozen on the invoice at finalization, not this function's
 environment.
 """
-import os
-
+from chargeback.core import startup
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.documents import delivery as invoice_delivery
-from chargeback.billing import legal
 
-# refuses to start while MAIL_FROM is the shipped example
-legal.refuse_examples("email-invoice", os.environ, issuer=False, sender=True)
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(invoice_delivery.ready)
 
 
 @guarded

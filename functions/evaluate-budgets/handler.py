@@ -8,8 +8,12 @@ only; 503 + Retry-After when the database is unavailable. The work is in
 chargeback.budgets.evaluate.
 """
 from chargeback.budgets import evaluate
+from chargeback.core import startup
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
+
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(evaluate.ready)
 
 
 @guarded

@@ -11,9 +11,13 @@ never fails the tick: the answer says so and the next call collects the hour.
 from datetime import datetime, timezone
 
 from chargeback.capacity import tick as capacity_tick
+from chargeback.core import startup
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.metrics import collect, prometheus
+
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(capacity_tick.ready)
 
 
 @guarded

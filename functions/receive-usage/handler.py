@@ -8,9 +8,13 @@ summary. The same route takes custom usage events as CloudEvents
 see chargeback.usage.cloudevents and docs/meters.md). 503 + Retry-After when the database is unavailable: nothing was
 written, and the sender's retry is then counted exactly once.
 """
+from chargeback.core import startup
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.usage import receiver
+
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(receiver.ready)
 
 
 @guarded

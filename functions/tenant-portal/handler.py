@@ -18,9 +18,13 @@ is down. The work is in chargeback.portal.
 """
 from datetime import datetime, timezone
 
+from chargeback.core import startup
 from chargeback.core.responses import guarded
 from chargeback.core.settings import load
 from chargeback.portal import app
+
+# what it cannot work without, checked once at start (chargeback.core.startup)
+check = startup.requires(app.ready)
 
 
 @guarded

@@ -36,7 +36,7 @@ from devstack.stack import load
 from chargeback.billing.export import usage_csv
 from chargeback.core import migrate
 from chargeback.core.settings import load as load_settings
-from chargeback.documents import delivery as invoice_delivery
+from chargeback.documents import rendered as invoice_rendered
 from chargeback.mail import smtp as mailer
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
@@ -123,10 +123,10 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
             t3 = time.perf_counter()
             csv_text = lines_csv(invoice)
             t4 = time.perf_counter()
-            rendered = invoice_delivery.Rendered(view, text, html, pdf, [])
-            files = invoice_delivery.render(invoice, supplier, settings, usage).attachments
+            rendered = invoice_rendered.Rendered(view, text, html, pdf, [])
+            files = invoice_rendered.render(invoice, supplier, settings, usage).attachments
             t4b = time.perf_counter()  # (render() again, only to get the attachments)
-            msg, envelope = build(invoice, subject=invoice_delivery.subject(
+            msg, envelope = build(invoice, subject=invoice_rendered.subject(
                 invoice, rendered), text=text, html=html, attachments=files,
                 mail_from=settings.mail_from, reply_to=None, bcc=None,
                 sent_at=datetime.now(timezone.utc))

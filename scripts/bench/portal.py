@@ -19,7 +19,7 @@ tenant, one client, 8 requests a second: under its limit of 10) asks
 usage/current, first alone, then while B runs PDF_LOOPS clients fetching its
 invoice PDF back to back (the issue's "six loops"), both in this run. The naive
 baseline for that part: what each of B's requests cost before the cache, one
-render of the PDF (documents.delivery.rerender), timed in this process.
+render of the PDF (documents.rendered.rerender), timed in this process.
 
 Checked: for a sample of tenants the answer's invocations equal the raw events'
 count, its GB-s agree with the raw events' within the docs' interval rounding,
@@ -51,7 +51,7 @@ from devstack.runtime import Runtime
 
 from chargeback.billing import month_close
 from chargeback.core import db
-from chargeback.documents import delivery
+from chargeback.documents import rendered as documents
 from chargeback.core.settings import load
 from chargeback.core import tokens
 
@@ -181,7 +181,7 @@ def beside_pdf_loop(close_env: dict, function_env: dict, base: str, tokens_by: d
     """Tenant A's usage/current alone and beside tenant B's PDF loop; printed."""
     number, invoice_id = close_one(close_env, b)
     started = time.perf_counter()  # rendered as the function renders it (its settings)
-    expected = delivery.rerender(load(function_env), invoice_id).attachments[0].data
+    expected = documents.rerender(load(function_env), invoice_id).attachments[0].data
     render_s = time.perf_counter() - started
     url = f"{base}/api/v1/usage/current"
     paced(url, tokens_by[a], 16)  # warm-up

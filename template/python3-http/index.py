@@ -9,6 +9,15 @@ of Flask's HTML page. `function/` is on sys.path so handlers can import the
 shared package as `chargeback`. `/_/health` is answered here too, for local
 runs without a watchdog (in the image the watchdog answers it first).
 
+Two additions a handler may use (the community template ignores both):
+- `handler.check(environ)`, called once before serving: None, or the one-line
+  reason the function cannot work (a missing secret). With a reason, it is
+  logged once, `/_/health` answers 503 with it and every call answers 503
+  with it, so nothing is half-served.
+- a returned dict's `log`: the line logged for a 5xx answer in place of its
+  public reason (it may name hosts; it is never sent).
+Every 5xx answer is logged once, with its status, method, path and reason.
+
 A request body over MAX_BODY_BYTES (the function's environment; 1 MiB when
 unset) is refused by waitress itself, before it is buffered: from its
 Content-Length at once, and while a chunked body streams in as soon as the
@@ -25,7 +34,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "function"))
@@ -42,6 +50,8 @@ from function import handler  # noqa: E402
 app = Flask(__name__)
 log = logging.getLogger("function")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # functions that take bodies set their own
+# handler.check's one-line reason this function cannot work, once main() ran it
+STARTUP_PROBLEM = None
 
 
 def max_body_bytes():
@@ -138,6 +148,27 @@ def _json(payload, status=200, headers=None):
     return out
 
 
+def one_line(text, limit=300):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def log_server_error(status, reason, exc_info=False):
+    """The one log line of a 5xx answer: status, method, path and why."""
+    level = logging.WARNING if status == 503 else logging.ERROR
+    log.log(level, "%d %s %s: %s", status, request.method, request.path, one_line(reason),
+            exc_info=exc_info)
+
+
+def _public_reason(result):
+    body = result.get("body") if isinstance(result, dict) else result
+    if isinstance(body, dict) and body.get("error"):
+        return body["error"]
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return body or "(no body)"
+
+
 def format_response(result):
     if result is None:
         return Response("", status=200)
@@ -171,6 +202,8 @@ def http_error(exc):
 
 @app.route("/_/health", methods=["GET"])
 def health():
+    if STARTUP_PROBLEM:
+        return _json({"error": STARTUP_PROBLEM}, 503)
     return Response("OK", status=200)
 
 
@@ -178,17 +211,43 @@ def health():
            methods=["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 def call_handler(path):
+    if STARTUP_PROBLEM:
+        log_server_error(503, STARTUP_PROBLEM)
+        return _json({"error": STARTUP_PROBLEM}, 503)
     try:
-        return format_response(handler.handle(Event(), Context()))
+        result = handler.handle(Event(), Context())
     except Exception as exc:  # a handler bug must not leak an HTML traceback
-        traceback.print_exc(file=sys.stderr)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return _json({"error": f"internal error: {type(exc).__name__}: {reason}"}, 500)
+        reason = f"internal error: {type(exc).__name__}: {reason}"
+        log_server_error(500, reason, exc_info=True)  # with the traceback, in one record
+        return _json({"error": reason}, 500)
+    response = format_response(result)
+    if response.status_code >= 500:
+        logged = result.get("log") if isinstance(result, dict) else None
+        log_server_error(response.status_code, logged or _public_reason(result))
+    return response
+
+
+def startup_problem():
+    """handler.check's reason, or None; a check that raises is itself the reason."""
+    check = getattr(handler, "check", None)
+    if check is None:
+        return None
+    try:
+        problem = check(os.environ)
+    except Exception as exc:
+        log.exception("the start check failed")
+        return one_line(f"the start check failed: {type(exc).__name__}: {exc}")
+    return one_line(problem) if problem else None
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=os.getenv("LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    STARTUP_PROBLEM = startup_problem()
+    if STARTUP_PROBLEM:
+        log.error("%s (/_/health and every call answer 503 until this is fixed)",
+                  STARTUP_PROBLEM)
     server = create_server(
         app,
         host=os.getenv("UPSTREAM_HOST", "127.0.0.1"),
