@@ -147,7 +147,7 @@ def test_a_credit_the_operator_granted_is_a_document_level_allowance(database_ur
     with db.transaction(s) as conn:
         (invoice_id,) = conn.execute("SELECT invoice_id::text FROM openfaas_metering.invoices"
                                      " WHERE number = 'INV-2026-000001'").fetchone()
-    rendered = delivery.rerender(s, invoice_id)
+    rendered = documents.rerender(s, invoice_id)
     xml = next(a.data for a in rendered.attachments if a.filename.endswith(".xml"))
     assert_en16931(xml)
     assert _xpath(xml, "//ram:SpecifiedTradeAllowanceCharge/ram:ActualAmount") == ["4.00"]

@@ -15,7 +15,8 @@ import zxingcpp
 from PIL import Image
 
 from chargeback.core.settings import load
-from chargeback.documents import delivery, epc_qr
+from chargeback.documents import epc_qr
+from chargeback.documents import rendered as documents
 
 from .documents_helpers import INVOICE, ISSUER
 
@@ -40,7 +41,7 @@ def html_code(html: str) -> list[str]:
 
 
 def render(invoice, issuer, tmp_path):
-    return delivery.render(invoice, issuer, load({"SECRETS_DIR": str(tmp_path)}))
+    return documents.render(invoice, issuer, load({"SECRETS_DIR": str(tmp_path)}))
 
 
 def test_the_pdf_and_the_html_carry_a_code_with_amount_creditor_iban_and_number(tmp_path):
