@@ -66,6 +66,11 @@ REACHED_NOT_READ = {
     ("email-invoice", "TENANT_ANNOTATION_PREFIX"): "the same: billing.legal's assess",
     ("tenant-portal", "LEGAL_CHECKS"): "the same: billing.legal's assess",
     ("tenant-portal", "TENANT_ANNOTATION_PREFIX"): "the same: billing.legal's assess",
+    ("tenant-portal", "CREDIT_BALANCE_LOW"): "the portal reads credit balances; the alert is "
+                                             "the close's (billing.grant_store.alert_low)",
+    ("evaluate-budgets", "CREDIT_BALANCE_LOW"): "the same: the alert is the close's",
+    ("tenant-portal", "GATEWAY_URL"): "payment_store and grant_store wake deliver-webhooks on "
+                                      "the close's and the operator's paths, not the portal's",
 }
 # What of-watchdog reads, not the code
 WATCHDOG_VARIABLES = {"read_timeout", "write_timeout", "exec_timeout", "max_inflight"}
