@@ -44,7 +44,6 @@ NOT_IN_STACK_YML = {
     "KUBE_PAGE_SIZE": "Kubernetes list page; its default suits large clusters",
     "CREDIT_NOTE_PREFIX": "CN- by default, as the README's numbering section says",
     "CORRECTION_MIN_AMOUNT": "0 by default: every correction is issued",
-    "CREDIT_BALANCE_LOW": "0 by default: the credit.balance_low event is off (docs/payments.md)",
     "TAX_ROUNDING": "half_up by default (DESIGN.md)",
     "ISSUER_VAT_CURRENCY": "off by default: only for a member state that asks for it",
     "MAIL_BCC": "off by default: an archive copy is the operator's choice",
