@@ -9,7 +9,6 @@ policies); each kind of answer adds its Content-Security-Policy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from chargeback.billing.periods import period_of
@@ -19,21 +18,13 @@ from chargeback.core.settings import Settings
 from chargeback.portal import access, downloads, limits, month, series, store, views
 from chargeback.portal.access import Access
 from chargeback.portal.origin import SECURITY_HEADERS
+from chargeback.portal.views import Request
 
 HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "no-referrer", **SECURITY_HEADERS}
 API_CSP = downloads.API_CSP
 _API_DOCUMENT = "/api/v1/invoices/"
 
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    host: str = ""  # the public Host (X-Forwarded-Host from a trusted proxy)
-    body: bytes = b""
 
 
 def ready(settings: Settings, environ: Mapping[str, str]) -> None:
@@ -51,8 +42,7 @@ def answer(settings: Settings, req: Request, now: datetime) -> dict:
         who = access.resolve(req.headers, req.query, now, settings.portal_token_max_days)
         with limits.gate(who.tenant):
             return _api(settings, req, who, req.path.rstrip("/"), now)
-    return views.answer(settings, views.PageRequest(req.method, req.path, req.query,
-                                                    req.headers, req.host, req.body), now)
+    return views.answer(settings, req, now)
 
 
 def _api(settings: Settings, req: Request, who: Access, path: str, now: datetime) -> dict:

@@ -26,16 +26,17 @@ _HTML = {"Content-Type": "text/html; charset=utf-8"}
 
 
 @dataclass(frozen=True)
-class PageRequest:
+class Request:
+    """One request to tenant-portal, the API's (app.py) or the page's (here)."""
     method: str
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str]
-    host: str
+    host: str = ""  # the public Host (X-Forwarded-Host from a trusted proxy)
     body: bytes = b""
 
 
-def answer(settings: Settings, req: PageRequest, now: datetime) -> dict:
+def answer(settings: Settings, req: Request, now: datetime) -> dict:
     portal = origin.parse(settings.portal_url)
     try:
         if not portal.serves(req.host):
@@ -48,7 +49,7 @@ def answer(settings: Settings, req: PageRequest, now: datetime) -> dict:
                                                      headers=exc.headers), portal)
 
 
-def _route(settings, portal, req: PageRequest, now: datetime) -> dict:
+def _route(settings, portal, req: Request, now: datetime) -> dict:
     path = req.path.rstrip("/") or "/"
     if path == "/new-link":
         if req.method != "POST":
