@@ -15,7 +15,8 @@ def test_up_serves_a_fixture_cluster_to_meter_capacity_when_no_kubeconfig(up_env
         r = requests.post(f"{gateway}/function/meter-capacity.openfaas-system", data=b"",
                           timeout=30)
         assert r.status_code == 200, r.text
-        assert r.json()["recorded"] is True or r.json()["reason"] == "already metered"
+        # (cron may have metered this slot, or at a minute's turn the next one, first)
+        assert r.json()["recorded"] is True or "already metered" in r.json()["reason"]
         kubeconfig = os.path.join(up_env["CHARGEBACK_VAR"], "kubeconfig")
         assert "127.0.0.1" in open(kubeconfig).read()
     finally:
