@@ -10,6 +10,7 @@ from decimal import Decimal as D
 
 import facturx
 import pytest
+import requests
 from lxml import etree
 from pypdf import PdfReader
 
@@ -31,6 +32,7 @@ from .einvoice_rules import (
     assert_en16931,
     broken_rules_of,
 )
+from .invoices import MAIL_ENV
 
 BOOK = """
 default_plan: euro
@@ -243,3 +245,33 @@ def test_an_xrechnung_without_buyer_reference_or_supplier_contact_is_held_until_
     assert name.endswith("-xrechnung.xml")
     assert etree.fromstring(xml).xpath("cbc:BuyerReference/text()", namespaces=UBL) == [
         "991-12345-67"]
+
+
+def test_a_peppol_tenants_mail_carries_the_ubl_as_its_own_attachment(
+        database_url, tmp_path, serve_function, smtp):
+    s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER)
+    peppol = _namespace("peppol-rc", einvoice="ubl", plan="reverse", email="ap@rc.example",
+                        address="12 Rue de Rivoli\\n75001 Paris\\nFrance",
+                        **{"tax-id": "FR40303265045"})
+    assert _held(s, peppol) == {}
+    with db.transaction(s) as conn:
+        (invoice_id, number) = conn.execute("SELECT invoice_id::text, number FROM"
+                                            " openfaas_metering.invoices").fetchone()
+    fn = serve_function("email-invoice", env={"DATABASE_URL": database_url,
+                                              "SMTP_URL": smtp.url, **MAIL_ENV})
+    r = requests.post(fn.url, json={"invoice_id": invoice_id}, timeout=30)
+    assert r.status_code == 200, r.text
+    [mail] = smtp.received
+    files = {part.get_filename(): part for part in mail.message.walk()
+             if part.get_filename()}
+    stem = f"examplefunctions-2026-09-{number}"
+    assert set(files) == {f"{stem}.pdf", f"{stem}-lines.csv", f"{stem}-ubl.xml",
+                          f"{stem}-usage.csv"}
+    ubl = files[f"{stem}-ubl.xml"]
+    assert ubl.get_content_type() == "application/xml"
+    assert etree.QName(etree.fromstring(ubl.get_payload(decode=True))).localname == "Invoice"
+    # the PDF/A-3 holds no XML: the UBL is the one structured invoice the mail carries
+    pdf = files[f"{stem}.pdf"].get_payload(decode=True)
+    assert PdfReader(io.BytesIO(pdf)).attachments == {}
+    # ... and what the portal serves is what was sent
+    assert documents.rerender(s, invoice_id).attachments[2].data == ubl.get_payload(decode=True)
