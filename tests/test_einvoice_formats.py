@@ -210,7 +210,8 @@ def _held(s, *namespaces) -> dict[str, list[str]]:
 def test_an_unknown_format_is_held_naming_the_annotation_even_without_legal_checks(
         database_url, tmp_path):
     s = settings_for(database_url, tmp_path, BOOK, **SELLER)          # LEGAL_CHECKS=none
-    held = _held(s, _namespace("typo", einvoice="peppol"), _namespace("fine", einvoice="UBL"))
+    fine = _namespace("fine", einvoice="UBL", **{"tax-id": "FR40303265045"})
+    held = _held(s, _namespace("typo", einvoice="peppol"), fine)
     assert list(held) == ["typo"]                        # "UBL" is ubl: case does not matter
     [reason] = held["typo"]
     assert "'peppol'" in reason and "chargeback/einvoice" in reason
@@ -220,6 +221,15 @@ def test_an_unknown_format_is_held_naming_the_annotation_even_without_legal_chec
                      " WHERE namespace = 'typo'")
     [invoice] = close(s, period="2026-09")["periods"][0]["invoices"]
     assert invoice["tenant"] == "typo"
+
+
+def test_a_peppol_customer_without_a_registration_peppol_knows_is_held(database_url, tmp_path):
+    s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER)
+    # a German customer at 19 % needs no VAT ID on the invoice (art. 226), Peppol an
+    # electronic address (BT-49), which comes from it
+    buyer = _namespace("no-vat", einvoice="ubl", address="Alt-Moabit 100\\n10559 Berlin\\nDE")
+    [reason] = _held(s, buyer)["no-vat"]
+    assert "BT-49" in reason and "chargeback/tax-id" in reason and "R010" in reason
 
 
 def test_an_xrechnung_without_buyer_reference_or_supplier_contact_is_held_until_given(

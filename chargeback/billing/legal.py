@@ -129,17 +129,28 @@ def gaps(legal: Legal, tax_rate: Decimal | None, issuer: Settings, prefix: str) 
 
 
 def format_gaps(legal: Legal, issuer: Settings, prefix: str) -> list[str]:
-    """Why the tenant's e-invoice format cannot be made: a value that names none, or an
-    XRechnung without the buyer reference (BR-DE-15) or the supplier's contact (BR-DE-5,
-    -6, -7); [] when nothing is missing. Checked whatever LEGAL_CHECKS says: the tenant
+    """Why the tenant's e-invoice format cannot be made: a value that names none, a Peppol
+    UBL without either party's electronic address, an XRechnung without the buyer
+    reference (BR-DE-15) or the supplier's contact (BR-DE-5, -6, -7); [] when nothing is
+    missing. Checked whatever LEGAL_CHECKS says: the tenant
     asked for this format, and a document in another, or an invalid one, is of no use."""
     if legal.einvoice not in FORMATS:
         return [f"e-invoice format {legal.einvoice!r}: annotate the namespace "
                 f"{prefix}einvoice with one of {', '.join(FORMATS)} (or remove it for "
                 "facturx), or set tenants.einvoice_override"]
-    if legal.einvoice != "xrechnung":
-        return []
     reasons = []
+    if legal.einvoice == "ubl":     # Peppol's electronic addresses, from the registrations
+        if not postal.endpoint(legal.tax_id):
+            reasons.append(f"Peppol without the customer's electronic address (BT-49), which "
+                           f"comes from their EU VAT ID or Japanese registration number: "
+                           f"annotate the namespace {prefix}tax-id or set "
+                           "tenants.tax_id_override (PEPPOL-EN16931-R010)")
+        if not postal.endpoint(issuer.issuer_tax_id):
+            reasons.append("Peppol without the supplier's electronic address (BT-34), which "
+                           "comes from ISSUER_TAX_ID: set your EU VAT ID there "
+                           "(PEPPOL-EN16931-R020)")
+    if legal.einvoice != "xrechnung":
+        return reasons
     if not (legal.buyer_reference or "").strip():
         reasons.append(f"XRechnung without the buyer reference (BT-10): annotate the namespace "
                        f"{prefix}buyer-reference with the customer's Leitweg-ID (German public "

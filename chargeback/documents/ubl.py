@@ -8,14 +8,14 @@ not O, each line's real quantity, unit code, price and spot allowance, credit ap
 from grants as a document-level allowance, the billing period, payment means, the corrected or replaced invoice with its date, the VAT
 category and its legal basis. A credit note is a CreditNote (381) with positive amounts.
 Peppol asks for an electronic address of each party (BT-34/BT-49: derived from its
-VAT ID or Japanese registration, `endpoint`) and a buyer reference (BT-10): the tenant's `buyer_reference`, else its
-namespace (XRechnung: the buyer's Leitweg-ID, never a default; billing.legal holds the
-document without one).
+VAT ID or Japanese registration, billing.postal.endpoint) and a buyer reference (BT-10):
+the tenant's `buyer_reference`, else its namespace (XRechnung: the buyer's Leitweg-ID,
+never a default; billing.legal holds the document without one, or without either
+electronic address under Peppol).
 """
 from __future__ import annotations
 
 from datetime import timedelta
-import re
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -43,25 +43,6 @@ CUSTOMIZATIONS = {
     "xrechnung": "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0",
 }
 PROFILE = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
-# Peppol electronic address schemes (EAS) of the registrations we hold: an EU VAT ID by
-# its country, a Japanese qualified-invoice registration (T + 13 digits) 0221
-_VAT_SCHEMES = {"AT": "9914", "BE": "9925", "BG": "9926", "CY": "9928", "CZ": "9929",
-                "DE": "9930", "EE": "9931", "EL": "9933", "ES": "9920", "FI": "0213",
-                "FR": "9957", "HR": "9934", "HU": "9910", "IE": "9935", "IT": "0211",
-                "LT": "9937", "LU": "9938", "LV": "9939", "MT": "9943", "NL": "9944",
-                "PL": "9945", "PT": "9946", "RO": "9947", "SI": "9949", "SK": "9950"}
-_JAPAN = re.compile(r"T[0-9]{13}")
-
-
-def endpoint(tax_id: str | None) -> tuple[str, str] | None:
-    """(EAS scheme, identifier) of a party's Peppol address (BT-34/BT-49) derived from its
-    tax registration; None when it has none Peppol knows."""
-    tax_id = (tax_id or "").replace(" ", "").upper()
-    if scheme := _VAT_SCHEMES.get(tax_id[:2]):
-        return scheme, tax_id
-    return ("0221", tax_id) if _JAPAN.fullmatch(tax_id) else None
-
-
 class _Builder:
     def __init__(self, currency: str):
         self.currency = currency
@@ -84,7 +65,7 @@ class _Builder:
 def _party(b: _Builder, parent, name: str, address: postal.Address | None,
            tax_id: str | None, category: str, contact: dict | None):
     party = b.cac(parent, "Party")
-    if address_id := endpoint(tax_id):                           # BT-34 / BT-49
+    if address_id := postal.endpoint(tax_id):                    # BT-34 / BT-49
         b.cbc(party, "EndpointID", address_id[1], schemeID=address_id[0])
     b.cbc(b.cac(party, "PartyName"), "Name", name)
     if address:
