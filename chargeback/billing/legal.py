@@ -44,7 +44,8 @@ UPDATE openfaas_metering.invoices AS i
    SET bill_to_address = v.address, bill_to_postal = v.postal, bill_to_tax_id = v.tax_id,
        tax_category = v.category, tax_note = v.note,
        einvoice_format = v.einvoice, buyer_reference = v.buyer_reference,
-       issuer_contact = %(contact)s, issuer_name = %(name)s, issuer_address = %(address)s, issuer_tax_id = %(tax_id)s,
+       issuer_contact = %(contact)s, issuer_name = %(name)s, issuer_address = %(address)s,
+       issuer_tax_id = %(tax_id)s,
        issuer_postal = %(postal)s, issuer_payment_details = %(payment)s,
        payment_terms_days = coalesce((%(terms)s::jsonb ->> i.plan)::integer, 14),
        due_date = (i.issued_at AT TIME ZONE i.billing_timezone)::date
@@ -132,8 +133,8 @@ def format_gaps(legal: Legal, issuer: Settings, prefix: str) -> list[str]:
     """Why the tenant's e-invoice format cannot be made: a value that names none, a Peppol
     UBL without either party's electronic address, an XRechnung without the buyer
     reference (BR-DE-15) or the supplier's contact (BR-DE-5, -6, -7); [] when nothing is
-    missing. Checked whatever LEGAL_CHECKS says: the tenant
-    asked for this format, and a document in another, or an invalid one, is of no use."""
+    missing. Checked whatever LEGAL_CHECKS says: the tenant asked for this format, and a
+    document in another, or an invalid one, is of no use to it."""
     if legal.einvoice not in FORMATS:
         return [f"e-invoice format {legal.einvoice!r}: annotate the namespace "
                 f"{prefix}einvoice with one of {', '.join(FORMATS)} (or remove it for "
@@ -214,7 +215,7 @@ def freeze(conn: psycopg.Connection, settings: Settings, book: PriceBook,
         "postal": Jsonb(seller.as_json()) if seller else None,
         "tax_id": settings.issuer_tax_id,
         "payment": "\n".join(settings.issuer_payment_details) or None,
-        "contact": Jsonb(contact(settings)) if contact(settings) else None,
+        "contact": Jsonb(given) if (given := contact(settings)) else None,
         "terms": Jsonb({name: plan.payment_terms_days for name, plan in book.plans.items()})})
     vat.freeze(conn, settings, list(documents))  # VAT in ISSUER_VAT_CURRENCY, when set
 
