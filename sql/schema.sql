@@ -135,7 +135,7 @@ CREATE FUNCTION openfaas_metering.document_frozen_columns() RETURNS text[]
     SELECT openfaas_metering.document_frozen_columns_before_vat()
            || ARRAY['vat_currency', 'vat_exchange_rate', 'vat_exchange_source',
                     'vat_tax_converted', 'usage_csv', 'bill_to_postal', 'issuer_postal',
-                    'tax_category']
+                    'tax_category', 'einvoice_format', 'buyer_reference', 'issuer_contact']
 $$;
 
 
@@ -923,12 +923,16 @@ CREATE TABLE openfaas_metering.invoices (
     bill_to_postal jsonb,
     issuer_postal jsonb,
     tax_category text,
+    einvoice_format text,
+    buyer_reference text,
+    issuer_contact jsonb,
     CONSTRAINT invoices_check CHECK (((status = 'draft'::text) = (number IS NULL))),
     CONSTRAINT invoices_check1 CHECK (((status <> 'sent'::text) OR ((sent_at IS NOT NULL) AND (message_id IS NOT NULL)))),
     CONSTRAINT invoices_check2 CHECK (((status <> 'undeliverable'::text) OR (undeliverable_reason IS NOT NULL))),
     CONSTRAINT invoices_correction_refers CHECK ((((document_kind = 'invoice'::text) = (corrects_invoice_id IS NULL)) AND ((document_kind = 'invoice'::text) = (correction_no IS NULL)))),
     CONSTRAINT invoices_credit_reason_check CHECK ((credit_reason = ANY (ARRAY['duplicated_charge'::text, 'product_unsatisfactory'::text, 'order_change'::text, 'order_cancellation'::text, 'fraudulent_charge'::text, 'other'::text]))),
     CONSTRAINT invoices_document_kind_check CHECK ((document_kind = ANY (ARRAY['invoice'::text, 'supplementary'::text, 'credit_note'::text]))),
+    CONSTRAINT invoices_einvoice_format_check CHECK ((einvoice_format = ANY (ARRAY['facturx'::text, 'ubl'::text, 'xrechnung'::text]))),
     CONSTRAINT invoices_operator_credit_is_credit_note CHECK (((credit_reason IS NULL) OR (document_kind = 'credit_note'::text))),
     CONSTRAINT invoices_payment_terms_days_check CHECK ((payment_terms_days >= 0)),
     CONSTRAINT invoices_period_check CHECK ((period ~ '^[0-9]{4}-[0-9]{2}$'::text)),
@@ -1100,8 +1104,13 @@ CREATE TABLE openfaas_metering.tenants (
     budget_override numeric,
     postal_address jsonb,
     tax_category_override text,
+    einvoice text,
+    buyer_reference text,
+    einvoice_override text,
+    buyer_reference_override text,
     CONSTRAINT tenants_budget_check CHECK ((budget > (0)::numeric)),
     CONSTRAINT tenants_budget_override_check CHECK ((budget_override > (0)::numeric)),
+    CONSTRAINT tenants_einvoice_override_check CHECK ((einvoice_override = ANY (ARRAY['facturx'::text, 'ubl'::text, 'xrechnung'::text]))),
     CONSTRAINT tenants_tax_category_override_check CHECK ((tax_category_override = ANY (ARRAY['S'::text, 'AE'::text, 'O'::text, 'E'::text, 'K'::text, 'G'::text, 'Z'::text]))),
     CONSTRAINT tenants_tax_rate_override_check CHECK (((tax_rate_override >= (0)::numeric) AND (tax_rate_override < (1)::numeric)))
 );

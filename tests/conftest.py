@@ -59,13 +59,18 @@ def pg_server(tmp_path_factory):
     server.discard()
 
 
-@pytest.fixture
-def database_url(pg_server) -> str:
-    """A fresh, fully migrated database for this test alone."""
+def fresh_database(pg_server) -> str:
+    """The URL of a new, fully migrated database (a module's fixture may share one)."""
     name = f"t{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE_DB}")
     return pg_server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def database_url(pg_server) -> str:
+    """A fresh, fully migrated database for this test alone."""
+    return fresh_database(pg_server)
 
 
 @pytest.fixture

@@ -68,6 +68,9 @@ REACHED_NOT_READ = {
     ("tenant-portal", "CREDIT_BALANCE_LOW"): "the portal reads credit balances; the alert is "
                                              "the close's (billing.grant_store.alert_low)",
     ("evaluate-budgets", "CREDIT_BALANCE_LOW"): "the same: the alert is the close's",
+    # the supplier's contact is frozen on each invoice at the close; a rendering reads it there
+    **{(fn, f"ISSUER_CONTACT_{part}"): "billing.legal's assess and freeze run at the close"
+       for fn in ("email-invoice", "tenant-portal") for part in ("NAME", "PHONE", "EMAIL")},
     ("tenant-portal", "GATEWAY_URL"): "payment_store and grant_store wake deliver-webhooks on "
                                       "the close's and the operator's paths, not the portal's",
 }

@@ -3,7 +3,8 @@
 An EU VAT invoice names the customer's postal address and VAT ID, the
 supplier's name, address and VAT ID, says when payment is due and how to
 pay, and why a 0% invoice carries no tax (Directive 2006/112/EC art. 226);
-EN 16931 adds the VAT category and both parties' countries. `assess` finds them
+EN 16931 adds the VAT category and both parties' countries; the e-invoice format the
+tenant chose (<prefix>einvoice) and what it needs are frozen too. `assess` finds them
 for the documents a close is about to finalize and, with LEGAL_CHECKS=en16931
 (the default), keeps a document that misses any in draft with reasons naming
 the annotation or override that gives it, like a missing price. `freeze` stores them on each invoice inside the finalizing transaction
@@ -28,24 +29,30 @@ from chargeback.core.settings import ConfigError, Settings
 
 # The supplier stack.yml ships, and the code's default.
 EXAMPLE_ISSUERS = ("Example Functions Ltd", "chargeback")
+# The e-invoices a tenant may choose with <prefix>einvoice (documents.rendered makes them)
+FORMATS = ("facturx", "ubl", "xrechnung")
 
 _TENANTS = """
 SELECT namespace, address_override, address, postal_address,
-       coalesce(tax_id_override, tax_id) AS tax_id, tax_category_override, tax_note_override
+       coalesce(tax_id_override, tax_id) AS tax_id, tax_category_override, tax_note_override,
+       coalesce(einvoice_override, einvoice) AS einvoice,
+       coalesce(buyer_reference_override, buyer_reference) AS buyer_reference
   FROM openfaas_metering.tenants WHERE namespace = ANY(%s)"""
 
 _FREEZE = """
 UPDATE openfaas_metering.invoices AS i
    SET bill_to_address = v.address, bill_to_postal = v.postal, bill_to_tax_id = v.tax_id,
        tax_category = v.category, tax_note = v.note,
-       issuer_name = %(name)s, issuer_address = %(address)s, issuer_tax_id = %(tax_id)s,
+       einvoice_format = v.einvoice, buyer_reference = v.buyer_reference,
+       issuer_contact = %(contact)s, issuer_name = %(name)s, issuer_address = %(address)s,
+       issuer_tax_id = %(tax_id)s,
        issuer_postal = %(postal)s, issuer_payment_details = %(payment)s,
        payment_terms_days = coalesce((%(terms)s::jsonb ->> i.plan)::integer, 14),
        due_date = (i.issued_at AT TIME ZONE i.billing_timezone)::date
                   + coalesce((%(terms)s::jsonb ->> i.plan)::integer, 14)
   FROM jsonb_to_recordset(%(documents)s::jsonb)
        AS v(invoice_id uuid, address text, postal jsonb, tax_id text, category text,
-            note text)
+            note text, einvoice text, buyer_reference text)
  WHERE i.invoice_id = v.invoice_id AND i.status <> 'draft' AND i.issuer_name IS NULL"""
 
 
@@ -58,6 +65,8 @@ class Legal:
     tax_id: str | None
     category: str                  # UNCL 5305; "" when a 0 % rate has none
     note: str | None
+    einvoice: str = "facturx"      # the e-invoice format (FORMATS), or a value given wrong
+    buyer_reference: str | None = None   # BT-10
 
 
 def of_tenant(row, plan: Plan | None, tax_rate: Decimal | None) -> Legal:
@@ -75,7 +84,8 @@ def of_tenant(row, plan: Plan | None, tax_rate: Decimal | None) -> Legal:
     category = row.tax_category_override or (
         plan.tax_category if plan and plan.tax_rate == rate else "S" if rate else "")
     note = (row.tax_note_override or (plan.tax_note if plan else None)) if not rate else None
-    return Legal(text, address, row.tax_id, category, note)
+    return Legal(text, address, row.tax_id, category, note,
+                 (row.einvoice or "facturx").strip().lower(), row.buyer_reference)
 
 
 def gaps(legal: Legal, tax_rate: Decimal | None, issuer: Settings, prefix: str) -> list[str]:
@@ -119,20 +129,69 @@ def gaps(legal: Legal, tax_rate: Decimal | None, issuer: Settings, prefix: str) 
     return reasons
 
 
+def format_gaps(legal: Legal, issuer: Settings, prefix: str) -> list[str]:
+    """Why the tenant's e-invoice format cannot be made: a value that names none, a Peppol
+    UBL without either party's electronic address, an XRechnung without the buyer
+    reference (BR-DE-15) or the supplier's contact (BR-DE-5, -6, -7); [] when nothing is
+    missing. Checked whatever LEGAL_CHECKS says: the tenant asked for this format, and a
+    document in another, or an invalid one, is of no use to it."""
+    if legal.einvoice not in FORMATS:
+        return [f"e-invoice format {legal.einvoice!r}: annotate the namespace "
+                f"{prefix}einvoice with one of {', '.join(FORMATS)} (or remove it for "
+                "facturx), or set tenants.einvoice_override"]
+    reasons = []
+    if legal.einvoice == "ubl":     # Peppol's electronic addresses, from the registrations
+        if not postal.endpoint(legal.tax_id):
+            reasons.append(f"Peppol without the customer's electronic address (BT-49), which "
+                           f"comes from their EU VAT ID or Japanese registration number: "
+                           f"annotate the namespace {prefix}tax-id or set "
+                           "tenants.tax_id_override (PEPPOL-EN16931-R010)")
+        if not postal.endpoint(issuer.issuer_tax_id):
+            reasons.append("Peppol without the supplier's electronic address (BT-34), which "
+                           "comes from ISSUER_TAX_ID: set your EU VAT ID there "
+                           "(PEPPOL-EN16931-R020)")
+    if legal.einvoice != "xrechnung":
+        return reasons
+    if not (legal.buyer_reference or "").strip():
+        reasons.append(f"XRechnung without the buyer reference (BT-10): annotate the namespace "
+                       f"{prefix}buyer-reference with the customer's Leitweg-ID (German public "
+                       "buyers) or the reference they gave you, or set "
+                       "tenants.buyer_reference_override (BR-DE-15)")
+    missing = [name for name, value in (
+        ("ISSUER_CONTACT_NAME", issuer.issuer_contact_name),
+        ("ISSUER_CONTACT_PHONE", issuer.issuer_contact_phone),
+        ("ISSUER_CONTACT_EMAIL", issuer.issuer_contact_email)) if not value]
+    if missing:
+        reasons.append(f"XRechnung without the supplier's contact: set {', '.join(missing)} "
+                       "on aggregate-month (BR-DE-5, BR-DE-6, BR-DE-7)")
+    return reasons
+
+
+def contact(settings: Settings) -> dict | None:
+    """The supplier's contact (BG-6) from ISSUER_CONTACT_*: {"name", "telephone", "email"}
+    with those given; None when none is."""
+    given = {key: value for key, value in (("name", settings.issuer_contact_name),
+                                           ("telephone", settings.issuer_contact_phone),
+                                           ("email", settings.issuer_contact_email)) if value}
+    return given or None
+
+
 def assess(conn: psycopg.Connection, settings: Settings, book: PriceBook,
            drafts: list) -> dict[str, Legal]:
     """The legal terms of each of `drafts` (billing.invoicing.Draft) by namespace; with
-    LEGAL_CHECKS=en16931 a draft that misses any gets the reasons and stays a draft."""
+    LEGAL_CHECKS=en16931 a draft that misses any gets the reasons and stays a draft, as
+    one whose e-invoice format cannot be made does whatever LEGAL_CHECKS says."""
     rows = {row.namespace: row for row in conn.cursor(row_factory=namedtuple_row).execute(
         _TENANTS, ([d.namespace for d in drafts],))}
     out = {}
     for draft in drafts:
         plan = book.plans.get(draft.plan) if draft.plan else None
         legal = out[draft.namespace] = of_tenant(rows[draft.namespace], plan, draft.tax_rate)
-        if settings.legal_checks == "en16931":
-            draft.reasons += [r for r in gaps(legal, draft.tax_rate, settings,
-                                              settings.tenant_annotation_prefix)
-                              if r not in draft.reasons]
+        prefix = settings.tenant_annotation_prefix
+        found = gaps(legal, draft.tax_rate, settings, prefix) \
+            if settings.legal_checks == "en16931" else []
+        draft.reasons += [r for r in found + format_gaps(legal, settings, prefix)
+                          if r not in draft.reasons]
     return out
 
 
@@ -148,13 +207,15 @@ def freeze(conn: psycopg.Connection, settings: Settings, book: PriceBook,
         "documents": Jsonb([{"invoice_id": str(invoice_id), "address": legal.address,
                              "postal": legal.postal and legal.postal.as_json(),
                              "tax_id": legal.tax_id, "category": legal.category or None,
-                             "note": legal.note}
+                             "note": legal.note, "einvoice": legal.einvoice,
+                             "buyer_reference": legal.buyer_reference}
                             for invoice_id, legal in documents.items()]),
         "name": settings.issuer_name,
         "address": "\n".join(settings.issuer_address) or None,
         "postal": Jsonb(seller.as_json()) if seller else None,
         "tax_id": settings.issuer_tax_id,
         "payment": "\n".join(settings.issuer_payment_details) or None,
+        "contact": Jsonb(given) if (given := contact(settings)) else None,
         "terms": Jsonb({name: plan.payment_terms_days for name, plan in book.plans.items()})})
     vat.freeze(conn, settings, list(documents))  # VAT in ISSUER_VAT_CURRENCY, when set
 

@@ -116,3 +116,22 @@ def from_parts(parts: Mapping[str, str | None] | None) -> Address | None:
         "\\n", "\n").splitlines() if line.strip())
     return Address(street, (parts.get("postcode") or "").strip() or None,
                    (parts.get("city") or "").strip() or None, country)
+
+
+# Peppol electronic address schemes (EAS) of the registrations we hold: an EU VAT ID by
+# its country, a Japanese qualified-invoice registration (T + 13 digits) 0221
+_VAT_SCHEMES = {"AT": "9914", "BE": "9925", "BG": "9926", "CY": "9928", "CZ": "9929",
+                "DE": "9930", "EE": "9931", "EL": "9933", "ES": "9920", "FI": "0213",
+                "FR": "9957", "HR": "9934", "HU": "9910", "IE": "9935", "IT": "0211",
+                "LT": "9937", "LU": "9938", "LV": "9939", "MT": "9943", "NL": "9944",
+                "PL": "9945", "PT": "9946", "RO": "9947", "SI": "9949", "SK": "9950"}
+_JAPAN = re.compile(r"T[0-9]{13}")
+
+
+def endpoint(tax_id: str | None) -> tuple[str, str] | None:
+    """(EAS scheme, identifier) of a party's Peppol address (BT-34/BT-49) derived from its
+    tax registration; None when it has none Peppol knows."""
+    tax_id = (tax_id or "").replace(" ", "").upper()
+    if scheme := _VAT_SCHEMES.get(tax_id[:2]):
+        return scheme, tax_id
+    return ("0221", tax_id) if _JAPAN.fullmatch(tax_id) else None

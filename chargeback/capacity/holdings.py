@@ -76,6 +76,8 @@ class Tenant:
     tax_id: str | None = None   # VAT or other tax ID
     # <prefix>address-street/-postcode/-city/-country as given (billing.postal reads them)
     postal_address: dict[str, str] | None = None
+    einvoice: str | None = None         # facturx, ubl or xrechnung (billing.legal checks it)
+    buyer_reference: str | None = None  # BT-10: a Leitweg-ID for German public buyers
     budget: Decimal | None = None  # monthly, in the plan's currency (budgets capability)
 
 
@@ -143,6 +145,8 @@ def tenants_from_namespaces(namespaces: Iterable[Mapping], rules: Rules,
                               locale=locale and locale.replace("_", "-"),
                               address=address and address.replace("\\n", "\n"),
                               tax_id=note("tax-id"), postal_address=postal or None,
+                              einvoice=note("einvoice"),
+                              buyer_reference=note("buyer-reference"),
                               budget=Decimal(budget) if budget and Decimal(budget) else None))
     return tenants
 

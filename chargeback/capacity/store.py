@@ -96,28 +96,31 @@ def reading_digest(samples: Iterable[Sample]) -> bytes:
 _UPSERT_TENANTS = """
 INSERT INTO openfaas_metering.tenants AS t
        (namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-        postal_address, first_seen_at, updated_at)
+        postal_address, einvoice, buyer_reference, first_seen_at, updated_at)
 SELECT namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-       nullif(postal, 'null'::jsonb), %(seen_at)s, now()
+       nullif(postal, 'null'::jsonb), einvoice, buyer_reference, %(seen_at)s, now()
   FROM unnest(%(namespace)s::text[], %(display_name)s::text[], %(email)s::text[],
               %(plan)s::text[], %(currency)s::text[], %(locale)s::text[],
-              %(address)s::text[], %(tax_id)s::text[], %(budget)s::numeric[])
+              %(address)s::text[], %(tax_id)s::text[], %(budget)s::numeric[],
+              %(einvoice)s::text[], %(buyer_reference)s::text[])
        WITH ORDINALITY
        AS a(namespace, display_name, email, plan, currency, locale, address, tax_id, budget,
-            n)
+            einvoice, buyer_reference, n)
   -- the structured addresses travel as one JSON array (a jsonb[] would be escaped twice)
   JOIN jsonb_array_elements(%(postal)s::jsonb) WITH ORDINALITY AS j(postal, n) USING (n)
 ON CONFLICT (namespace) DO UPDATE
    SET display_name = excluded.display_name, email = excluded.email,
        plan = excluded.plan, currency = excluded.currency, locale = excluded.locale,
        address = excluded.address, tax_id = excluded.tax_id, budget = excluded.budget,
-       postal_address = excluded.postal_address,
+       postal_address = excluded.postal_address, einvoice = excluded.einvoice,
+       buyer_reference = excluded.buyer_reference,
        first_seen_at = least(t.first_seen_at, excluded.first_seen_at), updated_at = now()
  WHERE (t.display_name, t.email, t.plan, t.currency, t.locale, t.address, t.tax_id, t.budget,
-        t.postal_address)
+        t.postal_address, t.einvoice, t.buyer_reference)
        IS DISTINCT FROM (excluded.display_name, excluded.email, excluded.plan,
                          excluded.currency, excluded.locale, excluded.address, excluded.tax_id,
-                         excluded.budget, excluded.postal_address)
+                         excluded.budget, excluded.postal_address, excluded.einvoice,
+                         excluded.buyer_reference)
     OR excluded.first_seen_at < t.first_seen_at
 """
 
@@ -257,6 +260,8 @@ def record_tick(conn: psycopg.Connection, slot: datetime, reading: Reading,
         "tax_id": [t.tax_id for t in tenants],
         "budget": [t.budget for t in tenants],
         "postal": Jsonb([t.postal_address for t in tenants]),
+        "einvoice": [t.einvoice for t in tenants],
+        "buyer_reference": [t.buyer_reference for t in tenants],
     })
     listed = {"seen_at": slot, "namespace": [t.namespace for t in tenants]}
     conn.execute(_END_SUBSCRIPTIONS, listed)

@@ -303,6 +303,10 @@ class Settings:
     issuer_tax_id: str | None = setting("ISSUER_TAX_ID", _text)
     # IBAN/BIC or a payment URL, as lines; frozen on each invoice at finalization
     issuer_payment_details: tuple[str, ...] = setting("ISSUER_PAYMENT_DETAILS", _lines, ())
+    # the supplier's contact (BG-6), frozen on each invoice: XRechnung needs all three
+    issuer_contact_name: str | None = setting("ISSUER_CONTACT_NAME", _text)
+    issuer_contact_phone: str | None = setting("ISSUER_CONTACT_PHONE", _text)
+    issuer_contact_email: str | None = setting("ISSUER_CONTACT_EMAIL", _text)
     # the member state's currency VAT is also shown in (billing.vat); None: off
     issuer_vat_currency: str | None = setting("ISSUER_VAT_CURRENCY", _currency_code, None)
     # a larger usage CSV is not attached; the mail says so

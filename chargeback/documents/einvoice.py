@@ -184,6 +184,8 @@ def cii_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
     _party(agreement.buyer, invoice.bill_to_name,
            _address(invoice.bill_to_postal, invoice.bill_to_address, invoice.bill_to_tax_id),
            invoice.bill_to_tax_id, category, seller=False)
+    if invoice.buyer_reference:                  # BT-10, when the tenant gave one
+        agreement.buyer_reference = invoice.buyer_reference
     settlement.currency_code = invoice.currency
     if invoice.vat_currency and invoice.vat_tax_converted is not None:
         settlement.tax_currency_code = invoice.vat_currency  # BT-6

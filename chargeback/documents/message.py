@@ -68,12 +68,18 @@ def supplier_token(name: str) -> str:
     return "".join(words)
 
 
+# the e-invoice's file name by format: Factur-X's CII, also inside the PDF; the UBL alone
+_XML_NAMES = {"facturx": "factur-x.xml", "ubl": "ubl.xml", "xrechnung": "xrechnung.xml"}
+
+
 def attachment_names(invoice: Invoice, supplier: str, with_usage: bool) -> tuple[str, ...]:
-    """<supplier>-<period>-<number>.pdf, -lines.csv, -factur-x.xml, -usage.csv: what a
-    filing clerk sorts by (examplefunctions-2026-09-INV-2026-000042.pdf)."""
+    """<supplier>-<period>-<number>.pdf, -lines.csv, the e-invoice (-factur-x.xml, -ubl.xml
+    or -xrechnung.xml, by the document's format), -usage.csv: what a filing clerk sorts by
+    (examplefunctions-2026-09-INV-2026-000042.pdf)."""
     stem = "-".join(part for part in (supplier_token(supplier), invoice.period,
                                       safe_token(invoice.number)) if part)
-    names = (f"{stem}.pdf", f"{stem}-lines.csv", f"{stem}-factur-x.xml")
+    xml = _XML_NAMES[invoice.einvoice_format or "facturx"]
+    names = (f"{stem}.pdf", f"{stem}-lines.csv", f"{stem}-{xml}")
     return names + ((f"{stem}-usage.csv",) if with_usage else ())
 
 

@@ -21,6 +21,7 @@ class Issuer:
     email: str | None = None  # where customers write back (Reply-To, else From)
     payment_details: tuple[str, ...] = ()  # IBAN/BIC or a payment URL
     postal: dict | None = None  # billing.postal.Address.as_json(), frozen at finalization
+    contact: dict | None = None  # BG-6 {"name", "telephone", "email"}, frozen (ISSUER_CONTACT_*)
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,7 @@ class Invoice:
     # VAT category (UNCL 5305), frozen at finalization; None on older documents
     bill_to_postal: dict | None = None
     tax_category: str | None = None
+    # the e-invoice the tenant chose (billing.legal.FORMATS; None on older documents:
+    # facturx) and the buyer reference it states (BT-10), frozen at finalization
+    einvoice_format: str | None = None
+    buyer_reference: str | None = None

@@ -1,5 +1,6 @@
-"""An invoice rendered as its e-mail carries it: text, HTML, PDF (with its EN 16931 XML)
-and the CSV attachments. email-invoice renders it to send it; tenant-portal renders it
+"""An invoice rendered as its e-mail carries it: text, HTML, PDF, the EN 16931 e-invoice
+in the tenant's format (Factur-X inside the PDF, or Peppol/XRechnung UBL beside it) and
+the CSV attachments. email-invoice renders it to send it; tenant-portal renders it
 again to serve the very bytes the mail carried, without reaching the mail's sending.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from chargeback.documents.pdf import render_pdf
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.rows import read_invoice
+from chargeback.documents.ubl import ubl_xml
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,20 @@ def render(invoice: Invoice, issuer: Issuer, settings: Settings,
         withheld, usage_bytes = len(usage_bytes), None
     names = attachment_names(invoice, issuer.name, usage_bytes is not None)
     view = present(invoice, issuer, settings.default_locale, names, withheld)
-    # in the PDF and attached: the same bytes, its item names as the PDF shows them
-    xml = einvoice.cii_xml(invoice, issuer, {line["no"]: line["description"]
-                                             for line in view["lines"]})
+    # the e-invoice, its item names as the PDF shows them: Factur-X's CII in the PDF and
+    # attached as the same bytes; a UBL (Peppol, XRechnung) attached only, beside a PDF/A-3
+    # without XML, so the mail holds one structured invoice (docs/einvoicing.md)
+    item_names = {line["no"]: line["description"] for line in view["lines"]}
+    fmt = invoice.einvoice_format or "facturx"
+    if fmt == "facturx":
+        xml = einvoice.cii_xml(invoice, issuer, item_names)
+    else:
+        xml = ubl_xml(invoice, issuer, item_names, flavour=fmt,
+                      buyer_reference=invoice.buyer_reference, seller_contact=issuer.contact)
     # the hosted invoice page (tenant-portal), when PORTAL_URL is set
     view["hosted_url"] = hosted_invoice_url(settings, invoice.namespace, invoice.number,
                                             invoice.issued_at)
-    pdf = render_pdf(view, invoice.issued_at, xml)
+    pdf = render_pdf(view, invoice.issued_at, xml if fmt == "facturx" else None)
     files = [Attachment(names[0], "application/pdf", pdf),
              Attachment(names[1], "text/csv", lines_csv(invoice).encode()),
              Attachment(names[2], "application/xml", xml)]

@@ -28,7 +28,7 @@ SELECT i.invoice_id::text AS invoice_id, i.number, i.namespace, i.period, i.peri
        i.vat_currency, i.vat_exchange_rate, i.vat_exchange_source, i.vat_tax_converted,
        r.number AS replaces, (r.issued_at AT TIME ZONE r.billing_timezone)::date
            AS replaces_issued, i.credit_reason, i.bill_to_postal, i.issuer_postal,
-       i.tax_category
+       i.tax_category, i.einvoice_format, i.buyer_reference, i.issuer_contact
   FROM openfaas_metering.invoices AS i
   JOIN openfaas_metering.tenants AS t USING (namespace)
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = i.corrects_invoice_id
@@ -38,7 +38,7 @@ SELECT i.invoice_id::text AS invoice_id, i.number, i.namespace, i.period, i.peri
 
 # the supplier frozen on the document (documents.model.Issuer), not the Invoice's fields
 _ISSUER_COLUMNS = ("issuer_name", "issuer_address", "issuer_tax_id", "issuer_payment_details",
-                   "issuer_postal")
+                   "issuer_postal", "issuer_contact")
 
 
 def read_document(conn: psycopg.Connection, invoice_id: str, settings: Settings
@@ -62,7 +62,7 @@ def _issuer(row: dict, settings: Settings) -> Issuer:
                       contact, settings.issuer_payment_details)
     return Issuer(row["issuer_name"], legal.lines(row["issuer_address"]),
                   row["issuer_tax_id"], contact, legal.lines(row["issuer_payment_details"]),
-                  row["issuer_postal"])
+                  row["issuer_postal"], row["issuer_contact"])
 
 
 def read_invoice(conn: psycopg.Connection, invoice_id: str, settings: Settings

@@ -4,18 +4,18 @@ shows. Pure.
 
 It states what the CII e-invoice (documents.einvoice) states, in UBL's elements: both
 parties' frozen addresses, VAT IDs only where they are EU VAT IDs and the category is
-not O, each line's real quantity, unit code, price and spot allowance, the billing
-period, payment means, the corrected or replaced invoice with its date, the VAT
+not O, each line's real quantity, unit code, price and spot allowance, credit applied
+from grants as a document-level allowance, the billing period, payment means, the corrected or replaced invoice with its date, the VAT
 category and its legal basis. A credit note is a CreditNote (381) with positive amounts.
 Peppol asks for an electronic address of each party (BT-34/BT-49: derived from its
-VAT ID or Japanese registration, `endpoint`) and a buyer reference (BT-10): the tenant's `buyer_reference`, else its
-namespace (XRechnung: the buyer's Leitweg-ID, never a default; billing.legal holds the
-document without one).
+VAT ID or Japanese registration, billing.postal.endpoint) and a buyer reference (BT-10):
+the tenant's `buyer_reference`, else its namespace (XRechnung: the buyer's Leitweg-ID,
+never a default; billing.legal holds the document without one, or without either
+electronic address under Peppol).
 """
 from __future__ import annotations
 
 from datetime import timedelta
-import re
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -43,26 +43,6 @@ CUSTOMIZATIONS = {
     "xrechnung": "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0",
 }
 PROFILE = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
-FORMATS = ("facturx", "ubl", "xrechnung")
-# Peppol electronic address schemes (EAS) of the registrations we hold: an EU VAT ID by
-# its country, a Japanese qualified-invoice registration (T + 13 digits) 0221
-_VAT_SCHEMES = {"AT": "9914", "BE": "9925", "BG": "9926", "CY": "9928", "CZ": "9929",
-                "DE": "9930", "EE": "9931", "EL": "9933", "ES": "9920", "FI": "0213",
-                "FR": "9957", "HR": "9934", "HU": "9910", "IE": "9935", "IT": "0211",
-                "LT": "9937", "LU": "9938", "LV": "9939", "MT": "9943", "NL": "9944",
-                "PL": "9945", "PT": "9946", "RO": "9947", "SI": "9949", "SK": "9950"}
-_JAPAN = re.compile(r"T[0-9]{13}")
-
-
-def endpoint(tax_id: str | None) -> tuple[str, str] | None:
-    """(EAS scheme, identifier) of a party's Peppol address (BT-34/BT-49) derived from its
-    tax registration; None when it has none Peppol knows."""
-    tax_id = (tax_id or "").replace(" ", "").upper()
-    if scheme := _VAT_SCHEMES.get(tax_id[:2]):
-        return scheme, tax_id
-    return ("0221", tax_id) if _JAPAN.fullmatch(tax_id) else None  # <prefix>einvoice; facturx: CII in the PDF only
-
-
 class _Builder:
     def __init__(self, currency: str):
         self.currency = currency
@@ -85,7 +65,7 @@ class _Builder:
 def _party(b: _Builder, parent, name: str, address: postal.Address | None,
            tax_id: str | None, category: str, contact: dict | None):
     party = b.cac(parent, "Party")
-    if address_id := endpoint(tax_id):                           # BT-34 / BT-49
+    if address_id := postal.endpoint(tax_id):                    # BT-34 / BT-49
         b.cbc(party, "EndpointID", address_id[1], schemeID=address_id[0])
     b.cbc(b.cac(party, "PartyName"), "Name", name)
     if address:
@@ -180,6 +160,20 @@ def _line(b: _Builder, root, tag: str, line, sign: int, category: str,
         b.cbc(price, "BaseQuantity", _plain(abs(quantity)), unitCode=code)
 
 
+def _category(b: _Builder, parent, category: str, rate_percent: Decimal | None,
+              reason: str | None, flavour: str) -> None:
+    """The VAT category of a breakdown (BG-23) or a document-level allowance (BG-20)."""
+    tax = b.cac(parent, "TaxCategory")
+    b.cbc(tax, "ID", category)
+    if rate_percent is not None:
+        b.cbc(tax, "Percent", _plain(rate_percent))
+    elif flavour == "xrechnung":   # BR-DE-14: a breakdown's rate always, 0 under O
+        b.cbc(tax, "Percent", "0")
+    if reason:
+        b.cbc(tax, "TaxExemptionReason", reason)
+    b.cbc(b.cac(tax, "TaxScheme"), "ID", "VAT")
+
+
 def ubl_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = None, *,
             flavour: str = "ubl", buyer_reference: str | None = None,
             seller_contact: dict | None = None) -> bytes:
@@ -229,29 +223,37 @@ def ubl_xml(invoice: Invoice, issuer: Issuer, names: dict[int, str] | None = Non
               f"Payment within {invoice.payment_terms_days} days")
     rate_percent = None if category == "O" else (invoice.tax_rate * 100).quantize(
         Decimal("0.01"))
+    # a "Credit applied" line (billing.grants) is a document-level allowance (BG-20,
+    # BT-92), a charge (BG-21) where a correction takes some of it back: not an item
+    credit = sum((sign * line.amount for line in invoice.lines if line.kind == "credit"),
+                 Decimal("0.00"))
+    if credit:
+        allowance = b.cac(root, "AllowanceCharge")
+        b.cbc(allowance, "ChargeIndicator", "true" if credit > 0 else "false")
+        b.cbc(allowance, "AllowanceChargeReason", "Credit applied")
+        b.amount(allowance, "Amount", abs(credit))
+        _category(b, allowance, category, rate_percent, None, flavour)
     total = b.cac(root, "TaxTotal")
     b.amount(total, "TaxAmount", sign * invoice.tax)
     subtotal = b.cac(total, "TaxSubtotal")
     b.amount(subtotal, "TaxableAmount", sign * invoice.subtotal)
     b.amount(subtotal, "TaxAmount", sign * invoice.tax)
-    tax = b.cac(subtotal, "TaxCategory")
-    b.cbc(tax, "ID", category)
-    if rate_percent is not None:
-        b.cbc(tax, "Percent", _plain(rate_percent))
-    elif flavour == "xrechnung":   # BR-DE-14: a breakdown's rate always, 0 under O
-        b.cbc(tax, "Percent", "0")
-    if reason:
-        b.cbc(tax, "TaxExemptionReason", reason)
-    b.cbc(b.cac(tax, "TaxScheme"), "ID", "VAT")
+    _category(b, subtotal, category, rate_percent, reason, flavour)
     if converted:                                                   # BT-111
         b.amount(b.cac(root, "TaxTotal"), "TaxAmount", sign * invoice.vat_tax_converted,
                  invoice.vat_currency)
     money = b.cac(root, "LegalMonetaryTotal")
-    b.amount(money, "LineExtensionAmount", sign * invoice.subtotal)
+    b.amount(money, "LineExtensionAmount", sign * invoice.subtotal - credit)
     b.amount(money, "TaxExclusiveAmount", sign * invoice.subtotal)
     b.amount(money, "TaxInclusiveAmount", sign * invoice.total)
+    if credit < 0:
+        b.amount(money, "AllowanceTotalAmount", -credit)
+    elif credit > 0:
+        b.amount(money, "ChargeTotalAmount", credit)
     b.amount(money, "PayableAmount", sign * invoice.total)
     for line in sorted(invoice.lines, key=lambda line: line.line_no):
+        if line.kind == "credit":
+            continue
         _line(b, root, tag, line, sign, category, rate_percent,
               (names or {}).get(line.line_no, line.description))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
