@@ -23,9 +23,9 @@ import psycopg
 from chargeback.core import db
 from chargeback.core.gateway import GatewayClient, GatewayError
 from chargeback.core.settings import Settings
-# a reminder is one kind of the one exactly-once mail; its row is written in the
-# transaction that decides it
-from chargeback.mail import outbox
+# a reminder is one kind of the one exactly-once mail (mail.outbox); its row is
+# written in the transaction that decides it
+from chargeback.mail.enqueue import enqueue
 
 KIND = "reminder"
 EMAIL_FUNCTION = "email-invoice"
@@ -72,7 +72,7 @@ def enqueue_due(conn: psycopg.Connection, namespaces: list[str], now: datetime,
     rows = conn.execute(_DUE, {"now": now, "namespaces": namespaces,
                                "days": list(reminder_days)}).fetchall()
     for invoice_id, days, namespace in rows:
-        outbox.enqueue(conn, KIND, subject_id(invoice_id, days), namespace)
+        enqueue(conn, KIND, subject_id(invoice_id, days), namespace)
     return len(rows)
 
 

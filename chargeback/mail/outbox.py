@@ -52,15 +52,11 @@ from psycopg.rows import class_row
 from chargeback.core import backoff, db
 from chargeback.core.settings import ConfigError, Settings
 from chargeback.mail import smtp as mailer
+from chargeback.mail import enqueue as enqueuing
 from chargeback.mail.mime import Undeliverable
 
 
 MAX_RETRY_DELAY_S = 4 * 3600.0
-
-_ENQUEUE = """
-INSERT INTO openfaas_metering.mail_outbox (kind, subject_id, namespace)
-VALUES (%(kind)s, %(subject_id)s, %(namespace)s)
-ON CONFLICT DO NOTHING"""
 
 # the next due mail of a kind (oldest due first), or exactly the one asked for
 _CLAIM = """
@@ -114,6 +110,9 @@ UPDATE openfaas_metering.mail_outbox SET last_error = %(reason)s
  WHERE kind = %(kind)s AND subject_id = %(subject_id)s AND status = 'pending'
    AND claim_token = %(token)s
 RETURNING next_attempt_at"""
+
+
+enqueue = enqueuing.enqueue  # step 1, kept apart for functions that only decide mails
 
 
 @dataclass(frozen=True)
@@ -188,11 +187,6 @@ class Result:
             return 1
         left = (self.next_attempt_at - datetime.now(timezone.utc)).total_seconds()
         return max(1, math.ceil(left))
-
-
-def enqueue(conn: psycopg.Connection, kind: str, subject_id: str, namespace: str) -> None:
-    """The mail about `subject_id`, in the caller's transaction; once per subject."""
-    conn.execute(_ENQUEUE, {"kind": kind, "subject_id": subject_id, "namespace": namespace})
 
 
 def state(conn: psycopg.Connection, kind: str, subject_id: str) -> State | None:
