@@ -89,7 +89,7 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
                                       env.secret("admin-token").strip())),
     ("payments and credits: a bank statement imported, an invoice overdue, a credit granted",
      lambda env: demo_payments.run(env.gateway_url, env.database_url,
-                                   env.secret("admin-token").strip())),
+                                   env.secret("admin-token").strip(), env.mail_dir)),
 ]
 
 
