@@ -80,7 +80,7 @@ def run(gateway_url: str, database_url: str, admin_token: str,
           f"{unpaid} {today.get(unpaid)} ({unpaid_total} {unpaid_cur} due {due})")
     print(f"  on {due + timedelta(days=1)} the hourly run marks {unpaid} {later.status}, "
           f"{later.open} {unpaid_cur} open (event invoice.payment_overdue)")
-    _reminders(gateway_url, database_url, mail_dir, [part_ns, unpaid_ns], due)
+    _reminders(gateway_url, database_url, mail_dir, [part_ns, unpaid_ns], due, [part, unpaid])
     _epc_qr(database_url, mail_dir)
     grant = _post(gateway_url, admin_token, {"grant": {
         "tenant": unpaid_ns, "amount": "25.00", "currency": unpaid_cur,
@@ -91,10 +91,11 @@ def run(gateway_url: str, database_url: str, admin_token: str,
 
 
 def _reminders(gateway_url: str, database_url: str, mail_dir: Path | None,
-               namespaces: list[str], due) -> None:
+               namespaces: list[str], due, shown: list[str]) -> None:
     """What the hourly run does 7 days after the due date (the demo's month is ahead of
     the real clock the deployed run keeps): derive the standings, decide the reminders;
-    then email-invoice sends them, as the run's wake-up asks it to."""
+    then email-invoice sends them, as the run's wake-up asks it to. The mails about
+    `shown` (the partly paid and the unpaid invoice) are printed."""
     at = datetime.combine(due + timedelta(days=REMINDER_DAYS[0]), time(12), tzinfo=timezone.utc)
     with psycopg.connect(database_url) as conn:
         ledgers, _ = payment_store.refresh(conn, namespaces, at)
@@ -111,16 +112,17 @@ def _reminders(gateway_url: str, database_url: str, mail_dir: Path | None,
         return
     for path in sorted(mail_dir.glob("*.eml")):
         msg = email.message_from_bytes(path.read_bytes(), policy=default_policy)
-        if not str(msg["Message-ID"]).startswith("<reminder-"):
+        if not str(msg["Message-ID"]).startswith("<reminder-") or not any(
+                number in str(msg["Subject"]) for number in shown):
             continue
-        said = msg.get_body(("plain",)).get_content().split("\n\n")
+        said = msg.get_body(("plain",)).get_content().replace("\r\n", "\n").split("\n\n")
         pdf = [p.get_filename() for p in msg.iter_attachments()]
         print(f"  reminder to {msg['To']}: {msg['Subject']}\n    {' '.join(said[1].split())}"
               f"\n    attached again: {', '.join(pdf)}  ({path.name})")
 
 
 def _epc_qr(database_url: str, mail_dir: Path | None) -> None:
-    """The EPC QR code of the first mailed EUR invoice, decoded from its PDF's first page."""
+    """The EPC QR code of the first mailed EUR invoice, decoded from its PDF."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             """SELECT number, total FROM openfaas_metering.invoices
@@ -130,11 +132,11 @@ def _epc_qr(database_url: str, mail_dir: Path | None) -> None:
     if pdf is None:
         print("no mailed EUR invoice PDF to decode an EPC QR code from")
         return
-    image = pypdfium2.PdfDocument(pdf.read_bytes())[0].render(scale=4).to_pil()
-    codes = [b.text.split("\n") for b in zxingcpp.read_barcodes(image)
-             if b.format == zxingcpp.BarcodeFormat.QRCode]
+    codes = [b.text.split("\n") for page in pypdfium2.PdfDocument(pdf.read_bytes())
+             for b in zxingcpp.read_barcodes(page.render(scale=4).to_pil())
+             if b.format == zxingcpp.BarcodeFormat.QRCode]   # below the payment details
     if not codes:
-        raise DemoError(f"{pdf.name}: no QR code found on the first page")
+        raise DemoError(f"{pdf.name}: no QR code found on any page")
     f = codes[0]
     print(f"the EPC QR code on {pdf.name} ({row[0]}, {row[1]} EUR) decodes to: {f[0]} {f[1]} "
           f"{f[3]}, creditor {f[5]}, IBAN {f[6]}, BIC {f[4]}, amount {f[7]}, remittance {f[10]}")
