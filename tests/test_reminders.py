@@ -16,6 +16,8 @@ from chargeback.billing import adjustments, payment_requests, payment_store
 from chargeback.core import db
 from chargeback.core.settings import ConfigError, load
 from chargeback.documents import reminder
+from chargeback.portal import month, page
+from chargeback.portal import store as portal_store
 
 from .billing_helpers import NS, Recorder, close, event, on_plan, send, settings_for
 from .corrections_helpers import BOOK, OCT_2
@@ -113,6 +115,26 @@ def test_a_reminder_goes_out_once_per_step_with_what_is_open_in_the_tenants_lang
     sent = _events(s)
     assert [(e["number"], e["days_after_due"], e["open"]) for e in sent] == [
         (number, 7, "6.90"), (number, 21, "6.90")]
+
+
+def test_the_portal_shows_when_an_invoice_was_reminded(database_url, tmp_path, smtp):
+    s, number, due = _month(database_url, tmp_path, smtp, locale="en")
+    close(s, _day(due, 7))
+
+    def shown():
+        with db.transaction(s) as conn:
+            [doc] = [d for d in portal_store.documents(conn, "acme") if d.number == number]
+        view = month.document_view(doc, "/invoices")
+        return view, page.render_invoice_page("Acme", "en", [view])
+    view, html = shown()
+    assert view["reminded_at"] is None and "reminded" not in html   # decided, not sent
+    reminder.send_due(s)
+    view, html = shown()
+    with db.transaction(s) as conn:
+        sent_at = conn.execute("SELECT sent_at FROM openfaas_metering.payment_reminders"
+                               ).fetchone()[0]
+    assert view["reminded_at"] == sent_at
+    assert f"reminded {sent_at:%b} {sent_at.day}, {sent_at.year}" in html   # "medium", en
 
 
 def test_a_late_run_sends_only_the_latest_step_reached(database_url, tmp_path, smtp):
