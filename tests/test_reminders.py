@@ -14,6 +14,7 @@ import pytest
 
 from chargeback.billing import adjustments, payment_requests, payment_store
 from chargeback.core import db
+from chargeback.core.responses import RequestError
 from chargeback.core.settings import ConfigError, load
 from chargeback.documents import reminder
 from chargeback.portal import month, page
@@ -250,3 +251,16 @@ def _invoice_id(s, number):
     with db.transaction(s) as conn:
         return conn.execute("SELECT invoice_id FROM openfaas_metering.invoices "
                             "WHERE number = %s", (number,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("body, asked", [
+    (b'{"reminders": "due"}', True), (b'{"invoice_id": "x"}', False), (b"", False)])
+def test_email_invoice_sends_reminders_only_when_asked_for_the_due_ones(body, asked):
+    assert reminder.asked(body) is asked
+
+
+@pytest.mark.parametrize("body", [b'{"reminders": "all"}',
+                                  b'{"reminders": "due", "invoice_id": "x"}'])
+def test_a_request_naming_reminders_otherwise_is_refused_naming_the_field(body):
+    with pytest.raises(RequestError, match=r"^reminders: expected"):
+        reminder.asked(body)
