@@ -38,7 +38,7 @@ def test_a_bad_reminder_days_setting_names_the_variable(raw):
         load({"REMINDER_DAYS": raw}).reminder_days
 
 
-def _month(database_url, tmp_path, smtp, locale="de_DE"):
+def _month(database_url, tmp_path, smtp, locale="de_DE", email="ap@acme.example"):
     """September closed for acme (11.90 EUR, the euro plan), its billing contact set;
     (settings, number, due date)."""
     s = settings_for(database_url, tmp_path, book=BOOK, GATEWAY_URL="http://127.0.0.1:9",
@@ -47,9 +47,9 @@ def _month(database_url, tmp_path, smtp, locale="de_DE"):
     on_plan(s, "acme", "euro")
     with db.transaction(s) as conn:
         conn.execute("""UPDATE openfaas_metering.tenants
-                           SET email_override = 'ap@acme.example', locale_override = %s,
+                           SET email_override = %s, locale_override = %s,
                                display_name_override = 'Acme'
-                         WHERE namespace = 'acme'""", (locale,))
+                         WHERE namespace = 'acme'""", (email, locale))
     send(s, [event("acme", "2026-09-10T10:00:00Z", 10_000 * NS)])
     [invoice] = close(s, OCT_2)["periods"][0]["invoices"]
     with db.transaction(s) as conn:
@@ -264,3 +264,14 @@ def test_email_invoice_sends_reminders_only_when_asked_for_the_due_ones(body, as
 def test_a_request_naming_reminders_otherwise_is_refused_naming_the_field(body):
     with pytest.raises(RequestError, match=r"^reminders: expected"):
         reminder.asked(body)
+
+
+def test_a_reminder_to_a_tenant_without_an_address_is_undeliverable_once(
+        database_url, tmp_path, smtp):
+    s, number, due = _month(database_url, tmp_path, smtp, locale="en", email=None)
+    close(s, _day(due, 7))
+    assert reminder.send_due(s).body["undeliverable"] == 1
+    assert reminder.send_due(s).body["undeliverable"] == 0
+    [(days, status, _, reason)] = _reminders(s)
+    assert (days, status) == (7, "undeliverable") and "no billing e-mail address" in reason
+    assert smtp.received == [] and _events(s) == []
