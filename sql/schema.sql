@@ -963,7 +963,26 @@ CREATE TABLE openfaas_metering.mail_outbox (
     undeliverable_reason text,
     CONSTRAINT mail_outbox_check CHECK (((status <> 'sent'::text) OR ((sent_at IS NOT NULL) AND (message_id IS NOT NULL)))),
     CONSTRAINT mail_outbox_check1 CHECK (((status <> 'undeliverable'::text) OR (undeliverable_reason IS NOT NULL))),
-    CONSTRAINT mail_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'undeliverable'::text])))
+    CONSTRAINT mail_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'undeliverable'::text, 'withdrawn'::text])))
+);
+
+
+--
+-- Name: payment_reminders; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.payment_reminders (
+    invoice_id uuid NOT NULL,
+    days_after_due integer NOT NULL,
+    namespace text NOT NULL,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    open_amount numeric,
+    sent_at timestamp with time zone,
+    message_id text,
+    reason text,
+    CONSTRAINT payment_reminders_days_after_due_check CHECK ((days_after_due > 0)),
+    CONSTRAINT payment_reminders_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'undeliverable'::text, 'withdrawn'::text])))
 );
 
 
@@ -1445,6 +1464,14 @@ ALTER TABLE ONLY openfaas_metering.mail_outbox
 
 
 --
+-- Name: payment_reminders payment_reminders_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payment_reminders
+    ADD CONSTRAINT payment_reminders_pkey PRIMARY KEY (invoice_id, days_after_due);
+
+
+--
 -- Name: payments payments_namespace_reference_key; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
 --
 
@@ -1767,6 +1794,13 @@ CREATE INDEX mail_outbox_due ON openfaas_metering.mail_outbox USING btree (kind,
 
 
 --
+-- Name: payment_reminders_namespace; Type: INDEX; Schema: openfaas_metering; Owner: -
+--
+
+CREATE INDEX payment_reminders_namespace ON openfaas_metering.payment_reminders USING btree (namespace);
+
+
+--
 -- Name: payments_invoice; Type: INDEX; Schema: openfaas_metering; Owner: -
 --
 
@@ -1996,6 +2030,14 @@ ALTER TABLE ONLY openfaas_metering.invoices
 
 ALTER TABLE ONLY openfaas_metering.invoices
     ADD CONSTRAINT invoices_voided_by_fkey FOREIGN KEY (voided_by) REFERENCES openfaas_metering.invoices(invoice_id);
+
+
+--
+-- Name: payment_reminders payment_reminders_invoice_id_fkey; Type: FK CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.payment_reminders
+    ADD CONSTRAINT payment_reminders_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES openfaas_metering.invoices(invoice_id);
 
 
 --

@@ -1,6 +1,7 @@
 """scripts/demo end to end: the real script, its own runtime, embedded PostgreSQL."""
 import re
 import subprocess
+from decimal import Decimal
 
 from devstack.pg import EmbeddedPostgres, free_port, port_in_use
 
@@ -69,8 +70,10 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert "12 of 13 invoices sent, 1 undeliverable" in email
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
     mail_dir = tmp_path / "var" / "demo" / "mail"
-    # the documents, 3 budget alerts, then the void's credit note, the reissue and a credit note
-    assert len(list(mail_dir.glob("*.eml"))) == 12 + 3 + 3
+    # the documents, 3 budget alerts, then the void's credit note, the reissue and a credit
+    # note, then the payment reminders
+    reminders = int(re.search(r"email-invoice: (\d+) sent", out)[1])
+    assert len(list(mail_dir.glob("*.eml"))) == 12 + 3 + 3 + reminders
     pdf = mail_dir / "examplefunctions-2026-09-INV-2026-000007.pdf"  # <supplier>-<period>-<number>
     assert pdf.read_bytes().startswith(b"%PDF")
     assert f"  {mail_dir / 'examplefunctions-2026-09-INV-2026-000010.pdf'}" in email
@@ -109,6 +112,16 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     assert re.search(r"BANK-0002 +[\d.]+ \w+  pays INV-2026-\d{6}: partially_paid", paid)
     assert "BANK-0003       99.00 EUR  not matched: no document number" in paid
     assert re.search(r"the hourly run marks INV-2026-\d{6} overdue", paid)
+    # a week after the due date: the reminders of the partly paid and the unpaid invoice,
+    # each mail with what is open and the PDF again; the EPC QR of a EUR invoice's PDF
+    assert re.search(r"decides [1-9]\d* payment reminder\(s\) \(REMINDER_DAYS 7,21\); "
+                     r"email-invoice: [1-9]\d* sent", paid)
+    assert re.search(r"\n  reminder to [^\n]+: [^\n]+ INV-2026-\d{6}", paid)
+    assert re.search(r"attached again: \S+-INV-2026-\d{6}\.pdf", paid)
+    epc = re.search(r"the EPC QR code on \S+ \((INV-2026-\d{6}), ([\d.]+) EUR\) decodes "
+                    r"to: BCD 002 SCT, .* IBAN DE89370400440532013000, .* amount EUR([\d.]+), "
+                    r"remittance (INV-2026-\d{6})", paid)
+    assert epc and epc[1] == epc[4] and Decimal(epc[2]) == Decimal(epc[3])
     assert "launch promotion" in paid and "Credit applied" in paid
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

@@ -37,7 +37,14 @@ from datetime import datetime
 import psycopg
 
 from chargeback.billing import export as invoice_export
-from chargeback.billing import corrections, grant_store, legal, payment_store, pricebook_store
+from chargeback.billing import (
+    corrections,
+    grant_store,
+    legal,
+    payment_store,
+    pricebook_store,
+    reminders,
+)
 from chargeback.billing.finalize import CLOSE_LOCK, Document, PeriodResult, finalize
 from chargeback.billing.handoff import requeue
 from chargeback.billing.invoicing import Draft
@@ -216,7 +223,9 @@ def run(settings: Settings, options: Options, now: datetime,
         todo = periods_to_settle(settings, now)
     results = [_settled(settings, resolved, book, namespaces) for resolved in todo]
     with db.transaction(settings) as conn:   # new documents' standings, invoices now overdue
-        _, status_events = payment_store.refresh(conn, namespaces, now)
+        ledgers, status_events = payment_store.refresh(conn, namespaces, now)
+        # ... and the reminders due now, decided under the same payment locks
+        reminded = reminders.enqueue_due(conn, list(ledgers), now, settings.reminder_days)
         # grants past their expiry keep what was left of them as expired (after the
         # closes: a grant valid in a month applies to it however late it closes)
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (CLOSE_LOCK,))
@@ -224,12 +233,14 @@ def run(settings: Settings, options: Options, now: datetime,
         status_events += grant_store.alert_low(conn, settings, namespaces)
     if status_events or any(r.invoices for r in results):
         webhook_outbox.wake(settings)  # after the commits: the outbox rows exist
-    queued, errors = requeue(settings, client or GatewayClient(settings), namespaces)
+    client = client or GatewayClient(settings)
+    queued, errors = requeue(settings, client, namespaces)
+    errors += [e for e in [reminders.wake_sender(settings, client, namespaces)] if e]
     # a closed month looked at again for late usage is shown only when it changed
     shown = [r for r in results if r.period == options.period or not r.was_closed
              or r.invoices or r.drafts or r.held or r.waived]
     return {"price_book_version": book.version, "periods": [r.as_json() for r in shown],
-            "queued": queued, "queue_errors": errors}
+            "queued": queued, "queue_errors": errors, "reminders": reminded}
 
 
 SETTLE_ATTEMPTS = 3

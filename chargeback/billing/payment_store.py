@@ -86,6 +86,15 @@ def ledgers(conn: psycopg.Connection, namespaces: list[str], now: datetime
     return {ns: payments.settle(docs[ns], paid[ns], today) for ns in namespaces}
 
 
+def lock(conn: psycopg.Connection, namespaces: list[str]) -> list[str]:
+    """Hold the tenants' payment locks until the caller's transaction ends (taken in one
+    order); the namespaces, sorted. Whoever derives a standing to act on it holds them."""
+    namespaces = sorted(set(namespaces))
+    for ns in namespaces:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_LOCK + ns,))
+    return namespaces
+
+
 def refresh(conn: psycopg.Connection, namespaces: list[str] | None, now: datetime
             ) -> tuple[dict[str, Ledger], int]:
     """Derive the standings of `namespaces` (None: every tenant with a document not known
@@ -93,9 +102,7 @@ def refresh(conn: psycopg.Connection, namespaces: list[str] | None, now: datetim
     events. Returns the ledgers and how many events were emitted."""
     if namespaces is None:
         namespaces = [ns for (ns,) in conn.execute(_UNSETTLED)]
-    namespaces = sorted(set(namespaces))   # locks in one order
-    for ns in namespaces:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_LOCK + ns,))
+    namespaces = lock(conn, namespaces)
     found = ledgers(conn, namespaces, now)
     stored = {r[0]: r[1:] for r in conn.execute(_STORED, (namespaces,))}
     events = []

@@ -86,8 +86,7 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     """A positive number of seconds; decimals allowed (0.5)."""
     value = _float(environ, name, default, "seconds")
     if not 0 < value < 86400 * 7:
-        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a positive number of "
-                          "seconds")
+        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a positive number of seconds")
     return value
 
 
@@ -95,8 +94,7 @@ def _days(environ: Mapping[str, str], name: str, default: float) -> float:
     """Zero or a positive number of days up to a month; decimals allowed (0.5)."""
     value = _float(environ, name, default, "days")
     if not 0 <= value <= 31:
-        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a number of days from "
-                          "0 to 31")
+        raise ConfigError(f"{name}={_raw(environ, name)!r}: expected a number of days, 0 to 31")
     return value
 
 
@@ -226,12 +224,10 @@ def setting(variable: str, parse: Callable[[Mapping[str, str], str, Any], Any],
 @dataclass(frozen=True)
 class _Invalid:
     """A setting that was present but unusable: raised when the setting is read."""
-
     error: ConfigError
 
 
-def _percentages(environ: Mapping[str, str], name: str,
-                 default: tuple[int, ...]) -> tuple[int, ...]:
+def _percentages(environ: Mapping[str, str], name: str, default: tuple) -> tuple[int, ...]:
     """Whole percentages, e.g. 50,80,100 (sorted, each once)."""
     values = set()
     for item in _list(environ, name, tuple(str(v) for v in default)):
@@ -239,6 +235,15 @@ def _percentages(environ: Mapping[str, str], name: str,
             raise ConfigError(f"{name}: {item!r} is not a whole percentage between 1 and 1000")
         values.add(int(item))
     return tuple(sorted(values))
+
+
+def _increasing_days(environ: Mapping[str, str], name: str, default: tuple) -> tuple:
+    """Whole days, strictly increasing, e.g. 7,21 (empty: none)."""
+    days = [int(i) if i.isascii() and i.isdigit() else 0
+            for i in _list(environ, name, tuple(str(v) for v in default))]
+    if any(d <= 0 for d in days) or any(a >= b for a, b in zip(days, days[1:])):
+        raise ConfigError(f"{name}={environ.get(name)!r}: expected increasing whole days (7,21)")
+    return tuple(days)
 
 
 def _secret(environ: Mapping[str, str], name: str, default: None) -> str | None:
@@ -338,6 +343,8 @@ class Settings:
     # credit.balance_low when a tenant's granted credit in a currency falls below this
     # (0: never)
     credit_balance_low: Decimal = setting("CREDIT_BALANCE_LOW", _amount, Decimal(0))
+    # payment reminders, days after the due date (billing.reminders)
+    reminder_days: tuple[int, ...] = setting("REMINDER_DAYS", _increasing_days, (7, 21))
     tax_rounding: str = setting("TAX_ROUNDING", _choice("half_up", "half_even"), "half_up")
     # en16931: a document missing what EN 16931 or art. 226 of the VAT Directive makes
     # mandatory (addresses, VAT IDs, a 0 % rate's category) stays a draft (billing.legal);

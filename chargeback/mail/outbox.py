@@ -12,7 +12,10 @@ machinery is the same for all:
    writes a fresh claim_token and moves next_attempt_at to the end of the
    lease (SEND_CLAIM_TIMEOUT_SECONDS). The subject is read in the same
    transaction. Concurrent senders take different rows (SKIP LOCKED), and a
-   row whose holder died is due again when its lease ends.
+   row whose holder died is due again when its lease ends. A kind whose
+   `load` answers Withdrawn (the mail is no longer wanted: a reminder of a
+   document paid since) has the row withdrawn in that same transaction, and
+   nothing is sent.
 3. Send, with a Message-ID derived from the subject: the same on every attempt.
 4. Record, with the kind's own change in the same transaction:
    - the server answered 250 to the message: sent, whoever holds the claim
@@ -49,15 +52,11 @@ from psycopg.rows import class_row
 from chargeback.core import backoff, db
 from chargeback.core.settings import ConfigError, Settings
 from chargeback.mail import smtp as mailer
+from chargeback.mail import enqueue as enqueuing
 from chargeback.mail.mime import Undeliverable
 
 
 MAX_RETRY_DELAY_S = 4 * 3600.0
-
-_ENQUEUE = """
-INSERT INTO openfaas_metering.mail_outbox (kind, subject_id, namespace)
-VALUES (%(kind)s, %(subject_id)s, %(namespace)s)
-ON CONFLICT DO NOTHING"""
 
 # the next due mail of a kind (oldest due first), or exactly the one asked for
 _CLAIM = """
@@ -72,6 +71,11 @@ UPDATE openfaas_metering.mail_outbox AS m
         ORDER BY next_attempt_at LIMIT 1
           FOR UPDATE SKIP LOCKED)
 RETURNING m.subject_id, m.claim_token, m.attempts"""
+
+_WITHDRAW = """
+UPDATE openfaas_metering.mail_outbox
+   SET status = 'withdrawn', last_error = %(reason)s, claim_token = NULL
+ WHERE kind = %(kind)s AND subject_id = %(subject_id)s AND status = 'pending'"""
 
 _STATE = """
 SELECT status, attempts, next_attempt_at, claim_token IS NOT NULL AS claimed, claimed_at,
@@ -108,6 +112,9 @@ UPDATE openfaas_metering.mail_outbox SET last_error = %(reason)s
 RETURNING next_attempt_at"""
 
 
+enqueue = enqueuing.enqueue  # step 1, kept apart for functions that only decide mails
+
+
 @dataclass(frozen=True)
 class Composed:
     """One mail as it goes out: the message and its envelope."""
@@ -117,17 +124,27 @@ class Composed:
 
 
 @dataclass(frozen=True)
+class Withdrawn:
+    """What `load` answers for a mail no longer wanted; `subject` is what
+    `on_withdrawn` learns it from."""
+    reason: str
+    subject: Any = None
+
+
+@dataclass(frozen=True)
 class MailKind:
     """What differs between kinds of mail. `load` reads the subject in the claim's
-    transaction (None: it no longer exists); `compose` writes the message (pure, may
-    raise Undeliverable); `on_sent(conn, subject, message_id, note)` and
-    `on_undeliverable(conn, subject, reason)` update the subject's own row in the
-    transaction that records the outcome."""
+    transaction (None: it no longer exists; Withdrawn: it is not to be sent);
+    `compose` writes the message (pure, may raise Undeliverable);
+    `on_sent(conn, subject, message_id, note)`, `on_undeliverable(conn, subject,
+    reason)` and `on_withdrawn(conn, subject, reason)` update the subject's own row
+    in the transaction that records the outcome."""
     name: str
     load: Callable[[psycopg.Connection, Settings, str], Any]
     compose: Callable[[Any, Settings], Composed]
     on_sent: Callable[[psycopg.Connection, Any, str, str | None], None]
     on_undeliverable: Callable[[psycopg.Connection, Any, str], None]
+    on_withdrawn: Callable[[psycopg.Connection, Any, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +171,8 @@ class Claim:
 @dataclass(frozen=True)
 class Result:
     """sent | undeliverable | retrying (next_attempt_at) | held (the claim is kept until
-    next_attempt_at) | misconfigured (the operator must act; not counted)."""
+    next_attempt_at) | misconfigured (the operator must act; not counted) | withdrawn
+    (not sent: the kind no longer wanted it when it was claimed)."""
     status: str
     subject: Any
     reason: str | None = None
@@ -171,11 +189,6 @@ class Result:
         return max(1, math.ceil(left))
 
 
-def enqueue(conn: psycopg.Connection, kind: str, subject_id: str, namespace: str) -> None:
-    """The mail about `subject_id`, in the caller's transaction; once per subject."""
-    conn.execute(_ENQUEUE, {"kind": kind, "subject_id": subject_id, "namespace": namespace})
-
-
 def state(conn: psycopg.Connection, kind: str, subject_id: str) -> State | None:
     with conn.cursor(row_factory=class_row(State)) as cur:
         return cur.execute(_STATE, (kind, subject_id)).fetchone()
@@ -188,12 +201,20 @@ def claim(settings: Settings, kind: MailKind, subject_id: str | None = None) -> 
                                     "lease_s": settings.send_claim_timeout_s}).fetchone()
         if row is None:
             return None
-        return Claim(row[0], row[1], row[2], kind.load(conn, settings, row[0]))
+        subject = kind.load(conn, settings, row[0])
+        if isinstance(subject, Withdrawn):  # decided in the claim's own transaction
+            conn.execute(_WITHDRAW, {"kind": kind.name, "subject_id": row[0],
+                                     "reason": subject.reason})
+            if kind.on_withdrawn:
+                kind.on_withdrawn(conn, subject.subject, subject.reason)
+        return Claim(row[0], row[1], row[2], subject)
 
 
 def attempt(settings: Settings, kind: MailKind, claimed: Claim,
             server: mailer.SmtpServer) -> Result:
     """Compose, send and record one claimed mail (see the module)."""
+    if isinstance(claimed.subject, Withdrawn):
+        return Result("withdrawn", claimed.subject.subject, claimed.subject.reason)
     keys = {"kind": kind.name, "subject_id": claimed.subject_id, "token": claimed.token}
     try:
         composed = kind.compose(claimed.subject, settings)
@@ -256,7 +277,7 @@ def send_due(settings: Settings, kind: MailKind, budget_s: float) -> dict[str, i
     One mail's trouble is that mail's: it waits for its own next attempt while
     the others go. Only a server that cannot be reached at all (or is
     misconfigured) ends the run, since every other mail would meet it too."""
-    counts = {"sent": 0, "undeliverable": 0, "retrying": 0}
+    counts = {"sent": 0, "undeliverable": 0, "retrying": 0}  # and "withdrawn" when any
     stop_at = time.monotonic() + budget_s
     server = None
     while time.monotonic() < stop_at:
@@ -266,7 +287,8 @@ def send_due(settings: Settings, kind: MailKind, budget_s: float) -> dict[str, i
         if claimed is None:
             break
         result = attempt(settings, kind, claimed, server)
-        counts[result.status if result.status in counts else "retrying"] += 1
+        key = result.status if result.status in (*counts, "withdrawn") else "retrying"
+        counts[key] = counts.get(key, 0) + 1
         if result.status == "misconfigured" or (
                 result.status == "retrying" and result.server_unreachable):
             break

@@ -109,7 +109,8 @@ def document_view(doc: store.Document, base: str) -> dict:
             "delivery": doc.status, "issued_at": doc.issued_at, "currency": doc.currency,
             "subtotal": doc.subtotal, "tax": doc.tax, "total": doc.total,
             "due_date": doc.due_date, "links": links,
-            "payment_status": doc.payment_status, "open": doc.open}
+            "payment_status": doc.payment_status, "open": doc.open,
+            "reminded_at": doc.reminded_at}
 
 
 def documents(settings: Settings, who: Access, base: str) -> dict:

@@ -142,7 +142,8 @@ def _documents(f: _Formats, docs: list[dict]) -> list[dict[str, Any]]:
                     "status_text": f.t(PAYMENT_STATUS[status]) if status in PAYMENT_STATUS
                     else "",
                     "open_text": money.money(d["open"]) if status in (
-                        "partially_paid", "overdue") else ""})
+                        "partially_paid", "overdue") else "",
+                    "reminded": f.day(d["reminded_at"]) if d.get("reminded_at") else ""})
     return out
 
 

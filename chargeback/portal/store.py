@@ -49,7 +49,9 @@ SELECT delivery_id, event_index, reason, received_at, event_json
 # credit note corrects, the voided one a reissue replaces, the credit note that voided it.
 _DOCUMENTS = """
 SELECT d.number, d.period, d.status, d.issued_at, d.currency, d.subtotal, d.tax, d.total,
-       d.document_kind, c.number, r.number, v.number, d.due_date, p.status, p.open_amount
+       d.document_kind, c.number, r.number, v.number, d.due_date, p.status, p.open_amount,
+       (SELECT max(m.sent_at) FROM openfaas_metering.payment_reminders AS m
+         WHERE m.invoice_id = d.invoice_id AND m.status = 'sent')
   FROM openfaas_metering.invoices AS d
   LEFT JOIN openfaas_metering.invoices AS c ON c.invoice_id = d.corrects_invoice_id
   LEFT JOIN openfaas_metering.invoices AS r ON r.invoice_id = d.replaces_invoice_id
@@ -97,6 +99,7 @@ class Document:
     due_date: date | None = None
     payment_status: str | None = None   # open, partially_paid, paid, overdue, voided
     open: Decimal | None = None         # what is left to pay
+    reminded_at: datetime | None = None  # the last payment reminder sent
 
 
 def series(conn: psycopg.Connection, tenant: str, q: SeriesQuery) -> list[tuple]:

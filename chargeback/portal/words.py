@@ -6,6 +6,7 @@ from chargeback.mail.i18n import N_
 LABELS = (
     N_('Payment'),
     N_('{amount} open'),
+    N_('reminded {date}'),
     N_('Your balance: {amounts} (applied to your next invoices)'),
     N_("Credit granted to you, left: {amounts} (applied before tax at each month's close)"),
     N_('{name}: usage and invoices'),

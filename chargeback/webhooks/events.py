@@ -21,12 +21,14 @@ INVOICE_VOIDED = "invoice.voided"            # emitted where the documents capab
 CREDIT_NOTE_FINALIZED = "credit_note.finalized"  # emitted where corrections finalize one
 INVOICE_PAID = "invoice.paid"                    # billing.payment_store: nothing left open
 INVOICE_PAYMENT_OVERDUE = "invoice.payment_overdue"  # ... something open after the due date
+INVOICE_REMINDER_SENT = "invoice.reminder_sent"  # documents.reminder: a reminder mail sent
 CREDIT_BALANCE_LOW = "credit.balance_low"        # billing.grants: below the threshold
 BUDGET_THRESHOLD_CROSSED = "budget.threshold_crossed"
 BUDGET_FORECAST_EXCEEDED = "budget.forecast_exceeded"
 USAGE_REJECTED = "usage.rejected"
 EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_HELD, INVOICE_SENT, INVOICE_UNDELIVERABLE, INVOICE_VOIDED,
-               CREDIT_NOTE_FINALIZED, INVOICE_PAID, INVOICE_PAYMENT_OVERDUE, CREDIT_BALANCE_LOW,
+               CREDIT_NOTE_FINALIZED, INVOICE_PAID, INVOICE_PAYMENT_OVERDUE,
+               INVOICE_REMINDER_SENT, CREDIT_BALANCE_LOW,
                BUDGET_THRESHOLD_CROSSED, BUDGET_FORECAST_EXCEEDED, USAGE_REJECTED)
 
 

@@ -40,7 +40,8 @@ def _counts(result: dict) -> dict:
             "periods": [{"period": p["period"], "closed": p["closed"],
                          "invoices": len(p["invoices"]), "drafts": len(p["drafts"])}
                         for p in result["periods"]],
-            "queued": len(result["queued"]), "queue_errors": len(result["queue_errors"])}
+            "queued": len(result["queued"]), "queue_errors": len(result["queue_errors"]),
+            "reminders": result["reminders"]}
 
 
 @guarded

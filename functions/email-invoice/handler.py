@@ -5,7 +5,11 @@
 200 {"status": "sent" | "already-sent" | "undeliverable", ...}; 400 without a
 valid invoice_id; 404 unknown invoice; 409 still a draft; 503 + Retry-After when
 SMTP or the database is unavailable or another request is sending it (the
-queue retries). The work is in chargeback.documents.delivery. The supplier
+queue retries). The work is in chargeback.documents.delivery.
+
+{"reminders": "due"} (aggregate-month's hourly run): send the payment reminders
+that are due, each once, none for a document settled since (documents.reminder);
+200 with the counts, 503 + Retry-After while some wait for a retry. The supplier
 shown is the one frozen on the invoice at finalization, not this function's
 environment.
 """
@@ -13,6 +17,7 @@ from chargeback.core import startup
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.documents import delivery as invoice_delivery
+from chargeback.documents import reminder
 
 # what it cannot work without, checked once at start (chargeback.core.startup)
 check = startup.requires(invoice_delivery.ready)
@@ -22,6 +27,9 @@ check = startup.requires(invoice_delivery.ready)
 def handle(event, context):
     require_method(event, "POST")
     settings = load()
+    if reminder.asked(event.body):
+        outcome = reminder.send_due(settings)
+        return respond(outcome.status, outcome.body, outcome.headers)
     invoice_id = invoice_delivery.requested_invoice_id(event.body)
     outcome = invoice_delivery.deliver(settings, invoice_id)
     return respond(outcome.status, outcome.body, outcome.headers)

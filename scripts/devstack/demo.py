@@ -87,9 +87,10 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
     ("void and credit: one invoice voided and reissued, part of another credited",
      lambda env: demo_adjustments.run(env.gateway_url, env.database_url,
                                       env.secret("admin-token").strip())),
-    ("payments and credits: a bank statement imported, an invoice overdue, a credit granted",
+    ("payments and credits: a bank statement imported, an invoice overdue and reminded, "
+     "its EPC QR code decoded, a credit granted",
      lambda env: demo_payments.run(env.gateway_url, env.database_url,
-                                   env.secret("admin-token").strip())),
+                                   env.secret("admin-token").strip(), env.mail_dir)),
 ]
 
 
