@@ -69,7 +69,7 @@ def _route(settings, portal, req: Request, now: datetime) -> dict:
             return refusals.conflict(settings, signed, req.query["token"], rest)
         return signed
     who = signin.session(settings, portal, req.headers, now)
-    with limits.gate(who.tenant):
+    with limits.gate(who.tenant, settings.waitress_threads):
         if path == "/":
             return _page(settings, who, req.query, now)
         if path.startswith("/invoices/"):
