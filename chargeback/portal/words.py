@@ -37,6 +37,7 @@ LABELS = (
     N_('GB-seconds by function'),
     N_('Invocations by function'),
     N_('Capacity by meter and SKU (unit-hours)'),
+    N_('unit-hours'),
     N_('Day'),
     N_('The numbers of “{chart}”'),
     N_('Top functions this month'),
