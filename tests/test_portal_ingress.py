@@ -6,7 +6,9 @@ no snippet annotation (refused by ingress-nginx's admission webhook by default s
 controller 1.9), and the rewrite it describes, applied as ingress-nginx applies it,
 takes `https://billing.example.com/...` to `/function/tenant-portal.openfaas-system/...`
 where the real function, behind the local gateway, serves the page, a download and the
-API on that host with a `__Host-` Secure cookie."""
+API on that host with a `__Host-` Secure cookie. Also: without PORTAL_URL the page is
+refused (503) while the API works, and the local gateway's and Ingress stand-in's
+access logs leave link tokens out."""
 from __future__ import annotations
 
 import re
@@ -143,3 +145,29 @@ def test_the_portal_answers_on_the_documented_host_through_the_gateway(portal, d
     assert api.status_code == 200 and api.json()["data"][0]["number"] == number
     # the API's links name the public origin, not the gateway's
     assert api.json()["data"][0]["links"]["pdf"].startswith(f"https://{host}/")
+
+
+def test_without_portal_url_the_page_answers_503_and_the_api_still_works(portal, database_url):
+    finalized_invoice(database_url, namespace="acme")
+    p = portal(portal_port=None)  # no Ingress, no PORTAL_URL
+    page = requests.get(f"{p.url}/", params={"token": token_for("acme")}, timeout=30,
+                        allow_redirects=False)
+    assert page.status_code == 503 and "PORTAL_URL is not set" in page.text
+    assert "Set-Cookie" not in page.headers
+    assert p.get("/api/v1/invoices", token_for("acme")).status_code == 200
+
+
+def test_the_local_gateway_and_ingress_leave_link_tokens_out_of_their_access_logs(
+        portal, database_url, caplog):
+    import logging
+    finalized_invoice(database_url, namespace="acme")
+    p = portal()
+    token = token_for("acme")
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        assert requests.get(f"{p.origin}/", params={"token": token}, timeout=30,
+                            allow_redirects=False).status_code == 303
+    logged = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    # one line from the Ingress stand-in, one from the gateway; neither holds the token
+    assert len([line for line in logged if '"GET /?… HTTP' in line or
+                '"GET /function/tenant-portal.openfaas-system/?… HTTP' in line]) == 2, logged
+    assert not [line for line in logged if token in line or "token=" in line]
