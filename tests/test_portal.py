@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -481,6 +481,13 @@ def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url,
         "partially_paid", "1.50", {})
     invoices = p.page("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
     assert "Partly paid" in invoices and "$1.50 open" in invoices
+    # the invoice's own page: its status and due date (the plan's default 14 days' terms
+    # from the day it was issued), what is open
+    issued = date.fromisoformat(doc["issued_at"][:10])
+    due = issued + timedelta(days=14)
+    alone = p.page("/invoices/INV-2026-000001", t).text
+    assert f"due {due:%b} {due.day}, {due.year}" in alone, alone
+    assert "Partly paid" in alone and "$1.50 open" in alone
     pay("2.00", "TX-2")                  # 0.50 more than is open: the tenant's balance
     answer = p.get("/api/v1/invoices", t).json()
     assert (answer["data"][0]["payment_status"], answer["balance"]) == ("paid", {"USD": "0.50"})

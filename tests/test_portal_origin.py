@@ -199,7 +199,7 @@ def test_one_tenant_past_its_rate_waits_its_turn_and_past_its_queue_gets_429(por
     # a burst of 30, then 10 a second: request k may start once 30 + 10 t >= k, so the
     # 45th waited until t >= 1.5 s; waiting, not refused (one client, in its queue)
     assert answers == [200] * 45 and elapsed_s >= 1.5, (answers, elapsed_s)
-    # its bucket empty, 16 at once: 4 wait their turn (QUEUE, each <= 0.4 s), the rest
+    # its bucket empty, 16 at once: 6 wait their turn (QUEUE, each <= 0.6 s), the rest
     # are refused at once with Retry-After, and globex is served meanwhile
     with ThreadPoolExecutor(16) as pool:
         asked = [pool.submit(requests.get, f"{p.url}/api/v1/invoices", timeout=30,
@@ -208,7 +208,7 @@ def test_one_tenant_past_its_rate_waits_its_turn_and_past_its_queue_gets_429(por
         assert p.get("/api/v1/invoices", globex_t).status_code == 200
         flood = [a.result() for a in asked]
     codes = sorted(r.status_code for r in flood)
-    assert codes.count(200) >= 4 and 429 in codes and set(codes) == {200, 429}, codes
+    assert codes.count(200) >= 6 and 429 in codes and set(codes) == {200, 429}, codes
     refused = [r for r in flood if r.status_code == 429]
     assert all(r.headers["Retry-After"] == "1" for r in refused)
     assert "too many requests" in refused[0].json()["error"]

@@ -26,7 +26,7 @@ from chargeback.core.responses import RequestError
 CONCURRENT = 2
 RATE_PER_S = 10.0
 BURST = 30
-QUEUE = 4
+QUEUE = 6  # a browser opens up to 6 connections to a host: its parallelism waits, never 429
 MAX_WAIT_S = 1.0
 
 _lock = threading.Lock()
