@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -18,7 +19,7 @@ def _tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"  # the limits are process-wide: a fresh bucket
 
 
-def _drain(tenant: str, threads: int = 12) -> None:
+def _drain(tenant: str, threads: int = 16) -> None:
     for _ in range(limits.BURST):  # the burst, each at once (a token left each time)
         with limits.gate(tenant, threads):
             pass
@@ -80,53 +81,51 @@ def test_at_most_half_the_threads_wait_whichever_tenants_they_serve():
     assert [a[0] for a in answers].count(429) == 4
 
 
-def test_a_tenant_past_its_concurrency_waits_for_a_running_request_to_end():
-    tenant = _tenant()
+@contextmanager
+def _running(tenant: str, count: int = limits.CONCURRENT):
+    """`count` of `tenant`'s requests running (holding their slots) until `release` is set
+    or the block ends."""
     release = threading.Event()
-    running = threading.Barrier(limits.CONCURRENT + 1)
+    running = threading.Barrier(count + 1)
 
     def hold():
-        with limits.gate(tenant, 12):
+        with limits.gate(tenant, 16):
             running.wait()
             release.wait(5)
-    holders = [threading.Thread(target=hold) for _ in range(limits.CONCURRENT)]
+    holders = [threading.Thread(target=hold) for _ in range(count)]
     for h in holders:
         h.start()
-    running.wait()  # CONCURRENT = 2 of its requests run
-    threading.Timer(0.3, release.set).start()
-    started = time.monotonic()
-    with limits.gate(tenant, 12):  # a third: tokens left, no slot until one ends
-        waited_s = time.monotonic() - started
-    for h in holders:
-        h.join()
+    running.wait()
+    try:
+        yield release
+    finally:
+        release.set()
+        for h in holders:
+            h.join()
+
+
+def test_a_tenant_past_its_concurrency_waits_for_a_running_request_to_end():
+    tenant = _tenant()
+    with _running(tenant) as release:  # CONCURRENT = 2 of its requests run
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        with limits.gate(tenant, 16):  # a third: tokens left, no slot until one ends
+            waited_s = time.monotonic() - started
     assert 0.25 <= waited_s < limits.MAX_WAIT_S, waited_s
     other = _tenant()
     started = time.monotonic()
-    with limits.gate(other, 12):  # another tenant: at once
+    with limits.gate(other, 16):  # another tenant: at once
         assert time.monotonic() - started < 0.05
 
 
 def test_a_wait_longer_than_its_bound_is_refused_not_served_late():
     tenant = _tenant()
-    release = threading.Event()
-    running = threading.Barrier(limits.CONCURRENT + 1)
-
-    def hold():
-        with limits.gate(tenant, 12):
-            running.wait()
-            release.wait(5)
-    holders = [threading.Thread(target=hold) for _ in range(limits.CONCURRENT)]
-    for h in holders:
-        h.start()
-    running.wait()
-    started = time.monotonic()
-    with pytest.raises(RequestError) as refused:
-        with limits.gate(tenant, 12):
-            pass
-    waited_s = time.monotonic() - started
-    release.set()
-    for h in holders:
-        h.join()
+    with _running(tenant):
+        started = time.monotonic()
+        with pytest.raises(RequestError) as refused:
+            with limits.gate(tenant, 16):
+                pass
+        waited_s = time.monotonic() - started
     # its slot never came: refused after MAX_WAIT_S (1 s), not held longer
     assert refused.value.status == 429 and "at once" in refused.value.reason
     assert limits.MAX_WAIT_S <= waited_s < limits.MAX_WAIT_S + 0.5, waited_s
