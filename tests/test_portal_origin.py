@@ -66,6 +66,19 @@ def test_the_page_on_the_gateways_host_reads_no_cookie_and_says_where_the_portal
         assert "Set-Cookie" not in r.headers
 
 
+def test_the_api_reads_a_bearer_header_only_never_the_pages_cookie_or_a_query_token(
+        portal, acme):
+    p = portal()
+    browser = p.sign_in(token_for("acme"))  # the portal's cookie, on the portal's origin
+    for url in (f"{p.origin}/api/v1/invoices",
+                f"{p.origin}/api/v1/invoices?token={token_for('acme')}"):
+        r = browser.get(url, timeout=30)
+        assert r.status_code == 401 and r.json()["error"].startswith("no token:"), r.text
+        assert "data" not in r.json()
+    assert browser.get(f"{p.origin}/api/v1/invoices", timeout=30, headers={
+        "Authorization": f"Bearer {token_for('acme')}"}).status_code == 200
+
+
 def test_a_link_never_replaces_another_tenants_live_session_unless_asked_on_the_page(
         portal, acme):
     acme_no, globex_no = acme
