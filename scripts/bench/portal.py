@@ -248,6 +248,10 @@ def main() -> int:
                         help="tenant A's requests alone and beside B's PDF loop (default 200)")
     parser.add_argument("--reuse", action="store_true",
                         help="measure the month loaded by the previous run (same options)")
+    parser.add_argument("--beside-only", action="store_true",
+                        help="only tenant A alone and beside B's PDF loop (with --reuse; "
+                             "skips the 8-client routes and the docs' query, which load "
+                             "the machine just before it)")
     args = parser.parse_args()
     CLIENTS = args.clients
     VAR.mkdir(parents=True, exist_ok=True)
@@ -299,34 +303,8 @@ def main() -> int:
             f"tenant-{t}" for t in range(args.tenants - 1, -1, -1) if f"tenant-{t}" not in picks)
         print(f"checked {check(base, database_url, picks[:5], tokens_by)} tenants' answers "
               "against the raw events", flush=True)
-        local = threading.local()
-
-        def session():
-            if not hasattr(local, "s"):
-                local.s = requests.Session()
-            return local.s
-
-        timed_http(session, f"{base}/api/v1/usage/current", {"period": "2026-09"},
-                   picks[:CLIENTS * 2], tokens_by)  # warm-up: pools, imports, price book
-        results = {}
-        for name, path, params in (("usage/current", "/api/v1/usage/current",
-                                    {"period": "2026-09"}),
-                                   ("31-day daily series", "/api/v1/usage", SERIES)):
-            started = time.perf_counter()
-            samples = timed_http(session, f"{base}{path}", params, picks, tokens_by)
-            wall = time.perf_counter() - started
-            results[name] = samples
-            print(f"{name:<22} p50 {statistics.median(samples) * 1000:6.1f} ms  "
-                  f"p95 {p95(samples) * 1000:6.1f} ms  ({len(samples)} requests, "
-                  f"{len(samples) / wall:5.1f}/s)", flush=True)
-        naive = timed_naive(database_url, picks)
-        print(f"{'baseline: docs query':<22} p50 {statistics.median(naive) * 1000:6.1f} ms  "
-              f"p95 {p95(naive) * 1000:6.1f} ms  (the raw events of one tenant, "
-              "straight to PostgreSQL)")
-        worst = max(p95(s) for s in results.values()) * 1000
-        print(f"\nworst p95 through the gateway: {worst:.1f} ms (goal <= {GOAL_MS:.0f} ms: "
-              f"{'reached' if worst <= GOAL_MS else 'NOT reached'}); "
-              f"the baseline's p95 is {p95(naive) * 1000 / worst:.1f}x that")
+        if not args.beside_only:
+            routes(base, database_url, picks, tokens_by)
         env = {"DATABASE_URL": database_url}
         close_env = {**stack.functions["aggregate-month"].environment, **env,
                      "ALLOW_EXAMPLE_ISSUER": "1"}
@@ -338,6 +316,38 @@ def main() -> int:
         db.close_all()
         pg.stop()
     return 0
+
+
+def routes(base: str, database_url: str, picks: list[str], tokens_by: dict) -> None:
+    """usage/current and the 31-day series from CLIENTS clients, and the docs' query."""
+    local = threading.local()
+
+    def session():
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+        return local.s
+
+    timed_http(session, f"{base}/api/v1/usage/current", {"period": "2026-09"},
+               picks[:CLIENTS * 2], tokens_by)  # warm-up: pools, imports, price book
+    results = {}
+    for name, path, params in (("usage/current", "/api/v1/usage/current",
+                                {"period": "2026-09"}),
+                               ("31-day daily series", "/api/v1/usage", SERIES)):
+        started = time.perf_counter()
+        samples = timed_http(session, f"{base}{path}", params, picks, tokens_by)
+        wall = time.perf_counter() - started
+        results[name] = samples
+        print(f"{name:<22} p50 {statistics.median(samples) * 1000:6.1f} ms  "
+              f"p95 {p95(samples) * 1000:6.1f} ms  ({len(samples)} requests, "
+              f"{len(samples) / wall:5.1f}/s)", flush=True)
+    naive = timed_naive(database_url, picks)
+    print(f"{'baseline: docs query':<22} p50 {statistics.median(naive) * 1000:6.1f} ms  "
+          f"p95 {p95(naive) * 1000:6.1f} ms  (the raw events of one tenant, "
+          "straight to PostgreSQL)")
+    worst = max(p95(s) for s in results.values()) * 1000
+    print(f"\nworst p95 through the gateway: {worst:.1f} ms (goal <= {GOAL_MS:.0f} ms: "
+          f"{'reached' if worst <= GOAL_MS else 'NOT reached'}); "
+          f"the baseline's p95 is {p95(naive) * 1000 / worst:.1f}x that")
 
 
 if __name__ == "__main__":
