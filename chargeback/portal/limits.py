@@ -7,7 +7,7 @@ refusing it: a client that loops back to back is paced at the tenant's rate inst
 of spinning on refusals, which cost the CPU every other tenant shares. A wait is
 bounded: at most QUEUE of a tenant's requests, and across tenants at most half the
 threads, wait at once, none longer than MAX_WAIT_S; past that, 429 with Retry-After
-at once, before any other work. So the threads that do not wait are always at least
+at once, before any database work. So the threads that do not wait are always at least
 half of them, and one tenant holds at most CONCURRENT + QUEUE.
 
 Rendering a document is the one expensive answer: a tenant renders one at a time
