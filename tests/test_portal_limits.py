@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
@@ -60,27 +60,6 @@ def test_past_its_burst_a_tenants_requests_wait_for_their_tokens_up_to_its_queue
     assert all(seconds < 0.5 and after == "1" for _, seconds, after in refused), refused
 
 
-def test_at_most_half_the_threads_wait_whichever_tenants_they_serve():
-    tenants = [_tenant() for _ in range(3)]
-    for tenant in tenants:
-        _drain(tenant, threads=4)
-    answers = []
-    go = threading.Barrier(3)
-
-    def one(tenant):
-        go.wait()
-        answers.extend(_ask_at_once(tenant, 2, threads=4))
-    workers = [threading.Thread(target=one, args=(t,)) for t in tenants]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    # WAITRESS_THREADS=4: 2 may wait, so the other 2 threads serve tenants within
-    # their rate; the 4 other requests (of 6) are refused at once
-    assert sorted(a[0] for a in answers if a[0] == "served") == ["served"] * 2, answers
-    assert [a[0] for a in answers].count(429) == 4
-
-
 @contextmanager
 def _running(tenant: str, count: int = limits.CONCURRENT):
     """`count` of `tenant`'s requests running (holding their slots) until `release` is set
@@ -129,3 +108,27 @@ def test_a_wait_longer_than_its_bound_is_refused_not_served_late():
     # its slot never came: refused after MAX_WAIT_S (1 s), not held longer
     assert refused.value.status == 429 and "at once" in refused.value.reason
     assert limits.MAX_WAIT_S <= waited_s < limits.MAX_WAIT_S + 0.5, waited_s
+
+
+def test_at_most_half_the_threads_wait_whichever_tenants_they_serve():
+    tenants = [_tenant() for _ in range(3)]
+    with ExitStack() as held:
+        releases = [held.enter_context(_running(t)) for t in tenants]  # each at its 2
+        answers = []
+        go = threading.Barrier(3)
+
+        def one(tenant):
+            go.wait()
+            answers.extend(_ask_at_once(tenant, 2, threads=4))
+        workers = [threading.Thread(target=one, args=(t,)) for t in tenants]
+        for w in workers:
+            w.start()
+        for release in releases:  # the running ones end: the waiting ones are served
+            threading.Timer(0.2, release.set).start()
+        for w in workers:
+            w.join()
+    # WAITRESS_THREADS=4: 2 may wait (whichever tenants they are), so the other 2
+    # threads serve tenants within their limits; the 4 other requests (of 6) are
+    # refused at once
+    assert [a[0] for a in answers].count("served") == 2, answers
+    assert [a[0] for a in answers].count(429) == 4
