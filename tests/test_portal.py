@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -403,6 +403,18 @@ def test_a_german_tenants_page_and_refusal_pages_are_in_german_with_lang_de(port
     refused = requests.get(f"{p.origin}/", params={"token": expired}, timeout=30)
     assert refused.status_code == 401 and '<html lang="de">' in refused.text
     assert "Dieser Link ist abgelaufen" in refused.text and "Neuen Link senden" in refused.text
+    assert "Der geöffnete Link ist nicht mehr gültig." in refused.text
+    # the system's one-line reason beside it stays English, and says so to a screen reader
+    assert '<p class="muted" lang="en">the token has expired; ask for a new link</p>' \
+        in refused.text
+    # a signed-in German tenant's 404 and 400 pages: German words, the reason in English
+    missing = p.page("/invoices/INV-2099-999999", session=browser)
+    assert missing.status_code == 404 and '<html lang="de">' in missing.text
+    assert "Für dieses Konto gibt es hier nichts." in missing.text
+    assert '<p class="muted" lang="en">no invoice INV-2099-999999</p>' in missing.text
+    bad = p.page("/", session=browser, period="2026-13")
+    assert bad.status_code == 400 and '<html lang="de">' in bad.text
+    assert "Die aufgerufene Adresse versteht das Portal nicht." in bad.text
     # globex has no locale: English, and lang says so
     other = requests.Session()
     other.get(f"{p.origin}/", params={"token": token_for("globex")}, timeout=30)
@@ -469,6 +481,13 @@ def test_a_tenant_sees_what_is_left_to_pay_and_its_balance(portal, database_url,
         "partially_paid", "1.50", {})
     invoices = p.page("/", t).text.split('<section id="invoices">', 1)[1].split("</section>")[0]
     assert "Partly paid" in invoices and "$1.50 open" in invoices
+    # the invoice's own page: its status and due date (the plan's default 14 days' terms
+    # from the day it was issued), what is open
+    issued = date.fromisoformat(doc["issued_at"][:10])
+    due = issued + timedelta(days=14)
+    alone = p.page("/invoices/INV-2026-000001", t).text
+    assert f"due {due:%b} {due.day}, {due.year}" in alone, alone
+    assert "Partly paid" in alone and "$1.50 open" in alone
     pay("2.00", "TX-2")                  # 0.50 more than is open: the tenant's balance
     answer = p.get("/api/v1/invoices", t).json()
     assert (answer["data"][0]["payment_status"], answer["balance"]) == ("paid", {"USD": "0.50"})

@@ -166,7 +166,7 @@ def test_a_tenant_opens_its_link_and_sees_the_apis_figures_charts_and_invoices(
     assert chrome.execute_script(
         "return getComputedStyle(document.querySelector('header')).backgroundColor") \
         == "rgb(17, 24, 39)"
-    _shoot(chrome, "portal-desktop.png")
+    _shoot(chrome, "portal-1280.png")
 
     # a phone: 390 CSS px wide, nothing scrolls sideways
     chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -182,7 +182,7 @@ def test_a_tenant_opens_its_link_and_sees_the_apis_figures_charts_and_invoices(
     assert max(chrome.execute_script("return arguments[0].getBoundingClientRect().right", e)
                for e in entries) <= 390
     assert len(chrome.find_elements("css selector", "figure.chart details table")) == 3
-    _shoot(chrome, "portal-phone.png")
+    _shoot(chrome, "portal-390.png")
 
 
 def _wait(driver, condition, timeout_s: float = 20):
@@ -252,7 +252,9 @@ def test_an_expired_link_offers_a_new_one_and_the_mailed_link_opens_the_page(
     chrome.get(links.page_url(p.origin, expired))
     # acme reads German: the refusal page is in its language
     assert chrome.find_element("tag name", "h1").text == "Dieser Link ist abgelaufen"
-    _shoot(chrome, "portal-expired.png")
+    said = chrome.find_element("id", "refusal").text
+    assert "Der geöffnete Link ist nicht mehr gültig." in said and "Neuen Link senden" in said
+    _shoot(chrome, "portal-expired-1280.png")
     chrome.find_element("id", "new-link").click()
     _wait(chrome, lambda d: d.find_elements("id", "sent"))
     [mail] = smtp.received

@@ -6,6 +6,7 @@ stand-in (scripts/devstack), real tokens and database."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import jwt
@@ -63,6 +64,19 @@ def test_the_page_on_the_gateways_host_reads_no_cookie_and_says_where_the_portal
         assert r.status_code == 421 and r.headers["Content-Type"].startswith("text/html")
         assert f'href="{p.origin}/"' in r.text and acme_no not in r.text
         assert "Set-Cookie" not in r.headers
+
+
+def test_the_api_reads_a_bearer_header_only_never_the_pages_cookie_or_a_query_token(
+        portal, acme):
+    p = portal()
+    browser = p.sign_in(token_for("acme"))  # the portal's cookie, on the portal's origin
+    for url in (f"{p.origin}/api/v1/invoices",
+                f"{p.origin}/api/v1/invoices?token={token_for('acme')}"):
+        r = browser.get(url, timeout=30)
+        assert r.status_code == 401 and r.json()["error"].startswith("no token:"), r.text
+        assert "data" not in r.json()
+    assert browser.get(f"{p.origin}/api/v1/invoices", timeout=30, headers={
+        "Authorization": f"Bearer {token_for('acme')}"}).status_code == 200
 
 
 def test_a_link_never_replaces_another_tenants_live_session_unless_asked_on_the_page(
@@ -186,16 +200,31 @@ def test_a_rendered_pdf_is_served_from_the_cache_the_second_time(portal, acme):
     assert min(times) < rendering_s / 2, (rendering_s, times)
 
 
-def test_one_tenant_past_its_rate_gets_429_while_another_is_served(portal, acme):
+def test_one_tenant_past_its_rate_waits_its_turn_and_past_its_queue_gets_429(portal, acme):
     p = portal()
     acme_t, globex_t = token_for("acme"), token_for("globex")
     session = requests.Session()
+    started = time.monotonic()
     answers = [session.get(f"{p.url}/api/v1/invoices", timeout=30,
                            headers={"Authorization": f"Bearer {acme_t}"}).status_code
-               for _ in range(60)]
-    # a burst of 30, then 10 a second: 60 requests in well under 3 s meet the limit
-    assert 429 in answers and answers[:30] == [200] * 30, answers
-    assert p.get("/api/v1/invoices", globex_t).status_code == 200
+               for _ in range(45)]
+    elapsed_s = time.monotonic() - started
+    # a burst of 30, then 10 a second: request k may start once 30 + 10 t >= k, so the
+    # 45th waited until t >= 1.5 s; waiting, not refused (one client, in its queue)
+    assert answers == [200] * 45 and elapsed_s >= 1.5, (answers, elapsed_s)
+    # its bucket empty, 16 at once: 6 wait their turn (QUEUE, each <= 0.6 s), the rest
+    # are refused at once with Retry-After, and globex is served meanwhile
+    with ThreadPoolExecutor(16) as pool:
+        asked = [pool.submit(requests.get, f"{p.url}/api/v1/invoices", timeout=30,
+                             headers={"Authorization": f"Bearer {acme_t}"})
+                 for _ in range(16)]
+        assert p.get("/api/v1/invoices", globex_t).status_code == 200
+        flood = [a.result() for a in asked]
+    codes = sorted(r.status_code for r in flood)
+    assert codes.count(200) >= 6 and 429 in codes and set(codes) == {200, 429}, codes
+    refused = [r for r in flood if r.status_code == 429]
+    assert all(r.headers["Retry-After"] == "1" for r in refused)
+    assert "too many requests" in refused[0].json()["error"]
 
 
 def test_an_expired_link_shows_a_page_offering_a_new_one_and_the_mail_arrives(

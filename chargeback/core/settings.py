@@ -261,6 +261,8 @@ class Settings:
     exclude_namespaces: tuple[str, ...] = setting("EXCLUDE_NAMESPACES", _list,
                                                   ("openfaas-system",))
     db_pool_max: int = setting("DB_POOL_MAX", _positive, 4)
+    # the template's server threads (a replica's requests at once); tenant-portal's limits
+    waitress_threads: int = setting("WAITRESS_THREADS", _positive, 4)
     # Connecting, and waiting for a free pool connection.
     db_connect_timeout_s: int = setting("DB_CONNECT_TIMEOUT", _positive, 5)
     # Every statement, every lock wait (row, table, advisory) and every

@@ -40,7 +40,7 @@ def answer(settings: Settings, req: Request, now: datetime) -> dict:
             raise RequestError(405, f"method {req.method} not allowed; use GET",
                                {"Allow": "GET, HEAD"})
         who = access.resolve(req.headers, req.query, now, settings.portal_token_max_days)
-        with limits.gate(who.tenant):
+        with limits.gate(who.tenant, settings.waitress_threads):
             return _api(settings, req, who, req.path.rstrip("/"), now)
     return views.answer(settings, req, now)
 

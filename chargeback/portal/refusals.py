@@ -33,7 +33,7 @@ def _page(settings: Settings, status: int, kind: str, tenant: str | None,
           headers: dict | None = None, **values) -> dict:
     locale, name = _locale(settings, tenant)
     html = page.render_refusal(locale, kind, _TITLES.get(kind, "Not here"), name=name,
-                               **values)
+                               status=status, **values)
     return respond(status, html, {**(headers or {}),
                                   "Content-Type": "text/html; charset=utf-8",
                                   "Content-Security-Policy": page.CSP})

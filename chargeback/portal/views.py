@@ -69,15 +69,22 @@ def _route(settings, portal, req: Request, now: datetime) -> dict:
             return refusals.conflict(settings, signed, req.query["token"], rest)
         return signed
     who = signin.session(settings, portal, req.headers, now)
-    with limits.gate(who.tenant):
-        if path == "/":
-            return _page(settings, who, req.query, now)
-        if path.startswith("/invoices/"):
-            name = path[len("/invoices/"):]
-            if "." in name:
-                return month.document(settings, who, name, req.method == "HEAD", "/invoices")
-            return _invoice_page(settings, who, name)
-    raise PageRefusal(404, f"no page {path[:60]!r}", "bad-request")
+    try:
+        with limits.gate(who.tenant, settings.waitress_threads):
+            if path == "/":
+                return _page(settings, who, req.query, now)
+            if path.startswith("/invoices/"):
+                name = path[len("/invoices/"):]
+                if "." in name:
+                    return month.document(settings, who, name, req.method == "HEAD",
+                                          "/invoices")
+                return _invoice_page(settings, who, name)
+    except PageRefusal:
+        raise
+    except RequestError as exc:  # the tenant is known: its page in its language
+        raise PageRefusal(exc.status, exc.reason, "bad-request", who.tenant,
+                          headers=exc.headers) from None
+    raise PageRefusal(404, f"no page {path[:60]!r}", "bad-request", who.tenant)
 
 
 def _html(body: str, status: int = 200) -> dict:
