@@ -5,8 +5,9 @@ past: each scrape shows the next sample of every series that has one left
 (honor_timestamps; the TSDB's out-of-order window takes samples hours old), so
 counters that grow, reset and stop, and gaps between scrapes, are stored by
 Prometheus exactly as scripted, in seconds. `Prometheus` scrapes one target
-(the exporter, or the local gateway's /metrics) every 100 ms. Used by the tests
-(tests/prometheus_helpers.py) and the demo (demo_meters.py).
+(the exporter, or the local gateway's /metrics) every 100 ms (or `interval_ms`).
+Used by the tests (tests/prometheus_helpers.py), the demo (demo_meters.py) and
+scripts/up (the gateway's counter, every 5 s).
 """
 from __future__ import annotations
 
@@ -59,11 +60,11 @@ class Exporter:
 
 
 class Prometheus:
-    def __init__(self, binary: str, directory, target: str):
+    def __init__(self, binary: str, directory, target: str, interval_ms: int = 100):
         self.port = free_port()
         config = directory / "prometheus.yml"
         config.write_text(f"""
-global: {{scrape_interval: 100ms, scrape_timeout: 90ms}}
+global: {{scrape_interval: {interval_ms}ms, scrape_timeout: {interval_ms * 9 // 10}ms}}
 storage: {{tsdb: {{out_of_order_time_window: 7d}}}}
 scrape_configs:
   - job_name: fixture
