@@ -121,5 +121,6 @@ class EventWorker:
             self.flush(timed=True)
 
     def stop(self) -> None:
+        """Stop flushing; what is pending is lost, as with an event-worker that stops (the
+        gateway and receive-usage are stopping too: a last delivery would only be retried)."""
         self._stop.set()
-        self.flush()
