@@ -120,6 +120,7 @@ def test_the_reconcile_option_names_what_is_wrong(local_runtime, product_stack, 
     for body, status, reason in (
             ({"reconcile": "2026-13"}, 400, 'reconcile: expected a month such as "2026-09"'),
             ({"reconcile": 202609}, 400, 'reconcile: expected a month such as "2026-09"'),
+            ({"reconcile": "9999-12"}, 400, 'reconcile: expected a month such as "2026-09"'),
             ({"reconcile": "2026-09", "tenant": "a"}, 400, "tenant: not allowed with reconcile"),
             ({"reconcile": "2026-09"}, 503, "misconfigured: no PROMETHEUS_URL: the "
                                             "reconciliation reads the gateway's counter from "

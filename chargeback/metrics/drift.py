@@ -59,7 +59,7 @@ def parse(body: bytes) -> str:
     month = doc[OPTION]
     try:
         datetime.strptime(f"{month}-01", "%Y-%m-%d")
-        if len(month) != 7:
+        if len(month) != 7 or not "1900" <= month[:4] <= "9998":   # as a billing period
             raise ValueError
     except (TypeError, ValueError):
         raise RequestError(400, 'reconcile: expected a month such as "2026-09"') from None
