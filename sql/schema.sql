@@ -1072,6 +1072,21 @@ CREATE TABLE openfaas_metering.prometheus_usage (
 
 
 --
+-- Name: reconciliation_drift; Type: TABLE; Schema: openfaas_metering; Owner: -
+--
+
+CREATE TABLE openfaas_metering.reconciliation_drift (
+    namespace text NOT NULL COLLATE pg_catalog."C",
+    function_name text NOT NULL,
+    hour_start timestamp with time zone NOT NULL,
+    billed bigint NOT NULL,
+    witnessed numeric NOT NULL,
+    first_seen_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_seen_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: openfaas_metering; Owner: -
 --
 
@@ -1525,6 +1540,14 @@ ALTER TABLE ONLY openfaas_metering.prometheus_hours
 
 ALTER TABLE ONLY openfaas_metering.prometheus_usage
     ADD CONSTRAINT prometheus_usage_pkey PRIMARY KEY (meter, hour_start, namespace, sku);
+
+
+--
+-- Name: reconciliation_drift reconciliation_drift_pkey; Type: CONSTRAINT; Schema: openfaas_metering; Owner: -
+--
+
+ALTER TABLE ONLY openfaas_metering.reconciliation_drift
+    ADD CONSTRAINT reconciliation_drift_pkey PRIMARY KEY (namespace, function_name, hour_start);
 
 
 --

@@ -1,5 +1,6 @@
 """scripts/demo end to end: the real script, its own runtime, embedded PostgreSQL."""
 import re
+import shutil
 import subprocess
 from decimal import Decimal
 
@@ -123,5 +124,23 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
                     r"remittance (INV-2026-\d{6})", paid)
     assert epc and epc[1] == epc[4] and Decimal(epc[2]) == Decimal(epc[3])
     assert "launch promotion" in paid and "Credit applied" in paid
+    # meters from anywhere: 12 token events (one sent twice), priced per model with
+    # graduated tiers: gpt-4o 12,000,000 = 10,000,000 x 0.0000025 + 2,000,000 x 0.0000020
+    # = 25.00 + 4.00; gpt-4o-mini 2,000,000 x 0.00000015 = 0.30
+    meters = out.split("== meters from anywhere:", 1)[1]
+    assert "CloudEvents batch of 13: accepted 12, duplicates 1, rejected 0" in meters
+    assert re.search(r"llm_tokens +gpt-4o +12000000 tokens +29\.00\n", meters)
+    assert re.search(r"llm_tokens +gpt-4o-mini +2000000 tokens +0\.30\n", meters)
+    if shutil.which("prometheus") is None:
+        assert "prometheus is not installed (apt-get install prometheus)" in meters
+    else:
+        # egress: 12 steps of 20 GiB = 240 GiB, 100 included, 140 x 0.09 = 12.60; GPU:
+        # two H100s at 75 % and 50 % for an hour = 1.25 GPU-hours x 2.40 = 3.00; the
+        # gateway counted 12 x 50 = 600 calls of chat, the webhook delivered 550
+        assert re.search(r"egress_gib +240 GiB +12\.60\n", meters)
+        assert re.search(r"gpu_utilisation_hours +NVIDIA-H100-80GB-HBM3 +1\.25 GPU-hours"
+                         r" +3\.00\n", meters)
+        assert re.search(r"reconciliation: ai-inference/chat hour \S+ billed 550, gateway "
+                         r"counted 600: 50 missing \(usage.drift_detected sent\)", meters)
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from chargeback.core.meters import EGRESS_GIB, GPU_UTILISATION_HOURS
-from chargeback.metrics import collect, reconcile
+from chargeback.metrics import collect, drift, reconcile
 from chargeback.metrics.series import counter_increase
 
 from .billing_helpers import BOOK, close, event, on_plan, send, settings_for
@@ -122,7 +122,9 @@ def test_a_lost_webhook_delivery_shows_up_as_drift_against_the_gateways_counter(
     exporter, prometheus = serve(tmp_path, {ok: script_ok, failed: script_failed})
     try:
         settings = settings_for(database_url, tmp_path, PROMETHEUS_URL=prometheus.url,
-                                PROMETHEUS_MAX_GAP_SECONDS=str(GAP))
+                                PROMETHEUS_MAX_GAP_SECONDS=str(GAP),
+                                PROMETHEUS_BACKFILL_HOURS="2", RECONCILE_TOLERANCE="2",
+                                RECONCILE_TOLERANCE_PERCENT="0")
         start = datetime.fromtimestamp(h, timezone.utc)
         # the counter in hour H: 12 steps x (10 + 1) = 132; in H+1: 11 steps of 10, the
         # reset counts 5, plus 12 x 1 = 127. The webhook delivered 132 in H, and in H+1
@@ -136,6 +138,26 @@ def test_a_lost_webhook_delivery_shows_up_as_drift_against_the_gateways_counter(
             "namespace": "ai-inference", "function": "chat",
             "hour": (start + timedelta(hours=1)).isoformat(), "billed": 100,
             "witnessed": "127", "missing": "27"}]
+        # meter-capacity's hourly part: hours H and H+1 are complete, each reconciled
+        # once; H+1's drift recorded and announced once, whatever runs again
+        due = start + timedelta(hours=2, seconds=GAP)
+        assert drift.reconcile_due(settings, due) == {
+            "reconciliation": {"hours_reconciled": 2, "drift_detected": 1}}
+        assert drift.reconcile_due(settings, due) == {
+            "reconciliation": {"hours_reconciled": 0, "drift_detected": 0}}
+        month = drift.reconcile_month(settings, f"{start + timedelta(hours=1):%Y-%m}", due)
+        # the operator's option reads the whole month, so also the hour before H, which
+        # the backfill of 2 hours left out: a sample at an hour's end is that hour's, so
+        # the +10 and +1 at H exactly are H-1's, with nothing billed there: new
+        before = start - timedelta(hours=1)
+        same_month = f"{before:%Y-%m}" == month["period"]   # not on the 1st, 03:00-04:00
+        assert [(d["hour"], d["missing"], d["new"]) for d in month["drift"]] == [
+            (before.isoformat(), "11", True)] * same_month + [
+            ((start + timedelta(hours=1)).isoformat(), "27", False)]
+        assert query(database_url, """SELECT data->>'missing'
+                                        FROM openfaas_metering.webhook_events
+                                       WHERE type = 'usage.drift_detected'
+                                       ORDER BY data->>'hour'""") == [("11",)] * same_month + [("27",)]
         # the same from the command line; it exits 1 while there is drift
         monkeypatch.setenv("DATABASE_URL", database_url)
         monkeypatch.setenv("PROMETHEUS_URL", prometheus.url)

@@ -1,5 +1,6 @@
 """scripts/up end to end: the real script, embedded PostgreSQL, every function."""
 import os
+import shutil
 import signal
 import subprocess
 
@@ -25,12 +26,21 @@ def test_up_serves_every_function_then_stops_everything(up_env):
             assert conn.execute("SELECT count(*) FROM openfaas_metering.schema_migrations"
                                 ).fetchone()[0] >= 1
         assert os.path.getsize(os.path.join(secrets, "webhook-secret")) > 20
+        # the gateway's invocation counter, as the OpenFaaS gateway serves it: the health
+        # calls above were counted (code 200, one per function at least)
+        metrics = requests.get(f"{gateway}/metrics", timeout=5).text
+        assert 'gateway_function_invocation_total{function_name="receive-usage.' \
+               'openfaas-system",code="200"}' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, out
     assert "gateway    " + gateway in out and "database   postgresql://" in out
     assert "mail       " in out
+    if shutil.which("prometheus"):   # started beside the runtime, scraping the gateway
+        assert "prometheus http://127.0.0.1:" in out and "scraping the gateway's /metrics" in out
+    else:
+        assert "prometheus none (apt-get install prometheus" in out
     webhooks = os.path.join(up_env["CHARGEBACK_VAR"], "webhooks")
     assert f"webhooks   {webhooks}/*.json (webhook sink http://127.0.0.1:" in out
     assert open(os.path.join(secrets, "webhook-signing-secret")).read().startswith("whsec_")

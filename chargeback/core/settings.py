@@ -190,7 +190,7 @@ def _raw_secret(environ: Mapping[str, str], name: str, default: None) -> str | N
 
 
 def _amount(environ: Mapping[str, str], name: str, default: Decimal) -> Decimal:
-    """An amount of money of zero or more (e.g. 0.50)."""
+    """A decimal of zero or more: an amount of money (e.g. 0.50), a percentage."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -199,7 +199,7 @@ def _amount(environ: Mapping[str, str], name: str, default: Decimal) -> Decimal:
     except InvalidOperation:
         value = Decimal(-1)
     if not value.is_finite() or value < 0:
-        raise ConfigError(f"{name}={raw!r}: expected an amount of zero or more (e.g. 0.50)")
+        raise ConfigError(f"{name}={raw!r}: expected a decimal of zero or more (e.g. 0.50)")
     return value
 
 
@@ -377,6 +377,10 @@ class Settings:
                                             "container_network_transmit_bytes_total")
     prometheus_gpu_series: str = setting("PROMETHEUS_GPU_SERIES", _text, "DCGM_FI_DEV_GPU_UTIL")
     prometheus_timeout_s: float = setting("PROMETHEUS_TIMEOUT_SECONDS", _seconds, 10.0)
+    # reconciliation: an hour may miss this many invocations, or this percent, if more
+    reconcile_tolerance: int = setting("RECONCILE_TOLERANCE", _nonnegative, 5)
+    reconcile_tolerance_percent: Decimal = setting("RECONCILE_TOLERANCE_PERCENT", _amount,
+                                                   Decimal(1))
     # no forecast before this much of the month has been observed (a run rate over
     # minutes is noise)
     budget_forecast_min_days: float = setting("BUDGET_FORECAST_MIN_DAYS", _days, 3.0)

@@ -7,7 +7,8 @@ the hour's billed invocations fall short of the counter's increase. Per
 namespace, function and UTC hour the counter's increase is taken from its raw
 samples (series.counter_increase: resets counted, gaps reported, nothing
 extrapolated) and compared with function_usage_hourly; an hour is listed when
-billed < witnessed - max(tolerance, tolerance_percent of witnessed).
+billed < witnessed - max(tolerance, tolerance_percent of witnessed). It records
+nothing: drift.py records and announces what it lists.
 
     scripts/reconcile --from 2026-09-01 --to 2026-10-01 [--tolerance 5]
                       [--tolerance-percent 1]
@@ -15,6 +16,7 @@ billed < witnessed - max(tolerance, tolerance_percent of witnessed).
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sys
 from collections import defaultdict
@@ -66,11 +68,17 @@ def witnessed(settings: Settings, start: datetime, end: datetime
             function, _, namespace = s.labels.get("function_name", "").rpartition(".")
             if not function or namespace in settings.exclude_namespaces:
                 continue
+            times = [t for t, _ in s.samples]
             hour = day
             while hour < upto:
-                increase, holes = series.counter_increase(
-                    s.samples, Decimal(int(hour.timestamp())),
-                    Decimal(int((hour + HOUR).timestamp())), gap_s)
+                start_s = Decimal(int(hour.timestamp()))
+                end_s = start_s + 3600
+                # the hour's samples with the one before and the one after: all that
+                # counter_increase reads of a day's series (a day's scan per hour otherwise)
+                first = max(0, bisect.bisect_right(times, start_s) - 1)
+                last = bisect.bisect_right(times, end_s) + 1
+                increase, holes = series.counter_increase(s.samples[first:last], start_s,
+                                                          end_s, gap_s)
                 out[(namespace, function, hour)] += increase
                 gaps += [{"namespace": namespace, "function": function,
                           "hour": hour.isoformat(), **g.as_json()} for g in holes]
@@ -79,13 +87,17 @@ def witnessed(settings: Settings, start: datetime, end: datetime
     return out, gaps
 
 
-def reconcile(settings: Settings, start: datetime, end: datetime, tolerance: int = 0,
-              tolerance_percent: Decimal = Decimal(0)) -> dict:
+def reconcile(settings: Settings, start: datetime, end: datetime, tolerance: int | None = None,
+              tolerance_percent: Decimal | None = None) -> dict:
     """The hours in [start, end) (whole UTC hours) where billed invocations fall short of
-    the gateway's counter by more than the tolerance; and the counter's gaps."""
+    the gateway's counter by more than the tolerance (default: RECONCILE_TOLERANCE,
+    RECONCILE_TOLERANCE_PERCENT); and the counter's gaps. Records nothing (drift.py does)."""
     if not settings.prometheus_url:
         raise ConfigError("no PROMETHEUS_URL: the reconciliation reads the gateway's counter "
                           "from Prometheus")
+    tolerance = settings.reconcile_tolerance if tolerance is None else tolerance
+    if tolerance_percent is None:
+        tolerance_percent = settings.reconcile_tolerance_percent
     seen, gaps = witnessed(settings, start, end)
     with db.transaction(settings) as conn:
         billed = {(ns, fn, hour): n for ns, fn, hour, n in conn.execute(_BILLED, (start, end))}
@@ -114,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/reconcile", description=__doc__.split("\n")[0])
     parser.add_argument("--from", dest="start", type=_hour, required=True)
     parser.add_argument("--to", dest="end", type=_hour, required=True)
-    parser.add_argument("--tolerance", type=int, default=0,
-                        help="invocations an hour may miss without being listed")
-    parser.add_argument("--tolerance-percent", type=Decimal, default=Decimal(0),
-                        help="... or this percent of the counter's increase, if more")
+    parser.add_argument("--tolerance", type=int, default=None,
+                        help="invocations an hour may miss without being listed "
+                             "(default: RECONCILE_TOLERANCE, 5)")
+    parser.add_argument("--tolerance-percent", type=Decimal, default=None,
+                        help="... or this percent of the counter's increase, if more "
+                             "(default: RECONCILE_TOLERANCE_PERCENT, 1)")
     args = parser.parse_args(argv)
     try:
         report = reconcile(load(), args.start, args.end, args.tolerance, args.tolerance_percent)

@@ -27,8 +27,8 @@ _INSERT = """
 INSERT INTO openfaas_metering.custom_events
     (namespace, source, event_id, type, time_ns, data, delivery_id)
 SELECT namespace, source, event_id, type, time_ns, data, %(delivery_id)s
-  FROM unnest(%(namespace)s::text[], %(source)s::text[], %(event_id)s::text[],
-              %(type)s::text[], %(time_ns)s::bigint[], %(data)s::jsonb[])
+  FROM unnest(%(namespace)b::text[], %(source)b::text[], %(event_id)b::text[],
+              %(type)b::text[], %(time_ns)b::bigint[], %(data)b::jsonb[])
        AS e (namespace, source, event_id, type, time_ns, data)
 ON CONFLICT (namespace, source, event_id) DO NOTHING
 RETURNING 1"""

@@ -26,10 +26,12 @@ CREDIT_BALANCE_LOW = "credit.balance_low"        # billing.grants: below the thr
 BUDGET_THRESHOLD_CROSSED = "budget.threshold_crossed"
 BUDGET_FORECAST_EXCEEDED = "budget.forecast_exceeded"
 USAGE_REJECTED = "usage.rejected"
+USAGE_DRIFT_DETECTED = "usage.drift_detected"   # metrics.drift: billed < the gateway's counter
 EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_HELD, INVOICE_SENT, INVOICE_UNDELIVERABLE, INVOICE_VOIDED,
                CREDIT_NOTE_FINALIZED, INVOICE_PAID, INVOICE_PAYMENT_OVERDUE,
                INVOICE_REMINDER_SENT, CREDIT_BALANCE_LOW,
-               BUDGET_THRESHOLD_CROSSED, BUDGET_FORECAST_EXCEEDED, USAGE_REJECTED)
+               BUDGET_THRESHOLD_CROSSED, BUDGET_FORECAST_EXCEEDED, USAGE_REJECTED,
+               USAGE_DRIFT_DETECTED)
 
 
 def jsonable(value: Any) -> Any:

@@ -12,7 +12,9 @@ month priced again into a new invoice that replaces it), {"credit": "<number>",
 note); reasons: duplicated_charge, product_unsatisfactory, order_change,
 order_cancellation, fraudulent_charge, other; {"payment": {"invoice": "<number>",
 "amount": "12.50", "date": "YYYY-MM-DD", "reference": "..."}} and {"camt053": "<XML>"}
-(payments, chargeback.billing.payment_requests). Every option is the operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
+(payments, chargeback.billing.payment_requests); {"reconcile": "2026-09"} (the month's
+invocations billed against the gateway's Prometheus counter, per hour; drift recorded
+and announced once: chargeback.metrics.drift). Every option is the operator's: without `Authorization: Bearer <admin-token>` it answers 401, and
 the cron call's answer says how many, never which tenant, number or amount.
 A bad option answers 400 naming it; an unknown number 404; a document that cannot
 take the adjustment (voided already, a credit note, more than is left) 409; the
@@ -27,6 +29,7 @@ from chargeback.core.auth import is_operator, require_operator
 from chargeback.core.responses import guarded, require_method, respond
 from chargeback.core.settings import load
 from chargeback.documents import chain
+from chargeback.metrics import drift
 
 # what it cannot work without, checked once at start (chargeback.core.startup)
 check = startup.requires(month_close.ready)
@@ -56,6 +59,10 @@ def handle(event, context):
         require_operator(event.headers, action)
         return respond(200, payment_requests.apply(load(), *payment_requests.parse(event.body),
                                                    datetime.now(timezone.utc)))
+    if drift.asks(event.body):
+        require_operator(event.headers, drift.OPTION)
+        return respond(200, drift.reconcile_month(load(), drift.parse(event.body),
+                                                  datetime.now(timezone.utc)))
     options = month_close.parse_options(event.body)
     for name in _OPERATOR_OPTIONS:
         if getattr(options, name):

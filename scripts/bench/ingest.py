@@ -5,12 +5,15 @@ on, in a temporary directory), receive-usage served by the template's own
 server (`--replicas` of it, called round-robin) behind the local gateway,
 signed 1,000-event deliveries sent by several client threads.
 
-Two workloads, each with 4 and 16 senders (`--threads`):
+Three workloads, each with 4 and 16 senders (`--threads`):
 - month: consecutive slices of a simulated month (5 tenants, 15 functions),
   so concurrent deliveries rarely touch the same rollup hour;
 - live: what the event-worker flushes on a live system: every delivery holds
   events that started within the last minute, over 7 namespaces x 53
-  functions, so every concurrent delivery adds to the same hour and day.
+  functions, so every concurrent delivery adds to the same hour and day;
+- cloudevents (not run unless asked: `--workloads cloudevents`): 1,000 custom
+  usage events per CloudEvents batch, token counts of 7 tenants
+  (ingest_cloudevents.py), with baselines of their own on the same events.
 Each round measures events/s and p50/p99 per delivery straight to the
 function and through the gateway, then, in the same round and on the same
 workload, inserts the events the way the OpenFaaS docs' Go example does (one
@@ -42,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
+import ingest_cloudevents as cloudevents
 import psycopg
 from devstack.pg import EmbeddedPostgres, free_port
 from devstack.runtime import Runtime
@@ -232,19 +236,25 @@ def postgres_pids(pg: EmbeddedPostgres) -> list[int]:
     return pids
 
 
+def webhook_options(delivery: Delivery, secret: str) -> dict:
+    """WebhookSender.post's keywords for a signed event-worker delivery."""
+    return {"delivery_id": delivery.delivery_id, "signature": webhook.sign(delivery.body, secret)}
+
+
 def send_all(urls: list[str], batch: list[Delivery], threads: int, name: str,
-             processes: dict[str, Callable[[], list[int]]]) -> Result:
+             processes: dict[str, Callable[[], list[int]]],
+             options: Callable[[Delivery, str], dict] = webhook_options) -> Result:
     """Post every delivery (delivery i to urls[i % len(urls)]) from `threads` senders.
 
     CPU: each process group's, and the senders' own (their threads' CPU time);
     the gateway runs as threads of this process, so its share is this
     process's CPU minus the senders'.
     """
-    signed = [(d, webhook.sign(d.body, SECRET)) for d in batch]
+    signed = [(d, options(d, SECRET)) for d in batch]
     local, sender_cpu_s, lock = threading.local(), [], threading.Lock()
 
     def post(i: int) -> float:
-        delivery, signature = signed[i]
+        delivery, keywords = signed[i]
         url = urls[i % len(urls)]
         senders = getattr(local, "senders", None)
         if senders is None:
@@ -252,8 +262,7 @@ def send_all(urls: list[str], batch: list[Delivery], threads: int, name: str,
         if url not in senders:
             senders[url] = WebhookSender(url, SECRET)
         cpu_started, started = time.thread_time(), time.perf_counter()
-        r = senders[url].post(delivery.body, delivery_id=delivery.delivery_id,
-                              signature=signature)
+        r = senders[url].post(delivery.body, **keywords)
         elapsed = time.perf_counter() - started
         with lock:
             sender_cpu_s.append(time.thread_time() - cpu_started)
@@ -315,9 +324,10 @@ def copy_rows(delivery: Delivery) -> str:
                    f"{e['started']}\t{e['memory_bytes']}\n" for e in delivery.events)
 
 
-def bare_copy(rendered: dict[str, str]) -> Callable[[psycopg.Connection, Delivery], None]:
+def bare_copy(rendered: dict[str, str], statement: str
+              ) -> Callable[[psycopg.Connection, Delivery], None]:
     def store(conn: psycopg.Connection, delivery: Delivery) -> None:
-        with conn.cursor().copy(BARE_COPY) as copy:
+        with conn.cursor().copy(statement) as copy:
             copy.write(rendered[delivery.delivery_id])
     return store
 
@@ -366,7 +376,8 @@ class WaitSampler:
             f" [{busy / max(1, self.samples):.1f} active backends on average]")
 
 
-WORKLOADS = ("month", "live")
+WORKLOADS = ("month", "live", "cloudevents")
+DEFAULT_WORKLOADS = ("month", "live")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="the median is printed")
     parser.add_argument("--threads", default="4,16",
                         help="client threads (senders), comma-separated: one run each")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+    parser.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
                         help=f"comma-separated, of {', '.join(WORKLOADS)}")
     parser.add_argument("--waitress-threads", type=int, default=4)
     parser.add_argument("--waits", action="store_true",
@@ -396,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway's access log
     rng = random.Random(4)
     rounds: list[dict[str, Result]] = []
-    ledger = Ledger()
+    ledger, ce_ledger = Ledger(), cloudevents.CloudEventsLedger()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="chargeback-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -406,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             with psycopg.connect(pg.url, autocommit=True) as conn:
                 migrate.apply(conn)
                 conn.execute(BASELINE_SCHEMA)
+                cloudevents.prepare(conn)
                 durable = conn.execute("SELECT current_setting('fsync'), "
                                        "current_setting('synchronous_commit')").fetchone()
             secrets = tmp_path / "secrets"
@@ -442,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             def batch(workload: str, tag: str) -> list[Delivery]:
                 if workload == "live":
                     return live_deliveries(rng, args.batches, args.batch_size, tag)
+                if workload == "cloudevents":
+                    return cloudevents.deliveries(rng, args.batches, args.batch_size, tag)
                 number = next(months)  # a fresh month each run: 2024-01, 2024-02, ...
                 return deliveries(rng, date(2024 + number // 12, number % 12 + 1, 1),
                                   args.batches, args.batch_size, tag)
@@ -455,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                         for path in ("direct", "gateway"):
                             key = f"{workload}/{threads}/{path}"
                             sent = batch(workload, f"{number}-{key}")
-                            ledger.add(sent)
+                            (ce_ledger if workload == "cloudevents" else ledger).add(sent)
                             first = first or sent
                             wal_before = wal_lsn(pg.url)
                             with (WaitSampler(pg.url) if args.waits
@@ -464,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                                     urls[path], sent, threads,
                                     f"{workload}, {threads} senders, "
                                     f"{'straight' if path == 'direct' else 'gateway'}",
-                                    processes)
+                                    processes, cloudevents.post_options
+                                    if workload == "cloudevents" else webhook_options)
                             runs[key].wal_bytes = wal_lsn(pg.url) - wal_before
                             print(f"  {key}: {runs[key].events_per_s:,.0f}/s, p99 "
                                   f"{runs[key].percentile_ms(0.99):.0f} ms", flush=True)
@@ -473,19 +488,23 @@ def main(argv: list[str] | None = None) -> int:
                     # the baselines on the round's first deliveries of this workload, 4
                     # connections, into the docs' table (no HTTP)
                     same = first
-                    rendered = {d.delivery_id: copy_rows(d) for d in same}
+                    custom = workload == "cloudevents"
+                    rendered = {d.delivery_id: (cloudevents.copy_rows if custom else copy_rows)(d)
+                                for d in same}
                     runs[f"{workload}/baseline"] = each_delivery(
                         pg.url, same[:max(1, args.batches // 3)], 4,
-                        f"{workload}, baseline: INSERT per event", insert_per_event, pg_only)
+                        f"{workload}, baseline: INSERT per event",
+                        cloudevents.insert_per_event if custom else insert_per_event, pg_only)
                     runs[f"{workload}/copy"] = each_delivery(
-                        pg.url, same, 4, f"{workload}, bare COPY", bare_copy(rendered),
+                        pg.url, same, 4, f"{workload}, bare COPY",
+                        bare_copy(rendered, cloudevents.BARE_COPY if custom else BARE_COPY),
                         pg_only)
                     print(f"  {workload}: INSERT per event "
                           f"{runs[f'{workload}/baseline'].events_per_s:,.0f}/s, bare COPY "
                           f"{runs[f'{workload}/copy'].events_per_s:,.0f}/s", flush=True)
                 rounds.append(runs)
             with psycopg.connect(pg.url) as conn:
-                differences = ledger.differences(conn)
+                differences = ledger.differences(conn) + ce_ledger.differences(conn)
                 disk_bytes = conn.execute(
                     "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
                     " WHERE inhparent = 'openfaas_metering.function_usage'::regclass"
@@ -509,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
           "stripe rows)")
     print(f"function_usage on disk (rows and indexes): {disk_bytes / events:.0f} bytes "
           "per event")
+    if ce_ledger.events:
+        print(f"read back: {sum(ce_ledger.events.values()):,} CloudEvents stored once each, "
+              f"tokens per tenant exact")
     return 0
 
 

@@ -23,7 +23,7 @@ from chargeback.core import migrate
 from chargeback.core.db import one_line
 
 from . import (demo_adjustments, demo_budgets, demo_capacity, demo_email, demo_invoices,
-               demo_payments, demo_portal, demo_usage)
+               demo_meters, demo_payments, demo_portal, demo_usage)
 from .pg import EmbeddedPostgres, port_in_use
 from .runtime import PortInUse, Runtime
 from .stack import StackError, load
@@ -91,6 +91,8 @@ SECTIONS: list[tuple[str, Callable[[DemoEnv], None]]] = [
      "its EPC QR code decoded, a credit granted",
      lambda env: demo_payments.run(env.gateway_url, env.database_url,
                                    env.secret("admin-token").strip(), env.mail_dir)),
+    ("meters from anywhere: LLM tokens as CloudEvents, egress and GPU utilisation from "
+     "Prometheus, a lost webhook batch reconciled", demo_meters.run),
 ]
 
 

@@ -7,7 +7,9 @@
   honouring Retry-After and the com.openfaas.retry.* annotations), then POSTs
   the result to X-Callback-Url with X-Call-Id, X-Function-Status,
   X-Function-Name and X-Duration-Seconds.
-- `/system/functions` lists the functions, `/healthz` answers 200.
+- `/system/functions` lists the functions, `/healthz` answers 200, `/metrics` the
+  invocation counter; with an `EventWorker`, every call is reported to receive-usage
+  as the event-worker does (event_worker.py).
 - As the OpenFaaS gateway, a call gets X-Forwarded-Host (the Host it came to) and
   X-Forwarded-For (the peer) unless it already carries them (set by an Ingress).
 - Its access log (werkzeug's) leaves out query strings: a portal link carries a
@@ -37,6 +39,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import WSGIRequestHandler
 
+from .event_worker import EventWorker, InvocationCounter
 from .stack import FunctionSpec
 
 log = logging.getLogger("devstack.gateway")
@@ -123,8 +126,10 @@ class Gateway:
 
     def __init__(self, functions: dict[str, FunctionSpec], upstreams: dict[str, list[str]],
                  retry: RetryPolicy = RetryPolicy(), async_workers: int = 4,
-                 timeout_s: float = 60):
+                 timeout_s: float = 60, events: EventWorker | None = None):
         self.functions = functions
+        self.invocations = InvocationCounter([f"{n}.{fn.namespace}" for n, fn in functions.items()])
+        self.events = events
         self.upstreams = upstreams
         self._next_replica = {name: itertools.cycle(urls) for name, urls in upstreams.items()}
         self.retry = retry
@@ -242,6 +247,11 @@ class Gateway:
         def healthz():
             return Response("OK", 200)
 
+        @app.get("/metrics")
+        def metrics():
+            return Response(self.invocations.exposition(), 200,
+                            {"Content-Type": "text/plain; version=0.0.4"})
+
         @app.get("/system/functions")
         def system_functions():
             return jsonify([{"name": fn.name, "namespace": fn.namespace,
@@ -264,6 +274,14 @@ class Gateway:
             fn = self.resolve(target)
             if fn is None:
                 return not_found(target)
+            started_ns = time.time_ns()
+            answer = proxy(fn, path)
+            self.invocations.count(f"{fn.name}.{fn.namespace}", answer.status_code)
+            if self.events is not None:
+                self.events.record(fn.name, fn.namespace, started_ns, time.time_ns() - started_ns)
+            return answer
+
+        def proxy(fn: FunctionSpec, path: str) -> Response:
             length = request.content_length
             chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
             try:
@@ -298,3 +316,5 @@ class Gateway:
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.events is not None:
+            self.events.stop()

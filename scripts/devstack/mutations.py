@@ -169,4 +169,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         " expires_at=who.expires_at)\n",
         ("tests/test_portal.py::test_a_tenant_reads_its_own_month_series_documents_and_"
          "rejected_events",)),
+    Mutation(
+        "drift-announced-every-run",
+        "a drifting hour is recorded and announced once, however often it is reconciled",
+        "chargeback/metrics/drift.py",
+        "ON CONFLICT DO NOTHING RETURNING first_seen_at",
+        "ON CONFLICT (namespace, function_name, hour_start) DO UPDATE SET last_seen_at = now()"
+        " RETURNING first_seen_at",
+        ("tests/test_prometheus_meters.py::test_a_lost_webhook_delivery_shows_up_as_drift_"
+         "against_the_gateways_counter",)),
 )

@@ -14,6 +14,7 @@ import requests
 from werkzeug.serving import make_server
 
 from .cron import CRON_HEADERS, CronRunner, utcnow
+from .event_worker import EventWorker
 from .functions import FunctionProcess, lay_out
 from .gateway import Gateway, QuietQueryHandler, RetryPolicy
 from .ingress import Ingress
@@ -37,8 +38,11 @@ class Runtime:
                  gateway_port: int = 0, gateway_port_variable: str = "GATEWAY_PORT",
                  retry: RetryPolicy = RetryPolicy(), cron: bool = True,
                  clock: Callable[[], datetime] = utcnow, log_dir: Path | None = None,
-                 portal_port: int | None = None, portal_tls: tuple[Path, Path] | None = None):
+                 portal_port: int | None = None, portal_tls: tuple[Path, Path] | None = None,
+                 usage_webhook_secret: str | None = None):
         self.stack = stack
+        # set: the gateway reports its calls to receive-usage as the event-worker does
+        self.usage_webhook_secret = usage_webhook_secret
         self.build_root = Path(build_root)
         self.function_env = dict(function_env)
         self.gateway_port = gateway_port
@@ -82,6 +86,11 @@ class Runtime:
             raise PortInUse(f"port {self.gateway_port} is in use: set "
                             f"{self.gateway_port_variable} to another port") from None
         env = {**self.function_env, "GATEWAY_URL": self.gateway_url}
+        if self.usage_webhook_secret is not None and "receive-usage" in self.stack.functions:
+            receiver = self.stack.functions["receive-usage"]
+            self.gateway.events = EventWorker(
+                f"{self.gateway_url}/function/receive-usage.{receiver.namespace}",
+                self.usage_webhook_secret)
         if self.portal_port is not None and "tenant-portal" in self.stack.functions:
             fn = self.stack.functions["tenant-portal"]
             try:

@@ -4,7 +4,9 @@ Each real service replaces its stand-in when its setting is given:
 DATABASE_URL (else embedded PostgreSQL in var/pg), SMTP_URL (else an SMTP sink
 writing var/mail/*.eml), WEBHOOK_URLS (else a webhook sink writing
 var/webhooks/*.json), SECRETS_DIR (else var/secrets, created here),
-KUBECONFIG (else the fixture Kubernetes API, with var/kubeconfig pointing at it).
+KUBECONFIG (else the fixture Kubernetes API, with var/kubeconfig pointing at it),
+PROMETHEUS_URL (else Debian's `prometheus`, when installed, scraping the local
+gateway's /metrics into var/prometheus; else none).
 CHARGEBACK_VAR moves var/ elsewhere.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -26,6 +29,7 @@ from chargeback.core.db import one_line
 
 from .kubeapi import FixtureKubeApi
 from .pg import EmbeddedPostgres, port_in_use
+from .prometheus_fixture import Prometheus
 from .runtime import PortInUse, Runtime
 from .smtp import SmtpSink
 from .stack import StackError, load
@@ -145,6 +149,22 @@ def kubernetes(var: Path) -> tuple[str, FixtureKubeApi | None]:
     return str(api.write_kubeconfig(var / "kubeconfig")), api
 
 
+def prometheus(var: Path, gateway_port: int) -> tuple[str, str, Prometheus | None]:
+    """(PROMETHEUS_URL, where, the one we started): the one given, else Debian's
+    prometheus scraping the local gateway's counter every 5 s (meter-capacity's hourly
+    reconciliation and aggregate-month's {"reconcile": ...} read it), else none."""
+    given = os.environ.get("PROMETHEUS_URL", "")
+    binary = shutil.which("prometheus")
+    if given or binary is None:
+        return given, given or "none (apt-get install prometheus to reconcile against the "\
+                               "gateway's counter)", None
+    directory = var / "prometheus"
+    directory.mkdir(parents=True, exist_ok=True)
+    started = Prometheus(binary, directory, f"127.0.0.1:{gateway_port}", interval_ms=5000)
+    return started.url, f"{started.url} (scraping the gateway's /metrics, data in " \
+                        f"{directory})", started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/up", description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--stack", default=str(ROOT / "stack.yml"))
@@ -156,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    pg = sink = runtime = kube = hooks = None
+    pg = sink = runtime = kube = hooks = metrics = None
     try:
         stack = load(args.stack)
         gateway_port = env_port("GATEWAY_PORT", 8080)
@@ -171,9 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig, kube = kubernetes(var)
         (var / "log").mkdir(parents=True, exist_ok=True)
         portal_port = env_port("PORTAL_PORT", 8081)
+        prometheus_url, prometheus_where, metrics = prometheus(var, gateway_port)
         runtime = Runtime(stack, build_root=var / "build", log_dir=var / "log",
                           gateway_port=gateway_port, portal_port=portal_port,
+                          usage_webhook_secret=(secret_dir / "webhook-secret").read_text(),
                           function_env={"SECRETS_DIR": str(secret_dir),
+                                        "PROMETHEUS_URL": prometheus_url,
                                         "DATABASE_URL": database_url,
                                         "SMTP_URL": smtp_url,
                                         "PORTAL_URL": portal_url(portal_port),
@@ -181,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                                         "KUBECONFIG": kubeconfig}).start()
     except (StackError, PortInUse, UpError) as exc:
         print(f"scripts/up: {exc}", file=sys.stderr)
-        _shutdown(runtime, sink, pg, kube, hooks)
+        _shutdown(runtime, sink, pg, kube, hooks, metrics)
         return 2
     except (psycopg.OperationalError, migrate.MigrationError, RuntimeError) as exc:
         print(f"scripts/up: {one_line(exc)}", file=sys.stderr)
-        _shutdown(runtime, sink, pg, kube, hooks)
+        _shutdown(runtime, sink, pg, kube, hooks, metrics)
         return 1
     crons = ", ".join(f'{n} "{f.schedule}"' for n, f in stack.functions.items() if f.schedule)
     print(f"""
@@ -198,6 +221,7 @@ chargeback local runtime is up
   mail       {mail_where}
   webhooks   {webhooks_where}
   kubernetes {kube.url + ' (fixture cluster, ' + kubeconfig + ')' if kube else kubeconfig}
+  prometheus {prometheus_where}
   secrets    {secret_dir}
   logs       {var / 'log'}/<function>.log
   cron       {crons or 'none'}
@@ -205,12 +229,12 @@ Ctrl-C stops everything.""", flush=True)
     while not stopping.wait(1.0):
         runtime.restart_dead()
     print("scripts/up: stopping", flush=True)
-    _shutdown(runtime, sink, pg, kube, hooks)
+    _shutdown(runtime, sink, pg, kube, hooks, metrics)
     return 0
 
 
-def _shutdown(runtime, sink, pg, kube, hooks=None) -> None:
-    for part in (runtime, sink, hooks, pg):
+def _shutdown(runtime, sink, pg, kube, hooks=None, metrics=None) -> None:
+    for part in (runtime, sink, hooks, metrics, pg):
         if part is not None:
             try:
                 part.stop()
