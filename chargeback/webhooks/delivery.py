@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from chargeback.core import db
-from chargeback.core.settings import ConfigError, Settings
+from chargeback.core.settings import Settings
 from chargeback.webhooks import attempt, events, policy, signing
 
 log = logging.getLogger("chargeback")

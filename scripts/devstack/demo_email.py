@@ -64,12 +64,12 @@ class DemoError(RuntimeError):
 def set_contacts(database_url: str) -> None:
     """Before the month is closed: billing contacts for the usage-only tenants."""
     with psycopg.connect(database_url) as conn:
-        for namespace, name, email, locale, postal, tax_id, category in CONTACTS:
-            conn.execute(_CONTACT, (namespace, name, email, locale, postal.replace("\\n", "\n"),
+        for namespace, name, address, locale, postal, tax_id, category in CONTACTS:
+            conn.execute(_CONTACT, (namespace, name, address, locale, postal.replace("\\n", "\n"),
                                     tax_id, category, OUTSIDE_EU if category else None))
             where = postal.split("\\n")[-2:]
-            if email:
-                print(f"{namespace:<12} {name} <{email}>, locale {locale}, "
+            if address:
+                print(f"{namespace:<12} {name} <{address}>, locale {locale}, "
                       f"{', '.join(where)}, VAT ID {tax_id or '(none: outside the EU)'}")
     print("hooli-api    (no e-mail address: its invoice will be undeliverable)")
     print("vision-lab   (no postal address annotated: its invoice will be held as a draft)")
