@@ -13,11 +13,15 @@ shaping (every script but Devanagari) is set from copies without the layout
 tables (GSUB, GPOS, GDEF), cut the same way: fpdf2 drops those tables from
 the subset it embeds anyway, but it parses them for every document first,
 which was most of a PDF's time. A document whose every character is in
-LATIN (Latin script, punctuation, currency and math signs) is set from
-copies also cut to those characters (952 glyphs of 4,515): parsing the font
-for each document was then half of a PDF's time. Nothing parsed is shared
-between documents (fpdf2 subsets the font object in place); within a
-process the prepared files' paths and the fonts' character sets are kept.
+LATIN (Latin script, punctuation, currency and math signs) is set from a
+copy cut to its own characters and ASCII (about 100 glyphs of 4,515; cut
+from a LATIN cut of 952, so a new set of characters costs milliseconds):
+parsing the font for each document was then most of a PDF's time, and
+documents in one language share the copy. The copies' glyph boxes are
+right, so fpdf2 is told not to recompute them (which decodes and re-encodes
+every embedded glyph). Nothing parsed is shared between documents (fpdf2
+subsets the font object in place); within a process the prepared files'
+paths and the fonts' character sets are kept.
 """
 from __future__ import annotations
 
@@ -55,15 +59,16 @@ LATIN = frozenset(c for lo, hi in ((0x20, 0x250), (0x300, 0x370), (0x2000, 0x20D
                                    (0x2100, 0x2300)) for c in range(lo, hi))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def _prepared(source: Path, axes: tuple[tuple[str, float], ...] = (),
-              layout: bool = True, latin: bool = False) -> Path | None:
+              layout: bool = True, characters: frozenset[int] | None = None) -> Path | None:
     """`source` as a static instance at `axes` (a variable font; none: as it is),
-    without the layout tables unless `layout`, cut to the LATIN characters when
-    `latin`, cached on disk; None when no cache directory can be written (the
-    caller then uses `source`)."""
+    without the layout tables unless `layout`, cut to `characters` when given,
+    cached on disk; None when no cache directory can be written (the caller then
+    uses `source`)."""
     stat = source.stat()
-    key = hashlib.sha256(f"{source.name}|{stat.st_size}|{axes}|{layout}|{latin}".encode()
+    cut = "" if characters is None else ",".join(map(str, sorted(characters)))
+    key = hashlib.sha256(f"{source.name}|{stat.st_size}|{axes}|{layout}|{cut}".encode()
                          ).hexdigest()[:16]
     target = _cache_dir() / f"{source.stem}-{key}{source.suffix}"
     if target.exists():
@@ -76,8 +81,8 @@ def _prepared(source: Path, axes: tuple[tuple[str, float], ...] = (),
         for tag in () if layout else _LAYOUT_TABLES:
             if tag in static:
                 del static[tag]
-        if latin:
-            _cut(static, LATIN)
+        if characters is not None:
+            _cut(static, characters)
         partial = target.with_suffix(f".{os.getpid()}.part")
         static.save(partial)
         os.replace(partial, target)  # another process may have won: same bytes
@@ -95,6 +100,10 @@ def _cut(font: TTFont, characters: frozenset[int]) -> None:
     subsetter = Subsetter(options)
     subsetter.populate(unicodes=characters)
     subsetter.subset(font)
+
+
+# ASCII and what the PDF adds to the view's text (the footer's " · ", page numbers)
+_ALWAYS = frozenset(range(0x20, 0x7F)) | {ord("·")}
 
 
 # Fallbacks in the order fpdf2 tries them, each with its regular and bold faces (a
@@ -137,11 +146,15 @@ def register(pdf: FPDF, text: str) -> str:
     # Arabic, Hebrew, Thai and Devanagari need shaping and bidi: HarfBuzz reads the layout
     # tables; every other script is set glyph by glyph without them
     shaped = any(name in _SHAPED for name, _ in needed)
-    # a Latin document: a font of those characters only, a fifth of the glyphs to parse
-    latin = not shaped and {ord(c) for c in text} <= LATIN
+    # a Latin document: a font of its own characters only (and ASCII, so that documents
+    # of one language share it), cut from the LATIN cut, a tenth of its glyphs to parse
+    used = {ord(c) for c in text + text.upper()} | _ALWAYS
+    latin = not shaped and used <= LATIN
     for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
-        pdf.add_font(TEXT, style,
-                     _prepared(sans, tuple(sorted(axes.items())), shaped, latin) or sans)
+        axes_key = tuple(sorted(axes.items()))
+        font = _prepared(sans, axes_key, shaped, LATIN) if latin else None
+        pdf.add_font(TEXT, style, (font and _prepared(font, (), False, frozenset(used)))
+                     or _prepared(sans, axes_key, shaped) or sans)
     for name, faces in needed:
         for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
             path = faces[style]
@@ -149,6 +162,11 @@ def register(pdf: FPDF, text: str) -> str:
             weights = tuple(sorted((k, v) for k, v in axes.items()
                                    if k in _axes(path))) if path.suffix == ".ttf" else ()
             pdf.add_font(name, style, _prepared(path, weights, shaped) or path)
+    for font in pdf.fonts.values():
+        # (fpdf2's font objects and their fontTools TTFont are public attributes) the
+        # prepared files' glyph boxes are right: recomputing them decodes and re-encodes
+        # every glyph fpdf2 embeds, a third of a Latin PDF's time
+        font.ttfont.recalcBBoxes = False
     if needed:
         # bold text is set in each fallback's bold face
         pdf.set_fallback_fonts([name for name, _ in needed], exact_match=True)
