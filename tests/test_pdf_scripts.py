@@ -88,3 +88,16 @@ def test_right_to_left_names_are_printed_and_read_back_word_by_word(locale):
         for expected in _expected(locale, rendered.view):
             assert set(expected.split()) <= words, (locale, expected)
     assert _render(locale).pdf == rendered.pdf
+
+
+def test_an_emoji_in_a_name_is_printed_not_dropped():
+    # Noto Emoji (monochrome) is the last fallback: the rocket is in the text layer, and a
+    # glyph was drawn for it (the font subset embedded in the PDF carries its outline)
+    invoice = dataclasses.replace(INVOICE, locale="es", bill_to_name="Café 🚀 S.L.",
+                                  bill_to_address=("Calle Mayor 1 🌍", "28013 Madrid", "ES"))
+    rendered = documents.render(invoice, ISSUER, load({"SECRETS_DIR": tempfile.mkdtemp()}))
+    for text in (_pdftotext(rendered.pdf), _pypdf(rendered.pdf)):
+        assert "Café 🚀 S.L." in text and "Calle Mayor 1 🌍" in text
+    fonts = {f["/BaseFont"] for p in pypdf.PdfReader(BytesIO(rendered.pdf)).pages
+             for f in p["/Resources"]["/Font"].values()}
+    assert any("NotoEmoji" in name for name in fonts), fonts

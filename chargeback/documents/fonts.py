@@ -1,7 +1,8 @@
 """The PDF's fonts: Noto from pip-installed font packages, so every script renders.
 
 Noto Sans (Latin with its extensions, Cyrillic, Greek, currency signs) is the
-text font; Noto Sans Devanagari and Noto Sans CJK JP are fallbacks fpdf2
+text font; Noto Sans Arabic, Heebo (Hebrew), Noto Sans Thai, Noto Sans
+Devanagari, Noto Sans CJK JP and Noto Emoji (monochrome) are fallbacks fpdf2
 switches to for the characters Noto Sans lacks. fpdf2 embeds only the glyphs
 a document uses (subsetting), so a Latin invoice stays small.
 
@@ -32,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import fontpkg
+import manimgx_fonts
 import noto_cjk_sans_jp_bold
 import noto_cjk_sans_jp_regular
 from fontTools.subset import Options, Subsetter
@@ -110,7 +112,7 @@ _ALWAYS = frozenset(range(0x20, 0x7F)) | {ord("·")}
 # variable font cut at both weights) and whether its script needs shaping (HarfBuzz:
 # Arabic letters joined, Hebrew and Arabic right to left, Thai and Devanagari marks
 # placed). Hebrew: Heebo (Noto Sans Hebrew is not packaged for PyPI).
-_ARABIC, _HEBREW, _THAI = "noto-arabic", "heebo", "noto-thai"
+_ARABIC, _HEBREW, _THAI, _EMOJI = "noto-arabic", "heebo", "noto-thai", "noto-emoji"
 _SHAPED = (_ARABIC, _HEBREW, _THAI, _DEVANAGARI)
 
 
@@ -123,6 +125,10 @@ def _fallbacks() -> list[tuple[str, dict[str, Path]]]:
         out.append((name, {"": path, "B": path}))
     out.append((_CJK, {"": Path(str(noto_cjk_sans_jp_regular.FONT_PATH)),
                        "B": Path(str(noto_cjk_sans_jp_bold.FONT_PATH))}))
+    # last: Noto Emoji, monochrome outlines a PDF/A font can carry (a colour emoji font's
+    # bitmaps fpdf2 drops), so "Café 🚀" prints its rocket
+    emoji = Path(manimgx_fonts.__file__).parent / "NotoEmoji[wght].ttf"
+    out.append((_EMOJI, {"": emoji, "B": emoji}))
     return out
 
 

@@ -187,7 +187,7 @@ def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str
         tiered = (_("{quantity}, volume tiers") if line.tier_mode == "volume"
                   else _("{quantity}, graduated tiers"))
         pricing = tiered.format(quantity=quantity)
-        if line.quantity:  # what a unit cost across the tiers, so every line has its price
+        if line.quantity and not line.tiers:  # no tier rows: a unit's price on average
             pricing += ": " + _("{price} on average").format(
                 price=f.price(_average(line.amount + line.discount, line.quantity)))
     elif line.unit_price is not None:
