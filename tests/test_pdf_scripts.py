@@ -62,8 +62,12 @@ def _pypdf(pdf: bytes, marks: str = "") -> str:
 
 
 def _expected(locale: str, view: dict) -> list[str]:
+    """The tenant's name, address lines and month, and every amount of the document:
+    each line's, the subtotal, the tax and the total, as the view formats them."""
     name, street, place, _, september = TENANTS[locale]
-    return [name, street, place, september, _plain(view["total"])]
+    amounts = [line["amount"] for line in view["lines"]] + [
+        view["subtotal"], view["tax"], view["total"]]
+    return [name, street, place, september, *map(_plain, amounts)]
 
 
 @pytest.mark.parametrize("locale", [loc for loc in TENANTS if loc not in ("ar", "he")])
