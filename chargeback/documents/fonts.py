@@ -186,3 +186,21 @@ def _axes(path: Path) -> frozenset[str]:
     """The variation axes of a font file (none for a static font)."""
     with TTFont(path, lazy=True) as font:
         return frozenset(a.axisTag for a in font["fvar"].axes) if "fvar" in font else frozenset()
+
+
+# Noto Sans Arabic's ccmp draws a letter's dots (and a hamza) as marks of their own, its
+# curs lifts letters to join them: each is a glyph the PDF places apart, which a reader
+# of the text layer (pdftotext) takes for a word of its own. Without them the letters
+# are its precomposed glyphs, joined on one baseline.
+_RIGHT_TO_LEFT_FEATURES = {_ARABIC: {"ccmp": False, "curs": False}, _HEBREW: {}}
+
+
+def right_to_left(run: str) -> tuple[str, dict[str, bool]] | None:
+    """The family a run of Arabic or Hebrew text (with its spaces) is set in as a whole,
+    and the OpenType features it is shaped with; None when no right-to-left fallback has
+    a glyph for every character of `run`. register adds that family to a PDF whose
+    text has such a run."""
+    used = {ord(c) for c in run}
+    return next(((name, _RIGHT_TO_LEFT_FEATURES[name]) for name, faces in _fallbacks()
+                 if name in _RIGHT_TO_LEFT_FEATURES and used <= _characters(faces[""])),
+                None)
