@@ -153,6 +153,8 @@ class _Invoice(FPDF):
         def fits(candidate: str) -> bool:
             return self.get_string_width(candidate) <= room
 
+        if fits(text):  # most lines: one measure, not one per word
+            return [text]
         rows: list[str] = []
         row: str | None = None  # None: nothing on the line yet (leading spaces are kept)
         for word in text.split(" "):
