@@ -120,6 +120,19 @@ def test_every_line_of_a_supplementary_invoice_shows_its_unit_price():
         assert "10,000 GB-s × €0.0000166667" in part
 
 
+@pytest.mark.parametrize("kind, quantity, amount", [("supplementary", 100000, "49.00"),
+                                                     ("credit_note", -100000, "-49.00")])
+def test_a_tiered_adjustment_line_shows_what_a_unit_cost_on_average(kind, quantity, amount):
+    # late usage of 100,000 GB-s priced by graduated tiers over the whole month: it stores
+    # no tiers, only the difference, 49.00; 49.00 / 100,000 = 0.00049 a GB-s
+    late = Line("usage", "Function usage", D(quantity), "GB-s", D(amount), meter="gb_seconds",
+                tier_mode="graduated", adjustment_period="2026-09", line_no=1)
+    invoice = dataclasses.replace(INVOICE, locale="en", document_kind=kind, lines=(late,),
+                                  subtotal=D(amount), tax=D(0), total=D(amount), **CORRECTED)
+    for part in _rendered(invoice):
+        assert f"{quantity:,} GB-s, graduated tiers: €0.00049 on average" in part
+
+
 def test_a_partial_credit_is_shown_as_the_money_it_takes_off():
     # 100 yen off a 500,000 GB-s line of 532 yen: the stored share is -93,984.962... GB-s,
     # a quantity nobody used; the document says what was credited: ¥100 (JPY: no decimals)

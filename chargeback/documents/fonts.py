@@ -1,7 +1,8 @@
 """The PDF's fonts: Noto from pip-installed font packages, so every script renders.
 
 Noto Sans (Latin with its extensions, Cyrillic, Greek, currency signs) is the
-text font; Noto Sans Devanagari and Noto Sans CJK JP are fallbacks fpdf2
+text font; Noto Sans Arabic, Heebo (Hebrew), Noto Sans Thai, Noto Sans
+Devanagari, Noto Sans CJK JP and Noto Emoji (monochrome) are fallbacks fpdf2
 switches to for the characters Noto Sans lacks. fpdf2 embeds only the glyphs
 a document uses (subsetting), so a Latin invoice stays small.
 
@@ -13,11 +14,15 @@ shaping (every script but Devanagari) is set from copies without the layout
 tables (GSUB, GPOS, GDEF), cut the same way: fpdf2 drops those tables from
 the subset it embeds anyway, but it parses them for every document first,
 which was most of a PDF's time. A document whose every character is in
-LATIN (Latin script, punctuation, currency and math signs) is set from
-copies also cut to those characters (952 glyphs of 4,515): parsing the font
-for each document was then half of a PDF's time. Nothing parsed is shared
-between documents (fpdf2 subsets the font object in place); within a
-process the prepared files' paths and the fonts' character sets are kept.
+LATIN (Latin script, punctuation, currency and math signs) is set from a
+copy cut to its own characters and ASCII (about 100 glyphs of 4,515; cut
+from a LATIN cut of 952, so a new set of characters costs milliseconds):
+parsing the font for each document was then most of a PDF's time, and
+documents in one language share the copy. The copies' glyph boxes are
+right, so fpdf2 is told not to recompute them (which decodes and re-encodes
+every embedded glyph). Nothing parsed is shared between documents (fpdf2
+subsets the font object in place); within a process the prepared files'
+paths and the fonts' character sets are kept.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import fontpkg
+import manimgx_fonts
 import noto_cjk_sans_jp_bold
 import noto_cjk_sans_jp_regular
 from fontTools.subset import Options, Subsetter
@@ -55,15 +61,16 @@ LATIN = frozenset(c for lo, hi in ((0x20, 0x250), (0x300, 0x370), (0x2000, 0x20D
                                    (0x2100, 0x2300)) for c in range(lo, hi))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def _prepared(source: Path, axes: tuple[tuple[str, float], ...] = (),
-              layout: bool = True, latin: bool = False) -> Path | None:
+              layout: bool = True, characters: frozenset[int] | None = None) -> Path | None:
     """`source` as a static instance at `axes` (a variable font; none: as it is),
-    without the layout tables unless `layout`, cut to the LATIN characters when
-    `latin`, cached on disk; None when no cache directory can be written (the
-    caller then uses `source`)."""
+    without the layout tables unless `layout`, cut to `characters` when given,
+    cached on disk; None when no cache directory can be written (the caller then
+    uses `source`)."""
     stat = source.stat()
-    key = hashlib.sha256(f"{source.name}|{stat.st_size}|{axes}|{layout}|{latin}".encode()
+    cut = "" if characters is None else ",".join(map(str, sorted(characters)))
+    key = hashlib.sha256(f"{source.name}|{stat.st_size}|{axes}|{layout}|{cut}".encode()
                          ).hexdigest()[:16]
     target = _cache_dir() / f"{source.stem}-{key}{source.suffix}"
     if target.exists():
@@ -76,8 +83,8 @@ def _prepared(source: Path, axes: tuple[tuple[str, float], ...] = (),
         for tag in () if layout else _LAYOUT_TABLES:
             if tag in static:
                 del static[tag]
-        if latin:
-            _cut(static, LATIN)
+        if characters is not None:
+            _cut(static, characters)
         partial = target.with_suffix(f".{os.getpid()}.part")
         static.save(partial)
         os.replace(partial, target)  # another process may have won: same bytes
@@ -97,11 +104,15 @@ def _cut(font: TTFont, characters: frozenset[int]) -> None:
     subsetter.subset(font)
 
 
+# ASCII and what the PDF adds to the view's text (the footer's " · ", page numbers)
+_ALWAYS = frozenset(range(0x20, 0x7F)) | {ord("·")}
+
+
 # Fallbacks in the order fpdf2 tries them, each with its regular and bold faces (a
 # variable font cut at both weights) and whether its script needs shaping (HarfBuzz:
 # Arabic letters joined, Hebrew and Arabic right to left, Thai and Devanagari marks
 # placed). Hebrew: Heebo (Noto Sans Hebrew is not packaged for PyPI).
-_ARABIC, _HEBREW, _THAI = "noto-arabic", "heebo", "noto-thai"
+_ARABIC, _HEBREW, _THAI, _EMOJI = "noto-arabic", "heebo", "noto-thai", "noto-emoji"
 _SHAPED = (_ARABIC, _HEBREW, _THAI, _DEVANAGARI)
 
 
@@ -114,6 +125,10 @@ def _fallbacks() -> list[tuple[str, dict[str, Path]]]:
         out.append((name, {"": path, "B": path}))
     out.append((_CJK, {"": Path(str(noto_cjk_sans_jp_regular.FONT_PATH)),
                        "B": Path(str(noto_cjk_sans_jp_bold.FONT_PATH))}))
+    # last: Noto Emoji, monochrome outlines a PDF/A font can carry (a colour emoji font's
+    # bitmaps fpdf2 drops), so "Café 🚀" prints its rocket
+    emoji = Path(manimgx_fonts.__file__).parent / "NotoEmoji[wght].ttf"
+    out.append((_EMOJI, {"": emoji, "B": emoji}))
     return out
 
 
@@ -137,11 +152,15 @@ def register(pdf: FPDF, text: str) -> str:
     # Arabic, Hebrew, Thai and Devanagari need shaping and bidi: HarfBuzz reads the layout
     # tables; every other script is set glyph by glyph without them
     shaped = any(name in _SHAPED for name, _ in needed)
-    # a Latin document: a font of those characters only, a fifth of the glyphs to parse
-    latin = not shaped and {ord(c) for c in text} <= LATIN
+    # a Latin document: a font of its own characters only (and ASCII, so that documents
+    # of one language share it), cut from the LATIN cut, a tenth of its glyphs to parse
+    used = {ord(c) for c in text + text.upper()} | _ALWAYS
+    latin = not shaped and used <= LATIN
     for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
-        pdf.add_font(TEXT, style,
-                     _prepared(sans, tuple(sorted(axes.items())), shaped, latin) or sans)
+        axes_key = tuple(sorted(axes.items()))
+        font = _prepared(sans, axes_key, shaped, LATIN) if latin else None
+        pdf.add_font(TEXT, style, (font and _prepared(font, (), False, frozenset(used)))
+                     or _prepared(sans, axes_key, shaped) or sans)
     for name, faces in needed:
         for style, axes in (("", _REGULAR_AXES), ("B", _BOLD_AXES)):
             path = faces[style]
@@ -149,6 +168,11 @@ def register(pdf: FPDF, text: str) -> str:
             weights = tuple(sorted((k, v) for k, v in axes.items()
                                    if k in _axes(path))) if path.suffix == ".ttf" else ()
             pdf.add_font(name, style, _prepared(path, weights, shaped) or path)
+    for font in pdf.fonts.values():
+        # (fpdf2's font objects and their fontTools TTFont are public attributes) the
+        # prepared files' glyph boxes are right: recomputing them decodes and re-encodes
+        # every glyph fpdf2 embeds, a third of a Latin PDF's time
+        font.ttfont.recalcBBoxes = False
     if needed:
         # bold text is set in each fallback's bold face
         pdf.set_fallback_fonts([name for name, _ in needed], exact_match=True)
@@ -162,3 +186,21 @@ def _axes(path: Path) -> frozenset[str]:
     """The variation axes of a font file (none for a static font)."""
     with TTFont(path, lazy=True) as font:
         return frozenset(a.axisTag for a in font["fvar"].axes) if "fvar" in font else frozenset()
+
+
+# Noto Sans Arabic's ccmp draws a letter's dots (and a hamza) as marks of their own, its
+# curs lifts letters to join them: each is a glyph the PDF places apart, which a reader
+# of the text layer (pdftotext) takes for a word of its own. Without them the letters
+# are its precomposed glyphs, joined on one baseline.
+_RIGHT_TO_LEFT_FEATURES = {_ARABIC: {"ccmp": False, "curs": False}, _HEBREW: {}}
+
+
+def right_to_left(run: str) -> tuple[str, dict[str, bool]] | None:
+    """The family a run of Arabic or Hebrew text (with its spaces) is set in as a whole,
+    and the OpenType features it is shaped with; None when no right-to-left fallback has
+    a glyph for every character of `run`. register adds that family to a PDF whose
+    text has such a run."""
+    used = {ord(c) for c in run}
+    return next(((name, _RIGHT_TO_LEFT_FEATURES[name]) for name, faces in _fallbacks()
+                 if name in _RIGHT_TO_LEFT_FEATURES and used <= _characters(faces[""])),
+                None)

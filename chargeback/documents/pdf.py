@@ -4,9 +4,16 @@ but the font cache (documents.fonts).
 
 Fonts: Noto, embedded as subsets (documents.fonts), so any script a tenant's
 name, a locale's month or a currency sign uses is shown as written: Latin
-with its extensions, Cyrillic, Greek, Devanagari, CJK. Line breaks and other
-control characters a tenant may have typed become spaces. The document date
-is the invoice's issue instant, so the same invoice gives the same bytes.
+with its extensions, Cyrillic, Greek, Arabic, Hebrew, Thai, Devanagari, CJK,
+emoji. Line breaks and other
+control characters a tenant may have typed become spaces. A line holding
+Arabic or Hebrew is set as its runs of one direction side by side, in the
+order they are written, each right-to-left run shaped and set right to left
+in one font with its spaces: a reader of the text layer (pdftotext, pypdf)
+gets every word back in its order; digits next to such a run stand where
+they are written (after "רחוב הרצל", not before it as the bidi algorithm would
+put them). The document date is the invoice's issue instant, so the same
+invoice gives the same bytes.
 """
 from __future__ import annotations
 
@@ -29,6 +36,11 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # bidi marks and embeddings (CLDR puts U+200F in Arabic and Hebrew amounts): fpdf2 orders
 # the text itself (Unicode bidi algorithm, with shaping); a font has no glyph for them
 _BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+# a right-to-left run: Hebrew or Arabic letters, and the spaces between them
+_RTL = "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc"
+_RTL_RUN = re.compile(f"[{_RTL}](?:[{_RTL} ]*[{_RTL}])?")
 
 
 def pdf_safe(text: str) -> str:
@@ -75,7 +87,46 @@ class _Invoice(FPDF):
         for row in self._wrapped(pdf_safe(text), room - 2 * self.c_margin):
             self._font_afresh(style, size)
             self.set_x(left)
-            self.cell(room, height, row, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            if _RTL_RUN.search(row):
+                self._runs(row, style, size, room, height, align)
+            else:
+                self.cell(room, height, row, align=align, new_x=XPos.LMARGIN,
+                          new_y=YPos.NEXT)
+
+    def _runs(self, row: str, style: str, size: float, room: float, height: float,
+              align: str) -> None:
+        """`row`, which holds Arabic or Hebrew, as its runs of one direction side by side
+        in the order they are written, each right-to-left run set (shaped, right to left)
+        in one font with its spaces: a reader of the text layer (pdftotext, pypdf) then
+        gets the words back in their order, not the visual order a line's bidi gives."""
+        plain = (self.text_font, {})
+        parts, at = [], 0
+        for match in _RTL_RUN.finditer(row):
+            if match.start() > at:
+                parts.append((row[at:match.start()], *plain))
+            parts.append((match.group(), *(fonts.right_to_left(match.group()) or plain)))
+            at = match.end()
+        if at < len(row):
+            parts.append((row[at:], *plain))
+        widths = []
+        for text, family, features in parts:
+            self.set_font(family, style=style, size=size)
+            self.set_text_shaping(True, features=features)
+            widths.append(self.get_string_width(text))
+        free = room - 2 * self.c_margin - sum(widths)
+        x = self.x + self.c_margin + {"R": free, "C": free / 2}.get(align, 0)
+        top, margin = self.y, self.c_margin
+        self.c_margin = 0
+        for (text, family, features), width in zip(parts, widths):
+            self.set_font(family, style=style, size=size + 1)  # stated afresh (_font_afresh)
+            self.set_font(family, style=style, size=size)
+            self.set_text_shaping(True, features=features)
+            self.set_xy(x, top)
+            self.cell(width, height, text)
+            x += width
+        self.set_text_shaping(True)
+        self.c_margin = margin
+        self.set_xy(self.l_margin, top + height)
 
     def fitting_size(self, text: str, style: str, size: float, width: float) -> float:
         """`size`, or the size (in half points) at which `text` fits on one line of `width`:
@@ -102,6 +153,8 @@ class _Invoice(FPDF):
         def fits(candidate: str) -> bool:
             return self.get_string_width(candidate) <= room
 
+        if fits(text):  # most lines: one measure, not one per word
+            return [text]
         rows: list[str] = []
         row: str | None = None  # None: nothing on the line yet (leading spaces are kept)
         for word in text.split(" "):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -156,6 +156,14 @@ def _description(line: Line, plan: str | None, f: _Formats,
     return stored
 
 
+def _average(amount: Decimal, quantity: Decimal) -> Decimal:
+    """`amount` / `quantity` to six significant digits (49.00 / 100,000 = 0.00049)."""
+    with localcontext() as context:
+        context.prec = 6
+        average = amount / quantity
+    return average.normalize() if average else Decimal(0)
+
+
 def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str],
                words: tuple[dict[str, str], dict[str, str]], credited: bool = False
                ) -> dict[str, Any]:
@@ -179,6 +187,9 @@ def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str
         tiered = (_("{quantity}, volume tiers") if line.tier_mode == "volume"
                   else _("{quantity}, graduated tiers"))
         pricing = tiered.format(quantity=quantity)
+        if line.quantity and not line.tiers:  # no tier rows: a unit's price on average
+            pricing += ": " + _("{price} on average").format(
+                price=f.price(_average(line.amount + line.discount, line.quantity)))
     elif line.unit_price is not None:
         pricing = f"{quantity} × {f.price(line.unit_price)}"
         if line.discount:  # gross and discount are rounded apart: gross - discount = amount

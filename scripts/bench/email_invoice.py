@@ -10,15 +10,23 @@ the naive baseline: a further set of invoices, each sent with one synchronous
 call through `/function/`, one after the other. Last, where a send's time
 goes, measured in this process on a sample: render (HTML and text), PDF,
 the CSV files, building the message, and the SMTP conversation.
+
+When other work shares the machine the wall times grow with it: the fan-out
+also prints the load average and the CPU seconds each part used (from /proc),
+whose sum over the cores is the least time the run takes on a machine of its
+own.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import email
+import io
 import logging
 import os
 import platform
+import pstats
 import sys
 import tempfile
 import time
@@ -61,6 +69,42 @@ def statuses(database_url: str, ids: list[str]) -> dict[str, int]:
         return dict(conn.execute("SELECT status, count(*) FROM openfaas_metering.invoices"
                                  " WHERE invoice_id = ANY(%s) GROUP BY status",
                                  (ids,)).fetchall())
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used; with
+    `children`, also those of its children it has waited for (PostgreSQL's exited
+    backends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    used = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children
+                                                  else 0)
+    return used / _TICK
+
+
+def cpu_by_part(runtime: Runtime, pg: EmbeddedPostgres) -> dict[str, float]:
+    """CPU seconds used so far by each part of the run: the email-invoice replicas,
+    PostgreSQL (the postmaster, its live backends and those that exited), and this
+    process (the gateway, the SMTP sink, the driver's calls)."""
+    postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    backends = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _parent(int(p.name)) == postmaster]
+    return {"email-invoice": sum(_cpu_s(p.proc.pid, True) for p in runtime.replicas[
+                "email-invoice"]),
+            "PostgreSQL": _cpu_s(postmaster, True) + sum(map(_cpu_s, backends)),
+            "gateway, SMTP sink, driver": _cpu_s(os.getpid())}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
 
 
 def fan_out(gateway_url: str, database_url: str, ids: list[str], deadline_s: float) -> float:
@@ -140,6 +184,27 @@ def stages(settings, database_url: str, ids: list[str]) -> dict[str, float]:
     return {key: value * 1000 / len(ids) for key, value in totals.items()}
 
 
+def profile(settings, ids: list[str], top: int) -> str:
+    """email-invoice's own work for `ids` (chargeback.documents.delivery.deliver, as the
+    handler calls it: claim, read, render, send, record), in this process under
+    cProfile with a CPU clock; the `top` functions by cumulative time."""
+    from chargeback.documents import delivery
+
+    profiler = cProfile.Profile(time.process_time)
+    started = time.process_time()
+    profiler.enable()
+    for invoice_id in ids:
+        outcome = delivery.deliver(settings, invoice_id)
+        if outcome.status != 200:
+            sys.exit(f"bench: deliver answered {outcome.status}: {outcome.body}")
+    profiler.disable()
+    spent_ms = (time.process_time() - started) * 1000 / len(ids)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    return (f"{spent_ms:.1f} ms CPU per send, the profiler's own cost included\n"
+            + out.getvalue().split("\n\n", 1)[-1].replace(str(ROOT) + "/", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench/email", description=__doc__)
     parser.add_argument("--invoices", type=int, default=1000)
@@ -152,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the fan-out may take before the bench fails (600)")
     parser.add_argument("--sample", type=int, default=100,
                         help="invoices timed stage by stage in this process (default 100)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="then N more sent by email-invoice's code in this process "
+                             "under cProfile (CPU time); prints the top 25 functions")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -178,12 +246,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"4 async workers; {platform.python_version()}, {os.cpu_count()} cores",
                   flush=True)
             ids = make_invoices(pg.url, args.invoices, "fan")
+            load_before, cpu_before = os.getloadavg()[0], cpu_by_part(runtime, pg)
             total_s = fan_out(runtime.gateway_url, pg.url, ids, args.deadline)
+            cpu = {part: used - cpu_before[part]
+                   for part, used in cpu_by_part(runtime, pg).items()}
+            load_after = os.getloadavg()[0]
             check_mail(tmp / "mail", args.invoices, "fan")
             mails = len(list((tmp / "mail").glob("*.eml")))
             print(f"\nasync fan-out: {args.invoices:,} invoices sent in {total_s:.1f} s, "
                   f"{total_s * 1000 / args.invoices:.1f} ms per invoice, "
-                  f"{args.invoices / total_s:.0f} invoices/s ({mails:,} .eml files)")
+                  f"{args.invoices / total_s:.0f} invoices/s ({mails:,} .eml files); "
+                  f"load average {load_before:.1f} before, {load_after:.1f} after")
+            print(f"CPU used by the fan-out: {sum(cpu.values()):.1f} s, "
+                  + ", ".join(f"{part} {used:.1f} s" for part, used in cpu.items())
+                  + f"; on {os.cpu_count()} cores of its own at least "
+                  f"{sum(cpu.values()) / os.cpu_count():.1f} s")
             base_ids = make_invoices(pg.url, args.baseline, "one")
             base_s = one_by_one(runtime.gateway_url, base_ids)
             check_mail(tmp / "mail", args.baseline, "one")
@@ -204,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key:<26} {ms:7.2f}")
             print(f"  {'sum':<26} {sum(per_stage.values()):7.2f}   (plus, in the function: "
                   "claim and record, 2 commits, and HTTP)")
+            if args.profile:
+                print(f"\nemail-invoice's code for {args.profile} sends, in this process: "
+                      + profile(settings, make_invoices(pg.url, args.profile, "prof"), 25))
         finally:
             for part in (runtime, sink, pg):
                 if part is not None:
