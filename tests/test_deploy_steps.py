@@ -4,7 +4,7 @@ variables it reads are in its stack.yml `environment:` block.
 
 Read from the code (tests/function_code.py's walk from each handler): a secret is read by
 `read_secret(<name>)` (a literal, or a module constant holding it) or through a setting
-whose parser reads a secret (chargeback.core.settings: `_or_secret("database-url")`,
+whose parser reads a secret (chargeback.core.parse: `or_secret("database-url")`,
 a field whose variable is the secret's name); a variable by `settings.<field>` (the field
 declares its variable) or by `environ.get("NAME")`, `os.getenv("NAME")`, `environ["NAME"]`.
 """
@@ -88,9 +88,10 @@ def stack():
 def _settings_fields(stack, fn) -> dict[str, tuple[str | None, str | None]]:
     """Settings field -> (environment variable, secret) it is read from, from the source of
     the reachable module that defines `class Settings`."""
-    for module in code.reach(stack, fn).modules.values():
-        parsers = {node.name: node for node in module.tree.body
-                   if isinstance(node, ast.FunctionDef)}
+    modules = code.reach(stack, fn).modules.values()
+    parsers = {node.name: node for module in modules for node in module.tree.body
+               if isinstance(node, ast.FunctionDef)}   # parse.positive, parse.or_secret, …
+    for module in modules:
         for node in module.tree.body:
             if isinstance(node, ast.ClassDef) and node.name == "Settings":
                 return {item.target.id: _source(item.value, parsers) for item in node.body
@@ -104,13 +105,18 @@ def _reads_a_secret(function: ast.FunctionDef) -> bool:
                for n in ast.walk(function))
 
 
+def _name(node: ast.expr) -> str:
+    """`parse.positive` or `positive`: positive."""
+    return node.attr if isinstance(node, ast.Attribute) else node.id
+
+
 def _source(call: ast.Call, parsers: dict[str, ast.FunctionDef]) -> tuple[str | None, str | None]:
     variable = call.args[0].value
     parser = call.args[1]
-    if isinstance(parser, ast.Call):  # _or_secret("database-url"): the variable, else the secret
-        if parser.func.id in parsers and _reads_a_secret(parsers[parser.func.id]):
+    if isinstance(parser, ast.Call):  # or_secret("database-url"): the variable, else the secret
+        if _name(parser.func) in parsers and _reads_a_secret(parsers[_name(parser.func)]):
             return variable, parser.args[0].value
-    elif parser.id in parsers and _reads_a_secret(parsers[parser.id]):
+    elif _name(parser) in parsers and _reads_a_secret(parsers[_name(parser)]):
         return None, variable  # the field's "variable" is the secret's name
     return variable, None
 
