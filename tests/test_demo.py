@@ -1,12 +1,18 @@
 """scripts/demo end to end: the real script, its own runtime, embedded PostgreSQL."""
+import email
+import email.policy
 import re
 import shutil
 import subprocess
 from decimal import Decimal
+from pathlib import Path
+
+import facturx
 
 from devstack.pg import EmbeddedPostgres, free_port, port_in_use
 
 from .conftest import ROOT
+from .einvoice_rules import PEPPOL_RULES, UBL_RULES, assert_en16931, broken_rules_of
 from .stack_helpers import _env
 
 
@@ -144,3 +150,29 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
                          r"counted 600: 50 missing \(usage.drift_detected sent\)", meters)
     assert not port_in_use(int(env["GATEWAY_PORT"])) and not port_in_use(int(env["PG_PORT"]))
     assert not port_in_use(int(env["SMTP_PORT"]))
+    _every_e_invoice_mailed_breaks_no_fatal_rule(mail_dir)
+
+
+def _every_e_invoice_mailed_breaks_no_fatal_rule(mail_dir: Path) -> None:
+    """Each mailed document's e-invoice through its format's official rule sets: the
+    Factur-X CII inside a PDF (XSD + EN 16931 CII), a Peppol tenant's UBL beside it
+    (EN 16931 UBL + Peppol BIS 3). A reminder attaches the same PDF again: checked once."""
+    cii, ubl = {}, {}
+    for eml in sorted(mail_dir.glob("*.eml")):
+        message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        for part in message.iter_attachments():
+            name, data = part.get_filename(), part.get_content()
+            if name.endswith(".pdf"):
+                embedded, xml = facturx.get_xml_from_pdf(data, check_xsd=False)
+                if embedded:
+                    cii[name] = xml
+            elif name.endswith("-ubl.xml"):
+                ubl[name] = data
+    # render-farm (chargeback/einvoice: ubl) gets its invoice as UBL, the others Factur-X
+    assert [n for n in ubl if "INV-" in n] and len(cii) >= 12, (sorted(cii), sorted(ubl))
+    assert not {n.rsplit(".", 1)[0] for n in cii} & {n[:-len("-ubl.xml")] for n in ubl}
+    for name, xml in cii.items():
+        assert_en16931(xml)
+    for name, xml in ubl.items():
+        assert (broken_rules_of(xml, UBL_RULES), broken_rules_of(xml, PEPPOL_RULES)) == \
+            ([], []), name

@@ -228,7 +228,10 @@ def test_a_peppol_customer_without_a_registration_peppol_knows_is_held(database_
     # a German customer at 19 % needs no VAT ID on the invoice (art. 226), Peppol an
     # electronic address (BT-49), which comes from it
     buyer = _namespace("no-vat", einvoice="ubl", address="Alt-Moabit 100\\n10559 Berlin\\nDE")
-    [reason] = _held(s, buyer)["no-vat"]
+    # (both German: Peppol's German rules ask a buyer reference and a contact too)
+    reason, *german = _held(s, buyer)["no-vat"]
+    assert [r.rsplit("(", 1)[1] for r in german] == [
+        "DE-R-015)", "DE-R-002, DE-R-005, DE-R-006, DE-R-007)"]
     assert "BT-49" in reason and "chargeback/tax-id" in reason and "R010" in reason
 
 
@@ -285,3 +288,24 @@ def test_a_peppol_tenants_mail_carries_the_ubl_as_its_own_attachment(
     assert PdfReader(io.BytesIO(pdf)).attachments == {}
     # ... and what the portal serves is what was sent
     assert documents.rerender(s, invoice_id).attachments[2].data == ubl.get_payload(decode=True)
+
+
+def test_a_peppol_invoice_between_two_german_parties_meets_peppols_german_rules(
+        database_url, tmp_path):
+    # Peppol applies its German rules when supplier (SELLER: Berlin) and customer are in
+    # Germany: the buyer reference (DE-R-015) and the supplier's contact (DE-R-002)
+    s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER)
+    shop = _namespace("de-shop", einvoice="ubl", address="Alt-Moabit 100\\n10559 Berlin\\nDE",
+                      **{"tax-id": "DE999999999"})
+    reasons = _held(s, shop)["de-shop"]
+    assert len(reasons) == 2, reasons
+    assert "chargeback/buyer-reference" in reasons[0] and "DE-R-015" in reasons[0]
+    assert "ISSUER_CONTACT_NAME" in reasons[1] and "DE-R-002" in reasons[1]
+    s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER,
+                     **CONTACT)
+    shop["metadata"]["annotations"]["chargeback/buyer-reference"] = "PO-4711"
+    _annotate(s, shop, at=OCT_2)
+    [invoice] = close(s, period="2026-09")["periods"][0]["invoices"]
+    name, xml = _xml(documents.rerender(s, invoice["invoice_id"]))
+    assert name.endswith("-ubl.xml")
+    assert broken_rules_of(xml, UBL_RULES) == [] and broken_rules_of(xml, PEPPOL_RULES) == []

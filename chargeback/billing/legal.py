@@ -131,10 +131,11 @@ def gaps(legal: Legal, tax_rate: Decimal | None, issuer: Settings, prefix: str) 
 
 def format_gaps(legal: Legal, issuer: Settings, prefix: str) -> list[str]:
     """Why the tenant's e-invoice format cannot be made: a value that names none, a Peppol
-    UBL without either party's electronic address, an XRechnung without the buyer
-    reference (BR-DE-15) or the supplier's contact (BR-DE-5, -6, -7); [] when nothing is
-    missing. Checked whatever LEGAL_CHECKS says: the tenant asked for this format, and a
-    document in another, or an invalid one, is of no use to it."""
+    UBL without either party's electronic address, an XRechnung, or a Peppol UBL between
+    two German parties (Peppol's German rules DE-R-*), without the buyer reference
+    (BR-DE-15) or the supplier's contact (BR-DE-5, -6, -7); [] when nothing is missing.
+    Checked whatever LEGAL_CHECKS says: the tenant asked for this format, and a document
+    in another, or an invalid one, is of no use to it."""
     if legal.einvoice not in FORMATS:
         return [f"e-invoice format {legal.einvoice!r}: annotate the namespace "
                 f"{prefix}einvoice with one of {', '.join(FORMATS)} (or remove it for "
@@ -150,21 +151,34 @@ def format_gaps(legal: Legal, issuer: Settings, prefix: str) -> list[str]:
             reasons.append("Peppol without the supplier's electronic address (BT-34), which "
                            "comes from ISSUER_TAX_ID: set your EU VAT ID there "
                            "(PEPPOL-EN16931-R020)")
-    if legal.einvoice != "xrechnung":
+    if legal.einvoice == "xrechnung":
+        rules = ("XRechnung", "BR-DE-15", "BR-DE-5, BR-DE-6, BR-DE-7")
+    elif legal.einvoice == "ubl" and _both_german(legal, issuer):
+        rules = ("Peppol between two German parties", "DE-R-015",
+                 "DE-R-002, DE-R-005, DE-R-006, DE-R-007")
+    else:
         return reasons
+    what, reference_rule, contact_rules = rules
     if not (legal.buyer_reference or "").strip():
-        reasons.append(f"XRechnung without the buyer reference (BT-10): annotate the namespace "
+        reasons.append(f"{what} without the buyer reference (BT-10): annotate the namespace "
                        f"{prefix}buyer-reference with the customer's Leitweg-ID (German public "
                        "buyers) or the reference they gave you, or set "
-                       "tenants.buyer_reference_override (BR-DE-15)")
+                       f"tenants.buyer_reference_override ({reference_rule})")
     missing = [name for name, value in (
         ("ISSUER_CONTACT_NAME", issuer.issuer_contact_name),
         ("ISSUER_CONTACT_PHONE", issuer.issuer_contact_phone),
         ("ISSUER_CONTACT_EMAIL", issuer.issuer_contact_email)) if not value]
     if missing:
-        reasons.append(f"XRechnung without the supplier's contact: set {', '.join(missing)} "
-                       "on aggregate-month (BR-DE-5, BR-DE-6, BR-DE-7)")
+        reasons.append(f"{what} without the supplier's contact: set {', '.join(missing)} "
+                       f"on aggregate-month ({contact_rules})")
     return reasons
+
+
+def _both_german(legal: Legal, issuer: Settings) -> bool:
+    """Supplier and customer in Germany: where Peppol applies its German rules (DE-R-*)."""
+    supplier = postal.parse("\n".join(issuer.issuer_address))
+    return bool(supplier and supplier.country == "DE" and legal.postal
+                and legal.postal.country == "DE")
 
 
 def contact(settings: Settings) -> dict | None:
