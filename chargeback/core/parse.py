@@ -38,8 +38,12 @@ def read_secret(name: str, environ: Mapping[str, str] | None = None, *,
     return value or None
 
 
+def _given(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
 def integer(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
+    raw = _given(environ, name)
     if not raw:
         return default
     try:
@@ -53,10 +57,6 @@ def positive(environ: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name}={value}: expected a positive integer")
     return value
-
-
-def _given(environ: Mapping[str, str], name: str) -> str:
-    return environ.get(name, "").strip()
 
 
 def number(environ: Mapping[str, str], name: str, default: float, unit: str) -> float:
