@@ -235,31 +235,6 @@ def test_a_peppol_customer_without_a_registration_peppol_knows_is_held(database_
     assert "BT-49" in reason and "chargeback/tax-id" in reason and "R010" in reason
 
 
-def test_an_xrechnung_without_buyer_reference_or_supplier_contact_is_held_until_given(
-        database_url, tmp_path):
-    s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER)
-    amt = _namespace("amt", einvoice="xrechnung", **{
-        "address": "Alt-Moabit 100\\n10559 Berlin\\nDeutschland"})
-    reasons = _held(s, amt)["amt"]
-    assert len(reasons) == 2, reasons
-    assert "chargeback/buyer-reference" in reasons[0] and "Leitweg-ID" in reasons[0]
-    assert "BR-DE-15" in reasons[0]
-    assert "ISSUER_CONTACT_NAME, ISSUER_CONTACT_PHONE, ISSUER_CONTACT_EMAIL" in reasons[1]
-    with db.transaction(s) as conn:
-        [held] = [data for (data,) in conn.execute(
-            "SELECT data FROM openfaas_metering.webhook_events WHERE type = 'invoice.held'")]
-    assert held["reasons"] == reasons
-    s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER,
-                     **CONTACT)
-    amt["metadata"]["annotations"]["chargeback/buyer-reference"] = "991-12345-67"
-    _annotate(s, amt, at=OCT_2)
-    [invoice] = close(s, period="2026-09")["periods"][0]["invoices"]
-    name, xml = _xml(documents.rerender(s, invoice["invoice_id"]))
-    assert name.endswith("-xrechnung.xml")
-    assert etree.fromstring(xml).xpath("cbc:BuyerReference/text()", namespaces=UBL) == [
-        "991-12345-67"]
-
-
 def test_a_peppol_tenants_mail_carries_the_ubl_as_its_own_attachment(
         database_url, tmp_path, serve_function, smtp):
     s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER)
@@ -290,22 +265,37 @@ def test_a_peppol_tenants_mail_carries_the_ubl_as_its_own_attachment(
     assert documents.rerender(s, invoice_id).attachments[2].data == ubl.get_payload(decode=True)
 
 
-def test_a_peppol_invoice_between_two_german_parties_meets_peppols_german_rules(
-        database_url, tmp_path):
-    # Peppol applies its German rules when supplier (SELLER: Berlin) and customer are in
-    # Germany: the buyer reference (DE-R-015) and the supplier's contact (DE-R-002)
+# Germany's rules: an XRechnung always, a Peppol UBL when supplier (SELLER: Berlin) and
+# customer are both in Germany (Peppol's DE-R-*), need the buyer reference and the
+# supplier's contact; a Peppol customer also its VAT ID (its electronic address)
+@pytest.mark.parametrize("einvoice, tax_id, rules", [
+    ("xrechnung", None, (XRECHNUNG_RULES, "BR-DE-15", "BR-DE-5, BR-DE-6, BR-DE-7")),
+    ("ubl", "DE999999999", (PEPPOL_RULES, "DE-R-015", "DE-R-002, DE-R-005, DE-R-006")),
+])
+def test_a_german_customer_is_held_until_buyer_reference_and_supplier_contact_are_given(
+        database_url, tmp_path, einvoice, tax_id, rules):
+    national, reference_rule, contact_rule = rules
     s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER)
-    shop = _namespace("de-shop", einvoice="ubl", address="Alt-Moabit 100\\n10559 Berlin\\nDE",
-                      **{"tax-id": "DE999999999"})
-    reasons = _held(s, shop)["de-shop"]
+    amt = _namespace("amt", einvoice=einvoice, **{
+        "address": "Alt-Moabit 100\\n10559 Berlin\\nDeutschland"},
+        **({"tax-id": tax_id} if tax_id else {}))
+    reasons = _held(s, amt)["amt"]
     assert len(reasons) == 2, reasons
-    assert "chargeback/buyer-reference" in reasons[0] and "DE-R-015" in reasons[0]
-    assert "ISSUER_CONTACT_NAME" in reasons[1] and "DE-R-002" in reasons[1]
+    assert "chargeback/buyer-reference" in reasons[0] and "Leitweg-ID" in reasons[0]
+    assert reference_rule in reasons[0]
+    assert "ISSUER_CONTACT_NAME, ISSUER_CONTACT_PHONE, ISSUER_CONTACT_EMAIL" in reasons[1]
+    assert contact_rule in reasons[1]
+    with db.transaction(s) as conn:
+        [held] = [data for (data,) in conn.execute(
+            "SELECT data FROM openfaas_metering.webhook_events WHERE type = 'invoice.held'")]
+    assert held["reasons"] == reasons
     s = settings_for(database_url, tmp_path, BOOK, LEGAL_CHECKS="en16931", **SELLER,
                      **CONTACT)
-    shop["metadata"]["annotations"]["chargeback/buyer-reference"] = "PO-4711"
-    _annotate(s, shop, at=OCT_2)
+    amt["metadata"]["annotations"]["chargeback/buyer-reference"] = "991-12345-67"
+    _annotate(s, amt, at=OCT_2)
     [invoice] = close(s, period="2026-09")["periods"][0]["invoices"]
     name, xml = _xml(documents.rerender(s, invoice["invoice_id"]))
-    assert name.endswith("-ubl.xml")
-    assert broken_rules_of(xml, UBL_RULES) == [] and broken_rules_of(xml, PEPPOL_RULES) == []
+    assert name.endswith(f"-{einvoice}.xml")
+    assert etree.fromstring(xml).xpath("cbc:BuyerReference/text()", namespaces=UBL) == [
+        "991-12345-67"]
+    assert broken_rules_of(xml, UBL_RULES) == [] and broken_rules_of(xml, national) == []
