@@ -59,13 +59,19 @@ def pg_server(tmp_path_factory):
     server.discard()
 
 
-@pytest.fixture
-def database_url(pg_server) -> str:
-    """A fresh, fully migrated database for this test alone."""
+def fresh_database(pg_server) -> str:
+    """A new database copied from the migrated template (a test's, or a property
+    example's: one each)."""
     name = f"t{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE_DB}")
     return pg_server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def database_url(pg_server) -> str:
+    """A fresh, fully migrated database for this test alone."""
+    return fresh_database(pg_server)
 
 
 @pytest.fixture
