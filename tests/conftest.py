@@ -194,7 +194,8 @@ def callbacks():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True,
+                     kwargs={"poll_interval": 0.05}).start()  # a quick shutdown()
     server.url = f"http://127.0.0.1:{server.server_port}/done"
     server.received = received
     yield server
@@ -232,21 +233,25 @@ def start_meter(serve_function, database_url, kube_api):
 
 
 @pytest.fixture
-def up_env(tmp_path):
-    """scripts/up's environment: free ports, its var/ (the embedded PostgreSQL's data
-    among it, written durably as up writes it) in memory when the machine has some."""
+def var_home(tmp_path):
+    """Where scripts/up and scripts/demo keep var/ (the embedded PostgreSQL's data among
+    it, written durably as they write it): in memory when the machine has some."""
     memory = _in_memory()
-    home = memory or tmp_path
-    env = _env(home, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
+    yield memory or tmp_path
+    if memory:
+        shutil.rmtree(memory, ignore_errors=True)
+
+
+@pytest.fixture
+def up_env(var_home):
+    env = _env(var_home, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
                SMTP_PORT=str(free_port()))
     yield env
     # Whatever happened, leave no embedded server behind.
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
                     "import sys; from devstack.pg import EmbeddedPostgres as E;"
-                    "E(sys.argv[1], 0).discard()", str(home / "var" / "pg")],
+                    "E(sys.argv[1], 0).discard()", str(var_home / "var" / "pg")],
                    env=env, capture_output=True)
-    if memory:
-        shutil.rmtree(memory, ignore_errors=True)
 
 
 from .stack_helpers import _env  # noqa: E402 (the up_env fixture's environment)
