@@ -120,8 +120,8 @@ END $$;
 CREATE FUNCTION openfaas_metering.document_delivery_columns() RETURNS text[]
     LANGUAGE sql IMMUTABLE
     AS $$
-    SELECT ARRAY['status', 'queued_at', 'queued_count', 'send_claimed_at', 'send_attempts',
-                 'last_send_error', 'sent_at', 'message_id', 'undeliverable_reason']
+    SELECT ARRAY['status', 'queued_at', 'queued_count', 'last_send_error', 'sent_at',
+                 'message_id', 'undeliverable_reason']
 $$;
 
 
@@ -888,8 +888,6 @@ CREATE TABLE openfaas_metering.invoices (
     computed_at timestamp with time zone DEFAULT now() NOT NULL,
     queued_at timestamp with time zone,
     queued_count integer DEFAULT 0 NOT NULL,
-    send_claimed_at timestamp with time zone,
-    send_attempts integer DEFAULT 0 NOT NULL,
     last_send_error text,
     sent_at timestamp with time zone,
     message_id text,

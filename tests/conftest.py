@@ -6,7 +6,9 @@ import dataclasses
 import itertools
 import os
 import queue
+import shutil
 import subprocess
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,11 +47,27 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+def _in_memory() -> Path | None:
+    """A directory of our own in /dev/shm (RAM) when the machine has one with room, else
+    None. Each test's database is a 9 MB copy of the template: on a disk (ext4 mounted
+    with `discard`, as the CI machine's is) writing and deleting some 600 of them took
+    minutes of the suite; in memory they cost next to nothing."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)
+            and shutil.disk_usage(shm).free > 2 * 1024**3):
+        return None
+    home = Path(tempfile.mkdtemp(prefix="chargeback-tests-", dir=shm))
+    home.chmod(0o755)  # the server's own user (when we are root) must reach data/
+    return home
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory):
-    """An embedded PostgreSQL (fsync off) with a migrated template database."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(),
-                              durable=False).start()
+    """An embedded PostgreSQL (fsync off) with a migrated template database; its data in
+    memory where the machine has some (_in_memory), else under the session's tmp dir."""
+    memory = _in_memory()
+    server = EmbeddedPostgres((memory or tmp_path_factory.mktemp("pg")) / "data",
+                              free_port(), durable=False).start()
     with psycopg.connect(server.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {_TEMPLATE_DB}")
     with psycopg.connect(server.url.rsplit("/", 1)[0] + f"/{_TEMPLATE_DB}") as conn:
@@ -57,10 +75,13 @@ def pg_server(tmp_path_factory):
     yield server
     db.close_all()
     server.discard()
+    if memory:
+        shutil.rmtree(memory, ignore_errors=True)
 
 
 def fresh_database(pg_server) -> str:
-    """The URL of a new, fully migrated database (a module's fixture may share one)."""
+    """A new database copied from the migrated template (a test's, a module fixture's or a
+    property example's: one each)."""
     name = f"t{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE_DB}")
@@ -68,9 +89,17 @@ def fresh_database(pg_server) -> str:
 
 
 @pytest.fixture
-def database_url(pg_server) -> str:
-    """A fresh, fully migrated database for this test alone."""
-    return fresh_database(pg_server)
+def database_url(pg_server):
+    """A fresh, fully migrated database for this test alone; dropped after it (with
+    whatever is still connected), so a session holds a few databases, not hundreds."""
+    url = fresh_database(pg_server)
+    yield url
+    db.close_all()  # this process's pool for it
+    try:
+        with psycopg.connect(pg_server.url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+    except psycopg.Error:
+        pass  # left to the server's discard at the session's end
 
 
 @pytest.fixture
@@ -165,7 +194,8 @@ def callbacks():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True,
+                     kwargs={"poll_interval": 0.05}).start()  # a quick shutdown()
     server.url = f"http://127.0.0.1:{server.server_port}/done"
     server.received = received
     yield server
@@ -203,14 +233,24 @@ def start_meter(serve_function, database_url, kube_api):
 
 
 @pytest.fixture
-def up_env(tmp_path):
-    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
+def var_home(tmp_path):
+    """Where scripts/up and scripts/demo keep var/ (the embedded PostgreSQL's data among
+    it, written durably as they write it): in memory when the machine has some."""
+    memory = _in_memory()
+    yield memory or tmp_path
+    if memory:
+        shutil.rmtree(memory, ignore_errors=True)
+
+
+@pytest.fixture
+def up_env(var_home):
+    env = _env(var_home, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
                SMTP_PORT=str(free_port()))
     yield env
     # Whatever happened, leave no embedded server behind.
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
                     "import sys; from devstack.pg import EmbeddedPostgres as E;"
-                    "E(sys.argv[1], 0).discard()", str(tmp_path / "var" / "pg")],
+                    "E(sys.argv[1], 0).discard()", str(var_home / "var" / "pg")],
                    env=env, capture_output=True)
 
 

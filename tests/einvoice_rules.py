@@ -27,26 +27,9 @@ def give_buyer_address(conn, namespace: str) -> None:
                  ("12 Rue de Rivoli\n75001 Paris\nFrance", namespace))
 
 
-@lru_cache(maxsize=1)
-def _rules():
-    processor = PySaxonProcessor(license=False)
-    return processor, processor.new_xslt30_processor().compile_stylesheet(
-        stylesheet_file=str(RULES))
-
-
 def broken_rules(xml: bytes) -> list[str]:
     """'BR-CO-15: <the rule's text>' for each fatal rule the XML breaks (warnings aside)."""
-    processor, rules = _rules()
-    report = rules.transform_to_string(xdm_node=processor.parse_xml(xml_text=xml.decode()))
-    broken = []
-    for failure in _FAILED.findall(report):
-        if 'flag="warning"' in failure.split(">", 1)[0]:
-            continue
-        rule = _ID.search(failure)
-        text = _TEXT.search(failure)
-        broken.append(f"{rule.group(1) if rule else '?'}: "
-                      f"{' '.join(text.group(1).split()) if text else failure[:200]}")
-    return broken
+    return broken_rules_of(xml, RULES)
 
 
 def assert_en16931(xml: bytes) -> None:
@@ -66,9 +49,16 @@ XRECHNUNG_RULES = DATA / "xrechnung" / "ubl" / "XRechnung-UBL-validation.sch"
 _SCHXSLT = DATA / "schxslt" / "xslt" / "2.0" / "pipeline-for-svrl.xsl"
 
 
+@lru_cache(maxsize=1)
+def _processor() -> PySaxonProcessor:
+    return PySaxonProcessor(license=False)
+
+
 @lru_cache(maxsize=None)
 def _compiled(path: Path):
-    processor, _ = _rules()
+    """The rule set at `path`, compiled once a session (the Commission's EN 16931 XSLT
+    alone takes seconds)."""
+    processor = _processor()
     xslt = processor.new_xslt30_processor()
     if path.suffix == ".sch":   # Schematron -> XSLT with SchXslt's pipeline, then compiled
         text = xslt.compile_stylesheet(stylesheet_file=str(_SCHXSLT)).transform_to_string(
@@ -78,10 +68,10 @@ def _compiled(path: Path):
 
 
 def broken_rules_of(xml: bytes, path: Path) -> list[str]:
-    """'<rule id>: <text>' for each fatal rule of the rule set at `path` the XML breaks."""
-    processor, _ = _rules()
+    """'<rule id>: <text>' for each fatal rule of the rule set at `path` the XML breaks
+    (warnings and information aside)."""
     report = _compiled(path).transform_to_string(
-        xdm_node=processor.parse_xml(xml_text=xml.decode()))
+        xdm_node=_processor().parse_xml(xml_text=xml.decode()))
     broken = []
     for failure in _FAILED.findall(report):
         head = failure.split(">", 1)[0]

@@ -41,7 +41,8 @@ class FaultySmtp:
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, daemon=True,
+                         kwargs={"poll_interval": 0.05}).start()  # a quick shutdown()
         self.url = f"smtp://127.0.0.1:{self.server.server_address[1]}"
 
     def messages(self) -> list[email.message.EmailMessage]:

@@ -1,18 +1,12 @@
-"""What the subscription tests share: a meter-capacity tick that lists namespaces, the flat
-plan of the resume cases, and a fresh database per property example."""
+"""What the subscription tests share: a meter-capacity tick that lists namespaces and the
+flat plan of the resume cases."""
 from __future__ import annotations
 
-import itertools
-import os
 from datetime import datetime
-
-import psycopg
 
 from chargeback.capacity import store as capacity_store
 from chargeback.capacity.holdings import Reading, Tenant
 from chargeback.core import db
-
-from .conftest import _TEMPLATE_DB
 
 # base fee 10.00, commitment 50.00, tax 19 %, EUR (the resume cases of issue 34)
 FLAT_BOOK = """
@@ -28,20 +22,9 @@ price_lists:
       invocations: {"*": {unit_price: "0"}}
 """
 
-_names = itertools.count()
-
-
 def tick(settings, slot: datetime, namespaces: tuple[str, ...], plan="pro"):
     """One meter-capacity tick that lists `namespaces` (holding nothing)."""
     reading = Reading(tenants=tuple(Tenant(ns, plan=plan) for ns in namespaces), samples=(),
                       dedicated_nodes=0, not_ready_nodes=0, warnings=())
     with db.transaction(settings) as conn:
         capacity_store.record_tick(conn, slot, reading, max_gap_seconds=3600)
-
-
-def fresh_database(pg_server) -> str:
-    """A new database from the migrated template (one per hypothesis example)."""
-    name = f"p{os.getpid()}_{next(_names)}"
-    with psycopg.connect(pg_server.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE_DB}")
-    return pg_server.url.rsplit("/", 1)[0] + f"/{name}"

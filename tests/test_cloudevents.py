@@ -105,9 +105,10 @@ def test_a_batch_with_a_duplicate_a_bad_event_and_an_unknown_tenant_is_stored_ex
     rows = query(database_url, """SELECT event_id, (data #>> '{usage,tokens}')::numeric
                                     FROM openfaas_metering.custom_events ORDER BY 1""")
     assert rows == [("e-1", Decimal(100)), ("e-5", Decimal("0.1"))]
-    kept = query(database_url, """SELECT event_index, reason LIKE 'event %%'
+    kept = query(database_url, """SELECT event_index, reason LIKE 'event %%', namespace
                                     FROM openfaas_metering.usage_rejected_events ORDER BY 1""")
-    assert kept == [(2, True), (3, True)]  # kept once, with their reasons
+    # kept once, with their reasons and the tenant each names by its subject (event 2 none)
+    assert kept == [(2, True, None), (3, True, "nobody-here")]
 
 
 def test_one_invalid_event_is_refused_naming_the_field_and_kept_with_the_reason(

@@ -17,8 +17,8 @@ from chargeback.billing.grant_store import GrantRequest
 from chargeback.core import db
 
 from .billing_helpers import NS, Recorder, event, on_plan, send, settings_for
+from .conftest import fresh_database
 from .corrections_helpers import BOOK
-from .subscription_helpers import fresh_database
 
 MONTHS = ("2026-08", "2026-09", "2026-10")
 # close k runs on the 2nd of the month after MONTHS[k]; the last one only corrects

@@ -16,14 +16,14 @@ from .einvoice_rules import PEPPOL_RULES, UBL_RULES, assert_en16931, broken_rule
 from .stack_helpers import _env
 
 
-def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(tmp_path):
-    env = _env(tmp_path, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
+def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(var_home):
+    env = _env(var_home, GATEWAY_PORT=str(free_port()), PG_PORT=str(free_port()),
                SMTP_PORT=str(free_port()))
     try:
         done = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True,
                               text=True, timeout=300)
     finally:
-        EmbeddedPostgres(tmp_path / "var" / "pg", 0).discard()
+        EmbeddedPostgres(var_home / "var" / "pg", 0).discard()
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "210,000 invocations of 15 functions in 5 tenants" in out
@@ -76,7 +76,7 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(t
     email = out.split("== email:", 1)[1]
     assert "12 of 13 invoices sent, 1 undeliverable" in email
     assert "INV-2026-000004  hooli-api  undeliverable: tenant hooli-api has no billing" in email
-    mail_dir = tmp_path / "var" / "demo" / "mail"
+    mail_dir = var_home / "var" / "demo" / "mail"
     # the documents, 3 budget alerts, then the void's credit note, the reissue and a credit
     # note, then the payment reminders
     reminders = int(re.search(r"email-invoice: (\d+) sent", out)[1])

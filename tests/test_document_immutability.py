@@ -80,12 +80,11 @@ def test_only_the_delivery_columns_move_after_finalization(closed, database_url)
     with psycopg.connect(database_url) as conn:
         conn.execute("""UPDATE openfaas_metering.invoices
                            SET queued_at = now(), queued_count = queued_count + 1,
-                               send_claimed_at = now(), send_attempts = 1,
                                last_send_error = 'timeout'
                          WHERE number = 'INV-2026-000001'""")
         conn.execute("""UPDATE openfaas_metering.invoices
                            SET status = 'sent', sent_at = now(), message_id = '<m@x>',
-                               send_claimed_at = NULL
+                               last_send_error = NULL
                          WHERE number = 'INV-2026-000001'""")
         status = conn.execute("SELECT status FROM openfaas_metering.invoices"
                               " WHERE number = 'INV-2026-000001'").fetchone()[0]

@@ -378,15 +378,20 @@ def test_a_voided_invoice_shows_voided_by_its_credit_note_beside_its_reissue(
     assert "replaces INV-2026-000001" in invoices
 
 
-def test_a_german_tenants_page_and_refusal_pages_are_in_german_with_lang_de(portal, october,
-                                                                             database_url):
-    _, acme_no, _, _ = october
+@pytest.fixture
+def german_acme(portal, october, database_url):
+    """The portal, and a session signed in as acme, whose locale the operator set to de_DE."""
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE openfaas_metering.tenants SET locale_override = 'de_DE'"
                      " WHERE namespace = 'acme'")
     p = portal()
-    browser = requests.Session()
-    browser.get(f"{p.origin}/", params={"token": token_for("acme")}, timeout=30)
+    return p, p.sign_in(token_for("acme"))
+
+
+def test_a_german_tenants_page_and_refusal_pages_are_in_german_with_lang_de(german_acme,
+                                                                             october):
+    _, acme_no, _, _ = october
+    p, browser = german_acme
     page = p.page("/", session=browser, period="2026-10")
     assert page.status_code == 200 and '<html lang="de">' in page.text
     # the German catalog's words (chargeback/mail/locales/de), none of the English ones
@@ -423,13 +428,8 @@ def test_a_german_tenants_page_and_refusal_pages_are_in_german_with_lang_de(port
 
 
 def test_the_usage_table_shows_unit_prices_allowances_and_a_total_and_each_chart_its_numbers(
-        portal, october, database_url):
-    with psycopg.connect(database_url) as conn:
-        conn.execute("UPDATE openfaas_metering.tenants SET locale_override = 'de_DE'"
-                     " WHERE namespace = 'acme'")
-    p = portal()
-    browser = requests.Session()
-    browser.get(f"{p.origin}/", params={"token": token_for("acme")}, timeout=30)
+        german_acme):
+    p, browser = german_acme
     text = p.page("/", session=browser, period="2026-10").text
     rows = {re.sub(r"<[^>]+>", "|", row).split("|")[2]: re.findall(
         r'<td class="num[^"]*"[^>]*>([^<]*)</td>', row) for row in re.findall(

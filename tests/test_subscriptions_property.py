@@ -16,7 +16,8 @@ from chargeback.billing import month_close
 from chargeback.core import db
 
 from .billing_helpers import Recorder, settings_for
-from .subscription_helpers import FLAT_BOOK, fresh_database, tick
+from .conftest import fresh_database
+from .subscription_helpers import FLAT_BOOK, tick
 
 START = datetime(2026, 8, 1, tzinfo=timezone.utc)
 # close k runs on the 3rd of the month after August, September, October

@@ -37,13 +37,13 @@ SELECT status, namespace FROM openfaas_metering.invoices WHERE invoice_id = %s""
 _SENT = """
 UPDATE openfaas_metering.invoices
    SET status = 'sent', sent_at = now(), message_id = %(message_id)s,
-       send_claimed_at = NULL, last_send_error = %(note)s
+       last_send_error = %(note)s
  WHERE invoice_id = %(invoice_id)s AND status = 'finalized'"""
 
 _UNDELIVERABLE = """
 UPDATE openfaas_metering.invoices
    SET status = 'undeliverable', undeliverable_reason = %(reason)s,
-       last_send_error = %(reason)s, send_claimed_at = NULL
+       last_send_error = %(reason)s
  WHERE invoice_id = %(invoice_id)s AND status = 'finalized'"""
 
 

@@ -14,7 +14,6 @@ from chargeback.core.tokens import hosted_invoice_url
 from chargeback.documents import einvoice
 from chargeback.documents.message import Attachment, attachment_names
 from chargeback.documents.model import Invoice, Issuer
-from chargeback.documents.pdf import render_pdf
 from chargeback.documents.presentation import present
 from chargeback.documents.rendering import lines_csv, render_html, render_text
 from chargeback.documents.rows import read_invoice
@@ -54,6 +53,9 @@ def render(invoice: Invoice, issuer: Issuer, settings: Settings,
     # the hosted invoice page (tenant-portal), when PORTAL_URL is set
     view["hosted_url"] = hosted_invoice_url(settings, invoice.namespace, invoice.number,
                                             invoice.issued_at)
+    # imported here: fpdf2 and fontTools are most of a function's start (1.3 s of
+    # email-invoice's and tenant-portal's 2.4 and 3.3 s), and only a render needs them
+    from chargeback.documents.pdf import render_pdf
     pdf = render_pdf(view, invoice.issued_at, xml if fmt == "facturx" else None)
     files = [Attachment(names[0], "application/pdf", pdf),
              Attachment(names[1], "text/csv", lines_csv(invoice).encode()),

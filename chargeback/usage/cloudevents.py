@@ -27,13 +27,15 @@ from typing import Any
 import msgspec
 
 from chargeback.core.meters import DNS_LABEL
-from chargeback.usage.events import MAX_JSON_DEPTH, deeper_than, short, parse_started
+from chargeback.usage.events import (MAX_JSON_DEPTH, Rejection, deeper_than, parse_started,
+                                     short)
 
 ONE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 SIGNATURE_HEADER = "X-Chargeback-Signature-256"
 NAMESPACE_HEADER = "X-Chargeback-Namespace"
 MAX_ATTRIBUTE_CHARS = 256
+SUBJECT = "subject"   # the key naming the tenant
 _REQUIRED = ("specversion", "id", "source", "type", "subject", "time", "data")
 _decoder = msgspec.json.Decoder(float_hook=Decimal)   # numbers stay exact
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -52,18 +54,6 @@ class CustomEvent:
     type: str
     time_ns: int
     data_json: str   # `data` as JSON text, its numbers exactly as sent
-
-
-@dataclass(frozen=True)
-class Rejection:
-    index: int
-    reason: str
-    event: Any
-
-    @property
-    def namespace(self) -> str | None:
-        ns = self.event.get("subject") if isinstance(self.event, dict) else None
-        return ns if isinstance(ns, str) else None
 
 
 @dataclass
@@ -110,7 +100,7 @@ def validate(items: list, *, only_namespace: str | None, now_ns: int,
             batch.events.append(_event(index, item, only_namespace, now_ns, max_future_skew_s,
                                        exclude_namespaces))
         except ValueError as exc:
-            batch.rejected.append(Rejection(index, f"event {index}: {exc}", item))
+            batch.rejected.append(Rejection(index, f"event {index}: {exc}", item, SUBJECT))
     return batch
 
 

@@ -15,7 +15,7 @@ import psycopg
 
 from chargeback.core import db
 from chargeback.core.settings import Settings
-from chargeback.usage.cloudevents import Batch, Rejection, as_json
+from chargeback.usage.cloudevents import SUBJECT, Batch, Rejection, as_json
 from chargeback.usage.ingest import REJECTED_REASONS_SHOWN, storable
 # rejected events are reported through the outbox, in the same transaction
 from chargeback.webhooks import outbox as webhook_outbox
@@ -78,7 +78,7 @@ def _store(conn: psycopg.Connection, body_sha256: str, batch: Batch) -> Summary:
         else:
             rejected.append(Rejection(event.index, f"event {event.index}: subject "
                                       f"{event.namespace} is not a tenant (no namespace "
-                                      "meter-capacity lists)", batch.items[event.index]))
+                                      "meter-capacity lists)", batch.items[event.index], SUBJECT))
     rejected.sort(key=lambda r: r.index)
     accepted = 0
     if events:

@@ -80,10 +80,11 @@ class Rejection:
     index: int
     reason: str
     event: Any  # as sent
+    namespace_key: str = "namespace"  # the key naming the tenant: "subject" in a CloudEvent
 
     @property
     def namespace(self) -> str | None:
-        ns = self.event.get("namespace") if isinstance(self.event, dict) else None
+        ns = self.event.get(self.namespace_key) if isinstance(self.event, dict) else None
         return ns if isinstance(ns, str) else None
 
 
@@ -187,10 +188,8 @@ def _validate_typed(body: bytes, *, now_ns: int, max_future_skew_s: int,
 
 
 def parse_started(text: Any) -> int:
-    """RFC 3339 (up to 9 fractional digits, Z or +hh:mm) -> exact ns since the epoch.
-
-    Raises ValueError with the reason.
-    """
+    """RFC 3339 (up to 9 fractional digits, Z or +hh:mm) -> exact ns since the epoch, or
+    ValueError with the reason."""
     # Fast path for the shape the gateway sends, 2023-11-14T15:01:20.349527036Z:
     # the same arithmetic as below; anything else takes the general path.
     if type(text) is str and len(text) == 30 and text[29] == "Z" and text[19] == ".":

@@ -180,7 +180,8 @@ class FixtureKubeApi:
 
     def start(self) -> "FixtureKubeApi":
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="fixture-kubeapi")
+                                        name="fixture-kubeapi",
+                                        kwargs={"poll_interval": 0.05})  # a quick stop
         self._thread.start()
         return self
 

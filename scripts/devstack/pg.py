@@ -172,8 +172,10 @@ class EmbeddedPostgres:
             shutil.chown(self.data_dir, user=PG_USER)
             self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
+            # a throwaway server (durable=False) need not wait for its files to reach the disk
             self._pg("initdb", "-D", str(self.data_dir), "--auth=trust", "--encoding=UTF8",
-                     "--username=postgres", "--no-instructions")
+                     "--username=postgres", "--no-instructions",
+                     *([] if self.durable else ["--no-sync"]))
 
     def start(self) -> "EmbeddedPostgres":
         self._init()

@@ -112,7 +112,8 @@ class Runtime:
         except Exception:
             self.stop()
             raise
-        self._spawn(self.server.serve_forever)
+        # a short poll: shutdown() waits for the loop's next look (0.5 s by default)
+        self._spawn(lambda: self.server.serve_forever(poll_interval=0.05))
         if self.cron_enabled:
             self.cron = CronRunner(cron_jobs(self.stack), self.fire_cron, clock=self.clock)
             self._spawn(self.cron.run_forever)
@@ -163,5 +164,8 @@ class Runtime:
             self.server.shutdown()
             self.server.server_close()
             self.gateway.shutdown()
+        for process in self._all_processes():  # all told at once, then each waited for
+            if process.alive():
+                process.proc.terminate()
         for process in self._all_processes():
             process.stop()

@@ -47,7 +47,8 @@ class WebhookSink:
         return f"http://127.0.0.1:{self.server.server_port}/webhooks"
 
     def start(self) -> "WebhookSink":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, daemon=True,
+                         kwargs={"poll_interval": 0.05}).start()  # a quick shutdown()
         return self
 
     def stop(self) -> None:
