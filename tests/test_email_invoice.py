@@ -20,7 +20,6 @@ from devstack.pg import free_port
 from pypdf import PdfReader
 
 from chargeback.core.settings import load
-from chargeback.documents import delivery as invoice_delivery
 from chargeback.documents.rendered import rerender
 
 from .invoices import (

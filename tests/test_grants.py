@@ -8,7 +8,6 @@ half-up)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest

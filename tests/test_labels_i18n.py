@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from decimal import Decimal as D
 from pathlib import Path
 
 import pypdfium2 as pdfium
