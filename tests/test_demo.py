@@ -84,6 +84,8 @@ def test_demo_sends_a_month_through_the_gateway_and_the_database_holds_it_once(v
     pdf = mail_dir / "examplefunctions-2026-09-INV-2026-000007.pdf"  # <supplier>-<period>-<number>
     assert pdf.read_bytes().startswith(b"%PDF")
     assert f"  {mail_dir / 'examplefunctions-2026-09-INV-2026-000010.pdf'}" in email
+    # render-farm (chargeback/einvoice: ubl) gets its Peppol UBL beside the PDF
+    assert f"  {mail_dir / 'examplefunctions-2026-09-INV-2026-000006-ubl.xml'}" in email
     # the supplementary invoice for the late September usage, as the customer reads it
     text = email.split("--- the plain-text part of INV-2026-000010", 1)[1]
     assert "Subject: Supplementary invoice INV-2026-000010" in text

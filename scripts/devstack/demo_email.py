@@ -117,10 +117,11 @@ def run(database_url: str, mail_dir: Path | None) -> None:
         path, msg = mails[message_id]
         print(f"  {path}")
         for part in msg.iter_attachments():
-            if part.get_content_type() == "application/pdf":
-                pdf = mail_dir / part.get_filename()
-                pdf.write_bytes(part.get_content())
-                print(f"  {pdf}")
+            name = part.get_filename()
+            if part.get_content_type() == "application/pdf" or name.endswith("-ubl.xml"):
+                kept = mail_dir / name     # the PDF; a Peppol tenant's UBL e-invoice beside it
+                kept.write_bytes(part.get_content())
+                print(f"  {kept}")
         if shown is None or adjusted:
             shown = (number, msg)
     if shown is not None:
