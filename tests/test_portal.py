@@ -451,6 +451,9 @@ def test_the_usage_table_shows_unit_prices_allowances_and_a_total_and_each_chart
                                       figure).group(1)).decode()
     assert ">0,2<" in svg and ">0.2<" not in svg  # pygal steps 0 to 2 by 0.2
     assert '<ul class="legend"><li><span class="swatch c0"></span>resize</li>' in figure
+    # the capacity chart names its meters as the invoice does, in German
+    capacity = text.split("(Einheitenstunden)</figcaption>")[1].split("</figure>")[0]
+    assert '<span class="swatch c0"></span>Load Balancer</li>' in capacity, capacity[-600:]
     table = figure.split("<details>")[1]
     assert "<th>Tag</th>" in table and "<tr><th>10.10.2026</th><td class=\"num\">2</td>" \
         "<td class=\"num\">0</td></tr>" in table

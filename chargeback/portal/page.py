@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 from pygal.style import Style
 
+from chargeback.billing.invoicing import METER_NAMES
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS, UNITS
 from chargeback.mail.i18n import N_, for_locale, resolve_locale
 from chargeback.portal import series
@@ -108,12 +109,14 @@ def _chart(title: str, q: SeriesQuery, values: dict[str, list], unit: str,
                      for i, day in enumerate(days)] if shown else []}
 
 
-def _capacity_series(q: SeriesQuery, by_sku: list[tuple]) -> dict[str, list]:
-    """Capacity by meter and SKU, every meter in its own unit-hours, on one chart."""
+def _capacity_series(q: SeriesQuery, by_sku: list[tuple], f: _Formats) -> dict[str, list]:
+    """Capacity by meter and SKU, every meter in its own unit-hours, on one chart; each
+    series named as the invoice names its meter, in the tenant's language."""
     out: dict[str, list] = {}
     for meter in sorted({row[1] for row in by_sku} - {GB_SECONDS, INVOCATIONS}):
+        name = f.t(METER_NAMES[meter]) if meter in METER_NAMES else meter
         for label, points in series.dense(q, by_sku, meter).items():
-            out[f"{meter} {label}".strip()] = points
+            out[f"{name} {label}".strip()] = points
     return out
 
 
@@ -179,7 +182,7 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
         ("GB-seconds by function", series.dense(q, by_function, GB_SECONDS), UNITS[GB_SECONDS]),
         ("Invocations by function", series.dense(q, by_function, INVOCATIONS),
          UNITS[INVOCATIONS]),
-        ("Capacity by meter and SKU (unit-hours)", _capacity_series(q, by_sku), "unit-hours"))]
+        ("Capacity by meter and SKU (unit-hours)", _capacity_series(q, by_sku, f), "unit-hours"))]
     # a line's description and unit are catalog labels when they have no parameters
     lines = [{**line, "description": f.t(line["description"]),
               "quantity_text": f"{f.number(line['quantity'])} {f.t(line['unit'])}",
