@@ -30,8 +30,7 @@ SELECT namespace, source, event_id, type, time_ns, data, %(delivery_id)s
   FROM unnest(%(namespace)b::text[], %(source)b::text[], %(event_id)b::text[],
               %(type)b::text[], %(time_ns)b::bigint[], %(data)b::jsonb[])
        AS e (namespace, source, event_id, type, time_ns, data)
-ON CONFLICT (namespace, source, event_id) DO NOTHING
-RETURNING 1"""
+ON CONFLICT (namespace, source, event_id) DO NOTHING"""
 
 _REJECT = """
 INSERT INTO openfaas_metering.usage_rejected_events
@@ -78,15 +77,15 @@ def _store(conn: psycopg.Connection, body_sha256: str, batch: Batch) -> Summary:
         else:
             rejected.append(Rejection(event.index, f"event {event.index}: subject "
                                       f"{event.namespace} is not a tenant (no namespace "
-                                      "meter-capacity lists)", batch.items[event.index]))
+                                      "meter-capacity lists)", batch.item(event.index)))
     rejected.sort(key=lambda r: r.index)
     accepted = 0
     if events:
-        accepted = len(conn.execute(_INSERT, {
+        accepted = conn.execute(_INSERT, {
             "delivery_id": delivery, "namespace": [e.namespace for e in events],
             "source": [e.source for e in events], "event_id": [e.event_id for e in events],
             "type": [e.type for e in events], "time_ns": [e.time_ns for e in events],
-            "data": [e.data_json for e in events]}).fetchall())
+            "data": [e.data_json for e in events]}).rowcount
     if rejected and conn.execute(_REJECT, {
             "delivery_id": delivery, "body_sha256": body_sha256,
             "index": [r.index for r in rejected],
