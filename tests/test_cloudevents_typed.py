@@ -11,8 +11,11 @@ import pytest
 from chargeback.usage import cloudevents
 from chargeback.usage.cloudevents import BATCH, ONE
 
-from .test_cloudevents import body_of, ce, gateway  # noqa: F401 (a fixture)
+from . import test_cloudevents
+from .test_cloudevents import body_of, ce
 from .usage_helpers import query
+
+gateway = test_cloudevents.gateway  # the fixture: receive-usage behind the local gateway
 
 NOW_NS = 1_789_000_000 * 10**9  # 2026-09-09T...; the events' time is the next day
 RULES = {"only_namespace": None, "now_ns": NOW_NS, "max_future_skew_s": 2 * 86_400,
@@ -79,7 +82,7 @@ def test_the_depth_limit_is_the_same_on_both_paths():
                 cloudevents.parse(body, BATCH)
 
 
-def test_events_off_the_fast_path_are_stored_exactly_and_once(gateway, database_url):  # noqa: F811
+def test_events_off_the_fast_path_are_stored_exactly_and_once(gateway, database_url):
     post, _ = gateway
     body = body_of([ce("plain", tokens="0.1"), ce("with\x1fseparator", tokens="100"),
                     ce("traced", tokens="300.5", traceparent="00-abc-01")])
