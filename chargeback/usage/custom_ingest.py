@@ -1,8 +1,9 @@
 """The Postgres side of CloudEvents: store a validated batch once, in one transaction.
 
-An event is stored and deduplicated in the same statement (INSERT ... ON
-CONFLICT DO NOTHING on (namespace, source, id)), so no id is ever claimed
-before its event is written: a failed or retried request leaves nothing
+An event is stored and deduplicated in the same statement (the primary key
+on (namespace, source, id): a plain INSERT, or when that meets a duplicate,
+INSERT ... ON CONFLICT DO NOTHING), so no id is ever claimed before its
+event is written: a failed or retried request leaves nothing
 behind, and the sender's retry is counted exactly once. Events for a
 namespace that is not a tenant (never listed by meter-capacity) are rejected
 with the others, and every rejection is kept with its reason.
