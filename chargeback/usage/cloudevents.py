@@ -22,7 +22,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -45,8 +45,7 @@ class BodyError(ValueError):
     """The body as a whole is unusable; nothing is stored."""
 
 
-@dataclass(frozen=True)
-class CustomEvent:
+class CustomEvent(NamedTuple):
     index: int       # in the body
     namespace: str
     source: str
@@ -58,9 +57,17 @@ class CustomEvent:
 
 @dataclass
 class Batch:
-    items: list      # as sent
+    items: list | None   # as sent; None: decoded by `typed`, read again by `item`
     events: list[CustomEvent] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    body: bytes = b""
+    kind: str = BATCH
+
+    def item(self, index: int) -> Any:
+        """The event at `index` as sent (a dict when it is a JSON object)."""
+        if self.items is None:
+            self.items = parse(self.body, self.kind)
+        return self.items[index]
 
 
 def event_key(webhook_secret: str, namespace: str) -> str:
@@ -89,6 +96,76 @@ def parse(body: bytes, kind: str) -> list:
     if deeper_than(items, MAX_JSON_DEPTH):
         raise BodyError(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
     return items
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A CloudEvent as nearly all arrive: the attributes read here and no others, `data`
+    kept as its JSON text exactly as sent (so its numbers stay exact)."""
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    data: msgspec.Raw
+    datacontenttype: str = "application/json"
+
+
+_TYPED = {ONE: msgspec.json.Decoder(_Envelope), BATCH: msgspec.json.Decoder(list[_Envelope])}
+
+
+def typed(body: bytes, kind: str, *, only_namespace: str | None, now_ns: int,
+          max_future_skew_s: int, exclude_namespaces: frozenset[str]) -> Batch | None:
+    """The batch when every event of the body is valid by `validate`'s rules and names
+    only `_Envelope`'s attributes: decoded and typed in C, each distinct subject, source,
+    type and time checked once. None when anything is off (a wrong type, an extension
+    attribute, an invalid event, a body that is not JSON): then `parse` and `validate`
+    read the body and give each event its verdict, so the same events are accepted."""
+    if b"\\u0000" in body:  # a NUL in some string: validate names the attribute
+        return None
+    try:
+        decoded = _TYPED[kind].decode(body)
+        envelopes = decoded if kind == BATCH else [decoded]
+        data = [bytes(e.data).decode() for e in envelopes]
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
+    subjects = {e.subject for e in envelopes}
+    attributes = {e.source for e in envelopes} | {e.type for e in envelopes}
+    ids = [e.id for e in envelopes]
+    times = {e.time: 0 for e in envelopes}
+    if not envelopes or {e.specversion for e in envelopes} != {"1.0"} \
+            or not all(map(DNS_LABEL.fullmatch, subjects)) \
+            or not subjects.isdisjoint(exclude_namespaces) \
+            or (only_namespace is not None and subjects != {only_namespace}) \
+            or not all(map(_attribute_ok, attributes)) \
+            or max(map(len, ids)) > MAX_ATTRIBUTE_CHARS or not all(map(str.strip, ids)) \
+            or not all(map(_json_content, {e.datacontenttype for e in envelopes})) \
+            or not all(map(_shallow_object, data)):
+        return None
+    try:
+        times = {text: parse_started(text) for text in times}
+    except ValueError:
+        return None
+    if max(times.values()) > now_ns + max_future_skew_s * 1_000_000_000:
+        return None
+    return Batch(None, [CustomEvent(index, e.subject, e.source, e.id, e.type, times[e.time],
+                                    data[index]) for index, e in enumerate(envelopes)],
+                 body=body, kind=kind)
+
+
+def _attribute_ok(value: str) -> bool:  # NULs: see typed
+    return bool(value.strip()) and len(value) <= MAX_ATTRIBUTE_CHARS
+
+
+def _json_content(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "application/json"
+
+
+def _shallow_object(data: str) -> bool:
+    """A JSON object whose containers (counted with any brace or bracket inside its
+    strings, so at least as many as nest) leave the body within MAX_JSON_DEPTH: the
+    array and the event are two levels, `data` and what it holds the rest."""
+    return data[:1] == "{" and data.count("{") + data.count("[") <= MAX_JSON_DEPTH - 2
 
 
 def validate(items: list, *, only_namespace: str | None, now_ns: int,
@@ -132,8 +209,7 @@ def _event(index: int, item: Any, only_namespace: str | None, now_ns: int, max_f
         raise ValueError(f"subject {subject}: this sender's key is for namespace "
                          f"{only_namespace} and may bill only it")
     content_type = item.get("datacontenttype", "application/json")
-    if not isinstance(content_type, str) or \
-            content_type.split(";")[0].strip().lower() != "application/json":
+    if not isinstance(content_type, str) or not _json_content(content_type):
         raise ValueError(f"datacontenttype must be application/json, got {short(content_type)}")
     if not isinstance(item["data"], dict):
         raise ValueError("data must be a JSON object")

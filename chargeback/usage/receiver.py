@@ -119,15 +119,18 @@ def receive_cloudevents(settings: Settings, headers: Mapping[str, str], body: by
         raise RequestError(401, str(exc)) from None
     body_sha256 = hashlib.sha256(body).hexdigest()
     delivery = custom_ingest.delivery_of(body_sha256)
-    try:
-        items = cloudevents.parse(body, kind)
-    except cloudevents.BodyError as exc:
-        if ingest.quarantine_delivery(settings, delivery, body_sha256, kind, body, str(exc)):
-            webhook_outbox.wake(settings)
-        raise RequestError(400, f"{exc}; the request is kept in quarantine") from None
-    batch = cloudevents.validate(items, only_namespace=namespace, now_ns=now_ns,
-                                 max_future_skew_s=settings.max_future_skew_s,
-                                 exclude_namespaces=settings.exclude_namespaces)
+    rules = {"only_namespace": namespace, "now_ns": now_ns,
+             "max_future_skew_s": settings.max_future_skew_s,
+             "exclude_namespaces": settings.exclude_namespaces}
+    batch = cloudevents.typed(body, kind, **rules)  # None: not all plain and valid
+    if batch is None:
+        try:
+            items = cloudevents.parse(body, kind)
+        except cloudevents.BodyError as exc:
+            if ingest.quarantine_delivery(settings, delivery, body_sha256, kind, body, str(exc)):
+                webhook_outbox.wake(settings)
+            raise RequestError(400, f"{exc}; the request is kept in quarantine") from None
+        batch = cloudevents.validate(items, **rules)
     summary = custom_ingest.store(settings, body_sha256, batch)
     if summary.rejected:
         webhook_outbox.wake(settings)  # its usage.rejected event
