@@ -9,10 +9,14 @@ Factur-X XML. Then, from that view and XML:
 - Typst: scripts/bench/invoice.typ (the same fields laid out the same way) compiled by
   the `typst` package with the product's own font files (the static Noto Sans
   instances documents.fonts cuts, and its fallbacks), nothing else (no system or
-  Typst-embedded fonts), PDF/A-3b, the XML attached, the document date fixed.
-Each engine renders each document --runs times after one warm-up (fonts parsed and
-cached, as in a warm function); the median wall and CPU milliseconds per PDF are
-printed, whether every run gave the same bytes, and whether the tenant's name, address
+  Typst-embedded fonts), PDF/A-3b, the XML attached, the document date fixed;
+- Typst+fx: Typst without the XML, then the factur-x package adding it and the
+  Factur-X XMP (Typst writes no custom XMP), the way to a Factur-X from Typst.
+Each engine renders each document once, then --runs documents of their own (every
+string followed by the run's number: Typst memoizes, so the same document again is
+mostly its cache), then the first again; the median wall and CPU milliseconds per PDF
+are printed, whether the first document gave the same bytes again and in a second
+process (--digests), and whether the tenant's name, address
 lines, month and every amount read back from the text layer with pypdf and poppler's
 pdftotext exactly (the helpers are copies of tests/test_pdf_scripts.py's, with its one
 allowance: poppler may move a space inside a right-to-left run, see POPPLER_REORDERS).
@@ -30,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
+from decimal import Decimal as D
 from importlib.metadata import version
 from io import BytesIO
 from pathlib import Path
@@ -38,6 +44,7 @@ import facturx
 import pypdf
 import typst
 
+from chargeback.billing.invoicing import Line
 from chargeback.core.settings import load
 from chargeback.documents import fonts
 from chargeback.documents import rendered as documents
@@ -48,11 +55,6 @@ HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "invoice.typ"
 
 # tests/documents_helpers.py's ISSUER and INVOICE (copied: a bench imports no tests)
-from datetime import datetime, timezone  # noqa: E402
-from decimal import Decimal as D  # noqa: E402
-
-from chargeback.billing.invoicing import Line  # noqa: E402
-
 ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
                 "accounts@example.com")
 INVOICE = Invoice(
