@@ -274,7 +274,8 @@ def main() -> int:
         [sys.executable, __file__, "--digests"], capture_output=True, text=True,
         check=True).stdout)
     load_after = os.getloadavg()[0]
-    print(f"typst package {version('typst')}, fpdf2 {version('fpdf2')}, {args.runs} timed renders (each a document of its own) per engine and locale after the first; "
+    print(f"typst package {version('typst')}, fpdf2 {version('fpdf2')}, {args.runs} timed "
+          "renders (each a document of its own) per engine and locale after the first; "
           f"load average {load_before:.1f} before, {load_after:.1f} after")
     print(f"{'engine':8} {'locale':6} {'first':>7} {'wall ms':>8} {'CPU ms':>7} "
           f"{'same again':>10} {'identical':>9} {'read back':>9} {'bytes':>6}  attached")
