@@ -188,9 +188,11 @@ sys.stdout.buffer.write(render_pdf(present(invoice, ISSUER), invoice.issued_at))
 """
 
 
+# ru: Latin and Cyrillic, Noto Sans regular and bold; ja: the CJK fallback cut to the
+# document's characters
+@pytest.mark.parametrize("locale", ["ru_RU", "ja_JP"])
 def test_a_pdf_is_the_same_bytes_in_this_process_and_in_a_fresh_one_with_a_cold_font_cache(
-        tmp_path):
-    locale = "ru_RU"  # Latin and Cyrillic: Noto Sans, regular and bold
+        tmp_path, locale):
     import os
     import subprocess
     import sys
@@ -204,6 +206,9 @@ def test_a_pdf_is_the_same_bytes_in_this_process_and_in_a_fresh_one_with_a_cold_
         capture_output=True, check=True).stdout
     assert here[0] == here[1] == fresh
     assert list(tmp_path.glob("chargeback-fonts/*.ttf"))  # it cut its own fonts
+    if locale == "ja_JP":   # and the CJK faces, small: the document's characters only
+        cuts = list(tmp_path.glob("chargeback-fonts/NotoSansCJK*.otf"))
+        assert len(cuts) == 2 and all(c.stat().st_size < 200_000 for c in cuts), cuts
 
 
 def test_a_wrapped_attachment_list_keeps_its_size_and_does_not_overlap_itself():
