@@ -273,14 +273,20 @@ def test_every_invoice_email_links_to_its_page_with_a_token_for_it_alone(
     message = mail.message
     text = message.get_body(("plain",)).get_content()
     [link] = re.findall(r"http://\S+", text)
-    assert link.startswith(f"{p.origin}/?token=")  # the portal's own origin
-    claims = tokens.verify(PORTAL_KEY, link.split("token=")[1], datetime.now(timezone.utc))
+    # the portal's own origin, the token in the fragment (a browser never sends it)
+    assert link.startswith(f"{p.origin}/#token=")
+    claims = tokens.verify(PORTAL_KEY, link.split("#token=")[1], datetime.now(timezone.utc))
     assert (claims.tenant, claims.invoice) == ("acme", acme_no)
     # valid 120 days from the invoice's issue (2026-10-01T01:00:05Z)
     assert claims.expires_at == datetime(2027, 1, 29, 1, 0, 5, tzinfo=timezone.utc)
     assert link in message.get_body(("html",)).get_content()
+    # what a browser sends: the address without the fragment (the page, no session yet),
+    # then the page's script posts the token to /signin, and the 303 opens the page
     browser = requests.Session()
-    opened = browser.get(link, timeout=30)  # follows the 303 to the page, with the cookie
+    first = browser.get(link, timeout=30)
+    assert first.status_code == 401 and "/signin" in first.text and first.url == f"{p.origin}/"
+    opened = browser.post(f"{p.origin}/signin", data={"token": link.split("#token=")[1]},
+                          headers={"Sec-Fetch-Site": "same-origin"}, timeout=30)
     assert opened.status_code == 200 and acme_no in opened.text and "Month to date" not in opened.text
     pdf = [part for part in message.walk() if part.get_content_type() == "application/pdf"][0]
     served = p.page(f"/invoices/{acme_no}.pdf", session=browser)
