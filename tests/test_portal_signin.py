@@ -14,7 +14,10 @@ from chargeback.core import tokens
 
 from .conftest import PORTAL_KEY
 from .portal_helpers import token_for
-from .test_portal_origin import _cookie, acme  # noqa: F401 (a fixture)
+from . import test_portal_origin
+from .test_portal_origin import _cookie
+
+acme = test_portal_origin.acme  # the fixture: acme's and globex's September invoices
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
 
