@@ -58,6 +58,11 @@ def test_a_post_from_the_portals_own_page_opens_the_session(portal, acme):
     browser = requests.Session()
     _post(p, {"token": token_for("acme")}, session=browser)
     assert "Month to date" in browser.get(f"{p.origin}/", timeout=30).text
+    # no session and no script (JavaScript off): the page says in one line what to do
+    bare = requests.get(f"{p.origin}/", timeout=30)
+    assert bare.status_code == 401 and '<noscript><p id="noscript">Your link signs you in ' \
+        "with a small script on this page: allow JavaScript for this site, then open the " \
+        "link again.</p></noscript>" in bare.text
     # GET /signin, or a POST without a token: refused, naming what to do
     assert requests.get(f"{p.origin}/signin", timeout=30).status_code == 405
     empty = _post(p, {})
