@@ -280,3 +280,38 @@ def test_an_expired_link_offers_a_new_one_and_the_mailed_link_opens_the_page(
     fresh = next(w for w in mail.message.get_content().split() if "#token=" in w)
     chrome.get(fresh)
     _wait(chrome, lambda d: d.find_elements("id", "total"))
+
+
+def test_a_fragment_link_for_another_tenant_asks_first_and_the_choice_switches(
+        chrome, portal, busy_october):
+    p = portal()
+    chrome.get(links.page_url(p.origin, token_for("acme"), "2026-10"))
+    _wait(chrome, lambda d: d.find_elements("id", "total"))
+    # globex's link, opened in the same browser (another site may have sent it): the
+    # script posts it from the portal's own page, and the page asks before replacing acme
+    chrome.get(links.page_url(p.origin, token_for("globex")))
+    _wait(chrome, lambda d: d.find_elements("id", "switch"))
+    assert "token=" not in chrome.current_url
+    [cookie] = chrome.get_cookies()
+    assert links.verify(PORTAL_KEY, cookie["value"],
+                        datetime.now(timezone.utc)).tenant == "acme"  # kept
+    chrome.find_element("id", "switch").click()  # "Open globex instead": a same-origin POST
+    _wait(chrome, lambda d: not d.find_elements("id", "switch"))
+    [cookie] = chrome.get_cookies()
+    assert links.verify(PORTAL_KEY, cookie["value"],
+                        datetime.now(timezone.utc)).tenant == "globex"
+
+
+def test_without_javascript_a_fragment_link_says_in_one_line_what_to_do(request, portal,
+                                                                         busy_october):
+    driver = _chrome(request)
+    try:
+        p = portal()
+        driver.get(links.page_url(p.origin, token_for("acme")))
+        # acme's language is not known without a session: the default locale's words
+        assert driver.find_element("id", "noscript").text == (
+            "Your link signs you in with a small script on this page: allow JavaScript for "
+            "this site, then open the link again.")
+        assert driver.get_cookies() == []  # nothing signed in, and nothing sent the token
+    finally:
+        driver.quit()
