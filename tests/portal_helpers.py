@@ -34,10 +34,13 @@ class Portal:
 
     def sign_in(self, token: str, session: requests.Session | None = None,
                 **headers) -> requests.Session:
-        """A browser-like session that opened `token`'s link on the portal's origin."""
+        """A browser-like session that opened `token`'s link on the portal's origin: as the
+        page's script does with a link's `#token=`, a form POST to /signin from the page
+        (Chromium sends Sec-Fetch-Site: same-origin)."""
         session = session or requests.Session()
-        r = session.get(f"{self.origin}/", params={"token": token}, headers=headers,
-                        timeout=30, allow_redirects=False)
+        r = session.post(f"{self.origin}/signin", data={"token": token},
+                         headers={"Sec-Fetch-Site": "same-origin", **headers},
+                         timeout=30, allow_redirects=False)
         assert r.status_code in (200, 303), r.text
         return session
 

@@ -3,6 +3,7 @@ tokens, a real database filled through the real ingest and tick store, real SMTP
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -126,9 +127,15 @@ def test_the_page_keeps_the_link_token_in_a_lax_host_cookie_and_escapes_the_tena
     page = p.page("/", session=browser, period="2026-10")
     assert page.status_code == 200 and page.headers["Cache-Control"] == "private, no-store"
     csp = page.headers["Content-Security-Policy"]
-    assert "script-src 'none'" in csp and "unsafe-inline" not in csp and "http" not in csp
-    # the tenant's display name carries a script: shown as text, never as markup
-    assert "<script>" not in page.text and "&lt;script&gt;alert(\\&#34;fn" in page.text
+    # one script runs: signin.js (a link's #token= to /signin), admitted by its hash
+    script = (ROOT / "chargeback/portal/templates/signin.js").read_text()
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}';" in csp
+    assert "unsafe-inline" not in csp and "http" not in csp
+    # the tenant's display name carries a script: shown as text, never as markup; the
+    # page's one <script> is signin.js
+    assert page.text.count("<script>") == 1 and f"<script>{script}</script>" in page.text
+    assert "&lt;script&gt;alert(\\&#34;fn" in page.text
     assert "Zoë &amp; Søn &lt;script&gt;" in page.text
     assert f'href="/invoices/{acme_no}.pdf"' in page.text
     assert page.text.count('<img class="chart"') == 3 and "delivery-bad-1" in page.text
@@ -273,14 +280,21 @@ def test_every_invoice_email_links_to_its_page_with_a_token_for_it_alone(
     message = mail.message
     text = message.get_body(("plain",)).get_content()
     [link] = re.findall(r"http://\S+", text)
-    assert link.startswith(f"{p.origin}/?token=")  # the portal's own origin
-    claims = tokens.verify(PORTAL_KEY, link.split("token=")[1], datetime.now(timezone.utc))
+    # the portal's own origin, the token in the fragment (a browser never sends it)
+    assert link.startswith(f"{p.origin}/#token=")
+    claims = tokens.verify(PORTAL_KEY, link.split("#token=")[1], datetime.now(timezone.utc))
     assert (claims.tenant, claims.invoice) == ("acme", acme_no)
     # valid 120 days from the invoice's issue (2026-10-01T01:00:05Z)
     assert claims.expires_at == datetime(2027, 1, 29, 1, 0, 5, tzinfo=timezone.utc)
     assert link in message.get_body(("html",)).get_content()
+    # what a browser sends: the address without the fragment (the page, no session yet),
+    # then the page's script posts the token to /signin, and the 303 opens the page
     browser = requests.Session()
-    opened = browser.get(link, timeout=30)  # follows the 303 to the page, with the cookie
+    first = browser.get(link, timeout=30)
+    assert first.status_code == 401 and "/signin" in first.text
+    assert first.request.path_url == "/"  # what went on the wire: no fragment, no token
+    opened = browser.post(f"{p.origin}/signin", data={"token": link.split("#token=")[1]},
+                          headers={"Sec-Fetch-Site": "same-origin"}, timeout=30)
     assert opened.status_code == 200 and acme_no in opened.text and "Month to date" not in opened.text
     pdf = [part for part in message.walk() if part.get_content_type() == "application/pdf"][0]
     served = p.page(f"/invoices/{acme_no}.pdf", session=browser)

@@ -124,8 +124,10 @@ def test_a_tenant_opens_its_link_and_sees_the_apis_figures_charts_and_invoices(
     token = token_for("acme")
     api = p.get("/api/v1/usage/current", token, period="2026-10").json()
     docs = p.get("/api/v1/invoices", token).json()["data"]
-    chrome.get(links.page_url(p.origin, token, "2026-10"))
-    assert "token=" not in chrome.current_url  # the link's token went into the cookie
+    chrome.get(links.page_url(p.origin, token, "2026-10"))  # /?period=2026-10#token=…
+    # the page's script posted the fragment's token to /signin: it is in the cookie now
+    _wait(chrome, lambda d: d.find_elements("id", "total"))
+    assert "token=" not in chrome.current_url
     by_id = chrome.find_element
 
     # the figures are the API's, formatted for the tenant's locale (de_DE)
@@ -191,12 +193,14 @@ def _wait(driver, condition, timeout_s: float = 20):
 
 
 def test_a_link_clicked_on_another_origin_opens_the_page_and_that_origin_reads_nothing(
-        chrome, portal, busy_october, database_url):
+        chrome, portal, busy_october, database_url, tmp_path, caplog):
     with psycopg.connect(database_url) as conn:
         [number] = conn.execute("SELECT number FROM openfaas_metering.invoices"
                                 " WHERE namespace = 'acme'").fetchone()
     p = portal(also=("tenant-page",))
-    link = links.page_url(p.origin, token_for("acme"), "2026-10")
+    token = token_for("acme")
+    link = links.page_url(p.origin, token, "2026-10")
+    assert link == f"{p.origin}/?period=2026-10#token={token}"  # the fragment form
     # tenant B's page on the gateway's origin (127.0.0.1), the portal on localhost: a click
     # there is a cross-site navigation, as from webmail
     other = (f"{p.gateway}/function/tenant-page.tenant-b?"
@@ -208,6 +212,19 @@ def test_a_link_clicked_on_another_origin_opens_the_page_and_that_origin_reads_n
           and d.find_elements("id", "total"))
     assert "token=" not in chrome.current_url
     assert "Acme Bildverarbeitung" in chrome.find_element("tag name", "h1").text
+    # no server saw the token in a URL: not in any address Chromium sent to the portal's
+    # origin (DevTools gives it without the fragment, as it goes on the wire), so neither
+    # of-watchdog's request log (it logs each RequestURI) nor an Ingress's can hold it;
+    # the page's script posted it in a body. Nor in the stand-ins' or function's logs.
+    sent = [u for u in _requests(chrome) if u.startswith(p.origin)]
+    assert not [u for u in sent if token in u], sent
+    assert f"{p.origin}/?period=2026-10" in sent and f"{p.origin}/signin?period=2026-10" \
+        in sent, sent
+    logged = [r.getMessage() for r in caplog.records
+              if "tenant-portal" in r.getMessage() or "/signin" in r.getMessage()]
+    assert logged and not [line for line in logged if token in line], logged
+    for log in tmp_path.glob("tenant-portal*.log"):
+        assert token not in log.read_text(errors="replace"), log
     chrome.refresh()  # the Lax cookie holds on a reload too
     assert chrome.find_elements("id", "total")
     # back on B's page, now that the customer's browser holds a portal session: B's
@@ -250,6 +267,7 @@ def test_an_expired_link_offers_a_new_one_and_the_mailed_link_opens_the_page(
     now = datetime.now(timezone.utc)
     expired = tokens.issue(PORTAL_KEY, "acme", now - timedelta(days=10), timedelta(days=1))
     chrome.get(links.page_url(p.origin, expired))
+    _wait(chrome, lambda d: d.find_elements("id", "new-link"))  # after the script's POST
     # acme reads German: the refusal page is in its language
     assert chrome.find_element("tag name", "h1").text == "Dieser Link ist abgelaufen"
     said = chrome.find_element("id", "refusal").text
@@ -259,6 +277,38 @@ def test_an_expired_link_offers_a_new_one_and_the_mailed_link_opens_the_page(
     _wait(chrome, lambda d: d.find_elements("id", "sent"))
     [mail] = smtp.received
     assert mail.message["To"] == "billing@acme.example"
-    fresh = next(w for w in mail.message.get_content().split() if "?token=" in w)
+    fresh = next(w for w in mail.message.get_content().split() if "#token=" in w)
     chrome.get(fresh)
     _wait(chrome, lambda d: d.find_elements("id", "total"))
+
+
+def test_a_fragment_link_for_another_tenant_asks_first_and_the_choice_switches(
+        chrome, portal, busy_october):
+    p = portal()
+    chrome.get(links.page_url(p.origin, token_for("acme"), "2026-10"))
+    _wait(chrome, lambda d: d.find_elements("id", "total"))
+    # globex's link, opened in the same browser (another site may have sent it): the
+    # script posts it from the portal's own page, and the page asks before replacing acme
+    chrome.get(links.page_url(p.origin, token_for("globex")))
+    _wait(chrome, lambda d: d.find_elements("id", "switch"))
+    assert "token=" not in chrome.current_url
+    [cookie] = chrome.get_cookies()
+    assert links.verify(PORTAL_KEY, cookie["value"],
+                        datetime.now(timezone.utc)).tenant == "acme"  # kept
+    chrome.find_element("id", "switch").click()  # "Open globex instead": a same-origin POST
+    _wait(chrome, lambda d: not d.find_elements("id", "switch"))
+    [cookie] = chrome.get_cookies()
+    assert links.verify(PORTAL_KEY, cookie["value"],
+                        datetime.now(timezone.utc)).tenant == "globex"
+
+
+def test_without_javascript_a_fragment_link_says_in_one_line_what_to_do(chrome, portal,
+                                                                         busy_october):
+    chrome.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    p = portal()
+    chrome.get(links.page_url(p.origin, token_for("acme")))
+    # acme's language is not known without a session: the default locale's words
+    assert chrome.find_element("id", "noscript").text == (
+        "Your link signs you in with a small script on this page: allow JavaScript for "
+        "this site, then open the link again.")
+    assert chrome.get_cookies() == []  # nothing signed in, and nothing sent the token

@@ -107,9 +107,11 @@ def signing_key(environ: Mapping[str, str] | None = None) -> str:
 
 
 def page_url(portal_url: str, token: str, period: str | None = None) -> str:
-    """The page's address with a token (the page keeps it in a cookie and drops it)."""
-    url = f"{portal_url.rstrip('/')}/?token={quote(token, safe='')}"
-    return url + (f"&period={period}" if period else "")
+    """The page's address with a token in its fragment (`/#token=…`): a browser never
+    sends a fragment, so no server, proxy or log sees the token; the page's script posts
+    it to /signin (portal.signin). The period, no secret, rides in the query."""
+    query = f"?period={period}" if period else ""
+    return f"{portal_url.rstrip('/')}/{query}#token={quote(token, safe='')}"
 
 
 def hosted_invoice_url(settings: Settings, tenant: str, number: str, issued_at: datetime,

@@ -2,9 +2,10 @@
 
 Money, numbers and dates are formatted with babel for the tenant's locale;
 charts are pygal's SVG, embedded as data: images (an image runs no script, so
-pygal's own script stays inert and the page needs none). Jinja2 escapes every
-tenant-controlled string. The stylesheet is inline and allowed by its hash,
-so the Content-Security-Policy forbids every script and every other origin.
+pygal's own script stays inert). Jinja2 escapes every tenant-controlled string.
+The stylesheet and the one script (signin.js: a link's `#token=` to /signin) are
+inline and allowed by their hashes, so the Content-Security-Policy forbids every
+other script and every other origin.
 """
 from __future__ import annotations
 
@@ -30,13 +31,21 @@ from chargeback.portal.series import SeriesQuery
 
 HERE = Path(__file__).resolve().parent
 STYLESHEET = (HERE / "templates" / "portal.css").read_text(encoding="utf-8")
-_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode()
-CSP = ("default-src 'none'; script-src 'none'; "
-       f"style-src 'sha256-{_STYLE_HASH}'; img-src 'self' data:; "
+# the one script: a link's #token= (never sent to a server) posted to /signin (signin.py)
+SIGNIN_SCRIPT = (HERE / "templates" / "signin.js").read_text(encoding="utf-8")
+
+
+def _sha256(text: str) -> str:
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+CSP = (f"default-src 'none'; script-src 'sha256-{_sha256(SIGNIN_SCRIPT)}'; "
+       f"style-src 'sha256-{_sha256(STYLESHEET)}'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 TOP_FUNCTIONS = 10
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined,
                    autoescape=select_autoescape(default=True))
+_env.globals["signin_script"] = SIGNIN_SCRIPT
 _env.globals["Markup"] = Markup  # a tag put into a translated sentence (its text escaped)
 # text sizes for a 480-unit-wide image that a 390 px phone shows about 350 px wide
 _CHART_STYLE = Style(background="white", plot_background="white", font_family="sans-serif",

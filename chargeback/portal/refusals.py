@@ -50,10 +50,10 @@ def render(settings: Settings, exc, portal: Origin) -> dict:
 
 
 def conflict(settings: Settings, found, token: str, rest: str) -> dict:
-    sep = "&" if rest else "?"
+    """The question; "open it instead" posts the token to /signin (never in a URL)."""
     return _page(settings, 200, "conflict", found.current.tenant, reason="",
                  current=found.current.tenant, new=found.new.tenant,
-                 switch=f"/{rest}{sep}token={token}&switch=1")
+                 switch=f"/signin{rest}", token=token)
 
 
 def link_sent(settings: Settings, tenant: str) -> dict:

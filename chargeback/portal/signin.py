@@ -1,12 +1,20 @@
-"""The page's session: a link's `?token=` becomes a cookie, and the cookie opens the page.
+"""The page's session: a link's token becomes a cookie, and the cookie opens the page.
+
+A mailed link carries its token in the fragment (`/#token=…`, core.tokens.page_url),
+which a browser never sends: no proxy, gateway or watchdog log sees it (of-watchdog
+logs every request's URI, query included). The page's inline script (page.py) takes
+it out of the address bar and posts it to `/signin`, which answers as the legacy
+`GET /?token=` always did (links mailed before keep working): a 303 to the page with
+the cookie set or kept, the question below, or the expired-link page.
 
 Decided (issue 33): the cookie is `SameSite=Lax`, so a link clicked in webmail or on
 any other site opens the page on the first request (a Lax cookie rides the
 top-level GET after the 303 that takes the token out of the address bar). Lax
 lets another site send a link, so a link never silently replaces a live session
 of a *different* tenant (login CSRF: a page would sign the customer into the
-attacker's portal); the page asks first, and its "open it instead" link is
-honoured only from the portal's own page (Sec-Fetch-Site: same-origin). A link
+attacker's portal); the page asks first, and its "open it instead" button is
+honoured only from the portal's own page (Sec-Fetch-Site: same-origin). `/signin`
+takes a POST from the portal's own page only (Sec-Fetch-Site, else Origin). A link
 limited to one invoice never replaces a full session of the same tenant either:
 the full session shows that invoice.
 """
@@ -70,11 +78,30 @@ def _current(settings: Settings, origin: Origin, headers: Mapping[str, str],
         return None
 
 
-def sign_in(settings: Settings, origin: Origin, headers: Mapping[str, str],
-            query: Mapping[str, str], now: datetime, rest: str) -> dict | Conflict:
-    """GET /?token=: 303 to the page (`rest` is its query) with the cookie set or kept,
-    or the Conflict to ask about; PageRefusal when the link itself is no good."""
-    token = query["token"]
+def from_own_page(origin: Origin, headers: Mapping[str, str]) -> None:
+    """PageRefusal 403 unless a POST came from the portal's own page: Sec-Fetch-Site
+    `same-origin` (a sibling host, same-site, is a tenant's), or without it an Origin
+    that is the portal's."""
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None:
+        if site != "same-origin":
+            raise PageRefusal(403, f"Sec-Fetch-Site: {site[:20]!r}: sign in from the "
+                                   "portal's own page (open the link from your e-mail)",
+                              "bad-request")
+        return
+    sent = (headers.get("Origin") or "").rstrip("/")
+    if sent != origin.url:
+        raise PageRefusal(403, f"Origin: {sent[:60]!r} is not {origin.url}: sign in from "
+                               "the portal's own page (open the link from your e-mail)",
+                          "bad-request")
+
+
+def sign_in(settings: Settings, origin: Origin, headers: Mapping[str, str], token: str,
+            switch: bool, now: datetime, rest: str) -> dict | Conflict:
+    """The token of a link (POST /signin, or the legacy GET /?token=): 303 to the page
+    (`rest` is its query) with the cookie set or kept, or the Conflict to ask about;
+    PageRefusal when the link itself is no good. `switch`: the person chose the new
+    tenant on the portal's own question page."""
     try:
         new = access.check(token, now, settings.portal_token_max_days)
     except RequestError as exc:
@@ -88,7 +115,7 @@ def sign_in(settings: Settings, origin: Origin, headers: Mapping[str, str],
         return respond(303, "", {**location, "Location": f"/invoices/{new.invoice}"})
     if current is not None and current.tenant != new.tenant:
         same_origin = headers.get("Sec-Fetch-Site") == "same-origin"
-        if not (query.get("switch") == "1" and same_origin):
+        if not (switch and same_origin):
             return Conflict(current, new)
     max_age = min(settings.portal_token_max_days * 86400,
                   int((new.expires_at - now).total_seconds()))

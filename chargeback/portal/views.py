@@ -1,6 +1,8 @@
 """tenant-portal's page routes, served only on the portal's own origin (origin.py):
 
-  /                      the page (?token= from a link signs in: signin.py; ?period=)
+  /                      the page (?period=); its script posts a link's #token= to /signin
+  /signin                POST (form field `token`, from the portal's own page): the session
+  /?token=               legacy links (mailed before the fragment): the same, by GET
   /invoices/<number>     one invoice; /invoices/<number>.pdf|.html|.csv|.xml|.usage.csv
   /sign-out              forget this browser's session
   /new-link              POST: mail a fresh link to the billing address on file
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import parse_qs
 
 from chargeback.core import db
 from chargeback.core.responses import RequestError, respond
@@ -56,18 +59,25 @@ def _route(settings, portal, req: Request, now: datetime) -> dict:
             raise PageRefusal(405, "use the button on the page", "bad-request",
                               headers={"Allow": "POST"})
         return newlink.request(settings, portal, req.body, now)
+    if path == "/signin":
+        if req.method != "POST":
+            raise PageRefusal(405, "open the link from your e-mail", "bad-request",
+                              headers={"Allow": "POST"})
+        signin.from_own_page(portal, req.headers)
+        form = parse_qs(req.body.decode("utf-8", "replace"), max_num_fields=4)
+        token = (form.get("token") or [""])[0]
+        if not token:
+            raise PageRefusal(400, "token: the form carries the link's token; open the "
+                                   "link from your e-mail again", "bad-request")
+        return _sign_in(settings, portal, req, token, form.get("switch") == ["1"], now)
     if req.method not in ("GET", "HEAD"):
         raise PageRefusal(405, f"method {req.method} not allowed; use GET", "bad-request",
                           headers={"Allow": "GET, HEAD"})
     if path == "/sign-out":
         return signin.sign_out(portal)
-    if path == "/" and req.query.get("token"):
-        p = month.period_asked(settings, req.query, now)  # refused before it is echoed
-        rest = f"?period={p.name}" if req.query.get("period") else ""
-        signed = signin.sign_in(settings, portal, req.headers, req.query, now, rest)
-        if isinstance(signed, signin.Conflict):
-            return refusals.conflict(settings, signed, req.query["token"], rest)
-        return signed
+    if path == "/" and req.query.get("token"):  # a legacy link
+        return _sign_in(settings, portal, req, req.query["token"],
+                        req.query.get("switch") == "1", now)
     who = signin.session(settings, portal, req.headers, now)
     try:
         with limits.gate(who.tenant, settings.waitress_threads):
@@ -85,6 +95,15 @@ def _route(settings, portal, req: Request, now: datetime) -> dict:
         raise PageRefusal(exc.status, exc.reason, "bad-request", who.tenant,
                           headers=exc.headers) from None
     raise PageRefusal(404, f"no page {path[:60]!r}", "bad-request", who.tenant)
+
+
+def _sign_in(settings, portal, req: Request, token: str, switch: bool, now: datetime) -> dict:
+    p = month.period_asked(settings, req.query, now)  # refused before it is echoed
+    rest = f"?period={p.name}" if req.query.get("period") else ""
+    signed = signin.sign_in(settings, portal, req.headers, token, switch, now, rest)
+    if isinstance(signed, signin.Conflict):
+        return refusals.conflict(settings, signed, token, rest)
+    return signed
 
 
 def _html(body: str, status: int = 200) -> dict:

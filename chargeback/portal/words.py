@@ -88,6 +88,8 @@ LABELS = (
     N_('Send me a new link'),
     N_('We send it to the billing address we have on file for this account.'),
     N_('Open the most recent link from your billing e-mail.'),
+    N_('Your link signs you in with a small script on this page: allow JavaScript for '
+       'this site, then open the link again.'),
     N_('This browser has no open session. Open the link from your billing e-mail; '
        'it signs you in here.'),
     N_('The billing portal is at {url}. Open the link from your e-mail there.'),

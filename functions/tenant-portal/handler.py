@@ -11,7 +11,8 @@ operator's admin token with ?tenant=); GET/HEAD:
   /api/v1/rejected?limit=    quarantined events, newest first
 
 The page, only on PORTAL_URL's origin (an Ingress in front of this function), with a
-cookie set from a link's ?token=: `/`, `/invoices/<number>[.<file>]`, `/sign-out`,
+cookie set from a link's #token= (the page's script posts it to POST `/signin`; legacy
+links' ?token= still work): `/`, `/invoices/<number>[.<file>]`, `/sign-out`,
 POST `/new-link`. 401 without a valid token, 404 for what is not the caller's, 400
 naming a bad field, 429 past a tenant's limits (a request past its rate first waits
 its turn, up to 1 s), 503 + Retry-After when the database is down. The work is in
