@@ -14,6 +14,7 @@ from chargeback.usage import ingest
 
 from .billing_helpers import NS
 from .conftest import PORTAL_KEY, ROOT
+from .invoices import finalized_invoice
 
 SHIPPED_BOOK = (ROOT / "pricebook.yml").read_text()
 OCT = {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
@@ -64,3 +65,19 @@ def reject(settings, namespace: str, reason_event: dict) -> None:
                            exclude_namespaces=("openfaas-system",))
     assert batch.rejected
     ingest.store(settings, "delivery-bad-1", "0" * 64, batch)
+
+
+def september_invoices(database_url: str) -> tuple[str, str]:
+    """acme's and globex's September invoices, finalized: (acme's number, globex's)."""
+    import psycopg
+    acme_id = finalized_invoice(database_url, namespace="acme")
+    globex_id = finalized_invoice(database_url, namespace="globex")
+    with psycopg.connect(database_url) as conn:
+        numbers = dict(conn.execute("SELECT invoice_id::text, number FROM "
+                                    "openfaas_metering.invoices").fetchall())
+    return numbers[acme_id], numbers[globex_id]
+
+
+def set_cookie(response) -> str | None:
+    """The Set-Cookie header of a response, if any."""
+    return response.headers.get("Set-Cookie")

@@ -11,11 +11,14 @@ import pytest
 from chargeback.usage import cloudevents
 from chargeback.usage.cloudevents import BATCH, ONE
 
-from . import test_cloudevents
-from .test_cloudevents import body_of, ce
+from .cloudevents_helpers import body_of, ce, receive_usage_gateway
 from .usage_helpers import query
 
-gateway = test_cloudevents.gateway  # the fixture: receive-usage behind the local gateway
+
+@pytest.fixture
+def gateway(local_runtime, product_stack, database_url, secrets_dir, tmp_path):
+    return receive_usage_gateway(local_runtime, product_stack, database_url, secrets_dir,
+                                 tmp_path)
 
 NOW_NS = 1_789_000_000 * 10**9  # 2026-09-09T...; the events' time is the next day
 RULES = {"only_namespace": None, "now_ns": NOW_NS, "max_future_skew_s": 2 * 86_400,

@@ -18,24 +18,13 @@ from chargeback.core import tokens
 from devstack.pg import free_port
 
 from .conftest import PORTAL_KEY
-from .invoices import finalized_invoice
-from .portal_helpers import token_for
+from .portal_helpers import september_invoices, set_cookie, token_for
 
 
 @pytest.fixture
 def acme(database_url):
     """acme's and globex's September invoices: (acme's number, globex's number)."""
-    import psycopg
-    acme_id = finalized_invoice(database_url, namespace="acme")
-    globex_id = finalized_invoice(database_url, namespace="globex")
-    with psycopg.connect(database_url) as conn:
-        numbers = dict(conn.execute("SELECT invoice_id::text, number FROM "
-                                    "openfaas_metering.invoices").fetchall())
-    return numbers[acme_id], numbers[globex_id]
-
-
-def _cookie(response: requests.Response) -> str | None:
-    return response.headers.get("Set-Cookie")
+    return september_invoices(database_url)
 
 
 def test_every_answer_carries_same_origin_resource_and_opener_policies(portal, acme):
@@ -89,19 +78,19 @@ def test_a_link_never_replaces_another_tenants_live_session_unless_asked_on_the_
     asked = browser.get(f"{p.origin}/", params={"token": token_for("globex")},
                         headers={"Sec-Fetch-Site": "cross-site"}, timeout=30,
                         allow_redirects=False)
-    assert asked.status_code == 200 and _cookie(asked) is None
+    assert asked.status_code == 200 and set_cookie(asked) is None
     assert "Another account is open" in asked.text and 'id="switch"' in asked.text
     assert browser.cookies["portal"] == before and acme_no in p.page("/", session=browser).text
     # the page's own "open it instead" link, followed from another site: still asked
     forged = browser.get(f"{p.origin}/", params={"token": token_for("globex"), "switch": "1"},
                          headers={"Sec-Fetch-Site": "cross-site"}, timeout=30,
                          allow_redirects=False)
-    assert forged.status_code == 200 and _cookie(forged) is None
+    assert forged.status_code == 200 and set_cookie(forged) is None
     # followed from the portal's own page: globex's session now
     switched = browser.get(f"{p.origin}/", params={"token": token_for("globex"), "switch": "1"},
                            headers={"Sec-Fetch-Site": "same-origin"}, timeout=30,
                            allow_redirects=False)
-    assert switched.status_code == 303 and "portal=" in _cookie(switched)
+    assert switched.status_code == 303 and "portal=" in set_cookie(switched)
     assert globex_no in p.page("/", session=browser).text
 
 
@@ -112,7 +101,7 @@ def test_an_invoice_link_never_replaces_a_full_session_of_the_same_tenant(portal
     full = browser.cookies["portal"]
     opened = browser.get(f"{p.origin}/", params={"token": token_for("acme", invoice=acme_no)},
                          timeout=30, allow_redirects=False)
-    assert opened.status_code == 303 and _cookie(opened) is None
+    assert opened.status_code == 303 and set_cookie(opened) is None
     assert opened.headers["Location"] == f"/invoices/{acme_no}"
     assert browser.cookies["portal"] == full
     assert "Month to date" in p.page("/", session=browser).text  # still the whole page
@@ -129,7 +118,7 @@ def test_the_cookie_is_secure_whenever_the_portal_url_is_https_whatever_the_prox
     p = portal(portal_port=port, PORTAL_URL=f"https://localhost:{port}")
     r = requests.get(f"{p.origin}/", params={"token": token_for("acme")}, timeout=30,
                      allow_redirects=False)
-    cookie = _cookie(r)
+    cookie = set_cookie(r)
     assert r.status_code == 303 and cookie.startswith("__Host-portal=")  # host-bound
     assert "; Secure" in cookie and "Path=/;" in cookie and "Domain" not in cookie
 

@@ -13,11 +13,14 @@ import requests
 from chargeback.core import tokens
 
 from .conftest import PORTAL_KEY
-from .portal_helpers import token_for
-from . import test_portal_origin
-from .test_portal_origin import _cookie
+from .portal_helpers import september_invoices, set_cookie, token_for
 
-acme = test_portal_origin.acme  # the fixture: acme's and globex's September invoices
+
+@pytest.fixture
+def acme(database_url):
+    """acme's and globex's September invoices: (acme's number, globex's number)."""
+    return september_invoices(database_url)
+
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
 
@@ -38,7 +41,7 @@ def test_a_post_from_anywhere_but_the_portals_own_page_is_refused_403(portal, ac
                                                                          said):
     p = portal()
     r = _post(p, {"token": token_for("acme")}, headers)
-    assert r.status_code == 403 and _cookie(r) is None
+    assert r.status_code == 403 and set_cookie(r) is None
     # the one-line reason, as the page shows it (escaped: html.unescape reads it back)
     assert said in unescape(r.text) and "sign in from the portal's own page" in \
         unescape(r.text), r.text
@@ -50,7 +53,7 @@ def test_a_post_from_the_portals_own_page_opens_the_session(portal, acme):
     for headers in (SAME, {"Origin": p.origin}):
         r = _post(p, {"token": token_for("acme")}, headers)
         assert r.status_code == 303 and r.headers["Location"] == "/", r.text
-        assert _cookie(r).startswith("portal=") and "SameSite=Lax" in _cookie(r)
+        assert set_cookie(r).startswith("portal=") and "SameSite=Lax" in set_cookie(r)
     # the link's period rides in the query of the form's action (the page's location.search)
     r = requests.post(f"{p.origin}/signin?period=2026-10", data={"token": token_for("acme")},
                       headers=SAME, timeout=30, allow_redirects=False)
@@ -78,14 +81,14 @@ def test_a_posted_link_never_replaces_another_tenants_session_unless_chosen(port
     # from the portal's own page (same-origin), so the question is what protects acme
     globex = token_for("globex")
     asked = _post(p, {"token": globex}, session=browser)
-    assert asked.status_code == 200 and _cookie(asked) is None
+    assert asked.status_code == 200 and set_cookie(asked) is None
     assert "Another account is open" in asked.text and 'id="switch"' in asked.text
     # the choice is a form that posts the token again: never a URL with the token in it
     assert 'action="/signin"' in asked.text and f'value="{globex}"' in asked.text
     assert f"token={globex}" not in asked.text
     assert browser.cookies["portal"] == before and acme_no in p.page("/", session=browser).text
     chosen = _post(p, {"token": globex, "switch": "1"}, session=browser)
-    assert chosen.status_code == 303 and _cookie(chosen).startswith("portal=")
+    assert chosen.status_code == 303 and set_cookie(chosen).startswith("portal=")
     assert globex_no in p.page("/", session=browser).text
 
 
@@ -96,7 +99,7 @@ def test_an_invoice_link_keeps_a_full_session_and_a_bad_link_shows_the_new_link_
     browser = p.sign_in(token_for("acme"))
     full = browser.cookies["portal"]
     opened = _post(p, {"token": token_for("acme", invoice=acme_no)}, session=browser)
-    assert opened.status_code == 303 and _cookie(opened) is None
+    assert opened.status_code == 303 and set_cookie(opened) is None
     assert opened.headers["Location"] == f"/invoices/{acme_no}"
     assert browser.cookies["portal"] == full
     now = datetime.now(timezone.utc)
