@@ -50,6 +50,29 @@ def test_scale_min_replicas_take_calls_in_turn(local_runtime, tests_stack):
     assert set(pids) == {p.proc.pid for p in runtime.replicas["echo"]}
 
 
+def test_a_function_that_cannot_start_fails_the_runtimes_start_at_once(
+        local_runtime, product_stack):
+    # aggregate-month refuses a bad REMINDER_DAYS (503 on /_/health, fail-fast): the start
+    # raises with the reason and stops what it started, instead of waiting for ever on a
+    # gateway that never served
+    stack = dataclasses.replace(product_stack, functions={
+        "aggregate-month": product_stack.functions["aggregate-month"]})
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="REMINDER_DAYS"):
+        local_runtime(stack, cron=False, function_env={"REMINDER_DAYS": "21,7"})
+    assert time.monotonic() - started < 30
+
+
+def test_every_port_of_a_runtime_is_distinct(local_runtime, tests_stack):
+    # the gateway's and the functions' ports are chosen together, so none takes another's
+    echo = dataclasses.replace(tests_stack.functions["echo"],
+                               labels={"com.openfaas.scale.min": "3"})
+    runtime = local_runtime(dataclasses.replace(tests_stack, functions={"echo": echo}),
+                            cron=False, portal_port=None)
+    ports = [runtime.server.port] + [p.port for p in runtime.replicas["echo"]]
+    assert len(set(ports)) == len(ports) == 4
+
+
 @pytest.mark.parametrize("target", ["echo", "echo.openfaas-system"])
 def test_sync_invoke_by_either_name_form(runtime, target):
     r = requests.post(f"{runtime.gateway_url}/function/{target}/sub?x=2", data=b'{"a": 1}',

@@ -44,9 +44,21 @@ def _bin_dir() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports, each held open until all are chosen: ports chosen one
+    at a time can repeat, and a server bound to port 0 afterwards can take one of them
+    before the process it was chosen for binds it."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

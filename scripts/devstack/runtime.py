@@ -18,7 +18,7 @@ from .event_worker import EventWorker
 from .functions import FunctionProcess, lay_out
 from .gateway import Gateway, QuietQueryHandler, RetryPolicy
 from .ingress import Ingress
-from .pg import free_port
+from .pg import free_ports
 from .stack import Stack
 
 log = logging.getLogger("devstack")
@@ -61,6 +61,7 @@ class Runtime:
         self.cron: CronRunner | None = None
         self._threads: list[threading.Thread] = []
         self.server = None
+        self._serving = False  # shutdown() waits for serve_forever: only once it runs
 
     @property
     def processes(self) -> dict[str, FunctionProcess]:
@@ -71,7 +72,13 @@ class Runtime:
         return f"http://127.0.0.1:{self.server.port}"
 
     def start(self) -> "Runtime":
-        ports = {name: [free_port() for _ in range(fn.min_replicas)]
+        # every port chosen at once, the gateway's and the Ingress's too when not given:
+        # a server bound to port 0 after the functions' ports were chosen could take one
+        portal = self.portal_port is not None and "tenant-portal" in self.stack.functions
+        picked = free_ports(sum(fn.min_replicas for fn in self.stack.functions.values()) + 2)
+        gateway_port = self.gateway_port or picked.pop()
+        portal_port = self.portal_port or picked.pop()
+        ports = {name: [picked.pop() for _ in range(fn.min_replicas)]
                  for name, fn in self.stack.functions.items()}
         self.gateway = Gateway(self.stack.functions,
                                {n: [f"http://127.0.0.1:{p}" for p in replica_ports]
@@ -80,7 +87,7 @@ class Runtime:
         try:
             # werkzeug's threaded server: one thread per connection, and a clean
             # shutdown() (waitress cannot be stopped from another thread).
-            self.server = make_server("127.0.0.1", self.gateway_port, self.gateway.app,
+            self.server = make_server("127.0.0.1", gateway_port, self.gateway.app,
                                       threaded=True, request_handler=QuietQueryHandler)
         except (OSError, SystemExit):
             raise PortInUse(f"port {self.gateway_port} is in use: set "
@@ -91,11 +98,11 @@ class Runtime:
             self.gateway.events = EventWorker(
                 f"{self.gateway_url}/function/receive-usage.{receiver.namespace}",
                 self.usage_webhook_secret)
-        if self.portal_port is not None and "tenant-portal" in self.stack.functions:
+        if portal:
             fn = self.stack.functions["tenant-portal"]
             try:
                 self.ingress = Ingress(self.gateway_url, f"/function/tenant-portal.{fn.namespace}",
-                                       self.portal_port, self.portal_tls).start()
+                                       portal_port, self.portal_tls).start()
             except (OSError, SystemExit):
                 self.server.server_close()
                 raise PortInUse(f"port {self.portal_port} is in use: set PORTAL_PORT to "
@@ -114,6 +121,7 @@ class Runtime:
             raise
         # a short poll: shutdown() waits for the loop's next look (0.5 s by default)
         self._spawn(lambda: self.server.serve_forever(poll_interval=0.05))
+        self._serving = True
         if self.cron_enabled:
             self.cron = CronRunner(cron_jobs(self.stack), self.fire_cron, clock=self.clock)
             self._spawn(self.cron.run_forever)
@@ -161,7 +169,8 @@ class Runtime:
         if self.ingress is not None:
             self.ingress.stop()
         if self.server is not None:
-            self.server.shutdown()
+            if self._serving:
+                self.server.shutdown()
             self.server.server_close()
             self.gateway.shutdown()
         for process in self._all_processes():  # all told at once, then each waited for
