@@ -144,6 +144,10 @@ def test_a_tenant_opens_its_link_and_sees_the_apis_figures_charts_and_invoices(
     line_amounts = [e.get_attribute("data-amount")
                     for e in chrome.find_elements("css selector", "#lines tbody td.num[data-amount]")]
     assert line_amounts == [line["amount"] for line in api["lines"]]
+    # each line named in German, a meter's name with its SKU and spot flag too
+    descriptions = [e.text for e in chrome.find_elements(
+        "css selector", "#lines tbody tr td:first-child")]
+    assert "Dedizierte Knoten e2-standard-8 (Spot)" in descriptions, descriptions
     assert [e.text for e in chrome.find_elements("css selector", "tr.document td:first-child")] \
         == [d["number"] for d in docs]
     assert "Acme Bildverarbeitung <GmbH>" in by_id("tag name", "h1").text  # text, not markup

@@ -129,6 +129,20 @@ def _capacity_series(q: SeriesQuery, by_sku: list[tuple], f: _Formats) -> dict[s
     return out
 
 
+def _description(line: dict, f: _Formats) -> str:
+    """A line's description in the tenant's language: a meter's name with its SKU and
+    spot flag as billing.invoicing writes it, or a label; anything else as stored."""
+    meter, sku = line.get("meter"), line.get("sku")
+    if meter in METER_NAMES:
+        english = METER_NAMES[meter] + (f" {sku}" if sku else "")
+        name = f.t(METER_NAMES[meter]) + (f" {sku}" if sku else "")
+        if line.get("spot"):
+            english, name = english + " (spot)", f.t("{description} (spot)", description=name)
+        if line["description"] == english:
+            return name
+    return f.t(line["description"])
+
+
 def _top(by_function: list[tuple]) -> list[tuple[str, Decimal, int]]:
     gb: dict[str, Decimal] = {}
     calls: dict[str, int] = {}
@@ -193,7 +207,7 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
          UNITS[INVOCATIONS]),
         ("Capacity by meter and SKU (unit-hours)", _capacity_series(q, by_sku, f), "unit-hours"))]
     # a line's description and unit are catalog labels when they have no parameters
-    lines = [{**line, "description": f.t(line["description"]),
+    lines = [{**line, "description": _description(line, f),
               "quantity_text": f"{f.number(line['quantity'])} {f.t(line['unit'])}",
               "allowance_text": (f"{f.number(line['allowance'])} {f.t(line['unit'])}"
                                  if line.get("allowance") else "—"),
