@@ -22,6 +22,7 @@ import logging
 import threading
 
 import psycopg
+import requests
 from psycopg.types.json import Jsonb
 
 from chargeback.core.gateway import GatewayClient, GatewayError
@@ -71,10 +72,11 @@ def wake(settings: Settings) -> None:
     _waker.ask(settings)
 
 
-def _wake_now(settings: Settings) -> None:
+def _wake_now(settings: Settings, session: requests.Session | None = None) -> None:
     """Ask deliver-webhooks to run now, waiting for the gateway; a refusal is logged."""
     try:
-        GatewayClient(settings, timeout_s=WAKE_TIMEOUT_S).invoke_async(DELIVER_FUNCTION)
+        GatewayClient(settings, session, timeout_s=WAKE_TIMEOUT_S).invoke_async(
+            DELIVER_FUNCTION)
     except GatewayError as exc:
         log.info("deliver-webhooks not woken (its schedule delivers instead): %s", exc)
 
@@ -88,6 +90,10 @@ class _Waker:
         self._asked = threading.Condition()
         self._pending: dict[tuple[str, str], Settings] = {}
         self._thread: threading.Thread | None = None
+        # one session for the thread's life: a session per wake left its connection
+        # pool to the garbage collector, whose finalizer could then run, and fail, deep
+        # in another thread's stack (a RecursionError in the function's log)
+        self._session = requests.Session()
 
     def ask(self, settings: Settings) -> None:
         with self._asked:
@@ -105,7 +111,7 @@ class _Waker:
                 asked, self._pending = list(self._pending.values()), {}
             for settings in asked:
                 try:
-                    _wake_now(settings)
+                    _wake_now(settings, self._session)
                 except Exception:  # noqa: BLE001 (a wake-up must never end the thread)
                     log.exception("deliver-webhooks wake-up failed")
 
