@@ -3,32 +3,14 @@
 of the CII e-invoice XML."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal as D
 
 from chargeback.billing.invoicing import Line
-from chargeback.documents.model import Invoice, Issuer
 
-ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
-                "accounts@example.com")
-INVOICE = Invoice(
-    invoice_id="0b6c2d1e-7a4f-4c3e-9d2b-5f6a7b8c9d0e", number="INV-2026-000042",
-    namespace="acme-shop", period="2026-09",
-    period_start=datetime(2026, 9, 1, tzinfo=timezone.utc),
-    period_end=datetime(2026, 10, 1, tzinfo=timezone.utc), billing_timezone="UTC",
-    issued_at=datetime(2026, 10, 1, 1, 0, 5, tzinfo=timezone.utc), currency="EUR",
-    bill_to_name="Müller & Söhne", bill_to_email="billing@acme.example", locale="de_DE",
-    subtotal=D("1234.50"), tax_rate=D("0.19"), tax=D("234.56"), total=D("1469.06"),
-    lines=(
-        Line("usage", "=HYPERLINK(\"http://evil\")", D("1000.000000"), "GB-s",
-             D("1185.50"), unit_price=D("1.1855"), line_no=2),
-        Line("usage", "Function usage", D("500000"), "GB-s", D("49.00"),
-             tiers=({"from": "0", "to": "400000", "unit_price": "0", "quantity": "400000",
-                     "amount": "0"},
-                    {"from": "400000", "to": None, "unit_price": "0.00049",
-                     "quantity": "100000", "amount": "49.00"}),
-             tier_mode="graduated", allowance=D(400000), line_no=1),
-    ))
+# the issuer and the invoice (devstack's, which scripts/bench/pdf_engines renders too)
+from devstack.sample_documents import INVOICE, ISSUER
+
+__all__ = ["INVOICE", "ISSUER", "NS", "STORED", "line"]
 
 
 def line(no, kind, description, meter=None, **fields):

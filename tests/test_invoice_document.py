@@ -180,7 +180,7 @@ def test_exact_quantities_are_shown_to_three_decimals_and_kept_whole_in_the_csv(
 
 _RENDER_IN_A_FRESH_PROCESS = """
 import dataclasses, sys
-from tests.documents_helpers import INVOICE, ISSUER
+from devstack.sample_documents import INVOICE, ISSUER
 from chargeback.documents.presentation import present
 from chargeback.documents.pdf import render_pdf
 invoice = dataclasses.replace(INVOICE, locale=sys.argv[1])
@@ -202,7 +202,7 @@ def test_a_pdf_is_the_same_bytes_in_this_process_and_in_a_fresh_one_with_a_cold_
     root = Path(__file__).resolve().parents[1]
     fresh = subprocess.run(
         [sys.executable, "-c", _RENDER_IN_A_FRESH_PROCESS, locale], cwd=root,
-        env={**os.environ, "FONT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(root)},
+        env={**os.environ, "FONT_CACHE_DIR": str(tmp_path), "PYTHONPATH": f"{root}:{root / 'scripts'}"},
         capture_output=True, check=True).stdout
     assert here[0] == here[1] == fresh
     assert list(tmp_path.glob("chargeback-fonts/*.ttf"))  # it cut its own fonts

@@ -1,7 +1,7 @@
 """scripts/bench/pdf_engines: the invoice PDF by our fpdf2 pipeline against Typst.
 
-For each locale (ar, he, th, ja, de) one invoice, the tests' (tests/documents_helpers.py)
-with the tenant's name and address in that script (tests/test_pdf_scripts.py), is
+For each locale (ar, he, th, ja, de) one invoice, devstack.sample_documents' (the one
+the document tests render) with the tenant's name and address in that script, is
 rendered once by chargeback.documents.rendered.render, which builds the view and the
 Factur-X XML. Then, from that view and XML:
 - fpdf2: chargeback.documents.pdf.render_pdf (fpdf2, uharfbuzz shaping, our own
@@ -18,8 +18,8 @@ mostly its cache), then the first again; the median wall and CPU milliseconds pe
 are printed, whether the first document gave the same bytes again and in a second
 process (--digests), and whether the tenant's name, address
 lines, month and every amount read back from the text layer with pypdf and poppler's
-pdftotext exactly (the helpers are copies of tests/test_pdf_scripts.py's, with its one
-allowance: poppler may move a space inside a right-to-left run, see POPPLER_REORDERS).
+pdftotext exactly (devstack.sample_documents.misread, the check tests/test_pdf_scripts.py
+applies, with its one allowance: poppler may move a space inside a right-to-left run).
 """
 from __future__ import annotations
 
@@ -28,14 +28,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
-from decimal import Decimal as D
 from importlib.metadata import version
 from io import BytesIO
 from pathlib import Path
@@ -44,84 +41,18 @@ import facturx
 import pypdf
 import typst
 
-from chargeback.billing.invoicing import Line
 from chargeback.core.settings import load
 from chargeback.documents import fonts
 from chargeback.documents import rendered as documents
-from chargeback.documents.model import Invoice, Issuer
 from chargeback.documents.pdf import pdf_safe, render_pdf
+
+from devstack.sample_documents import INVOICE, ISSUER, TENANTS, misread
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "invoice.typ"
 
-# tests/documents_helpers.py's ISSUER and INVOICE (copied: a bench imports no tests)
-ISSUER = Issuer("Example Functions Ltd", ("1 Cloud Street", "10115 Berlin"), "DE123456789",
-                "accounts@example.com")
-INVOICE = Invoice(
-    invoice_id="0b6c2d1e-7a4f-4c3e-9d2b-5f6a7b8c9d0e", number="INV-2026-000042",
-    namespace="acme-shop", period="2026-09",
-    period_start=datetime(2026, 9, 1, tzinfo=timezone.utc),
-    period_end=datetime(2026, 10, 1, tzinfo=timezone.utc), billing_timezone="UTC",
-    issued_at=datetime(2026, 10, 1, 1, 0, 5, tzinfo=timezone.utc), currency="EUR",
-    bill_to_name="Müller & Söhne", bill_to_email="billing@acme.example", locale="de_DE",
-    subtotal=D("1234.50"), tax_rate=D("0.19"), tax=D("234.56"), total=D("1469.06"),
-    lines=(
-        Line("usage", "=HYPERLINK(\"http://evil\")", D("1000.000000"), "GB-s",
-             D("1185.50"), unit_price=D("1.1855"), line_no=2),
-        Line("usage", "Function usage", D("500000"), "GB-s", D("49.00"),
-             tiers=({"from": "0", "to": "400000", "unit_price": "0", "quantity": "400000",
-                     "amount": "0"},
-                    {"from": "400000", "to": None, "unit_price": "0.00049",
-                     "quantity": "100000", "amount": "49.00"}),
-             tier_mode="graduated", allowance=D(400000), line_no=1),
-    ))
-
-# tests/test_pdf_scripts.py's tenants: name, street, "postcode city", country, September
-TENANTS = {
-    "ar": ("شركة النور للتقنية", "شارع الملك فهد", "11564 الرياض", "SA", "سبتمبر"),
-    "he": ("חברת אור בע״מ", "רחוב הרצל 10", "6100001 תל אביב", "IL", "ספטמבר"),
-    "th": ("บริษัท แสงทอง", "99 ถนนสุขุมวิท", "10110 กรุงเทพมหานคร", "TH", "กันยายน"),
-    "ja": ("株式会社さくらクラウド", "丸の内1-1", "100-0005 東京都千代田区", "JP", "9月"),
-    "de": ("Müller & Söhne GmbH", "Hauptstraße 5", "80331 München", "DE", "September"),
-}
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_NOISE = re.compile("[\x00-\x08\x0b-\x1f]")
-POPPLER_REORDERS = {("he", "רחוב הרצל 10"), ("ar", "شارع الملك فهد")}
-
-
-def _plain(text: str) -> str:
-    text = _BIDI.sub("", _NOISE.sub("", text))
-    return text.replace("\xa0", " ").replace("\u202f", " ")
-
-
-def _pdftotext(pdf: bytes) -> str:
-    out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
-    return _plain(out.stdout.decode())
-
-
-def _pypdf(pdf: bytes) -> str:
-    return _plain("\n".join(p.extract_text() for p in pypdf.PdfReader(BytesIO(pdf)).pages))
-
-
-def _expected(locale: str, view: dict) -> list[str]:
-    name, street, place, _, september = TENANTS[locale]
-    amounts = [line["amount"] for line in view["lines"]] + [
-        view["subtotal"], view["tax"], view["total"]]
-    return [name, street, place, september, *map(_plain, amounts)]
-
-
-def misread(locale: str, view: dict, pdf: bytes) -> list[str]:
-    """What does not read back exactly: "pypdf: <text>" or "pdftotext: <text>"."""
-    poppler, by_pypdf = _pdftotext(pdf), _pypdf(pdf)
-    out = [f"pypdf: {e}" for e in _expected(locale, view) if e not in by_pypdf]
-    for e in _expected(locale, view):
-        if (locale, e) in POPPLER_REORDERS:
-            found = "".join(e.split()) in "".join(poppler.split())
-        else:
-            found = e in poppler
-        if not found:
-            out.append(f"pdftotext: {e}")
-    return out
+# the bench's five scripts of devstack.sample_documents' tenants
+LOCALES = ("ar", "he", "th", "ja", "de")
 
 
 def _safe(value):
@@ -190,7 +121,8 @@ def timed(render, view: dict, runs: int) -> dict:
 
 def documents_of(settings):
     """(locale, view, issue instant, Factur-X XML) of each tenant's invoice."""
-    for locale, (name, street, place, country, _) in TENANTS.items():
+    for locale in LOCALES:
+        name, street, place, country, _ = TENANTS[locale]
         invoice = dataclasses.replace(INVOICE, locale=locale, bill_to_name=name,
                                       bill_to_address=(street, place, country))
         rendered = documents.render(invoice, ISSUER, settings)
