@@ -88,11 +88,17 @@ def of_tenant(row, plan: Plan | None, tax_rate: Decimal | None) -> Legal:
                  (row.einvoice or "facturx").strip().lower(), row.buyer_reference)
 
 
+def supplier_address(settings: Settings) -> postal.Address | None:
+    """ISSUER_ADDRESS parsed (street lines, postcode and city, country); None when it
+    does not parse."""
+    return postal.parse("\n".join(settings.issuer_address))
+
+
 def gaps(legal: Legal, tax_rate: Decimal | None, issuer: Settings, prefix: str) -> list[str]:
     """Why a document with `legal` terms would break a fatal EN 16931 rule or art. 226 of
     Directive 2006/112/EC, each reason naming what to set; [] when nothing is missing."""
     reasons = []
-    seller = postal.parse("\n".join(issuer.issuer_address))
+    seller = supplier_address(issuer)
     if seller is None:
         reasons.append("supplier address: ISSUER_ADDRESS needs the street, then postcode and "
                        "city, then the country on its last line (EN 16931 BR-08, BR-09)")
@@ -176,7 +182,7 @@ def format_gaps(legal: Legal, issuer: Settings, prefix: str) -> list[str]:
 
 def _both_german(legal: Legal, issuer: Settings) -> bool:
     """Supplier and customer in Germany: where Peppol applies its German rules (DE-R-*)."""
-    supplier = postal.parse("\n".join(issuer.issuer_address))
+    supplier = supplier_address(issuer)
     return bool(supplier and supplier.country == "DE" and legal.postal
                 and legal.postal.country == "DE")
 
@@ -216,7 +222,7 @@ def freeze(conn: psycopg.Connection, settings: Settings, book: PriceBook,
     terms from their plan in `book`)."""
     if not documents:
         return
-    seller = postal.parse("\n".join(settings.issuer_address))
+    seller = supplier_address(settings)
     conn.execute(_FREEZE, {
         "documents": Jsonb([{"invoice_id": str(invoice_id), "address": legal.address,
                              "postal": legal.postal and legal.postal.as_json(),
