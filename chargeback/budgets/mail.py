@@ -28,7 +28,7 @@ from chargeback.budgets.thresholds import FORECAST
 from chargeback.core.settings import Settings
 # one exactly-once mail, one way to pick a locale and its labels, for every mail
 from chargeback.mail import outbox
-from chargeback.mail.i18n import SOURCE_GETTEXT, SOURCE_LANGUAGE, for_locale, resolve_locale
+from chargeback.mail.i18n import labels, resolve_locale
 from chargeback.mail.mime import Undeliverable, safe_token
 
 SEND_BUDGET_S = 30.0  # stop claiming mails after this (below exec_timeout)
@@ -84,8 +84,7 @@ def build(c: CrossingMail, settings: Settings, sent_at: datetime) -> EmailMessag
         raise Undeliverable(f"tenant {c.namespace} has no billing e-mail address: set the "
                             "namespace annotation <prefix>email or tenants.email_override")
     locale = resolve_locale(c.locale, settings.default_locale)
-    language, translations = for_locale(locale)
-    _ = SOURCE_GETTEXT if language == SOURCE_LANGUAGE else translations.gettext
+    _ = labels(locale)[1]
     year, month = c.period.split("-")
     values = {
         "name": c.name, "month": format_skeleton("yMMMM", datetime(int(year), int(month), 1),

@@ -227,8 +227,7 @@ def present(invoice: Invoice, issuer: Issuer, default_locale: str = "en",
     the file names the mail carries (listed at the end); `usage_withheld_bytes`: the
     usage CSV was too large to attach (the mail says so and how to get it)."""
     locale = resolve_locale(invoice.locale, default_locale)
-    language, translations = i18n.for_locale(locale)
-    _ = i18n.SOURCE_GETTEXT if language == i18n.SOURCE_LANGUAGE else translations.gettext
+    language, _ = i18n.labels(locale)
     f = _Formats(locale, invoice.currency, invoice.billing_timezone)
     lines = sorted(invoice.lines, key=lambda line: line.line_no)
     words = _words(_)  # meter names and units in the label language, once per document

@@ -33,7 +33,7 @@ from chargeback.documents.model import Invoice, Issuer
 from chargeback.documents.rendered import render
 from chargeback.documents.rows import read_invoice
 from chargeback.mail import outbox
-from chargeback.mail.i18n import SOURCE_GETTEXT, SOURCE_LANGUAGE, for_locale, resolve_locale
+from chargeback.mail.i18n import labels, resolve_locale
 from chargeback.mail.mime import one_address, safe_token
 # a sent reminder is reported to the operator's endpoints in the transaction that
 # records it
@@ -97,8 +97,7 @@ def message_id(step: Step, mail_from: str) -> str:
 def wording(r: Reminder, default_locale: str) -> tuple[str, str]:
     """(Subject, text) in the tenant's language; amounts and dates for its locale."""
     locale = resolve_locale(r.invoice.locale, default_locale)
-    language, translations = for_locale(locale)
-    _ = SOURCE_GETTEXT if language == SOURCE_LANGUAGE else translations.gettext
+    _ = labels(locale)[1]
     s = r.standing
 
     def money(amount):

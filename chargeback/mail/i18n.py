@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -67,3 +68,10 @@ def for_locale(locale: Locale) -> tuple[str, gettext.NullTranslations]:
         if catalog_path(language).is_file():
             return language.replace("_", "-"), _translations(language)
     return SOURCE_LANGUAGE, _translations(SOURCE_LANGUAGE)
+
+
+def labels(locale: Locale) -> tuple[str, Callable[[str], str]]:
+    """(the label language, its label function) for a formatting locale: in the source
+    language the label itself (SOURCE_GETTEXT), else its catalog's gettext."""
+    language, translations = for_locale(locale)
+    return language, SOURCE_GETTEXT if language == SOURCE_LANGUAGE else translations.gettext
