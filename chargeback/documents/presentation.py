@@ -109,22 +109,20 @@ def _words(_: Callable[[str], str]) -> tuple[dict[str, str], dict[str, str]]:
     return meters, units
 
 
-# What billing.invoicing stores as a line's description, in English: a meter's name
-# (METER_NAMES), its SKU, " (spot)" and, when a price changed within the month, the
-# price segment.
-_ENGLISH = i18n.SOURCE_GETTEXT
-
-
-def _description(line: Line, plan: str | None, f: _Formats,
-                 _: Callable[[str], str], meters: dict[str, str]) -> str:
-    """The line's description in the label language, rebuilt from its stored fields
-    (kind, meter, SKU, spot, billed_days/period_days, the invoice's plan) where the
-    stored English text is exactly what billing.invoicing writes for them; the two
-    figures only the text carries (a commitment's minimum, a price segment's bounds)
-    are read from it. Anything else is shown as stored: English, never a key; so is
-    every description of an English document (byte for byte as before)."""
+def describe(line: Line, plan: str | None, locale: Locale,
+             _: Callable[[str], str] | None = None, meters: dict[str, str] | None = None
+             ) -> str:
+    """The line's description in `locale`'s label language (the document's, the portal's),
+    rebuilt from its stored fields (kind, meter, SKU, spot, billed_days/period_days, the
+    invoice's plan) where the stored English text is exactly what billing.invoicing writes
+    for them (a meter's name, its SKU, " (spot)", a price segment); the two figures only
+    the text carries (a commitment's minimum, a price segment's bounds) are read from it.
+    Anything else is shown as stored: English, never a key; so is every description of an
+    English document (byte for byte as before). `_` and `meters`: a document's, once."""
+    _ = _ or i18n.labels(locale)[1]
+    meters = meters or _words(_)[0]
     stored = line.description
-    if _ is _ENGLISH:
+    if _ is i18n.SOURCE_GETTEXT:
         return stored
     prorated = line.billed_days is not None and line.period_days is not None
     days = {"days": line.billed_days, "period_days": line.period_days}
@@ -149,7 +147,7 @@ def _description(line: Line, plan: str | None, f: _Formats,
         return stored
     commitment = _COMMITMENT.fullmatch(stored) if line.kind == "commitment" else None
     if commitment and (commitment[3] is not None) == prorated:
-        amount = _bare(format_currency(Decimal(commitment[1]), commitment[2], locale=f.locale))
+        amount = _bare(format_currency(Decimal(commitment[1]), commitment[2], locale=locale))
         return (_("Minimum commitment {amount}, {days} of {period_days} days: top-up")
                 if prorated else _("Minimum commitment {amount}: top-up")).format(
             amount=amount, **days)
@@ -214,7 +212,7 @@ def _line_view(line: Line, plan: str | None, f: _Formats, _: Callable[[str], str
         details.append(_("discount {percent}: −{amount}").format(
             percent=f.percent(line.discount_percent / 100), amount=f.money(line.discount)))
     return {"no": line.line_no, "kind": line.kind,
-            "description": _description(line, plan, f, _, meters),
+            "description": describe(line, plan, f.locale, _, meters),
             "notes": ", ".join(notes), "quantity": quantity, "pricing": pricing,
             "tiers": tiers, "details": details, "amount": f.money(line.amount)}
 

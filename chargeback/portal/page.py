@@ -23,8 +23,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 from pygal.style import Style
 
-from chargeback.billing.invoicing import METER_NAMES
+from chargeback.billing.invoicing import METER_NAMES, Line
 from chargeback.core.meters import GB_SECONDS, INVOCATIONS, UNITS
+from chargeback.documents.presentation import describe
 from chargeback.mail.i18n import N_, for_locale, resolve_locale
 from chargeback.portal import series
 from chargeback.portal.series import SeriesQuery
@@ -129,20 +130,6 @@ def _capacity_series(q: SeriesQuery, by_sku: list[tuple], f: _Formats) -> dict[s
     return out
 
 
-def _description(line: dict, f: _Formats) -> str:
-    """A line's description in the tenant's language: a meter's name with its SKU and
-    spot flag as billing.invoicing writes it, or a label; anything else as stored."""
-    meter, sku = line.get("meter"), line.get("sku")
-    if meter in METER_NAMES:
-        english = METER_NAMES[meter] + (f" {sku}" if sku else "")
-        name = f.t(METER_NAMES[meter]) + (f" {sku}" if sku else "")
-        if line.get("spot"):
-            english, name = english + " (spot)", f.t("{description} (spot)", description=name)
-        if line["description"] == english:
-            return name
-    return f.t(line["description"])
-
-
 def _top(by_function: list[tuple]) -> list[tuple[str, Decimal, int]]:
     gb: dict[str, Decimal] = {}
     calls: dict[str, int] = {}
@@ -206,8 +193,12 @@ def render_page(name: str, locale: str, month: dict, q: SeriesQuery, by_function
         ("Invocations by function", series.dense(q, by_function, INVOCATIONS),
          UNITS[INVOCATIONS]),
         ("Capacity by meter and SKU (unit-hours)", _capacity_series(q, by_sku, f), "unit-hours"))]
-    # a line's description and unit are catalog labels when they have no parameters
-    lines = [{**line, "description": _description(line, f),
+    # a line's description as its invoice words it (documents.presentation: a meter's
+    # name with its SKU and spot flag, a base fee...), else a catalog label; its unit too
+    lines = [{**line, "description": f.t(describe(Line(
+                  line["kind"], line["description"], line["quantity"], line["unit"],
+                  line["amount"], meter=line["meter"], sku=line["sku"], spot=line["spot"]),
+                  month.get("plan"), f.locale)),
               "quantity_text": f"{f.number(line['quantity'])} {f.t(line['unit'])}",
               "allowance_text": (f"{f.number(line['allowance'])} {f.t(line['unit'])}"
                                  if line.get("allowance") else "—"),
